@@ -1,0 +1,110 @@
+"""Config plumbing: every shipped YAML parses with its script's parser; secrets are redacted."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from toolkit.configs import REDACTED, apply_cpu_safe_defaults, make_parser, redact, save_config
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE_CONFIGS = sorted((REPO / "recipes" / "configs").glob("*/*.yaml"))
+DATA_GEN_CONFIGS = sorted((REPO / "data_gen" / "configs").glob("*.yaml"))
+
+
+def _load_script(path: Path):
+    spec = importlib.util.spec_from_file_location(f"_script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _parse(script: Path, config: Path):
+    parser = _load_script(script).make_parser()
+    return parser.parse_args_and_config(["--config", str(config)])
+
+
+def test_configs_exist():
+    assert RECIPE_CONFIGS, "no recipe configs found under recipes/configs/"
+
+
+@pytest.mark.parametrize("config", RECIPE_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_recipe_config_parses(config: Path):
+    script = REPO / "recipes" / f"{config.parent.name}.py"
+    assert script.is_file(), f"{config} has no recipe script {script}"
+    parsed = _parse(script, config)
+    assert parsed and all(obj is not None for obj in parsed)
+
+
+def _data_gen_script(config: Path) -> Path:
+    """A data_gen config names its script on a ``# script: data_gen/<x>.py`` line, else by filename prefix."""
+    for line in config.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# script:"):
+            return REPO / line.split(":", 1)[1].strip()
+    for script in sorted((REPO / "data_gen").glob("*.py")):
+        if config.stem.startswith(script.stem):
+            return script
+    pytest.fail(f"{config}: cannot tell which data_gen script it belongs to (add a '# script: ...' line)")
+
+
+@pytest.mark.parametrize("config", DATA_GEN_CONFIGS, ids=lambda p: p.name)
+def test_data_gen_config_parses(config: Path):
+    parsed = _parse(_data_gen_script(config), config)
+    assert parsed and all(obj is not None for obj in parsed)
+
+
+@dataclass
+class _Args:
+    model: str = field(default="m", metadata={"help": "model"})
+    api_key: str | None = field(default=None, metadata={"help": "secret"})
+    steps: int = field(default=3, metadata={"help": "steps"})
+
+
+def test_parser_yaml_and_cli_override(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: from-yaml\nsteps: 7\n")
+    (args,) = make_parser([_Args]).parse_args_and_config(["--config", str(cfg), "--steps", "9"])
+    assert args.model == "from-yaml" and args.steps == 9
+
+
+def test_parser_rejects_unknown_yaml_key(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("modle: typo\n")
+    with pytest.raises((ValueError, SystemExit)):
+        make_parser([_Args]).parse_args_and_config(["--config", str(cfg)])
+
+
+def test_redact_and_save_config(tmp_path):
+    secret = "sk-test-THIS-MUST-NOT-LEAK"
+    out = save_config(tmp_path / "config.json", args=_Args(api_key=secret), extra={"hub_token": secret, "n": 1})
+    text = out.read_text()
+    assert secret not in text
+    data = json.loads(text)
+    assert data["args"]["api_key"] == REDACTED and data["extra"]["hub_token"] == REDACTED
+    assert data["args"]["model"] == "m" and data["extra"]["n"] == 1
+    # Empty secrets stay visible as empty (nothing to hide, and it tells the reader none was set).
+    assert redact({"api_key": None})["api_key"] is None
+
+
+def test_cpu_safe_defaults_turn_off_bf16():
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(output_dir="unused", bf16=False, report_to=[])
+    args.bf16 = True  # what TRL configs default to
+    apply_cpu_safe_defaults(args)
+    import torch
+
+    if not torch.cuda.is_available():
+        assert args.bf16 is False and args.use_cpu is True
+
+
+def test_import_toolkit_is_light():
+    code = "import sys, toolkit; heavy = [m for m in ('torch', 'transformers', 'datasets', 'trl') if m in sys.modules]; print(heavy)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]", out.stdout
