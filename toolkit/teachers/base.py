@@ -1,0 +1,267 @@
+"""The Teacher protocol: one request shape, one result shape, for every backend.
+
+A :class:`GenerationRequest` is chat ``messages`` *or* a plain ``prompt`` plus sampling parameters; a teacher
+returns ``n`` :class:`Generation` objects per request. Backends (``openai``, ``hf``, ``vllm``) implement
+:meth:`Teacher.generate_each`, which streams one result per request through a callback so that the generation
+engine can commit every completed request to the cache at once (a killed job then loses only in-flight work).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("openai", "hf", "vllm")
+
+# USD per 1M tokens (input, output). Used only when the config does not give prices; unknown models cost 0
+# (a warning says so) because local / self-hosted teachers are free per token.
+DEFAULT_PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-3.5-turbo": (0.50, 1.50),
+    "o4-mini": (1.10, 4.40),
+}
+
+
+@dataclass
+class Usage:
+    """Token counts of one generation (prompt tokens are attributed to the first sample of an API call)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+
+    def to_dict(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+
+@dataclass
+class Generation:
+    """One sampled output: raw text, why it stopped, its token usage, optional per-token logprobs."""
+
+    text: str
+    finish_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    logprobs: list[float] | None = None
+
+
+@dataclass
+class GenerationRequest:
+    """What to ask the teacher. Exactly one of ``messages`` (chat) or ``prompt`` (completion) is set.
+
+    Args:
+        messages: Chat messages ``[{"role": ..., "content": ...}]``.
+        prompt: A plain text prompt.
+        n: Number of samples wanted.
+        temperature: 0 means greedy decoding.
+        top_p: Nucleus sampling mass.
+        max_tokens: Completion length cap.
+        stop: Stop sequences (the text is cut before them).
+        seed: Sampling seed; backends derive ``seed + sample_offset + i`` for the i-th sample of a fan-out.
+        sample_offset: Index of this request's first sample within the logical request. The engine sets it
+            when topping up a cached request (k=5 after k=4 asks only for sample 4); it is *not* part of the
+            cache identity and only shifts derived seeds so that topped-up samples differ from cached ones.
+        logprobs: Ask for per-token logprobs where the backend supports them.
+    """
+
+    messages: list[dict[str, str]] | None = None
+    prompt: str | None = None
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    stop: list[str] | None = None
+    seed: int | None = None
+    sample_offset: int = 0
+    logprobs: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("GenerationRequest needs exactly one of `messages` or `prompt`")
+        if self.n < 1:
+            raise ValueError(f"GenerationRequest.n must be >= 1, got {self.n}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.temperature == 0
+
+    def sampling(self) -> dict[str, Any]:
+        """The sampling parameters that change the output distribution (part of the cache identity)."""
+        return {
+            "temperature": float(self.temperature),
+            "top_p": float(self.top_p),
+            "max_tokens": int(self.max_tokens),
+            "stop": list(self.stop) if self.stop else None,
+            "seed": self.seed,
+            "logprobs": bool(self.logprobs),
+        }
+
+    def content(self) -> dict[str, Any]:
+        """The exact input (messages or prompt) as a JSON-able dict."""
+        return {"messages": self.messages} if self.messages is not None else {"prompt": self.prompt}
+
+    def prompt_chars(self) -> int:
+        if self.prompt is not None:
+            return len(self.prompt)
+        return sum(len(m.get("content") or "") for m in self.messages or [])
+
+    def replace(self, **changes: Any) -> GenerationRequest:
+        return dataclasses.replace(self, **changes)
+
+    def sample_seed(self, i: int = 0) -> int | None:
+        """Seed for the i-th sample of this request when samples are drawn one call at a time."""
+        return None if self.seed is None else int(self.seed) + self.sample_offset + i
+
+
+class TeacherError(RuntimeError):
+    """A request that still failed after all retries. ``attempts`` counts the calls made."""
+
+    def __init__(self, message: str, *, error_type: str, attempts: int = 1):
+        super().__init__(message)
+        self.error_type = error_type
+        self.attempts = attempts
+
+
+ResultCallback = Callable[[int, "list[Generation] | BaseException"], None]
+
+
+class Teacher(ABC):
+    """A text generator that answers :class:`GenerationRequest` s. ``id`` keys the generation cache."""
+
+    #: Stable identity: backend + model + base-URL host. Never contains a secret.
+    id: str
+    #: Price table entry (USD per 1M tokens in, out).
+    price_per_mtok: tuple[float, float] = (0.0, 0.0)
+
+    @abstractmethod
+    def generate_each(
+        self,
+        requests: Sequence[GenerationRequest],
+        on_result: ResultCallback,
+        admit: Callable[[int], bool] | None = None,
+    ) -> None:
+        """Run ``requests``, calling ``on_result(i, generations_or_exception)`` as each one completes.
+
+        ``admit(i)`` is asked right before request ``i`` is sent; when it returns False the request is skipped
+        (no callback), which is how the engine enforces a cost budget without cancelling in-flight calls.
+        """
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
+        """Blocking convenience API: ``n`` generations per request, in order; raises the first failure."""
+        results: list[Any] = [None] * len(requests)
+
+        def collect(i: int, res: list[Generation] | BaseException) -> None:
+            results[i] = res
+
+        self.generate_each(requests, collect)
+        for res in results:
+            if isinstance(res, BaseException):
+                raise res
+        return results
+
+    def cost(self, usage: Usage) -> float:
+        """USD cost of ``usage`` under this teacher's price table entry."""
+        price_in, price_out = self.price_per_mtok
+        return (usage.prompt_tokens * price_in + usage.completion_tokens * price_out) / 1e6
+
+    def estimate_prompt_tokens(self, request: GenerationRequest) -> int:
+        """Rough prompt size for budgets and token-rate limits (~4 characters per token for English)."""
+        return max(1, request.prompt_chars() // 4)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (clients, models)."""
+
+
+@dataclass
+class TeacherConfig:
+    """Which teacher to use and how to talk to it (shared by every data_gen job)."""
+
+    backend: str = field(default="hf", metadata={"help": f"Teacher backend: one of {', '.join(BACKENDS)}."})
+    model: str = field(
+        default="local:smollm2-135m",
+        metadata={"help": "Model name (API model id, local path, Hub id or a toolkit.models local default)."},
+    )
+    base_url: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible server URL (openai backend); None = api.openai.com."}
+    )
+    api_key: str | None = field(
+        default=None, metadata={"help": "API key; default $OPENAI_API_KEY. Never logged, cached or saved."}
+    )
+    max_concurrency: int = field(default=32, metadata={"help": "openai: max requests in flight."})
+    requests_per_minute: float | None = field(default=None, metadata={"help": "openai: request rate limit."})
+    tokens_per_minute: float | None = field(default=None, metadata={"help": "openai: token rate limit (estimated)."})
+    max_retries: int = field(default=6, metadata={"help": "openai: retries on 429/5xx/timeouts/bad responses."})
+    request_timeout: float = field(default=60.0, metadata={"help": "openai: seconds before a call times out."})
+    retry_max_wait: float = field(default=60.0, metadata={"help": "openai: cap on one backoff wait (seconds)."})
+    price_input_per_mtok: float | None = field(
+        default=None, metadata={"help": "USD per 1M prompt tokens (default: built-in table, else 0)."}
+    )
+    price_output_per_mtok: float | None = field(
+        default=None, metadata={"help": "USD per 1M completion tokens (default: built-in table, else 0)."}
+    )
+    batch_size: int = field(default=16, metadata={"help": "hf: prompts per generate() call."})
+    device: str | None = field(default=None, metadata={"help": "hf: torch device (default: cuda if available)."})
+    dtype: str | None = field(default=None, metadata={"help": "hf/vllm: torch dtype name (default: fp32 on CPU)."})
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"TeacherConfig.backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.max_concurrency < 1 or self.batch_size < 1:
+            raise ValueError("max_concurrency and batch_size must be >= 1")
+        if self.max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+
+    def prices(self) -> tuple[float, float]:
+        """(input, output) USD per 1M tokens: explicit config, else the built-in table, else free."""
+        table = DEFAULT_PRICES_PER_MTOK.get(self.model, (None, None))
+        price_in = self.price_input_per_mtok if self.price_input_per_mtok is not None else table[0]
+        price_out = self.price_output_per_mtok if self.price_output_per_mtok is not None else table[1]
+        if self.backend == "openai" and (price_in is None or price_out is None):
+            logger.warning("No price known for model %r: cost is reported as 0 (set price_*_per_mtok).", self.model)
+        return float(price_in or 0.0), float(price_out or 0.0)
+
+    def resolved_api_key(self) -> str | None:
+        return self.api_key or os.environ.get("OPENAI_API_KEY")
+
+
+def teacher_id(backend: str, model: str, base_url: str | None = None) -> str:
+    """``backend:model[@host[:port]]``: the host identifies *which* server, credentials never appear."""
+    tid = f"{backend}:{model}"
+    if base_url:
+        parsed = urlparse(base_url)
+        host = parsed.hostname or base_url
+        if parsed.port:
+            host = f"{host}:{parsed.port}"
+        tid += f"@{host}"
+    return tid
+
+
+def usage_json(usage: Usage, cost: float | None = None) -> str:
+    data: dict[str, Any] = usage.to_dict()
+    if cost is not None:
+        data["cost_usd"] = round(cost, 8)
+    return json.dumps(data, sort_keys=True)
