@@ -1,0 +1,384 @@
+"""Fine-tuned encoder baselines (the paper's RoBERTa stand-in): sequence and token classification.
+
+Two plain ``transformers.Trainer`` runs that every classification recipe can put next to its LLM student:
+
+- :func:`finetune_sequence_classifier` — ``AutoModelForSequenceClassification`` on ``text`` / ``label``
+  (topic, intent, sentiment ...) → accuracy, macro-F1, timings and per-row predictions.
+- :func:`finetune_token_classifier` — ``AutoModelForTokenClassification`` on word ``tokens`` / BIO ``slot_tags``
+  → span slot F1 (first sub-word of each word carries the word's label, the usual BERT-NER scheme).
+
+Both take the same budget knobs (epochs or max_steps, lr, batch size, max length, seed), so a recipe can give the
+encoder exactly the budget it gives its LLM student. ``model_name_or_path`` accepts the toolkit's named local
+defaults (``local:minilm-l6``) as well as paths and Hub ids. torch/transformers are imported lazily.
+
+Example::
+
+    from toolkit.encoder_baseline import finetune_sequence_classifier
+
+    result = finetune_sequence_classifier(
+        "local:minilm-l6", train, dev, test, label_names=names, max_steps=200, learning_rate=5e-5, max_length=128
+    )
+    result["accuracy"], result["macro_f1"], result["predictions"][:3]
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["finetune_sequence_classifier", "finetune_token_classifier", "resolve_label_names"]
+
+
+def _resolve_name(name_or_path: str) -> str:
+    if str(name_or_path).startswith("local:"):
+        from toolkit.models import resolve_model
+
+        return resolve_model(name_or_path)
+    return str(name_or_path)
+
+
+def resolve_label_names(datasets: Sequence[Any], label_column: str, label_names: Sequence[str] | None) -> list[str]:
+    """Label vocabulary: explicit ``label_names``, else the ``ClassLabel`` names, else sorted string labels.
+
+    Raises:
+        ValueError: when labels are ints without names, or the column is missing.
+    """
+    if label_names is not None:
+        return [str(n) for n in label_names]
+    first = datasets[0]
+    if label_column not in first.column_names:
+        raise ValueError(f"label column {label_column!r} not in dataset columns {first.column_names}")
+    feature = first.features[label_column]
+    if hasattr(feature, "names"):
+        return list(feature.names)
+    values = {v for ds in datasets if ds is not None for v in ds[label_column]}
+    if any(not isinstance(v, str) for v in values):
+        raise ValueError(f"column {label_column!r} holds non-string labels without ClassLabel names: pass label_names")
+    return sorted(values)
+
+
+def _label_ids(ds, label_column: str, names: list[str]) -> list[int]:
+    index = {n: i for i, n in enumerate(names)}
+    feature = ds.features[label_column]
+    out = []
+    for v in ds[label_column]:
+        if isinstance(v, str):
+            if v not in index:
+                raise ValueError(f"label {v!r} is not among the {len(names)} known labels")
+            out.append(index[v])
+        else:
+            # ClassLabel ints are indices into feature.names; re-map in case label_names reorders them.
+            name = feature.names[v] if hasattr(feature, "names") else names[v]
+            out.append(index[name])
+    return out
+
+
+def _training_args(output_dir, *, epochs, max_steps, learning_rate, batch_size, seed, logging_steps, warmup_ratio):
+    from transformers import TrainingArguments
+
+    from toolkit.configs import apply_cpu_safe_defaults
+
+    args = TrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=epochs,
+        max_steps=max_steps if max_steps and max_steps > 0 else -1,
+        learning_rate=learning_rate,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=max(batch_size, 32),
+        warmup_steps=warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
+        logging_steps=logging_steps,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        seed=seed,
+        dataloader_num_workers=0,
+    )
+    return apply_cpu_safe_defaults(args)
+
+
+def _check_splits(train, test):
+    if train is None or len(train) == 0:
+        raise ValueError("train dataset is empty")
+    if test is None or len(test) == 0:
+        raise ValueError("test dataset is empty")
+
+
+def finetune_sequence_classifier(
+    model_name_or_path: str,
+    train,
+    dev,
+    test,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    label_names: Sequence[str] | None = None,
+    epochs: float = 1.0,
+    max_steps: int = -1,
+    learning_rate: float = 5e-5,
+    batch_size: int = 16,
+    max_length: int = 128,
+    seed: int = 42,
+    warmup_ratio: float = 0.0,
+    logging_steps: int = 10,
+    output_dir: str | None = None,
+) -> dict[str, Any]:
+    """Fine-tune an encoder with a fresh classification head and score it on ``test`` (and ``dev``).
+
+    Args:
+        model_name_or_path: Encoder checkpoint (``local:minilm-l6``, a path, or a Hub id).
+        train, dev, test: ``datasets.Dataset`` objects with ``text_column`` and ``label_column`` (``ClassLabel`` ints
+            or strings). ``dev`` may be ``None``; it is only scored (the budget is fixed, no model selection).
+        label_names: Label vocabulary; defaults to the ``ClassLabel`` names or the sorted string labels.
+        epochs, max_steps: Training length (``max_steps > 0`` wins, as in ``TrainingArguments``).
+        learning_rate, batch_size, max_length, seed, warmup_ratio, logging_steps: Usual trainer knobs; texts are
+            truncated to ``max_length`` tokens.
+        output_dir: Trainer scratch dir (a temp dir when ``None``; no checkpoints are saved).
+
+    Returns:
+        ``{"accuracy", "macro_f1", "dev_accuracy", "dev_macro_f1", "train_seconds", "infer_seconds",
+        "train_samples_per_second", "predictions" (label names, aligned with test), "golds", "labels",
+        "num_train", "num_test", "log_history"}``. ``dev_*`` are ``None`` when ``dev`` is ``None``.
+    """
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
+
+    from toolkit.metrics import accuracy, macro_f1
+
+    _check_splits(train, test)
+    for name, ds in (("train", train), ("dev", dev), ("test", test)):
+        if ds is not None and text_column not in ds.column_names:
+            raise ValueError(f"{name} split has no {text_column!r} column (columns: {ds.column_names})")
+    names = resolve_label_names([train, test] + ([dev] if dev is not None else []), label_column, label_names)
+    path = _resolve_name(model_name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+        ignore_mismatched_sizes=True,  # a checkpoint's own head (if any) has another label count
+    )
+    if tokenizer.pad_token is None:  # decoder-only backbones (Llama) have no pad token
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+    def encode(ds):
+        enc = tokenizer(list(ds[text_column]), truncation=True, max_length=max_length)
+        rows = [{k: enc[k][i] for k in enc} for i in range(len(ds))]
+        for row, y in zip(rows, _label_ids(ds, label_column, names)):
+            row["labels"] = y
+        return rows
+
+    train_rows = encode(train)
+    with tempfile.TemporaryDirectory() as tmp:
+        args = _training_args(
+            output_dir or tmp,
+            epochs=epochs,
+            max_steps=max_steps,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            seed=seed,
+            logging_steps=logging_steps,
+            warmup_ratio=warmup_ratio,
+        )
+        trainer = Trainer(
+            model=model, args=args, train_dataset=train_rows, data_collator=DataCollatorWithPadding(tokenizer)
+        )
+        t0 = time.perf_counter()
+        train_out = trainer.train()
+        train_seconds = time.perf_counter() - t0
+
+        def predict(ds):
+            start = time.perf_counter()
+            logits = trainer.predict(encode(ds)).predictions
+            ids = np.asarray(logits).argmax(-1).tolist()
+            return [names[i] for i in ids], time.perf_counter() - start
+
+        preds, infer_seconds = predict(test)
+        golds = [names[i] for i in _label_ids(test, label_column, names)]
+        result: dict[str, Any] = {
+            "accuracy": accuracy(preds, golds),
+            "macro_f1": macro_f1(preds, golds),
+            "dev_accuracy": None,
+            "dev_macro_f1": None,
+        }
+        if dev is not None and len(dev):
+            dev_preds, _ = predict(dev)
+            dev_golds = [names[i] for i in _label_ids(dev, label_column, names)]
+            result["dev_accuracy"] = accuracy(dev_preds, dev_golds)
+            result["dev_macro_f1"] = macro_f1(dev_preds, dev_golds)
+    result.update(
+        train_seconds=train_seconds,
+        infer_seconds=infer_seconds,
+        train_samples_per_second=train_out.metrics.get("train_samples_per_second"),
+        predictions=preds,
+        golds=golds,
+        labels=names,
+        num_train=len(train),
+        num_test=len(test),
+        log_history=list(trainer.state.log_history),
+    )
+    logger.info(
+        "encoder %s: accuracy=%.4f macro_f1=%.4f (train %.1fs, infer %.1fs)",
+        model_name_or_path,
+        result["accuracy"],
+        result["macro_f1"],
+        train_seconds,
+        infer_seconds,
+    )
+    return result
+
+
+def finetune_token_classifier(
+    model_name_or_path: str,
+    train,
+    dev,
+    test,
+    *,
+    tokens_column: str = "tokens",
+    tags_column: str = "slot_tags",
+    tag_names: Sequence[str] | None = None,
+    epochs: float = 1.0,
+    max_steps: int = -1,
+    learning_rate: float = 5e-5,
+    batch_size: int = 16,
+    max_length: int = 128,
+    seed: int = 42,
+    warmup_ratio: float = 0.0,
+    logging_steps: int = 10,
+    output_dir: str | None = None,
+) -> dict[str, Any]:
+    """Fine-tune an encoder for BIO slot tagging over pre-split words and score span slot F1 on ``test``.
+
+    Only the first sub-word of each word is trained and read (other sub-words get label ``-100``); words cut off by
+    ``max_length`` are predicted ``O`` so predictions stay aligned with the gold words.
+
+    Args:
+        model_name_or_path: Encoder checkpoint (``local:minilm-l6``, a path, or a Hub id). Needs a *fast* tokenizer
+            (``word_ids()``).
+        train, dev, test: Datasets with ``tokens_column`` (list of words) and ``tags_column`` (BIO tags per word).
+        tag_names: Tag vocabulary; defaults to the sorted union over all splits (``O`` first). Tags unseen in train
+            still get an id so test rows never crash.
+        Other args: as in :func:`finetune_sequence_classifier`.
+
+    Returns:
+        ``{"slot_f1", "tag_accuracy", "dev_slot_f1", "train_seconds", "infer_seconds", "predictions" (tag lists),
+        "golds", "tags", "num_train", "num_test", "log_history"}``.
+    """
+    import numpy as np
+    import torch
+    from transformers import (
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        Trainer,
+    )
+
+    from toolkit.metrics import slot_f1
+
+    _check_splits(train, test)
+    splits = [ds for ds in (train, dev, test) if ds is not None]
+    for ds in splits:
+        for col in (tokens_column, tags_column):
+            if col not in ds.column_names:
+                raise ValueError(f"dataset has no {col!r} column (columns: {ds.column_names})")
+    if tag_names is None:
+        seen = {t for ds in splits for tags in ds[tags_column] for t in tags}
+        tag_names = ["O"] + sorted(seen - {"O"})
+    tag_names = list(tag_names)
+    index = {t: i for i, t in enumerate(tag_names)}
+    path = _resolve_name(model_name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{model_name_or_path}: token classification needs a fast tokenizer (word_ids())")
+    torch.manual_seed(seed)
+    model = AutoModelForTokenClassification.from_pretrained(
+        path,
+        num_labels=len(tag_names),
+        id2label=dict(enumerate(tag_names)),
+        label2id=index,
+        ignore_mismatched_sizes=True,
+    )
+
+    def encode(ds):
+        enc = tokenizer(list(ds[tokens_column]), is_split_into_words=True, truncation=True, max_length=max_length)
+        rows, first_positions = [], []
+        for i, tags in enumerate(ds[tags_column]):
+            if len(tags) != len(ds[i][tokens_column]):
+                raise ValueError(f"row {i}: {len(ds[i][tokens_column])} tokens but {len(tags)} tags")
+            labels, firsts, prev = [], {}, None
+            for pos, wid in enumerate(enc.word_ids(i)):
+                if wid is None or wid == prev:
+                    labels.append(-100)
+                else:
+                    labels.append(index[tags[wid]])
+                    firsts[wid] = pos
+                prev = wid
+            rows.append({k: enc[k][i] for k in enc} | {"labels": labels})
+            first_positions.append(firsts)
+        return rows, first_positions
+
+    train_rows, _ = encode(train)
+    with tempfile.TemporaryDirectory() as tmp:
+        args = _training_args(
+            output_dir or tmp,
+            epochs=epochs,
+            max_steps=max_steps,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            seed=seed,
+            logging_steps=logging_steps,
+            warmup_ratio=warmup_ratio,
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=train_rows,
+            data_collator=DataCollatorForTokenClassification(tokenizer),
+        )
+        t0 = time.perf_counter()
+        trainer.train()
+        train_seconds = time.perf_counter() - t0
+
+        def predict(ds):
+            start = time.perf_counter()
+            rows, firsts = encode(ds)
+            logits = trainer.predict(rows).predictions
+            ids = np.asarray(logits).argmax(-1)
+            preds = []
+            for i, words in enumerate(ds[tokens_column]):
+                preds.append(
+                    [tag_names[int(ids[i][firsts[i][w]])] if w in firsts[i] else "O" for w in range(len(words))]
+                )
+            return preds, time.perf_counter() - start
+
+        preds, infer_seconds = predict(test)
+        golds = [list(t) for t in test[tags_column]]
+        dev_f1 = None
+        if dev is not None and len(dev):
+            dev_preds, _ = predict(dev)
+            dev_f1 = slot_f1(dev_preds, [list(t) for t in dev[tags_column]])
+    n_tags = sum(len(g) for g in golds)
+    result = {
+        "slot_f1": slot_f1(preds, golds),
+        "tag_accuracy": sum(p == g for ps, gs in zip(preds, golds) for p, g in zip(ps, gs)) / max(n_tags, 1),
+        "dev_slot_f1": dev_f1,
+        "train_seconds": train_seconds,
+        "infer_seconds": infer_seconds,
+        "predictions": preds,
+        "golds": golds,
+        "tags": tag_names,
+        "num_train": len(train),
+        "num_test": len(test),
+        "log_history": list(trainer.state.log_history),
+    }
+    logger.info("token tagger %s: slot_f1=%.4f (train %.1fs)", model_name_or_path, result["slot_f1"], train_seconds)
+    return result
