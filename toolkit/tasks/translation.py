@@ -1,0 +1,82 @@
+"""Machine translation: the WMT22 General MT test set, with 9 real en-de system outputs.
+
+The en-de system outputs make a real candidate pool for LMCor (a corrector that reads several candidate
+translations); ``candidates`` and ``systems`` are listed in one fixed order (systems sorted by name,
+case-sensitively) so that candidate ``k`` always comes from the same system.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from toolkit.tasks.base import data_root, read_aligned
+
+if TYPE_CHECKING:  # pragma: no cover
+    from datasets import Dataset
+
+WMT22_PAIRS = ("en-de", "de-en")
+_PREFIX = "generaltest2022"
+
+
+def wmt22_systems(pair: str = "en-de", data_dir: str | os.PathLike | None = None) -> list[str]:
+    """Names of the systems with outputs for ``pair``, sorted: the order of ``candidates``."""
+    tgt_lang = pair.split("-")[1]
+    folder = data_root(data_dir) / "wmt22_general" / "system-outputs"
+    prefix, suffix = f"{_PREFIX}.{pair}.hyp.", f".{tgt_lang}"
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[len(prefix) : -len(suffix)] for p in folder.glob(f"{prefix}*{suffix}") if p.is_file())
+
+
+def load_wmt22(pair: str = "en-de", data_dir: str | os.PathLike | None = None, strip: bool = True) -> Dataset:
+    """Load a WMT22 General test pair as ``id, source, references, candidates, systems``.
+
+    Args:
+        pair: ``"en-de"`` (2,037 segments, refs A/B, 9 systems) or ``"de-en"`` (1,984 segments, refs A/B,
+            no system outputs here, so ``candidates`` / ``systems`` are empty lists).
+        data_dir: Data root override.
+        strip: Strip surrounding whitespace from every segment (the files are detokenized text; a stray
+            trailing space would otherwise count in BLEU/chrF).
+
+    Returns:
+        ``Dataset``; ``references`` is ``[ref A, ref B]``; ``candidates[k]`` is the output of ``systems[k]``.
+
+    Raises:
+        ValueError: Unknown pair.
+        DataFormatError: Some file is not line-aligned with the source (names both files).
+    """
+    from datasets import Dataset, Features, List, Value
+
+    if pair not in WMT22_PAIRS:
+        raise ValueError(f"WMT22 pair {pair!r} not available (have: {', '.join(WMT22_PAIRS)})")
+    src_lang, tgt_lang = pair.split("-")
+    root = data_root(data_dir) / "wmt22_general"
+    files = {"source": root / "sources" / f"{_PREFIX}.{pair}.src.{src_lang}"}
+    for ref in ("A", "B"):
+        files[f"ref{ref}"] = root / "references" / f"{_PREFIX}.{pair}.ref.{ref}.{tgt_lang}"
+    systems = wmt22_systems(pair, data_dir)
+    for system in systems:
+        files[f"sys:{system}"] = root / "system-outputs" / f"{_PREFIX}.{pair}.hyp.{system}.{tgt_lang}"
+    cols = read_aligned(files)
+    norm = (lambda s: s.strip()) if strip else (lambda s: s)
+    n = len(cols["source"])
+    return Dataset.from_dict(
+        {
+            "id": [f"wmt22-{pair}-{i}" for i in range(n)],
+            "source": [norm(s) for s in cols["source"]],
+            "references": [[norm(cols["refA"][i]), norm(cols["refB"][i])] for i in range(n)],
+            "candidates": [[norm(cols[f"sys:{s}"][i]) for s in systems] for i in range(n)],
+            "systems": [list(systems) for _ in range(n)],
+        },
+        # explicit features: de-en has no systems, and empty lists would otherwise get a null type
+        features=Features(
+            {
+                "id": Value("string"),
+                "source": Value("string"),
+                "references": List(Value("string")),
+                "candidates": List(Value("string")),
+                "systems": List(Value("string")),
+            }
+        ),
+    )
