@@ -1,0 +1,267 @@
+"""toolkit.step_by_step: answer matching, the two-task collator, the exact loss weighting, data plumbing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from toolkit import step_by_step as sbs
+
+CHOICES = ["british columbia", "body of water", "wooded area", "pay debts", "zoo"]
+
+
+# ---- answer matching ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "pred, expected",
+    [
+        ("wooded area", 2),
+        ("Wooded Area.", 2),
+        ("(c) wooded area", 2),
+        ("c) wooded area", 2),
+        ("(c)", 2),
+        ("(a) wooded area", 2),  # the letter disagrees with a verbatim choice: the text wins
+        ("the beaver goes to the wooded area for wood", 2),
+        ("body", 1),  # contained in exactly one choice
+        ("woded area", 2),  # typo: fuzzy match above the threshold
+        ("a spaceship", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_match_choice(pred, expected):
+    assert sbs.match_choice(pred, CHOICES) == expected
+
+
+def test_match_choice_prefers_longest_contained_choice():
+    assert sbs.match_choice("go to the ice cream shop", ["ice", "ice cream shop", "bar"]) == 1
+
+
+@pytest.mark.parametrize(
+    "pred, expected",
+    [
+        ("neutral", "neutral"),
+        ("Answer: contradiction.", "contradiction"),
+        ("entailment, not neutral", "entailment"),  # earliest label named
+        ("entail", None),
+        ("", None),
+    ],
+)
+def test_nli_label(pred, expected):
+    assert sbs.nli_label(pred) == expected
+
+
+@pytest.mark.parametrize(
+    "pred, correct",
+    [
+        ("(10 * 45)", True),
+        ("( 10.0 * 45.0 )", True),
+        ("45 * 10", True),  # same value, different equation: SVAMP is scored by value
+        ("(10 * 45) = 450", True),  # the stated result is ignored, the equation is scored
+        ("10 * 46", False),
+        ("__import__('os')", False),  # never evaluated: the safe evaluator rejects it
+        ("10 / 0", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_svamp_correct(pred, correct):
+    assert sbs.is_correct("svamp", pred, "( 10.0 * 45.0 )") is correct
+
+
+def test_svamp_tolerance_absorbs_division_rounding():
+    assert sbs.is_correct("svamp", "(10 / 3)", "( 3.33333 )")
+    assert not sbs.is_correct("svamp", "(10 / 3)", "( 3.3 )")
+
+
+def test_cqa_and_nli_correct():
+    assert sbs.is_correct("cqa", "(c) wooded area", "wooded area", CHOICES)
+    assert not sbs.is_correct("cqa", "zoo", "wooded area", CHOICES)
+    assert sbs.is_correct("esnli", "neutral", 1)
+    assert not sbs.is_correct("anli1", "neutral", "contradiction")
+    with pytest.raises(ValueError, match="choices"):
+        sbs.is_correct("cqa", "zoo", "zoo", [])
+    with pytest.raises(ValueError, match="unknown task"):
+        sbs.is_correct("gsm8k", "1", "1")
+
+
+def test_canonical_label():
+    assert sbs.canonical_label("anli1", 2) == "contradiction"
+    assert sbs.canonical_label("esnli", "Entailment.") == "entailment"
+    assert sbs.canonical_label("cqa", "(c) wooded area", CHOICES) == "wooded area"
+    assert sbs.canonical_label("svamp", " (1 + 2) ") == "(1 + 2)"
+    assert sbs.canonical_label("svamp", None) is None
+    with pytest.raises(ValueError, match="outside"):
+        sbs.canonical_label("anli1", 3)
+
+
+def test_score_predictions():
+    rows = [{"gold": "neutral"}, {"gold": "entailment"}]
+    acc, correct = sbs.score_predictions("esnli", ["neutral", "contradiction"], rows)
+    assert acc == 0.5 and correct == [True, False]
+    with pytest.raises(ValueError, match="2 rows"):
+        sbs.score_predictions("esnli", ["neutral"], rows)
+
+
+# ---- collator --------------------------------------------------------------------------------------------------
+FEATURES = [
+    {"input": "Jack had 8 apples and gave 3 away.", "label": "(8 - 3)", "rationale": "8 - 3 = 5 left."},
+    {"input": "A man plays a guitar.", "label": "neutral", "rationale": "Not every song is music."},
+]
+
+
+@pytest.fixture(params=["t5", "llama"])
+def student(request, tiny_t5_dir, tiny_llama_dir):
+    from toolkit.students import load_student
+
+    path = tiny_t5_dir if request.param == "t5" else tiny_llama_dir
+    model, tok, seq2seq = load_student(str(path))
+    model.eval()  # no dropout: losses must be reproducible
+    return model, tok, seq2seq
+
+
+def _decode_targets(tok, labels):
+    return [tok.decode([t for t in row.tolist() if t != -100], skip_special_tokens=True) for row in labels]
+
+
+def test_collator_builds_both_task_batches(student):
+    _, tok, seq2seq = student
+    collator = sbs.StepByStepCollator(tok, is_seq2seq=seq2seq, mode="task_prefix", max_rationale_length=64)
+    batch = collator(FEATURES)
+    assert set(batch) == {"label", "rationale"}
+    for key, prefix, targets in (
+        ("label", "predict: ", ["(8 - 3)", "neutral"]),
+        ("rationale", "explain: ", [f["rationale"] for f in FEATURES]),
+    ):
+        sub = batch[key]
+        assert sub["input_ids"].shape[0] == 2 and sub["labels"].shape[0] == 2
+        assert _decode_targets(tok, sub["labels"]) == targets
+        for i, f in enumerate(FEATURES):
+            ids = sub["input_ids"][i][sub["attention_mask"][i].bool()]
+            if not seq2seq:  # causal: the prompt part only (labels are -100 there)
+                ids = ids[: int((sub["labels"][i] == -100).sum() - (sub["attention_mask"][i] == 0).sum())]
+            assert tok.decode(ids, skip_special_tokens=True).strip().startswith((prefix + f["input"]).strip())
+        if not seq2seq:  # completion-only loss: every supervised position is in the completion, eos included
+            assert all(row[row != -100][-1] == tok.eos_token_id for row in sub["labels"])
+    assert collator.num_tokens > 0
+
+
+def test_collator_standard_and_eval_batches(student):
+    _, tok, seq2seq = student
+    standard = sbs.StepByStepCollator(tok, is_seq2seq=seq2seq, mode="standard")
+    assert set(standard(FEATURES)) == {"label"}
+    prefix = sbs.StepByStepCollator(tok, is_seq2seq=seq2seq, mode="task_prefix")
+    eval_features = [{"input": f["input"], "label": f["label"]} for f in FEATURES]
+    assert set(prefix(eval_features)) == {"label"}  # validation rows: label task only
+    with pytest.raises(ValueError, match="rationale"):
+        prefix([FEATURES[0], {**FEATURES[1], "rationale": None}])
+    with pytest.raises(ValueError, match="mode"):
+        sbs.StepByStepCollator(tok, is_seq2seq=seq2seq, mode="distill")
+
+
+# ---- loss weighting --------------------------------------------------------------------------------------------
+def _trainer(model, tok, tmp_path, alpha):
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, remove_unused_columns=False)
+    return sbs.StepByStepTrainer(model=model, args=args, processing_class=tok, alpha=alpha)
+
+
+def test_loss_weighting_is_exact(student, tmp_path):
+    import torch
+
+    model, tok, seq2seq = student
+    both = sbs.StepByStepCollator(tok, is_seq2seq=seq2seq, mode="task_prefix")(FEATURES)
+    only_label = sbs.StepByStepCollator(tok, is_seq2seq=seq2seq, mode="standard")(FEATURES)
+    with torch.no_grad():
+        label_loss = model(**both["label"]).loss
+        rationale_loss = model(**both["rationale"]).loss
+        assert not torch.isclose(label_loss, rationale_loss)  # else the weighting test could not fail
+        standard = _trainer(model, tok, tmp_path, 0.5).compute_loss(model, only_label)
+        a1 = _trainer(model, tok, tmp_path, 1.0).compute_loss(model, both)
+        a0 = _trainer(model, tok, tmp_path, 0.0).compute_loss(model, both)
+        a03 = _trainer(model, tok, tmp_path, 0.3).compute_loss(model, both)
+    assert torch.equal(a1, standard) and torch.equal(standard, label_loss)  # a=1 is standard training, exactly
+    assert torch.equal(a0, rationale_loss)
+    assert torch.allclose(a03, 0.3 * label_loss + 0.7 * rationale_loss, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="alpha"):
+        _trainer(model, tok, tmp_path, 1.5)
+
+
+# ---- data ------------------------------------------------------------------------------------------------------
+def _rows():
+    return [
+        {"id": str(i), "input": f"q{i}", "gold": f"({i} + 1)", "choices": [], "teacher_label": f"({i} + 1)",
+         "rationale": f"add {i} and 1", "parse_ok": True}
+        for i in range(10)
+    ]  # fmt: skip
+
+
+def test_build_train_examples_counts_exclusions():
+    rows = _rows()
+    rows[0].update(parse_ok=False, teacher_label=None)
+    rows[1].update(rationale=None)
+    rows[2].update(teacher_label="(99 + 1)")
+    ex, stats = sbs.build_train_examples(rows, mode="task_prefix", label_source="llm")
+    assert stats == {"n_rows": 10, "n_used": 8, "excluded_parse_failure": 1, "excluded_empty_rationale": 1}
+    assert ex[0] == {"input": "q2", "label": "(99 + 1)", "rationale": "add 2 and 1"}  # teacher label, not gold
+    gt, _ = sbs.build_train_examples(rows, mode="standard", label_source="gt")
+    assert [e["label"] for e in gt] == [r["gold"] for r in rows[2:]] and "rationale" not in gt[0]
+    kept, stats = sbs.build_train_examples(rows, mode="standard", label_source="gt", exclude_parse_failures=False)
+    assert stats["n_used"] == 10 and stats["excluded_parse_failure"] == 0
+    with pytest.raises(ValueError, match="no training examples"):
+        sbs.build_train_examples([rows[0]], mode="standard", label_source="llm")
+
+
+def test_teacher_stats():
+    rows = _rows()
+    rows[0].update(parse_ok=False, teacher_label=None)
+    rows[1].update(teacher_label="(7 * 7)")
+    stats = sbs.teacher_stats("svamp", rows)
+    assert stats["n_parsed"] == 9 and stats["parse_rate"] == 0.9
+    assert stats["teacher_accuracy_parsed"] == pytest.approx(8 / 9)
+    assert stats["teacher_accuracy_all"] == pytest.approx(0.8)
+
+
+def test_carve_dev_and_subsample_are_deterministic():
+    rows = _rows()
+    train, dev = sbs.carve_dev(rows, 0.2, seed=1)
+    assert len(dev) == 2 and len(train) == 8 and not {r["id"] for r in train} & {r["id"] for r in dev}
+    assert sbs.carve_dev(rows, 0.2, seed=1) == (train, dev)
+    assert sbs.carve_dev(rows, 3, seed=1)[1].__len__() == 3
+    half, full = sbs.subsample(rows, 0.5, seed=3), sbs.subsample(rows, 1.0, seed=3)
+    assert len(half) == 5 and len(full) == 10 and all(r in full for r in half)
+    assert all(r in half for r in sbs.subsample(rows, 0.3, seed=3))  # nested: the data-size curve grows a set
+    assert len(sbs.subsample(rows, 1.0, max_rows=4, seed=3)) == 4
+    with pytest.raises(ValueError):
+        sbs.carve_dev(rows, 0, seed=1)
+    with pytest.raises(ValueError):
+        sbs.subsample(rows, 0.0)
+
+
+def _saved_rows():
+    return [
+        {"input": "Premise: a man plays. Hypothesis: a person plays.", "label": 0, "rationale": "A man is a person.",
+         "teacher_label": "entailment", "parse_ok": True, "teacher_id": "hf:tiny", "template_hash": "abc123"},
+        {"input": "Premise: a dog runs. Hypothesis: a cat runs.", "label": 2, "rationale": None,
+         "teacher_label": None, "parse_ok": False, "teacher_id": "hf:tiny", "template_hash": "abc123"},
+    ]  # fmt: skip
+
+
+def test_load_rows_from_saved_jsonl_and_arrow(tmp_path):
+    import datasets
+
+    jsonl = tmp_path / "r.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in _saved_rows()))
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(_saved_rows())}).save_to_disk(str(tmp_path / "dd"))
+    for source in (str(jsonl), str(tmp_path / "dd")):
+        rows, lineage = sbs.load_rows(source, "train", task="anli1")
+        assert [r["gold"] for r in rows] == ["entailment", "contradiction"]
+        assert [r["parse_ok"] for r in rows] == [True, False] and rows[1]["teacher_label"] is None
+        assert lineage["teacher_id"] == ["hf:tiny"] and lineage["template_hash"] == ["abc123"]
+    with pytest.raises(ValueError, match="splits"):
+        sbs.load_rows(str(tmp_path / "dd"), "test", task="anli1")
+    with pytest.raises(FileNotFoundError):
+        sbs.load_rows(str(tmp_path / "missing"), "train", task="anli1")
+    with pytest.raises(ValueError, match="does not match"):
+        sbs.load_rows("palm:cqa", "train", task="svamp")
