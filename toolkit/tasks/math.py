@@ -111,9 +111,10 @@ def _to_float(value: float | str | None) -> float | None:
 
 
 def parse_number(text: str) -> float | None:
-    """Read a numeric answer from text: an arithmetic expression, else the first number in it.
+    """Read a numeric answer from text: an arithmetic expression, else the only number in it.
 
-    ``"(79 - 53)"`` -> 26.0, ``"26 apples"`` -> 26.0, ``"$1,200."`` -> 1200.0, ``"no idea"`` -> ``None``.
+    ``"(79 - 53)"`` -> 26.0, ``"26 apples"`` -> 26.0, ``"$1,200."`` -> 1200.0; ``"no idea"`` and
+    ``"(28 - 13) and (28 - 15)"`` (several numbers, not one expression) -> ``None``.
     """
     text = text.strip().rstrip(".").strip()
     if not text:
@@ -122,14 +123,12 @@ def parse_number(text: str) -> float | None:
         return safe_eval(text)
     except (ValueError, ZeroDivisionError):
         pass
-    for match in _NUMBER_RE.finditer(text):
-        token = match.group(0)
-        if any(ch.isdigit() for ch in token):
-            try:
-                return float(token.replace(",", ""))
-            except ValueError:
-                continue
-    return None
+    # Fall back to a lone number in prose ("26 apples"); several numbers ("(28 - 13) and (28 - 15)") are
+    # ambiguous, and guessing the first one would turn a wrong answer into a confident label.
+    numbers = [m.group(0) for m in _NUMBER_RE.finditer(text) if any(ch.isdigit() for ch in m.group(0))]
+    if len(numbers) != 1:
+        return None
+    return float(numbers[0].replace(",", ""))
 
 
 def format_number(value: float) -> str:
