@@ -13,17 +13,24 @@ matplotlib is imported lazily (and forced onto the non-interactive ``Agg`` backe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from toolkit.configs import redact
+from toolkit.configs import REDACTED, SECRET_FIELD_PATTERN, redact
 
 logger = logging.getLogger(__name__)
+
+# configs.SECRET_FIELD_PATTERN matches any key containing "token", which also hits token *counts* and tokenizer
+# settings (max_tokens, num_tokens, prompt_tokens, tokenizer_name, pad_token...). Those are needed for lineage and
+# metrics and are never secrets, so they are exempted here.
+NOT_SECRET_PATTERN = re.compile(r"tokens|tokeniz|(pad|eos|bos|unk|sep|cls|mask|special)_token", re.IGNORECASE)
 
 MISSING = "–"  # en dash: shown for cells whose value is None / absent
 
@@ -33,6 +40,7 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_training_curves",
     "plot_xy",
+    "redact_secrets",
     "write_jsonl",
     "write_metrics",
     "write_table",
@@ -53,12 +61,34 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
+def redact_secrets(obj: Any) -> Any:
+    """Like :func:`toolkit.configs.redact`, but keeps token counts and tokenizer settings readable.
+
+    Keys matching ``SECRET_FIELD_PATTERN`` (api_key, hub_token, password...) are replaced by ``<redacted>``
+    unless they match :data:`NOT_SECRET_PATTERN` (``max_tokens``, ``num_tokens``, ``tokenizer_name``...).
+    """
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    elif hasattr(obj, "to_dict") and callable(obj.to_dict):
+        obj = obj.to_dict()
+    if isinstance(obj, dict):
+        out = {}
+        for key, value in obj.items():
+            key = str(key)
+            secret = SECRET_FIELD_PATTERN.search(key) and not NOT_SECRET_PATTERN.search(key)
+            out[key] = REDACTED if secret and value not in (None, "", False) else redact_secrets(value)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [redact_secrets(v) for v in obj]
+    return redact(obj)  # scalars, paths, anything else: same conversion as configs.redact
+
+
 def write_metrics(run_dir: str | os.PathLike, metrics: dict, name: str = "metrics.json") -> Path:
     """Write ``metrics`` as pretty JSON with sorted keys into ``run_dir / name``.
 
     Floats are written as-is (no rounding: downstream tables decide the precision). Anything whose key looks
-    like a secret (see ``toolkit.configs.SECRET_FIELD_PATTERN``) is redacted, since recipes sometimes dump
-    their config next to the scores.
+    like a secret is redacted (:func:`redact_secrets`), since recipes sometimes dump their config next to the
+    scores; token counts such as ``num_tokens`` are kept.
 
     Args:
         run_dir: Output directory (created if missing).
@@ -72,7 +102,7 @@ def write_metrics(run_dir: str | os.PathLike, metrics: dict, name: str = "metric
     path.parent.mkdir(parents=True, exist_ok=True)
     # Convert exotic scalars first so redact() sees plain Python values rather than str()-ing them.
     plain = json.loads(json.dumps(metrics, default=_json_default))
-    path.write_text(json.dumps(redact(plain), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(redact_secrets(plain), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     logger.info("Wrote metrics to %s", path)
     return path
 

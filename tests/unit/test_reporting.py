@@ -22,6 +22,7 @@ def _assert_png(path):
 
 def test_write_metrics_sorted_floats_kept_and_redacted(tmp_path):
     metrics = {"b": 0.123456789, "a": {"acc": 1, "f1": 0.5}, "config": {"api_key": "sk-secret", "lr": 1e-4}}
+    metrics["num_tokens"] = 4096  # TRL logs this: a count, not a secret
     path = reporting.write_metrics(tmp_path / "run", metrics)
     assert path == tmp_path / "run" / "metrics.json"
     text = path.read_text()
@@ -30,7 +31,8 @@ def test_write_metrics_sorted_floats_kept_and_redacted(tmp_path):
     assert loaded["b"] == 0.123456789
     assert loaded["a"] == {"acc": 1, "f1": 0.5}
     assert loaded["config"] == {"api_key": "<redacted>", "lr": 1e-4}
-    assert list(loaded) == ["a", "b", "config"]
+    assert loaded["num_tokens"] == 4096
+    assert list(loaded) == ["a", "b", "config", "num_tokens"]
     assert text.index('"acc"') < text.index('"f1"')
 
 
@@ -117,3 +119,22 @@ def test_plot_xy(tmp_path):
     path = reporting.plot_xy(points, "cost", "acc", "system", tmp_path / "xy.png", title="acc vs cost")
     _assert_png(path)
     _assert_png(reporting.plot_xy(points, "cost", "acc", None, tmp_path / "xy2.png"))
+
+
+def test_redact_secrets_keeps_token_counts():
+    config = {
+        "hub_token": "hf_x",
+        "teacher": {"api_key": "sk", "max_tokens": 64, "tokenizer_name": "gpt2"},
+        "num_tokens": 1200,
+        "pad_token": "<pad>",
+        "password": None,
+        "rows": [{"authorization": "Bearer x", "completion_tokens": 5}],
+    }
+    assert reporting.redact_secrets(config) == {
+        "hub_token": "<redacted>",
+        "teacher": {"api_key": "<redacted>", "max_tokens": 64, "tokenizer_name": "gpt2"},
+        "num_tokens": 1200,
+        "pad_token": "<pad>",
+        "password": None,
+        "rows": [{"authorization": "<redacted>", "completion_tokens": 5}],
+    }
