@@ -321,7 +321,8 @@ def get_or_extract(
         texts: Input texts.
         cache_dir: Cache folder (``None`` disables caching).
         device: Torch device for extraction.
-        backbone: An already loaded ``(model, tokenizer)`` to reuse (skips :func:`load_backbone`).
+        backbone: An already loaded ``(model, tokenizer)``, or a zero-argument callable returning one (called
+            only on a cache miss, so a fully cached run never loads the model); default :func:`load_backbone`.
         show_progress: tqdm bar during extraction.
 
     Returns:
@@ -346,6 +347,8 @@ def get_or_extract(
     t0, c0 = time.perf_counter(), time.process_time()
     if backbone is None:
         backbone = load_backbone(spec.model, device=device)
+    elif callable(backbone):
+        backbone = backbone()
     load_wall = time.perf_counter() - t0
     t1, c1 = time.perf_counter(), time.process_time()
     feats, n_tokens = extract_embeddings(
@@ -541,6 +544,27 @@ def count_parameters(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def checkpoint_num_params(name: str) -> int | None:
+    """Parameter count of a local safetensors checkpoint from its headers only (no weights loaded)."""
+    from safetensors import safe_open
+
+    from toolkit.models import resolve_model
+
+    files = sorted(Path(resolve_model(name)).glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for f in files:
+        with safe_open(str(f), framework="pt") as fh:
+            for k in fh.keys():
+                shape = fh.get_slice(k).get_shape()
+                n = 1
+                for d in shape:
+                    n *= d
+                total += n
+    return total
+
+
 def predict_logits(head, views, batch_size: int = 512):
     """Logits [N, C] for views (eval mode, no grad)."""
     import torch
@@ -600,7 +624,7 @@ def train_head(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         logits = predict_logits(head, val_views)
         val_loss = float(F.cross_entropy(logits, y_val))
         val_acc = float((logits.argmax(-1) == y_val).float().mean())
@@ -704,3 +728,32 @@ def pick_demos(texts: Sequence[str], labels: Sequence[str], label_names: Sequenc
     demos = [(picked[n][k], n) for k in range(per_class) for n in label_names if k < len(picked[n])]
     rng.shuffle(demos)
     return demos
+
+
+def few_shot_classify(
+    teacher,
+    demos: Sequence[tuple[str, str]],
+    texts: Sequence[str],
+    label_names: Sequence[str],
+    *,
+    max_new_tokens: int = 8,
+    max_chars: int = 400,
+) -> tuple[list[str | None], list[str]]:
+    """Greedy few-shot classification through a :class:`toolkit.teachers.Teacher`.
+
+    Returns:
+        ``(predictions, raw_outputs)``; a prediction is ``None`` when the output names no label (invalid).
+    """
+    from toolkit.teachers import GenerationRequest
+
+    requests = [
+        GenerationRequest(
+            messages=build_few_shot_messages(t, demos, label_names, max_chars=max_chars),
+            n=1,
+            temperature=0.0,
+            max_tokens=max_new_tokens,
+        )
+        for t in texts
+    ]
+    outputs = [gens[0].text for gens in teacher.generate(requests)]
+    return [parse_label(o, label_names) for o in outputs], outputs
