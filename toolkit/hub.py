@@ -42,10 +42,9 @@ __all__ = [
 
 TOOLKIT_TAG = "distill-toolkit"
 
-# Left out of uploads unless the caller passes its own ``ignore_patterns``. Matched with fnmatch against paths
-# relative to the folder, where ``*`` also matches ``/``: "checkpoint-*" drops whole Trainer checkpoint dirs.
-# Trainer checkpoints (checkpoint-500/...), then optimizer / scheduler / grad-scaler / RNG states: large and useless
-# for inference.
+# Left out of uploads unless the caller passes its own ``ignore_patterns``: Trainer checkpoints, then optimizer /
+# scheduler / grad-scaler / RNG states (large, useless for inference). Matched with fnmatch against paths relative
+# to the folder, where ``*`` also matches ``/``, so "checkpoint-*" drops whole checkpoint-500/ dirs.
 DEFAULT_IGNORE_PATTERNS: tuple[str, ...] = ("checkpoint-*", "*/checkpoint-*", "*optimizer.pt", "*optimizer.bin")
 DEFAULT_IGNORE_PATTERNS += ("*scheduler.pt", "*scaler.pt", "*rng_state*.pth", "*.lock", "*.tmp")
 
@@ -58,19 +57,13 @@ _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 # Toolkit task families -> Hub task types (model-index ``task.type`` / ``pipeline_tag``).
 TASK_TYPES = {
-    "gec": "text2text-generation",
-    "translation": "translation",
-    "mt": "translation",
-    "data_to_text": "text2text-generation",
+    **dict.fromkeys(("gec", "data_to_text"), "text2text-generation"),
+    **dict.fromkeys(("translation", "mt"), "translation"),
+    **dict.fromkeys(("classification", "nli", "intent"), "text-classification"),
+    **dict.fromkeys(("slots", "intent_slot"), "token-classification"),
+    **dict.fromkeys(("math", "multitask"), "text-generation"),
     "summarization": "summarization",
-    "classification": "text-classification",
-    "nli": "text-classification",
-    "intent": "text-classification",
-    "slots": "token-classification",
-    "intent_slot": "token-classification",
     "qa": "question-answering",
-    "math": "text-generation",
-    "multitask": "text-generation",
 }
 
 RECIPE_DESCRIPTIONS = {

@@ -103,9 +103,9 @@ class _Repo:
 
 
 class _HttpError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None):
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict | None = None):
         super().__init__(message)
-        self.status, self.message, self.code = status, message, code
+        self.status, self.message, self.code, self.headers = status, message, code, headers or {}
 
 
 class FakeHub:
@@ -266,7 +266,7 @@ def _make_handler(hub: FakeHub):
                 with hub._lock:
                     status, payload, extra = self._route(method, split.path, parse_qs(split.query), body, auth)
             except _HttpError as err:
-                extra = {"X-Error-Message": err.message}
+                extra = {"X-Error-Message": err.message, **err.headers}
                 if err.code:
                     extra["X-Error-Code"] = err.code
                 status, payload = err.status, {"error": err.message}
@@ -393,9 +393,8 @@ def _make_handler(hub: FakeHub):
                 raise _HttpError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
             entry = commit.files.get(path)
             headers = {"X-Repo-Commit": commit.oid}
-            if entry is None:
-                err = _HttpError(404, f"Entry not found: {path}", "EntryNotFound")
-                raise err
+            if entry is None:  # the commit header lets the client cache the file's absence
+                raise _HttpError(404, f"Entry not found: {path}", "EntryNotFound", headers)
             if entry.lfs:
                 sha = hashlib.sha256(entry.data).hexdigest()
                 headers.update({"ETag": f'"{git_sha1(_lfs_pointer(entry.data))}"', "X-Linked-Etag": f'"{sha}"'})

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 from huggingface_hub import DatasetCard, HfApi, ModelCard, hf_hub_download
-from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
 
 from toolkit import hub
 from toolkit.hub import Lineage
@@ -222,6 +222,8 @@ def test_push_folder_roundtrip(fake_hub, tmp_path, repo_type):
     for name in ("model.safetensors", "README.md", "metrics.json"):
         path = hf_hub_download("fake-user/student", name, repo_type=repo_type, cache_dir=tmp_path / "dl")
         assert open(path, "rb").read() == (folder / name).read_bytes()
+    with pytest.raises(EntryNotFoundError):
+        hf_hub_download("fake-user/student", "optimizer.pt", repo_type=repo_type, cache_dir=tmp_path / "dl")
     listed = HfApi(token=fake_hub.token).list_repo_files("fake-user/student", repo_type=repo_type)
     assert sorted(listed) == sorted(files)
 
