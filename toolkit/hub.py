@@ -224,6 +224,8 @@ def _flatten_metrics(metrics: dict, prefix: str = "") -> list[tuple[str | None, 
     """``{"test": {"bleu": 1}, "acc": 2}`` -> ``[("test", "bleu", 1), (None, "acc", 2)]`` (deeper keys joined by /)."""
     rows: list[tuple[str | None, str, Any]] = []
     for key, value in metrics.items():
+        if _is_number(getattr(value, "score", None)):  # toolkit.metrics.MetricResult: report its score
+            value = value.score
         if isinstance(value, dict):
             for group, name, val in _flatten_metrics(value):
                 rows.append((str(key) if group is None else f"{key}/{group}", name, val))

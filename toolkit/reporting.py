@@ -48,7 +48,9 @@ __all__ = [
 
 
 def _json_default(obj: Any) -> Any:
-    """Serialise numpy / torch scalars and paths that ``json`` does not know."""
+    """Serialise dataclasses (e.g. ``metrics.MetricResult``), numpy / torch scalars and paths."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
     if hasattr(obj, "item") and callable(obj.item):
         try:
             return obj.item()

@@ -309,3 +309,11 @@ def test_fake_hub_validates_model_index(fake_hub):
     with pytest.raises(ValueError, match="task.type"):
         api._validate_yaml(bad, repo_type="model")
     assert api.whoami()["name"] == "fake-user"
+
+
+def test_metric_result_objects_use_their_score():
+    from toolkit.metrics import MetricResult
+
+    result = MetricResult(name="bleu", score=31.5, signature="BLEU|nrefs:1")
+    card = ModelCard(_model_card(metrics={"test": {"bleu": result}}))
+    assert [(r.metric_type, r.metric_value) for r in card.data.eval_results] == [("bleu", 31.5)]

@@ -138,3 +138,16 @@ def test_redact_secrets_keeps_token_counts():
         "password": None,
         "rows": [{"authorization": "<redacted>", "completion_tokens": 5}],
     }
+
+
+def test_write_metrics_serialises_dataclasses(tmp_path):
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Result:  # same shape as toolkit.metrics.MetricResult
+        name: str
+        score: float
+        signature: str
+
+    path = reporting.write_metrics(tmp_path, {"bleu": Result("bleu", 31.5, "BLEU|nrefs:1")})
+    assert json.loads(path.read_text()) == {"bleu": {"name": "bleu", "score": 31.5, "signature": "BLEU|nrefs:1"}}
