@@ -349,7 +349,7 @@ def render_model_card(
         eval_results=eval_results or None,
         license=license,
         library_name=library_name,
-        pipeline_tag=task_type if "-" in task_type or task_type == "translation" else None,
+        pipeline_tag=task_type if task_type in set(TASK_TYPES.values()) else None,
         tags=list(dict.fromkeys([TOOLKIT_TAG, "distillation", recipe, *(tags or [])])),
         distill_toolkit=toolkit_meta,
     )

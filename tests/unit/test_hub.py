@@ -76,6 +76,9 @@ def test_model_card_metadata_parses_and_has_metrics():
     results = {(r.metric_type, r.dataset_split): r for r in data.eval_results}
     assert results[("gleu", "test")].metric_value == pytest.approx(61.234)
     assert results[("gleu", "test")].task_type == "text2text-generation"
+    assert data.pipeline_tag == "text2text-generation"
+    assert ModelCard(_model_card(task="summarization")).data.pipeline_tag == "summarization"
+    assert ModelCard(_model_card(task="my-own-task")).data.pipeline_tag is None
     assert results[("oracle_gleu", None)].metric_value == pytest.approx(70.5)
     assert ("note", None) not in results  # non-numeric values only go to the table
     lineage_meta = data.to_dict()["distill_toolkit"]["lineage"]
