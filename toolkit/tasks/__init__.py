@@ -55,6 +55,8 @@ REGISTRY: dict[str, TaskSpec] = {
     "20ng": TaskSpec("classification", "load_20newsgroups", ("train", "test")),
     "snips": TaskSpec("intent_slot", "load_snips", ("train", "valid", "test")),
     "slurp": TaskSpec("intent_slot", "load_slurp", ("devel",)),
+    # SLURP has one split here: a deterministic, text-grouped train/dev/test split of it.
+    "slurp_split": TaskSpec("intent_slot", "load_slurp", ("train", "dev", "test")),
     "esnli": TaskSpec("nli", "load_esnli", ("dev", "test")),
     "anli1": TaskSpec("nli", "load_anli1", ("valid", "test")),
     "cqa": TaskSpec("qa", "load_cqa", ("train", "test")),

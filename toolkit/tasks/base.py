@@ -144,7 +144,17 @@ def read_aligned(files: Mapping[str, str | os.PathLike], encoding: str = "utf-8"
 
 
 def read_jsonl(path: str | os.PathLike, encoding: str = "utf-8") -> list[dict[str, Any]]:
+    """Parse a JSON-lines file strictly (see :func:`read_jsonl_numbered`), without line numbers."""
+    return [obj for _, obj in read_jsonl_numbered(path, encoding=encoding)]
+
+
+def read_jsonl_numbered(path: str | os.PathLike, encoding: str = "utf-8") -> list[tuple[int, dict[str, Any]]]:
     """Parse a JSON-lines file strictly: every non-blank line must be a JSON object.
+
+    Blank lines (e.g. a trailing one) are skipped.
+
+    Returns:
+        ``(1-based line, object)`` pairs, so callers can report bad fields by line.
 
     Raises:
         DataFormatError: A line is not valid JSON or not an object (names file and line).
@@ -159,7 +169,7 @@ def read_jsonl(path: str | os.PathLike, encoding: str = "utf-8") -> list[dict[st
             raise DataFormatError(path, lineno, f"invalid JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(obj, dict):
             raise DataFormatError(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
-        rows.append(obj)
+        rows.append((lineno, obj))
     return rows
 
 
@@ -184,6 +194,19 @@ def read_delimited(
     quoting: int = csv.QUOTE_MINIMAL,
     encoding: str = "utf-8",
 ) -> list[dict[str, str]]:
+    """Read a CSV/TSV file strictly (see :func:`read_delimited_numbered`), without line numbers."""
+    rows = read_delimited_numbered(path, delimiter=delimiter, header=header, quoting=quoting, encoding=encoding)
+    return [row for _, row in rows]
+
+
+def read_delimited_numbered(
+    path: str | os.PathLike,
+    *,
+    delimiter: str = ",",
+    header: bool | Sequence[str] = True,
+    quoting: int = csv.QUOTE_MINIMAL,
+    encoding: str = "utf-8",
+) -> list[tuple[int, dict[str, str]]]:
     """Read a CSV/TSV file strictly: every row must have as many fields as the header.
 
     Args:
@@ -195,13 +218,14 @@ def read_delimited(
             their sentences contain bare double quotes.
 
     Returns:
-        One dict per data row (values are strings).
+        ``(line, row)`` per data row: the 1-based line where the row starts (quoted fields may span lines)
+        and a dict of its string values, so callers can report bad values by line.
 
     Raises:
         DataFormatError: A row has the wrong number of fields, or the CSV is malformed (file + line).
     """
     path = require_file(Path(path))
-    rows: list[dict[str, str]] = []
+    rows: list[tuple[int, dict[str, str]]] = []
     with open(path, encoding=encoding, newline="") as f:
         reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
         names: list[str] | None = None if header is True else list(header)
@@ -219,7 +243,7 @@ def read_delimited(
                     raise DataFormatError(
                         path, lineno, f"expected {len(names)} fields ({', '.join(names)}), got {len(fields)}"
                     )
-                rows.append(dict(zip(names, fields)))
+                rows.append((lineno, dict(zip(names, fields))))
         except csv.Error as e:
             raise DataFormatError(path, reader.line_num, f"malformed CSV: {e}") from None
     return rows

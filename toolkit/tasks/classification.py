@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from toolkit.tasks.base import DataFormatError, data_root, read_delimited, read_lines, require_file
+from toolkit.tasks.base import DataFormatError, data_root, read_delimited_numbered, read_lines, require_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
@@ -45,13 +45,13 @@ def load_sst2(split: str = "train", data_dir: str | os.PathLike | None = None) -
     if split not in SST2_FILES:
         raise ValueError(f"SST-2 split must be one of {tuple(SST2_FILES)}, got {split!r}")
     path = data_root(data_dir) / "sst2" / SST2_FILES[split]
-    rows = read_delimited(path, delimiter="\t", quoting=csv.QUOTE_NONE)
+    rows = read_delimited_numbered(path, delimiter="\t", quoting=csv.QUOTE_NONE)
     texts, labels = [], []
-    for i, row in enumerate(rows):
+    for lineno, row in rows:
         if "sentence" not in row or "label" not in row:
             raise DataFormatError(path, 1, "expected a header with columns 'sentence' and 'label'")
         if row["label"].strip() not in ("0", "1"):
-            raise DataFormatError(path, i + 2, f"label must be 0 or 1, got {row['label']!r}")
+            raise DataFormatError(path, lineno, f"label must be 0 or 1, got {row['label']!r}")
         texts.append(row["sentence"].strip())
         labels.append(int(row["label"]))
     return _make_dataset(texts, labels, list(SST2_LABELS))
@@ -92,14 +92,14 @@ def load_ag_news(split: str = "test", data_dir: str | os.PathLike | None = None,
     texts, labels = [], []
     if split == "test":
         path = folder / "test.csv"
-        rows = read_delimited(path, header=["class", "title", "description"])
-        for i, row in enumerate(rows):
+        rows = read_delimited_numbered(path, header=["class", "title", "description"])
+        for lineno, row in rows:
             try:
                 index = int(row["class"]) - 1
             except ValueError:
                 index = -1
             if not 0 <= index < len(names):
-                raise DataFormatError(path, i + 1, f"class index must be 1..{len(names)}, got {row['class']!r}")
+                raise DataFormatError(path, lineno, f"class index must be 1..{len(names)}, got {row['class']!r}")
             text = f"{row['title']}. {row['description']}" if with_title else row["description"]
             texts.append(_clean_ag_news(text))
             labels.append(index)
@@ -107,10 +107,10 @@ def load_ag_news(split: str = "test", data_dir: str | os.PathLike | None = None,
         if with_title:
             raise ValueError("the AG News training subset has no titles; use with_title=False")
         path = folder / "alps_train_subset_10k.tsv"
-        rows = read_delimited(path, delimiter="\t", header=["text", "label"])
-        for i, row in enumerate(rows):
+        rows = read_delimited_numbered(path, delimiter="\t", header=["text", "label"])
+        for lineno, row in rows:
             if row["label"] not in names:
-                raise DataFormatError(path, i + 1, f"unknown class {row['label']!r} (classes.txt has {names})")
+                raise DataFormatError(path, lineno, f"unknown class {row['label']!r} (classes.txt has {names})")
             texts.append(_clean_ag_news(row["text"]))
             labels.append(names.index(row["label"]))
     return _make_dataset(texts, labels, names)

@@ -15,7 +15,7 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from toolkit.tasks.base import DataFormatError, data_root, read_json_list, read_jsonl, require_file
+from toolkit.tasks.base import DataFormatError, data_root, read_json_list, read_jsonl_numbered, require_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
@@ -171,10 +171,10 @@ def load_svamp(
         if split not in SVAMP_PALM_SPLITS:
             raise ValueError(f"SVAMP (palm) split must be one of {SVAMP_PALM_SPLITS}, got {split!r}")
         path = require_file(root / "distill_step_by_step_palm" / "svamp" / f"svamp_{split}.json")
-        for i, raw in enumerate(read_jsonl(path)):
+        for i, (lineno, raw) in enumerate(read_jsonl_numbered(path)):
             if "input" not in raw or "label" not in raw:
-                raise DataFormatError(path, i + 1, "expected fields 'input' and 'label'")
-            answer = _eval_equation(raw["label"], path, i + 1)
+                raise DataFormatError(path, lineno, "expected fields 'input' and 'label'")
+            answer = _eval_equation(raw["label"], path, lineno)
             rows.append(
                 {
                     "id": f"svamp-{split}-{i}",

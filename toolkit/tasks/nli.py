@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from toolkit.tasks.base import DataFormatError, data_root, read_aligned, read_jsonl, require_file
+from toolkit.tasks.base import DataFormatError, data_root, read_aligned, read_jsonl_numbered, require_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
@@ -71,7 +71,7 @@ def load_esnli(split: str = "dev", data_dir: str | os.PathLike | None = None, so
             )
     elif source == "palm":
         path = require_file(root / "distill_step_by_step_palm" / "esnli" / f"esnli_{palm_split}.json")
-        for lineno, raw in enumerate(read_jsonl(path), start=1):
+        for lineno, raw in read_jsonl_numbered(path):
             _require(raw, ("premise", "hypothesis", "label"), path, lineno)
             rows.append(
                 {
@@ -103,7 +103,7 @@ def load_anli1(split: str = "valid", data_dir: str | os.PathLike | None = None) 
         raise ValueError(f"ANLI R1 split must be one of {ANLI1_SPLITS}, got {split!r}")
     path = require_file(data_root(data_dir) / "distill_step_by_step_palm" / "anli1" / f"anli1_{split}.json")
     rows = []
-    for lineno, raw in enumerate(read_jsonl(path), start=1):
+    for lineno, raw in read_jsonl_numbered(path):
         _require(raw, ("premise", "hypothesis", "label"), path, lineno)
         rows.append(
             {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from toolkit.tasks.base import DataFormatError, data_root, read_jsonl, require_file
+from toolkit.tasks.base import DataFormatError, data_root, read_jsonl_numbered, require_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
@@ -36,7 +36,7 @@ def load_cqa(split: str = "train", data_dir: str | os.PathLike | None = None) ->
 
     path = cqa_path(split, data_dir)
     rows = []
-    for lineno, raw in enumerate(read_jsonl(path), start=1):
+    for lineno, raw in read_jsonl_numbered(path):
         missing = [k for k in ("id", "question", "choices", "answer") if k not in raw]
         if missing:
             raise DataFormatError(path, lineno, f"missing field(s) {missing}")
