@@ -19,8 +19,19 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 # Field names whose values are secrets: never written to saved configs, model cards or logs.
-SECRET_FIELD_PATTERN = re.compile(r"(api[_-]?key|token|secret|password|authorization)", re.IGNORECASE)
+# "token" alone would also hit max_tokens / pad_token / num_tokens (counts and tokenizer settings that
+# lineage needs), so only a whole-word trailing "token" counts, minus the tokenizer's special tokens.
+SECRET_FIELD_PATTERN = re.compile(
+    r"(api[_-]?key|secret|password|passwd|authorization|credential|(^|[_-])token$)", re.IGNORECASE
+)
+_NOT_SECRET = re.compile(r"^(pad|eos|bos|unk|sep|cls|mask|additional_special|special)[_-]token$", re.IGNORECASE)
 REDACTED = "<redacted>"
+
+
+def is_secret_key(key: str) -> bool:
+    """True when a config/metadata key names a secret (``api_key``, ``hub_token``), not a count or tokenizer setting."""
+    key = str(key)
+    return bool(SECRET_FIELD_PATTERN.search(key)) and not _NOT_SECRET.match(key)
 
 
 def make_parser(dataclass_types: Iterable[type]):
@@ -75,7 +86,7 @@ def redact(obj: Any) -> Any:
     if isinstance(obj, dict):
         out = {}
         for key, value in obj.items():
-            if SECRET_FIELD_PATTERN.search(str(key)) and value not in (None, "", False):
+            if is_secret_key(key) and value not in (None, "", False):
                 out[str(key)] = REDACTED
             else:
                 out[str(key)] = redact(value)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.configs import REDACTED, apply_cpu_safe_defaults, make_parser, redact, save_config
+from toolkit.configs import REDACTED, apply_cpu_safe_defaults, is_secret_key, make_parser, redact, save_config
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE_CONFIGS = sorted((REPO / "recipes" / "configs").glob("*/*.yaml"))
@@ -90,6 +90,21 @@ def test_redact_and_save_config(tmp_path):
     assert data["args"]["model"] == "m" and data["extra"]["n"] == 1
     # Empty secrets stay visible as empty (nothing to hide, and it tells the reader none was set).
     assert redact({"api_key": None})["api_key"] is None
+
+
+@pytest.mark.parametrize(
+    "key", ["api_key", "openai_api_key", "hub_token", "hf_token", "token", "HF-TOKEN", "password"]
+)
+def test_secret_keys_detected(key):
+    assert is_secret_key(key)
+
+
+@pytest.mark.parametrize(
+    "key", ["max_tokens", "num_tokens", "prompt_tokens", "pad_token", "eos_token", "tokenizer_name"]
+)
+def test_counts_and_tokenizer_settings_are_not_secrets(key):
+    assert not is_secret_key(key)
+    assert redact({key: 5})[key] == 5
 
 
 def test_cpu_safe_defaults_turn_off_bf16():
