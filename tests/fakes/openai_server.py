@@ -206,11 +206,17 @@ class FakeOpenAIServer:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
                 method, path, _ = lines[0].split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
+                headers = {
+                    k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)
+                }
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
                 status, extra, payload = await self._dispatch(method, path, body)
                 reason = _REASONS.get(status, "OK")
-                hdrs = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json", f"Content-Length: {len(payload)}"]
+                hdrs = [
+                    f"HTTP/1.1 {status} {reason}",
+                    "Content-Type: application/json",
+                    f"Content-Length: {len(payload)}",
+                ]
                 hdrs += [f"{k}: {v}" for k, v in extra.items()]
                 writer.write(("\r\n".join(hdrs) + "\r\n\r\n").encode() + payload)
                 await writer.drain()
@@ -274,7 +280,9 @@ class FakeOpenAIServer:
         texts = []
         for i in range(0 if empty else n):
             idx, sd = (0, "greedy") if greedy else (i, seed)
-            text = self.responder(prompt, idx, sd, body) if self.responder else default_text(prompt, idx, sd, max_tokens)
+            text = (
+                self.responder(prompt, idx, sd, body) if self.responder else default_text(prompt, idx, sd, max_tokens)
+            )
             for stop in body.get("stop") or []:
                 text = text.split(stop, 1)[0]
             texts.append(text)

@@ -139,9 +139,7 @@ class OpenAITeacher(Teacher):
         import openai
         from aiolimiter import AsyncLimiter
 
-        client = openai.AsyncOpenAI(
-            api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout
-        )
+        client = openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
         self._sem = asyncio.Semaphore(self.max_concurrency)
         rpm, tpm = self.config.requests_per_minute, self.config.tokens_per_minute
         self._req_limiter = AsyncLimiter(rpm, 60) if rpm else None
@@ -210,7 +208,9 @@ class OpenAITeacher(Teacher):
 
         def before_sleep(state: Any) -> None:
             exc = state.outcome.exception()
-            logger.debug("%s: attempt %d failed (%s: %s); retrying", self.id, state.attempt_number, type(exc).__name__, exc)
+            logger.debug(
+                "%s: attempt %d failed (%s: %s); retrying", self.id, state.attempt_number, type(exc).__name__, exc
+            )
 
         try:
             async for attempt in AsyncRetrying(

@@ -1,0 +1,393 @@
+"""Shared plumbing of the data_gen jobs: configs, input loading, sharding, outputs, merge, push.
+
+Output folder of one job (or of one shard, under ``<output_dir>/shards/shard-XXXXX-of-YYYYY``)::
+
+    dataset/          datasets.save_to_disk (Arrow)
+    data.jsonl        the same rows as JSON lines
+    failures.jsonl    items that failed after retries: item_id, row_index, error_type, message, attempts
+    summary.json      counts, tokens, cost, throughput, job-specific stats
+    config.json       the job's configs with secrets redacted
+    README.md         dataset card with lineage (toolkit.hub.render_dataset_card)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit.configs import save_config, setup_logging
+from toolkit.prompts import DEMO_SELECTIONS, PROMPT_FORMATS, FewShotTemplate, select_demos, template_hash
+
+logger = logging.getLogger("data_gen")
+
+ROW_INDEX = "row_index"  # original position of an input row: shards are merged back in this order
+
+
+@dataclass
+class JobConfig:
+    """Where the inputs come from, where outputs go, and how the job runs."""
+
+    dataset: str | None = field(
+        default=None, metadata={"help": "toolkit.tasks registry name (jfleg, svamp, palm_cqa ...), file or Hub id."}
+    )
+    split: str | None = field(default="dev", metadata={"help": "Split of `dataset` to generate for."})
+    input_file: str | None = field(default=None, metadata={"help": "Local JSONL/CSV/TSV/Parquet input instead."})
+    data_dir: str | None = field(default=None, metadata={"help": "Real-data root (default $TOOLKIT_DATA_DIR)."})
+    resplit_from: str | None = field(
+        default=None,
+        metadata={"help": "Split a dataset that lacks train/dev/test (JFLEG: 'dev') deterministically first."},
+    )
+    resplit_dev_size: float = field(default=0.15, metadata={"help": "dev rows (int or fraction) when resplitting."})
+    resplit_test_size: float = field(default=0.15, metadata={"help": "test rows (int or fraction) when resplitting."})
+    resplit_seed: int = field(default=42, metadata={"help": "Seed of the deterministic split."})
+    id_column: str = field(default="id", metadata={"help": "Unique item id column (row position when absent)."})
+    max_items: int | None = field(default=None, metadata={"help": "Use only the first N input rows."})
+    output_dir: str = field(default="outputs/data_gen/job", metadata={"help": "Output folder."})
+    cache_path: str | None = field(
+        default=None, metadata={"help": "Generation cache SQLite file (default $TOOLKIT_CACHE/generations.sqlite)."}
+    )
+    num_shards: int = field(default=1, metadata={"help": "Split the inputs into this many contiguous shards."})
+    shard_index: int = field(default=0, metadata={"help": "Which shard this worker runs (0-based)."})
+    merge: bool = field(default=False, metadata={"help": "Merge finished shards of output_dir instead of generating."})
+    max_cost: float | None = field(
+        default=None, metadata={"help": "Hard USD budget: abort if the estimate exceeds it, stop when reached."}
+    )
+    dry_run: bool = field(default=False, metadata={"help": "Print the first prompts and the estimate; call nothing."})
+    dry_run_examples: int = field(default=2, metadata={"help": "Prompts shown by --dry_run."})
+    progress: bool = field(default=True, metadata={"help": "Show a tqdm progress bar."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the output folder as a Hub dataset."})
+    hub_repo_id: str | None = field(default=None, metadata={"help": "Hub dataset repo for --push_to_hub."})
+    hub_token: str | None = field(default=None, metadata={"help": "Hub token (default HF_TOKEN); never saved."})
+    hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+    card_license: str = field(default="other", metadata={"help": "License id in the dataset card metadata."})
+
+    def __post_init__(self) -> None:
+        if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
+            raise ValueError(f"need 0 <= shard_index < num_shards, got {self.shard_index} / {self.num_shards}")
+        if self.max_cost is not None and self.max_cost < 0:
+            raise ValueError("max_cost must be >= 0")
+        if self.push_to_hub and not self.hub_repo_id:
+            raise ValueError("--push_to_hub needs --hub_repo_id")
+
+
+@dataclass
+class PromptConfig:
+    """Few-shot template, demonstrations and shared sampling settings."""
+
+    instruction: str = field(default="", metadata={"help": "Task description (system message in chat format)."})
+    input_template: str = field(default="Input: {source}", metadata={"help": "str.format template of an input."})
+    output_template: str = field(default="Output: {target}", metadata={"help": "Template of a demo answer."})
+    separator: str = field(default="\n\n", metadata={"help": "Between examples (text format)."})
+    joiner: str = field(default="\n", metadata={"help": "Between an example's input and output (text format)."})
+    prompt_format: str = field(default="text", metadata={"help": f"One of {PROMPT_FORMATS}."})
+    num_demos: int = field(default=4, metadata={"help": "Few-shot demonstrations per prompt."})
+    demo_selection: str = field(default="fixed", metadata={"help": f"One of {DEMO_SELECTIONS}."})
+    demo_seed: int = field(default=0, metadata={"help": "Seed of random demo selection."})
+    demo_indices: list[int] | None = field(default=None, metadata={"help": "Explicit demo row indices."})
+    demo_split: str | None = field(default="train", metadata={"help": "Split the demonstrations come from."})
+    max_tokens: int = field(default=64, metadata={"help": "Completion length cap."})
+    stop: list[str] | None = field(default=None, metadata={"help": "Stop sequences (default: next example)."})
+    seed: int = field(default=0, metadata={"help": "Sampling seed."})
+
+    def __post_init__(self) -> None:
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {self.prompt_format!r}")
+        if self.demo_selection not in DEMO_SELECTIONS:
+            raise ValueError(f"demo_selection must be one of {DEMO_SELECTIONS}, got {self.demo_selection!r}")
+
+    def template(self) -> FewShotTemplate:
+        return FewShotTemplate(
+            instruction=self.instruction,
+            input_template=self.input_template,
+            output_template=self.output_template,
+            separator=self.separator,
+            joiner=self.joiner,
+            prompt_format=self.prompt_format,
+        )
+
+    def stops(self) -> list[str] | None:
+        if self.stop:
+            return list(self.stop)
+        return self.template().default_stop() if self.prompt_format == "text" else None
+
+
+# -- inputs ---------------------------------------------------------------------------------------------------
+def load_split(job: JobConfig, split: str | None, dataset: str | None = None) -> list[dict[str, Any]]:
+    """Rows of ``split`` from ``job.dataset`` (or ``dataset``), resplitting deterministically if configured."""
+    from toolkit import tasks
+
+    name = dataset or job.dataset
+    if job.input_file and dataset is None:
+        ds = tasks.load_local(job.input_file, split=split if split not in (None, "dev") else None)
+    elif name is None:
+        raise ValueError("set `dataset` (a toolkit.tasks name, file or Hub id) or `input_file`")
+    elif job.resplit_from and dataset is None:
+        whole = tasks.load(name, split=job.resplit_from, data_dir=job.data_dir)
+        size = lambda v: int(v) if v >= 1 else float(v)  # noqa: E731 - ints are row counts, floats fractions
+        parts = tasks.deterministic_split(
+            whole, dev_size=size(job.resplit_dev_size), test_size=size(job.resplit_test_size), seed=job.resplit_seed
+        )
+        if split not in parts:
+            raise ValueError(f"resplit gives train/dev/test, not {split!r}")
+        ds = parts[split]
+    else:
+        ds = tasks.load(name, split=split, data_dir=job.data_dir)
+    if hasattr(ds, "keys") and not hasattr(ds, "column_names"):  # a DatasetDict: no split was chosen
+        raise ValueError(f"{name or job.input_file}: pick a split from {list(ds.keys())}")
+    return [dict(row) for row in ds]
+
+
+def load_inputs(job: JobConfig) -> list[dict[str, Any]]:
+    """The job's input rows (``max_items``), each with ``row_index`` and a unique ``id`` column."""
+    rows = load_split(job, job.split)
+    if job.max_items is not None:
+        rows = rows[: job.max_items]
+    seen: set[str] = set()
+    for i, row in enumerate(rows):
+        row[ROW_INDEX] = i
+        if job.id_column not in row:
+            row[job.id_column] = f"{job.dataset or Path(job.input_file or 'input').stem}-{job.split}-{i}"
+        key = str(row[job.id_column])
+        if key in seen:
+            raise ValueError(f"input row {i}: duplicate id {key!r} in column {job.id_column!r}")
+        seen.add(key)
+    return rows
+
+
+def shard(rows: list[Any], num_shards: int, shard_index: int) -> list[Any]:
+    """Contiguous shard ``shard_index`` of ``num_shards`` (sizes differ by at most one)."""
+    base, extra = divmod(len(rows), num_shards)
+    start = shard_index * base + min(shard_index, extra)
+    return rows[start : start + base + (1 if shard_index < extra else 0)]
+
+
+def choose_demos(prompt: PromptConfig, pool: list[dict[str, Any]], id_column: str, extra: int = 1):
+    """``num_demos + extra`` demonstrations: the spare lets a row that is itself a demo get a different one."""
+    k = min(prompt.num_demos + extra, len(pool))
+    demos = select_demos(pool, k, method=prompt.demo_selection, seed=prompt.demo_seed, indices=prompt.demo_indices)
+    return demos, template_hash(prompt.template(), demos[: prompt.num_demos])
+
+
+def demos_for(row: dict[str, Any], demos: list[dict[str, Any]], k: int, id_column: str) -> list[dict[str, Any]]:
+    """The first ``k`` demos that are not ``row`` itself (no answer leakage into its own prompt)."""
+    rid = row.get(id_column)
+    return [d for d in demos if d.get(id_column) != rid or rid is None][:k]
+
+
+# -- outputs --------------------------------------------------------------------------------------------------
+def job_output_dir(job: JobConfig) -> Path:
+    root = Path(job.output_dir)
+    if job.num_shards == 1:
+        return root
+    return root / "shards" / f"shard-{job.shard_index:05d}-of-{job.num_shards:05d}"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return value.item()
+    return value
+
+
+def write_outputs(
+    out_dir: Path,
+    rows: list[dict[str, Any]],
+    *,
+    failures: list[dict[str, Any]],
+    summary: dict[str, Any],
+    configs: dict[str, Any],
+    card: dict[str, Any],
+) -> Path:
+    """Write dataset (Arrow) + JSONL + failures + summary + redacted config + dataset card into ``out_dir``."""
+    from datasets import Dataset
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [_jsonable(r) for r in sorted(rows, key=lambda r: r[ROW_INDEX])]
+    tmp = out_dir / "dataset.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (Dataset.from_list(rows) if rows else Dataset.from_dict({})).save_to_disk(str(tmp))
+    if (out_dir / "dataset").exists():
+        shutil.rmtree(out_dir / "dataset")
+    tmp.rename(out_dir / "dataset")  # never leave a half-written dataset under the final name
+    _write_jsonl(out_dir / "data.jsonl", rows)
+    _write_jsonl(out_dir / "failures.jsonl", failures)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    save_config(out_dir / "config.json", **configs)
+    _write_card(out_dir, rows, summary, configs, card)
+    return out_dir
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{lineno}: invalid JSON ({exc})") from exc
+    return rows
+
+
+def _write_card(out_dir: Path, rows, summary, configs, card: dict[str, Any]) -> None:
+    from toolkit.configs import redact
+    from toolkit.hub import Lineage, render_dataset_card, save_card
+
+    lineage = Lineage.from_generated(rows, generated_dataset=str(out_dir))
+    stats = {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and v is not None}
+    text = render_dataset_card(
+        name=card.get("name", out_dir.name),
+        description=card.get("description", "Teacher-generated data (distill-toolkit)."),
+        lineage=lineage,
+        num_rows=len(rows),
+        columns=card.get("columns") or (sorted(rows[0]) if rows else []),
+        stats=stats,
+        license=card.get("license", "other"),
+        source_datasets=card.get("source_datasets"),
+        generation_config=redact(configs),
+    )
+    save_card(out_dir, text)
+
+
+def merge_shards(output_dir: str | os.PathLike, *, card: dict[str, Any] | None = None) -> Path:
+    """Join ``output_dir/shards/*`` into ``output_dir`` in original row order; fails if a shard is missing."""
+    root = Path(output_dir)
+    shard_dirs = sorted((root / "shards").glob("shard-*-of-*"))
+    if not shard_dirs:
+        raise FileNotFoundError(f"no shards under {root / 'shards'}")
+    total = int(shard_dirs[0].name.rsplit("-of-", 1)[1])
+    have = {int(d.name.split("-")[1]) for d in shard_dirs if (d / "summary.json").is_file()}
+    missing = sorted(set(range(total)) - have)
+    if missing:
+        raise FileNotFoundError(f"{root}: shards {missing} of {total} have not finished (no summary.json)")
+    rows, failures, summaries = [], [], []
+    for d in shard_dirs:
+        rows += read_jsonl(d / "data.jsonl")
+        failures += read_jsonl(d / "failures.jsonl")
+        summaries.append(json.loads((d / "summary.json").read_text()))
+    ids = [r[ROW_INDEX] for r in rows]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{root}: shards overlap (duplicate {ROW_INDEX}); were they run with different settings?")
+    summary: dict[str, Any] = {"shards": total}
+    for s in summaries:
+        for k, v in s.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("items_per_s",):
+                summary[k] = summary.get(k, 0) + v
+            elif k not in summary:
+                summary[k] = v
+    configs = json.loads((shard_dirs[0] / "config.json").read_text())
+    write_outputs(root, rows, failures=failures, summary=summary, configs=configs, card=card or {})
+    logger.info("merged %d shards into %s: %d rows, %d failures", total, root, len(rows), len(failures))
+    return root
+
+
+def maybe_push(job: JobConfig, out_dir: Path) -> str | None:
+    if not job.push_to_hub:
+        return None
+    from toolkit.hub import push_to_hub
+
+    url = push_to_hub(out_dir, job.hub_repo_id, repo_type="dataset", token=job.hub_token, private=job.hub_private)
+    logger.info("pushed %s to %s", out_dir, url)
+    return url
+
+
+def init_logging() -> None:
+    setup_logging()
+    # httpx logs every request at INFO: thousands of lines per job.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+
+
+# -- the generic run ------------------------------------------------------------------------------------------
+def _show_request(request) -> str:
+    if request.prompt is not None:
+        return request.prompt
+    return "\n".join(f"[{m['role']}] {m['content']}" for m in request.messages)
+
+
+def run_job(
+    name: str,
+    teacher_cfg,
+    job: JobConfig,
+    rows: list[dict[str, Any]],
+    items: list,
+    to_row,
+    stats,
+    *,
+    card: dict[str, Any],
+    configs: dict[str, Any],
+    dry_run_show,
+) -> dict[str, Any]:
+    """Generate ``items`` (one per row) through the cache and write the job's outputs.
+
+    Args:
+        to_row: ``(row, ItemOutcome, teacher) -> output row`` for completed items.
+        stats: ``(output rows) -> dict`` of job-specific summary statistics.
+        dry_run_show: ``i -> GenerationRequest`` whose prompt ``--dry_run`` prints.
+
+    Returns:
+        The summary dict; ``aborted`` is set when the pre-run estimate exceeded ``max_cost``.
+    """
+    from toolkit.cache import GenerationCache
+    from toolkit.generation import BudgetExceededError, plan_cost, run_generation
+    from toolkit.teachers import load_teacher
+
+    teacher = load_teacher(teacher_cfg)
+    cache = GenerationCache(job.cache_path)
+    out_dir = job_output_dir(job)
+    try:
+        if job.dry_run:
+            estimate = plan_cost(items, teacher, cache)
+            for i in range(min(job.dry_run_examples, len(items))):
+                print(f"----- prompt {i} (item {items[i].item_id}) -----\n{_show_request(dry_run_show(i))}")
+            print(f"----- dry run: nothing was sent -----\n{json.dumps(estimate, indent=2)}")
+            return {"dry_run": True, **estimate}
+        try:
+            outcomes, summary = run_generation(
+                items, teacher, cache, max_cost=job.max_cost, progress=job.progress, desc=name
+            )
+        except BudgetExceededError as exc:
+            logger.error("%s", exc)
+            return {"aborted": "max_cost", "estimated_cost_usd": exc.estimate, "max_cost": exc.max_cost}
+        out_rows, failures = [], []
+        for row, outcome in zip(rows, outcomes):
+            if outcome.ok:
+                out_rows.append(to_row(row, outcome, teacher))
+            elif outcome.error is not None:
+                failures.append({**outcome.error, ROW_INDEX: row[ROW_INDEX]})
+        result = summary.to_dict()
+        result.update(stats(out_rows))
+        result.update({"output_dir": str(out_dir), "rows_written": len(out_rows), "failures_file": "failures.jsonl"})
+        write_outputs(out_dir, out_rows, failures=failures, summary=result, configs=configs, card=card)
+        if job.num_shards == 1:
+            maybe_push(job, out_dir)
+        _print_summary(name, result)
+        return result
+    finally:
+        cache.close()
+        teacher.close()
+
+
+def _print_summary(name: str, summary: dict[str, Any]) -> None:
+    keys = [k for k, v in summary.items() if isinstance(v, (int, float, str)) and v is not None and k != "extra"]
+    width = max(len(k) for k in keys)
+    print(f"== {name} summary ==")
+    for k in keys:
+        print(f"  {k:<{width}}  {summary[k]}")

@@ -1,0 +1,293 @@
+"""The generation engine: work items → teacher (through the cache) → per-item outcomes.
+
+One item (a dataset row) owns one or more :class:`GenerationRequest` s (e.g. LMCor: a greedy request and a
+sampled one). :func:`run_generation`
+
+1. looks every sample up in the :class:`~toolkit.cache.GenerationCache` and plans requests only for the
+   missing sample indices (k=5 after k=4 asks for sample 4 alone);
+2. estimates the cost of the plan and raises :class:`BudgetExceededError` *before any call* when it exceeds
+   ``max_cost`` (the estimate is an upper bound: prompt tokens + ``max_tokens`` per sample);
+3. streams the plan through :meth:`Teacher.generate_each`, committing each completed request to the cache at
+   once (so a killed job loses at most in-flight requests) and reserving each request's estimated cost before
+   it is sent, so that spending never crosses ``max_cost``: the run stops sending and finishes cleanly;
+4. returns an :class:`ItemOutcome` per item — complete, failed after retries (with error type / message /
+   attempts, for the failures file), or pending (not sent because the budget ran out).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from toolkit.cache import GenerationCache
+from toolkit.teachers.base import Generation, GenerationRequest, Teacher, TeacherError, Usage
+
+logger = logging.getLogger(__name__)
+
+
+class BudgetExceededError(RuntimeError):
+    """The pre-run cost estimate exceeds ``max_cost``; nothing was sent."""
+
+    def __init__(self, estimate: float, max_cost: float, missing_samples: int):
+        super().__init__(
+            f"estimated cost ${estimate:.4f} for {missing_samples} uncached samples exceeds max_cost ${max_cost:.4f}; "
+            "nothing was sent (raise --max_cost, lower max_tokens or the number of items)"
+        )
+        self.estimate, self.max_cost, self.missing_samples = estimate, max_cost, missing_samples
+
+
+@dataclass
+class WorkItem:
+    """One dataset row's requests. ``item_id`` must be unique within a run."""
+
+    item_id: str
+    requests: list[GenerationRequest]
+
+
+@dataclass
+class ItemOutcome:
+    """Per-item result: ``generations[r]`` holds request r's n samples when the item is complete."""
+
+    item_id: str
+    generations: list[list[Generation]] | None = None
+    error: dict[str, Any] | None = None
+    cached_samples: int = 0
+    new_samples: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.generations is not None
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for gens in self.generations or []:
+            for gen in gens:
+                total = total + gen.usage
+        return total
+
+
+@dataclass
+class GenerationSummary:
+    """What a run did; ``cost_usd`` / ``usage`` count only new (paid) samples."""
+
+    teacher_id: str
+    items: int = 0
+    completed: int = 0
+    failed: int = 0
+    pending: int = 0
+    requests_sent: int = 0
+    cached_samples: int = 0
+    new_samples: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    estimated_cost_usd: float = 0.0
+    elapsed_s: float = 0.0
+    stopped_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def items_per_s(self) -> float:
+        return self.items / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["items_per_s"] = round(self.items_per_s, 3)
+        data["cost_usd"] = round(self.cost_usd, 6)
+        data["estimated_cost_usd"] = round(self.estimated_cost_usd, 6)
+        return data
+
+
+@dataclass
+class _Planned:
+    item: int
+    request: int
+    first_index: int
+    sub: GenerationRequest
+    estimate: float
+
+
+def _missing_runs(found: Sequence[Generation | None]) -> list[tuple[int, int]]:
+    """Contiguous ``(start, length)`` runs of missing sample indices."""
+    runs: list[tuple[int, int]] = []
+    for idx, gen in enumerate(found):
+        if gen is not None:
+            continue
+        if runs and runs[-1][0] + runs[-1][1] == idx:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((idx, 1))
+    return runs
+
+
+def estimate_request_cost(teacher: Teacher, request: GenerationRequest) -> float:
+    """Upper-bound cost of one request: estimated prompt tokens + ``max_tokens`` per sample."""
+    return teacher.cost(Usage(teacher.estimate_prompt_tokens(request), request.max_tokens * request.n))
+
+
+def _plan(
+    items: Sequence[WorkItem], teacher: Teacher, cache: GenerationCache
+) -> tuple[list[list[list[Generation | None]]], list[_Planned]]:
+    """Cached samples per item/request, and sub-requests for every contiguous run of missing samples."""
+    found: list[list[list[Generation | None]]] = []
+    plan: list[_Planned] = []
+    for j, item in enumerate(items):
+        per_req = []
+        for r, req in enumerate(item.requests):
+            got = cache.get_many(teacher.id, req, range(req.n))
+            per_req.append(got)
+            for first, length in _missing_runs(got):
+                sub = req.replace(n=length, sample_offset=req.sample_offset + first)
+                plan.append(_Planned(j, r, first, sub, estimate_request_cost(teacher, sub)))
+        found.append(per_req)
+    return found, plan
+
+
+def plan_cost(items: Sequence[WorkItem], teacher: Teacher, cache: GenerationCache) -> dict[str, Any]:
+    """What a run would send, without sending anything (``--dry_run``): counts and the cost upper bound."""
+    found, plan = _plan(items, teacher, cache)
+    return {
+        "items": len(items),
+        "cached_samples": sum(g is not None for per_req in found for got in per_req for g in got),
+        "missing_samples": sum(p.sub.n for p in plan),
+        "requests": len(plan),
+        "estimated_cost_usd": sum(p.estimate for p in plan),
+    }
+
+
+def run_generation(
+    items: Sequence[WorkItem],
+    teacher: Teacher,
+    cache: GenerationCache,
+    *,
+    max_cost: float | None = None,
+    progress: bool = True,
+    desc: str = "generate",
+) -> tuple[list[ItemOutcome], GenerationSummary]:
+    """Generate every item's samples through the cache. See the module docstring for the guarantees.
+
+    Raises:
+        BudgetExceededError: the pre-run estimate exceeds ``max_cost`` (no request was sent).
+        ValueError: duplicate item ids.
+    """
+    ids = [it.item_id for it in items]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"duplicate item id {dup!r}: item ids must be unique within a run")
+    start = time.perf_counter()
+    tid = teacher.id
+    summary = GenerationSummary(teacher_id=tid, items=len(items))
+    # -- 1. plan against the cache ---------------------------------------------------------------------------
+    found, plan = _plan(items, teacher, cache)
+    outcomes = [
+        ItemOutcome(item.item_id, cached_samples=sum(g is not None for got in found[j] for g in got))
+        for j, item in enumerate(items)
+    ]
+    summary.cached_samples = sum(o.cached_samples for o in outcomes)
+    summary.estimated_cost_usd = sum(p.estimate for p in plan)
+    missing = sum(p.sub.n for p in plan)
+    logger.info(
+        "%s: %d items, %d cached samples, %d to generate in %d requests (estimated cost <= $%.4f)",
+        desc, len(items), summary.cached_samples, missing, len(plan), summary.estimated_cost_usd,
+    )  # fmt: skip
+    if max_cost is not None and summary.estimated_cost_usd > max_cost:
+        raise BudgetExceededError(summary.estimated_cost_usd, max_cost, missing)
+
+    # -- 2. run the plan ------------------------------------------------------------------------------------
+    remaining = [0] * len(items)
+    for p in plan:
+        remaining[p.item] += 1
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(items), desc=desc, unit="item", dynamic_ncols=True)
+        bar.update(sum(1 for c in remaining if c == 0))  # fully cached items are done already
+    state = {"spent": 0.0, "reserved": 0.0, "usage": Usage()}
+
+    def admit(i: int) -> bool:
+        if max_cost is not None:
+            if state["spent"] + state["reserved"] + plan[i].estimate > max_cost:
+                if summary.stopped_reason is None:
+                    logger.warning("max_cost $%.4f reached: sending no further requests", max_cost)
+                summary.stopped_reason = "max_cost"
+                return False
+            state["reserved"] += plan[i].estimate
+        summary.requests_sent += 1
+        return True
+
+    def on_result(i: int, result: list[Generation] | BaseException) -> None:
+        p = plan[i]
+        if max_cost is not None:
+            state["reserved"] -= p.estimate
+        outcome = outcomes[p.item]
+        if isinstance(result, BaseException):
+            if outcome.error is None:
+                outcome.error = {
+                    "item_id": outcome.item_id,
+                    "request_index": p.request,
+                    "error_type": getattr(result, "error_type", type(result).__name__),
+                    "message": str(result)[:2000],
+                    "attempts": getattr(result, "attempts", 1),
+                }
+        else:
+            cache.put_many(tid, items[p.item].requests[p.request], p.first_index, result)
+            for k, gen in enumerate(result):
+                found[p.item][p.request][p.first_index + k] = gen
+            usage = Usage()
+            for gen in result:
+                usage = usage + gen.usage
+            state["usage"] = state["usage"] + usage
+            state["spent"] += teacher.cost(usage)
+            outcome.new_samples += len(result)
+        remaining[p.item] -= 1
+        if bar is not None and remaining[p.item] == 0:
+            bar.update(1)
+            u = state["usage"]
+            bar.set_postfix_str(f"tok={u.total_tokens:,} cost=${state['spent']:.4f}", refresh=False)
+
+    try:
+        if plan:
+            teacher.generate_each([p.sub for p in plan], on_result, admit)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    # -- 3. assemble ----------------------------------------------------------------------------------------
+    for j, outcome in enumerate(outcomes):
+        complete = all(g is not None for got in found[j] for g in got)
+        if complete:
+            outcome.generations = [list(got) for got in found[j]]
+            outcome.error = None  # a later request of the item may have failed after an earlier retry: moot
+            summary.completed += 1
+        elif outcome.error is not None:
+            summary.failed += 1
+        else:
+            summary.pending += 1
+    summary.new_samples = sum(o.new_samples for o in outcomes)
+    summary.prompt_tokens = state["usage"].prompt_tokens
+    summary.completion_tokens = state["usage"].completion_tokens
+    summary.cost_usd = state["spent"]
+    summary.elapsed_s = time.perf_counter() - start
+    logger.info(
+        "%s: %d complete, %d failed, %d pending; %d requests sent, %d new / %d cached samples, $%.4f, %.1fs",
+        desc, summary.completed, summary.failed, summary.pending, summary.requests_sent, summary.new_samples,
+        summary.cached_samples, summary.cost_usd, summary.elapsed_s,
+    )  # fmt: skip
+    return outcomes, summary
+
+
+__all__ = [
+    "BudgetExceededError",
+    "GenerationSummary",
+    "ItemOutcome",
+    "TeacherError",
+    "WorkItem",
+    "estimate_request_cost",
+    "plan_cost",
+    "run_generation",
+]
