@@ -12,7 +12,6 @@ excluded for every method, and cached features are charged the extraction cost m
 The recipe is single-process at heart: under a multi-process launch the main process does the work.
 """
 
-from __future__ import annotations
 
 import logging
 import random
@@ -89,6 +88,7 @@ class BaselineArguments:
     run_few_shot: bool = field(default=True, metadata={"help": "Prompt llm_model few-shot (greedy) as a baseline."})
     few_shot_per_class: int = field(default=1, metadata={"help": "Demonstrations per label."})
     few_shot_max_test: int = field(default=200, metadata={"help": "Prompted test rows (first N of the test split)."})
+    few_shot_max_chars: int = field(default=400, metadata={"help": "Demo/query texts clipped to this many chars."})
     few_shot_max_new_tokens: int = field(default=8, metadata={"help": "Generation cap for the label."})
     few_shot_batch_size: int = field(default=8, metadata={"help": "Prompts per generate() call."})
 
@@ -257,7 +257,12 @@ def main(data_args, model_args, base_args, run_args):
             teacher.load()  # model loading is excluded from every method's cost
         with le.CostMeter() as m:
             fs_preds, raw = le.few_shot_classify(
-                teacher, demos, test[0][:n], names, max_new_tokens=base_args.few_shot_max_new_tokens
+                teacher,
+                demos,
+                test[0][:n],
+                names,
+                max_new_tokens=base_args.few_shot_max_new_tokens,
+                max_chars=base_args.few_shot_max_chars,
             )
         pred_ids = [names.index(p) if p is not None else -1 for p in fs_preds]
         rows.append(
