@@ -1,0 +1,273 @@
+"""Run plumbing for ``recipes/lmcor.py``: config dataclasses, row filtering, candidates, scoring, card, push.
+
+Kept out of the recipe so the script stays a thin, readable pipeline, and out of :mod:`toolkit.lmcor` so that
+module stays about the method (pools, input format, selectors) rather than one script's I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit import lmcor
+
+logger = logging.getLogger(__name__)
+
+CORRECTOR = "LMCor corrector"
+
+
+@dataclass
+class LMCorArguments:
+    """Data, candidate pool, corrector input format, teacher and evaluation settings."""
+
+    task: str = field(default="demo_gec", metadata={"help": f"Pool: one of {sorted(lmcor.POOL_TASKS)}."})
+    task_type: str | None = field(default=None, metadata={"help": "gec / mt / d2t (required for task=jsonl)."})
+    data_dir: str | None = field(default=None, metadata={"help": "Real-data root (default $TOOLKIT_DATA_DIR)."})
+    pool_path: str | None = field(
+        default=None, metadata={"help": "Candidates dataset from data_gen/candidates.py (JSONL / Arrow dir)."}
+    )
+    max_source_words: int | None = field(default=None, metadata={"help": "Drop rows with longer sources."})
+    dev_size: float = field(default=0.1, metadata={"help": "Dev rows: int count (>= 1) or fraction."})
+    test_size: float = field(default=0.2, metadata={"help": "Test rows: int count (>= 1) or fraction."})
+    split_seed: int = field(default=42, metadata={"help": "Seed of the deterministic group-aware split."})
+    max_train_rows: int | None = field(default=None, metadata={"help": "Seeded subsample of the train split."})
+    max_dev_rows: int | None = field(default=None, metadata={"help": "Seeded subsample of the dev split."})
+    max_test_rows: int | None = field(default=None, metadata={"help": "Seeded subsample of the test split."})
+    k: int = field(default=5, metadata={"help": "Candidates per corrector input."})
+    single_candidate: bool = field(default=False, metadata={"help": "Ablation: the first (greedy) candidate only."})
+    separator: str = field(default=" <extra_id_0> ", metadata={"help": "Between source and candidates."})
+    source_prefix: str = field(default="source: ", metadata={"help": "Before the source."})
+    candidates_prefix: str = field(default="candidates: ", metadata={"help": "Before the first candidate."})
+    shuffle_candidates: bool = field(default=True, metadata={"help": "Shuffle candidate order in training."})
+    augment: int = field(default=1, metadata={"help": "Copies of each training example (new subsets/orders)."})
+    multi_reference: bool = field(default=True, metadata={"help": "One training example per reference."})
+    train_systems: list[str] = field(default_factory=list, metadata={"help": "Systems the corrector trains on."})
+    test_systems: list[str] = field(default_factory=list, metadata={"help": "Unseen systems used at test time."})
+    teacher_backend: str = field(default="hf", metadata={"help": "Candidate teacher backend: hf / openai / vllm."})
+    teacher_model: str = field(default="local:smollm2-135m", metadata={"help": "Teacher model."})
+    teacher_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible server URL."})
+    teacher_api_key: str | None = field(default=None, metadata={"help": "API key (else $OPENAI_API_KEY)."})
+    teacher_batch_size: int = field(default=16, metadata={"help": "hf teacher: prompts per generate() call."})
+    num_demos: int = field(default=3, metadata={"help": "Few-shot demonstrations (from the train split)."})
+    teacher_temperature: float = field(default=0.7, metadata={"help": "Temperature of the k-1 sampled candidates."})
+    teacher_top_p: float = field(default=0.95, metadata={"help": "top_p of the sampled candidates."})
+    teacher_max_tokens: int = field(default=64, metadata={"help": "Max tokens per candidate."})
+    teacher_seed: int = field(default=0, metadata={"help": "Sampling seed."})
+    cache_path: str | None = field(default=None, metadata={"help": "Generation cache (default under $TOOLKIT_CACHE)."})
+    max_cost: float | None = field(default=None, metadata={"help": "USD budget for teacher calls."})
+    num_beams: int = field(default=1, metadata={"help": "Corrector decoding: 1 = greedy, > 1 = beam search."})
+    max_new_tokens: int = field(default=64, metadata={"help": "Corrector output length cap."})
+    gen_batch_size: int = field(default=16, metadata={"help": "Corrector generation batch size."})
+    eval_generate_steps: list[int] = field(
+        default_factory=list, metadata={"help": "Also decode + score the test rows at these steps (learning curve)."}
+    )
+    baseline_seed: int = field(default=0, metadata={"help": "Seed of the random-candidate baseline."})
+
+    def __post_init__(self):
+        if self.task not in lmcor.POOL_TASKS:
+            raise ValueError(f"task must be one of {sorted(lmcor.POOL_TASKS)}, got {self.task!r}")
+        self.task_type = self.task_type or lmcor.POOL_TASKS[self.task]
+        if self.task_type not in lmcor.TASK_TYPES:
+            raise ValueError(f"task_type must be one of {lmcor.TASK_TYPES} (set it for task=jsonl)")
+        if self.task == "jsonl" and not self.pool_path:
+            raise ValueError("task=jsonl needs --pool_path")
+        if self.k < 1 or self.augment < 1 or self.num_beams < 1:
+            raise ValueError("k, augment and num_beams must be >= 1")
+        if set(self.train_systems) & set(self.test_systems):
+            raise ValueError(f"train and test systems overlap: {set(self.train_systems) & set(self.test_systems)}")
+        if bool(self.train_systems) != bool(self.test_systems):
+            raise ValueError("give both train_systems and test_systems (held-out systems), or neither")
+
+    def teacher_config(self):
+        from toolkit.teachers import TeacherConfig
+
+        return TeacherConfig(
+            backend=self.teacher_backend,
+            model=self.teacher_model,
+            base_url=self.teacher_base_url,
+            api_key=self.teacher_api_key,
+            batch_size=self.teacher_batch_size,
+        )
+
+
+@dataclass
+class ModelArguments:
+    """The corrector (student) model."""
+
+    model_name_or_path: str = field(default="local:smollm2-135m", metadata={"help": "Seq2seq or causal LM."})
+    lora: bool = field(default=True, metadata={"help": "Train a LoRA adapter instead of all weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: str = field(default="all-linear", metadata={"help": "LoRA target modules."})
+    quantization: str | None = field(default=None, metadata={"help": "None or 4bit (QLoRA, causal only)."})
+    chat_template: bool = field(default=True, metadata={"help": "Causal: wrap the input in the chat template."})
+    max_source_len: int = field(default=256, metadata={"help": "Max corrector input tokens."})
+    max_target_len: int = field(default=64, metadata={"help": "Max target tokens (eos included)."})
+
+    def __post_init__(self):
+        if self.quantization not in (None, "4bit"):
+            raise ValueError(f"quantization must be None or '4bit', got {self.quantization!r}")
+        if self.max_source_len < 8 or self.max_target_len < 2:
+            raise ValueError("max_source_len must be >= 8 and max_target_len >= 2")
+
+
+def _size(x: float) -> int | float:
+    return int(x) if x >= 1 else float(x)
+
+
+def filter_rows(rows: list[dict], args: LMCorArguments) -> list[dict]:
+    """Apply ``max_source_words`` (keeps CPU runs short); logs how many rows were dropped."""
+    if not args.max_source_words:
+        return rows
+    kept = [r for r in rows if len(r["source"].split()) <= args.max_source_words]
+    logger.info("max_source_words=%d kept %d / %d rows", args.max_source_words, len(kept), len(rows))
+    return kept
+
+
+def split_and_subsample(rows: list[dict], args: LMCorArguments) -> dict[str, list[dict]]:
+    """Group-aware deterministic split, then seeded subsamples (original order kept)."""
+    splits = lmcor.split_pool(
+        rows, dev_size=_size(args.dev_size), test_size=_size(args.test_size), seed=args.split_seed
+    )
+    caps = {"train": args.max_train_rows, "dev": args.max_dev_rows, "test": args.max_test_rows}
+    rng = random.Random(args.split_seed)
+    for name, cap in caps.items():
+        if cap is not None and len(splits[name]) > cap:
+            keep = sorted(rng.sample(range(len(splits[name])), cap))
+            splits[name] = [splits[name][i] for i in keep]
+    logger.info("Split sizes: %s", {k: len(v) for k, v in splits.items()})
+    return splits
+
+
+def candidates_for_splits(splits: dict[str, list[dict]], args: LMCorArguments) -> dict[str, list[dict]]:
+    """Fill in teacher candidates where the pool has none (demos come from the train split)."""
+    if all(r.get("candidates") for rows in splits.values() for r in rows):
+        return splits
+    demos = splits["train"][: args.num_demos]
+    out = {}
+    for name, rows in splits.items():
+        out[name] = lmcor.generate_candidates(
+            rows, args.teacher_config(), task=args.task_type, demos=demos, k=args.k,
+            temperature=args.teacher_temperature, top_p=args.teacher_top_p, max_tokens=args.teacher_max_tokens,
+            seed=args.teacher_seed, cache_path=args.cache_path, max_cost=args.max_cost,
+        )  # fmt: skip
+    return out
+
+
+def corrector_scores(args: LMCorArguments, rows: Sequence[Mapping], predictions: Sequence[str]):
+    return lmcor.score_outputs(
+        args.task_type, [r["source"] for r in rows], predictions, [r["references"] for r in rows]
+    )
+
+
+def evaluate_run(args: LMCorArguments, rows: list[dict], inputs: list[str], predictions: list[str]) -> dict[str, Any]:
+    """Score the corrector and every baseline on the same test rows; build the results table."""
+    k = 1 if args.single_candidate else args.k
+    systems = args.test_systems or None
+    outputs = lmcor.baseline_outputs(rows, task=args.task_type, k=k, systems=systems, seed=args.baseline_seed)
+    best_name, per_system = None, {}
+    if systems:
+        best_name, per_system, best_out = lmcor.best_single_system(rows, task=args.task_type, systems=systems)
+        outputs = {**outputs, f"best single system ({best_name})": best_out}
+    outputs[CORRECTOR] = predictions
+    sources, refs = [r["source"] for r in rows], [r["references"] for r in rows]
+    scores, signatures = {}, {}
+    for name, hyps in outputs.items():
+        scores[name], sigs = lmcor.score_outputs(args.task_type, sources, hyps, refs)
+        signatures.update(sigs)
+    metric_names = list(lmcor.TASK_METRICS[args.task_type])
+    order = [n for n in outputs if n not in (CORRECTOR, "oracle (upper bound)")] + ["oracle (upper bound)", CORRECTOR]
+    table = [{"method": n, **{m: scores[n][m] for m in metric_names}} for n in order]
+    preds = [
+        {"id": r.get("id"), "input": x, "prediction": p, "references": r["references"],
+         **{f"baseline:{n}": outputs[n][i] for n in outputs if n != CORRECTOR}}
+        for i, (r, x, p) in enumerate(zip(rows, inputs, predictions))
+    ]  # fmt: skip
+    return {
+        "task": args.task,
+        "task_type": args.task_type,
+        "scores": scores,
+        "corrector": scores[CORRECTOR],
+        "per_system": per_system,
+        "best_single_system": best_name,
+        "signatures": signatures,
+        "table": table,
+        "columns": ["method", *metric_names],
+        "predictions": preds,
+    }
+
+
+def eval_at_steps_callback(steps, tokenizer, rows, inputs, args: LMCorArguments, gen_kwargs: dict):
+    """A callback that decodes + scores the test rows at the given global steps (learning curve)."""
+    from transformers import TrainerCallback
+
+    from toolkit.students import generate
+
+    class EvalAtSteps(TrainerCallback):
+        def __init__(self):
+            self.steps, self.history = set(steps), []
+
+        def on_step_end(self, training_args, state, control, model=None, **kwargs):
+            if state.global_step in self.steps and state.is_world_process_zero:
+                preds = generate(model, tokenizer, inputs, **gen_kwargs)
+                scores, _ = corrector_scores(args, rows, preds)
+                self.history.append({"step": state.global_step, **scores})
+                logger.info("step %d corrector: %s", state.global_step, scores)
+
+    return EvalAtSteps()
+
+
+def build_lineage(args: LMCorArguments, model_args: ModelArguments, train_rows: list[dict]):
+    from toolkit.hub import Lineage
+
+    if args.task == "wmt22_ende":
+        systems = args.train_systems or sorted({s for r in train_rows for s in r.get("systems", [])})
+        return Lineage(
+            teacher_id="WMT22 en-de system outputs: " + ", ".join(systems),
+            generated_dataset="wmt22_general (en-de system-outputs)",
+            base_model=model_args.model_name_or_path,
+            extra={"test_systems (unseen)": ", ".join(args.test_systems)} if args.test_systems else {},
+        )
+    return Lineage.from_generated(
+        train_rows, generated_dataset=args.pool_path or args.task, base_model=model_args.model_name_or_path
+    )
+
+
+def write_model_card(out_dir: Path, args, model_args, training_args, results: dict, lineage) -> Path:
+    from toolkit.hub import render_model_card, save_card
+    from toolkit.reporting import markdown_table
+
+    sigs = "\n".join(f"- {k}: `{v}`" for k, v in results["signatures"].items()) or "n/a"
+    results_md = markdown_table(results["table"], columns=results["columns"])
+    card = render_model_card(
+        model_name=Path(training_args.hub_model_id or out_dir.name).name,
+        base_model=model_args.model_name_or_path,
+        task=args.task_type,
+        recipe="lmcor",
+        metrics={"test": results["corrector"]},
+        lineage=lineage,
+        training_config={"script": args, "model": model_args, "training": training_args.to_dict()},
+        datasets=[args.task],
+        library_name="peft" if model_args.lora or model_args.quantization else "transformers",
+        extra_sections={
+            "Results (same test rows)": results_md + f"\n{results['training'].get('test_rows')} test rows.",
+            "sacrebleu signatures": sigs,
+            "Input format": f"`{args.source_prefix}<input>{args.separator}{args.candidates_prefix}<c1>"
+            f"{args.separator}<c2> ...` with k={args.k} candidates.",
+        },
+    )
+    return save_card(out_dir, card)
+
+
+def push_run(out_dir: Path, training_args) -> str:
+    from toolkit.hub import push_to_hub
+
+    repo_id = training_args.hub_model_id or out_dir.name
+    url = push_to_hub(out_dir, repo_id, token=training_args.hub_token, private=bool(training_args.hub_private_repo))
+    logger.info("Pushed the corrector to %s", url)
+    return url
