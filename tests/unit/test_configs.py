@@ -21,6 +21,8 @@ DATA_GEN_CONFIGS = sorted((REPO / "data_gen" / "configs").glob("*.yaml"))
 def _load_script(path: Path):
     spec = importlib.util.spec_from_file_location(f"_script_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    # dataclasses resolve string annotations through sys.modules[cls.__module__].
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
