@@ -122,6 +122,7 @@ def _convert_gguf_to_safetensors(gguf_path: Path, target: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temp_dirs(target)
     t0 = time.perf_counter()
     logger.info("Converting %s to an fp32 safetensors checkpoint at %s (one-off, ~20 s)", gguf_path.name, target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
@@ -143,6 +144,8 @@ def _convert_gguf_to_safetensors(gguf_path: Path, target: Path) -> Path:
         if max_pos and tokenizer.model_max_length > max_pos:
             # GGUF tokenizers come without a length limit; truncation=True would otherwise be a no-op.
             tokenizer.model_max_length = max_pos
+        # Loading under HF_HUB_OFFLINE records local_files_only=True; don't bake that into the checkpoint.
+        tokenizer.init_kwargs.pop("local_files_only", None)
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / _COMPLETE_MARKER).write_text(f"source={gguf_path}\n")
@@ -165,6 +168,22 @@ def _convert_gguf_to_safetensors(gguf_path: Path, target: Path) -> Path:
         time.perf_counter() - t0 - t_load,
     )
     return target
+
+
+def _remove_stale_temp_dirs(target: Path, max_age_s: float = 3600.0) -> None:
+    """Delete temp dirs left by killed conversions (~540 MB each).
+
+    Only dirs older than ``max_age_s`` go: a conversion takes well under a minute, so a younger one
+    may belong to a concurrent process that is still writing.
+    """
+    now = time.time()
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        try:
+            if now - stale.stat().st_mtime > max_age_s:
+                logger.info("Removing stale conversion dir %s", stale)
+                shutil.rmtree(stale, ignore_errors=True)
+        except FileNotFoundError:  # removed by another process meanwhile
+            continue
 
 
 def _gguf_dequantize_kwargs() -> dict[str, Any]:
