@@ -33,6 +33,7 @@ _BINOPS = {
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 # Refuse absurdly long inputs before parsing: the expressions we score are a few dozen characters.
 _MAX_EXPR_CHARS = 1000
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")  # "11,210" -> "11210" (not "175, 5")
 _NUMBER_RE = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
@@ -120,7 +121,7 @@ def parse_number(text: str) -> float | None:
     if not text:
         return None
     try:
-        return safe_eval(text)
+        return safe_eval(_THOUSANDS.sub("", text))
     except (ValueError, ZeroDivisionError):
         pass
     # Fall back to a lone number in prose ("26 apples"); several numbers ("(28 - 13) and (28 - 15)") are
