@@ -1,0 +1,100 @@
+"""OpenAI-compatible teacher against the fake server: n, fan-out, retries with Retry-After, faults, secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from toolkit.cache import GenerationCache
+from toolkit.generation import WorkItem, run_generation
+from toolkit.teachers import GenerationRequest, TeacherConfig, TeacherError, load_teacher
+
+SECRET = "sk-test-SECRET-must-not-leak-1234"
+
+
+def _teacher(server, **kw):
+    cfg = TeacherConfig(backend="openai", model="fake-model", base_url=server.base_url, api_key=SECRET, **kw)
+    teacher = load_teacher(cfg)
+    teacher.retry_initial_wait = 0.01  # keep exponential backoff short in tests
+    return teacher
+
+
+def test_id_names_backend_model_host_and_never_the_key(fake_openai):
+    teacher = _teacher(fake_openai)
+    assert teacher.id == f"openai:fake-model@127.0.0.1:{fake_openai.port}"
+    assert SECRET not in teacher.id and SECRET not in repr(teacher)
+
+
+def test_missing_key_without_base_url_is_actionable(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ValueError, match="OPENAI_API_KEY"):
+        load_teacher(TeacherConfig(backend="openai", model="gpt-4o-mini"))
+
+
+def test_chat_and_completion_return_n_distinct_samples(fake_openai):
+    teacher = _teacher(fake_openai)
+    chat = GenerationRequest(messages=[{"role": "user", "content": "hi"}], n=3, seed=7, max_tokens=12)
+    comp = GenerationRequest(prompt="complete me", n=2, seed=7, max_tokens=12)
+    out = teacher.generate([chat, comp])
+    assert [len(o) for o in out] == [3, 2]
+    assert len({g.text for g in out[0]}) == 3
+    assert sum(g.usage.prompt_tokens for g in out[0]) > 0 and all(g.finish_reason == "stop" for g in out[0])
+    assert len(fake_openai.requests) == 2 and {r.path for r in fake_openai.requests} == {
+        "/v1/chat/completions",
+        "/v1/completions",
+    }
+
+
+def test_fan_out_when_server_ignores_n(fake_openai):
+    fake_openai.ignore_n = True
+    teacher = _teacher(fake_openai)
+    out = teacher.generate([GenerationRequest(prompt=f"q{i}", n=4, seed=3) for i in range(3)])
+    assert [len(o) for o in out] == [4, 4, 4]
+    assert all(len({g.text for g in o}) == 4 for o in out), "fan-out samples must differ (derived seeds)"
+    assert teacher.server_ignores_n
+    # First request discovers it (1 + 3 calls); the others fan out at once (4 calls each).
+    assert len(fake_openai.requests) == 12
+
+
+def test_retry_after_is_honoured(fake_openai):
+    fake_openai.set_faults(1.0, ("429",), retry_after=0.4)
+    teacher = _teacher(fake_openai, max_retries=1)
+    with pytest.raises(TeacherError) as info:
+        teacher.generate([GenerationRequest(prompt="x")])
+    assert info.value.attempts == 2 and info.value.error_type == "RateLimitError"
+    first, second = fake_openai.requests
+    assert second.time - first.time >= 0.38, "second attempt came before Retry-After elapsed"
+
+
+def test_client_errors_are_not_retried(fake_openai):
+    teacher = _teacher(fake_openai)
+    teacher.base_url = fake_openai.base_url.replace("/v1", "/nope")
+    with pytest.raises(TeacherError) as info:
+        teacher.generate([GenerationRequest(prompt="x")])
+    assert info.value.attempts == 1 and info.value.error_type == "NotFoundError"
+
+
+@pytest.mark.parametrize("kind", ["429", "500", "timeout", "malformed", "empty"])
+def test_each_fault_kind_is_retried_to_success(fake_openai, kind):
+    fake_openai.set_faults(0.5, (kind,), retry_after=0.01, hang_seconds=3)
+    teacher = _teacher(fake_openai, max_retries=8, request_timeout=0.5)
+    out = teacher.generate([GenerationRequest(prompt=f"p{i}", seed=1) for i in range(6)])
+    assert all(len(o) == 1 and o[0].text for o in out)
+    assert any(r.fault == kind for r in fake_openai.requests), "the fault was never injected"
+
+
+def test_faults_at_10_percent_every_item_completes_or_is_recorded(fake_openai, tmp_path):
+    fake_openai.set_faults(0.1, retry_after=0.01, hang_seconds=3)
+    teacher = _teacher(fake_openai, max_retries=2, request_timeout=0.5, max_concurrency=16)
+    items = [WorkItem(f"i{k}", [GenerationRequest(prompt=f"prompt {k}", n=2, seed=0)]) for k in range(120)]
+    with GenerationCache(tmp_path / "c.sqlite") as cache:
+        outcomes, summary = run_generation(items, teacher, cache, progress=False)
+        assert summary.completed + summary.failed == 120 and summary.pending == 0
+        for o in outcomes:
+            assert o.ok != (o.error is not None)
+            if o.error:
+                assert o.error["attempts"] == 3 and o.error["error_type"]
+        # None duplicated: a successful prompt is answered (status 200, no fault) exactly once.
+        ok_calls = [r.prompt for r in fake_openai.requests if r.fault is None]
+        assert len(ok_calls) == len(set(ok_calls)) == summary.completed
+        assert len(cache) == 2 * summary.completed
+        assert {r.fault for r in fake_openai.requests} >= {"429", "500", "malformed", "empty"}
