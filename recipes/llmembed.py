@@ -12,7 +12,6 @@ excluded for every method, and cached features are charged the extraction cost m
 The recipe is single-process at heart: under a multi-process launch the main process does the work.
 """
 
-
 import logging
 import random
 from dataclasses import dataclass, field
@@ -292,8 +291,8 @@ def main(data_args, model_args, base_args, run_args):
     metrics = {"dataset": data_args.train_file or data_args.dataset, "labels": names, "rows": rows,
                "sizes": {"train": len(train[0]), "val": len(val[0]), "test": len(test[0])},
                "extraction": {k: {s: vars(c) if isinstance(c, le.Cost) else c for s, c in v.items()} for k, v in extract_cost.items()},
-               "backbone_params": params, "head_history": best_head[2]["history"]}  # fmt: skip
-    reporting.write_metrics(out, metrics)
+               "backbone_params": params, "head_history": best_head[2]["history"],
+               "watts_per_core": run_args.watts_per_core, "hub_url": None}  # fmt: skip
     reporting.write_jsonl(out / "predictions.jsonl", [
         {"text": t, "gold": g, **{k: v[i] for k, v in predictions.items() if i < len(v)}} for i, (t, g) in enumerate(zip(test[0], golds))
     ])  # fmt: skip
@@ -309,7 +308,10 @@ def main(data_args, model_args, base_args, run_args):
     if run_args.push_to_hub:
         from toolkit.hub import push_to_hub
 
-        push_to_hub(head_dir, run_args.hub_model_id, token=run_args.hub_token, private=run_args.hub_private)
+        metrics["hub_url"] = push_to_hub(
+            head_dir, run_args.hub_model_id, token=run_args.hub_token, private=run_args.hub_private
+        )
+    reporting.write_metrics(out, metrics)
     print(table)
     return metrics
 

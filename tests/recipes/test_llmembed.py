@@ -1,0 +1,127 @@
+"""recipes/llmembed.py end to end on a tiny Llama + tiny BERT: every method, every artifact, cache, push."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+POS = "great loved good movie positive music song".split()
+NEG = "problem apples gave away negative left school".split()
+
+
+def _recipe():
+    spec = importlib.util.spec_from_file_location("recipe_llmembed", REPO / "recipes" / "llmembed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory) -> Path:
+    """A separable two-class toy set (label words differ), strings as labels."""
+    root = tmp_path_factory.mktemp("llmembed-data")
+    rng = random.Random(0)
+    for split, n in (("train", 60), ("test", 20)):
+        with open(root / f"{split}.jsonl", "w", encoding="utf-8") as fh:
+            for i in range(n):
+                label = "pos" if i % 2 == 0 else "neg"
+                words = [rng.choice(POS if label == "pos" else NEG) for _ in range(rng.randint(2, 12))]
+                fh.write(json.dumps({"text": " ".join(words), "label": label}) + "\n")
+    return root
+
+
+def _args(toy_data, out, cache, llama, bert, *extra):
+    return [
+        "--train_file", str(toy_data / "train.jsonl"), "--test_file", str(toy_data / "test.jsonl"),
+        "--max_train_samples", "60", "--val_size", "20", "--max_test_samples", "20",
+        "--llm_model", str(llama), "--encoder_model", str(bert), "--llm_layers", "-2", "-1",
+        "--proj_dim", "16", "--hidden_dims", "32", "--epochs", "30", "--patience", "30",
+        "--encoder_epochs", "1", "--few_shot_max_test", "6", "--few_shot_max_new_tokens", "4",
+        "--output_dir", str(out), "--cache_dir", str(cache), *extra,
+    ]  # fmt: skip
+
+
+def test_recipe_end_to_end_cache_and_push(toy_data, tiny_llama_dir, tiny_bert_dir, tmp_path, fake_hub, monkeypatch):
+    recipe = _recipe()
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    push = ["--push_to_hub", "true", "--hub_model_id", "fake-user/llmembed-head", "--hub_token", fake_hub.token]
+    metrics = recipe.main(
+        *recipe.make_parser().parse_args_and_config(_args(toy_data, out, cache, tiny_llama_dir, tiny_bert_dir, *push))
+    )
+
+    rows = {r["method"]: r for r in metrics["rows"]}
+    assert set(rows) == {
+        "llmembed",
+        "llm_only",
+        "last_layer_only",
+        "encoder_only",
+        "finetuned_encoder",
+        "few_shot_prompt",
+    }
+    assert metrics["sizes"] == {"train": 40, "val": 20, "test": 20}
+    for name, row in rows.items():
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["infer_s"] > 0, name
+        assert row["energy_wh"] == pytest.approx(row["cpu_s"] * 10.0 / 3600)
+    # The toy problem is separable by bag of words: the LLMEmbed head must beat chance clearly.
+    assert rows["llmembed"]["accuracy"] >= 0.8
+    assert rows["few_shot_prompt"]["n_test"] == 6 and 0 <= rows["few_shot_prompt"]["invalid"] <= 6
+    assert not rows["llmembed"]["features_cached"]
+    for f in ("metrics.json", "results.md", "predictions.jsonl", "accuracy_vs_energy.png", "confusion_matrix.png",
+              "config.json", "head/model.safetensors", "head/head_config.json", "head/README.md"):  # fmt: skip
+        assert (out / f).is_file(), f
+    assert "| llmembed |" in (out / "results.md").read_text()
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 20 and {"gold", "llmembed", "finetuned_encoder"} <= set(preds[0])
+    assert "few_shot_prompt" in preds[0] and "few_shot_prompt" not in preds[-1]  # prompted on a prefix only
+    # Pushed the head to the fake Hub; the token is in no saved file.
+    files = fake_hub.files("fake-user/llmembed-head")
+    assert {"model.safetensors", "head_config.json", "README.md"} <= set(files)
+    assert metrics["hub_url"].startswith(fake_hub.url)
+    for f in ("config.json", "metrics.json"):
+        assert fake_hub.token not in (out / f).read_text()
+
+    # Re-run: every feature comes from the cache, no backbone is loaded, no extraction forward pass runs.
+    from toolkit import llmembed
+
+    def boom(*a, **k):
+        raise AssertionError("extraction ran on a cached re-run")
+
+    monkeypatch.setattr(llmembed, "extract_embeddings", boom)
+    monkeypatch.setattr(llmembed, "load_backbone", boom)
+    again = recipe.main(
+        *recipe.make_parser().parse_args_and_config(
+            _args(
+                toy_data,
+                tmp_path / "run2",
+                cache,
+                tiny_llama_dir,
+                tiny_bert_dir,
+                "--run_encoder_baseline",
+                "false",
+                "--run_few_shot",
+                "false",
+            )  # fmt: skip
+        )
+    )
+    rows2 = {r["method"]: r for r in again["rows"]}
+    assert all(r["features_cached"] for r in rows2.values())
+    # Same splits and seed -> the same head and predictions; the cached extraction cost is still charged.
+    assert rows2["llmembed"]["accuracy"] == rows["llmembed"]["accuracy"]
+    assert rows2["llmembed"]["cpu_s"] > 0
+
+
+def test_config_validation():
+    recipe = _recipe()
+    with pytest.raises(ValueError):
+        recipe.LLMEmbedArguments(variants=["nope"])
+    with pytest.raises(ValueError):
+        recipe.LLMEmbedArguments(encoder_model=None)  # default variants include llmembed / encoder_only
+    with pytest.raises(ValueError):
+        recipe.DataArguments(dataset="imdb")
+    with pytest.raises(ValueError):
+        recipe.RunArguments(push_to_hub=True)
