@@ -370,6 +370,7 @@ def load_rows(
     data_dir: str | None = None,
     input_column: str | None = None,
     label_column: str | None = None,
+    svamp_equations: bool = True,
 ) -> tuple[list[dict], dict]:
     """Load one split as normalised rows: ``input, gold, choices, teacher_label, rationale, parse_ok``.
 
@@ -381,6 +382,9 @@ def load_rows(
         task: one of :data:`TASKS` — decides input formatting, label normalisation and scoring.
         data_dir: data root for ``palm:`` sources (default: ``toolkit.tasks.base.data_root()``).
         input_column / label_column: override the input text / gold label columns of a saved dataset.
+        svamp_equations: SVAMP targets are equations, as in the paper (gold ``equation`` column, the teacher's
+            ``The answer is (84 / 2)`` expression), instead of numbers: the student writes the arithmetic and
+            the safe evaluator computes it. Scoring is by value either way.
 
     Returns:
         ``(rows, lineage)``; lineage holds the distinct ``teacher_id`` / ``template_hash`` / ``sampling`` values.
@@ -426,11 +430,16 @@ def load_rows(
         else:
             rationale, teacher_label, parsed = None, None, False
         teacher_label = canonical_label(task, teacher_label, choices) if parsed else None
+        gold = row[gold_key]
+        if task == "svamp" and svamp_equations:
+            gold = row.get("equation") or gold
+            if teacher_label is not None and row.get("teacher_completion"):
+                teacher_label = svamp_teacher_equation(row["teacher_completion"], teacher_label)
         rows.append(
             {
                 "id": str(row.get("id", row.get("uid", i))),
                 "input": str(text),
-                "gold": canonical_label(task, row[gold_key], choices),
+                "gold": canonical_label(task, gold, choices),
                 "choices": choices,
                 "teacher_label": teacher_label,
                 "rationale": (rationale or "").strip() or None,
@@ -439,6 +448,26 @@ def load_rows(
         )
     logger.info("Loaded %d rows from %s [%s]", len(rows), source, split)
     return rows, lineage
+
+
+_ANSWER_EXPR = re.compile(r"answer is\s*(.+)", re.IGNORECASE)
+
+
+def svamp_teacher_equation(completion: str, number_label: str) -> str:
+    """The teacher's final arithmetic (``"The answer is (84 / 2)."`` -> ``"(84 / 2)"``) when it evaluates to the
+    parsed numeric label; otherwise the numeric label itself (never a target the parser did not accept)."""
+    from toolkit.tasks import math as math_task
+
+    head = re.split(r"\n\s*Q:", completion, maxsplit=1)[0]
+    found = _ANSWER_EXPR.findall(head)
+    if found:
+        expr = found[-1].split("\n")[0].strip().rstrip(".").strip()
+        try:
+            if math_task.numbers_match(math_task.safe_eval(expr), number_label):
+                return expr
+        except (ValueError, ZeroDivisionError):
+            pass
+    return number_label
 
 
 def _load_saved(path: str, split: str):

@@ -1,0 +1,189 @@
+"""End to end: recipes/step_by_step.py and recipes/compare_step_by_step.py on tiny T5 / tiny Llama students.
+
+The data is a small rationale dataset in the format ``data_gen/rationales.py`` writes (input columns + rationale,
+teacher_label, parse_ok, lineage columns), so the saved-dataset path is exercised; the ``palm:`` source is
+covered by a test that runs on the real data when it is present.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PAIRS = [
+    ("A man plays a guitar on stage.", "A person makes music.", 0, "Playing a guitar makes music."),
+    ("A dog runs in the park.", "A cat sleeps on a sofa.", 2, "A dog is not a cat."),
+    ("Two kids eat lunch.", "The kids are brothers.", 1, "Kids eating may not be related."),
+    ("A woman reads a book.", "Someone is reading.", 0, "A woman reading is someone reading."),
+]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_recipe_{name}", REPO / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_data(tmp_path: Path) -> tuple[Path, Path]:
+    names = ["entailment", "neutral", "contradiction"]
+    train, test = [], []
+    for i in range(24):
+        premise, hypothesis, label, rationale = PAIRS[i % len(PAIRS)]
+        failed = i == 5  # one teacher parse failure: must be excluded and counted
+        teacher = names[(label + 1) % 3] if i % 6 == 1 else names[label]  # the teacher is sometimes wrong
+        train.append(
+            {"premise": premise, "hypothesis": hypothesis, "input": f"Premise: {premise}\nHypothesis: {hypothesis}",
+             "label": label, "rationale": None if failed else rationale, "teacher_label": None if failed else teacher,
+             "parse_ok": not failed, "teacher_completion": "...", "teacher_id": "openai:tiny-teacher@127.0.0.1",
+             "template_hash": "tmpl-1234", "sampling": json.dumps({"temperature": 0.0}), "usage": "{}"}
+        )  # fmt: skip
+    for premise, hypothesis, label, _ in PAIRS:
+        test.append({"input": f"Premise: {premise}\nHypothesis: {hypothesis}", "label": label})
+    paths = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    for path, rows in zip(paths, (train, test)):
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return paths
+
+
+def _args(model_dir, train, test, out, *extra):
+    return [
+        "--task", "anli1", "--model_name_or_path", str(model_dir), "--train_source", str(train),
+        "--test_source", str(test), "--dev_size", "4", "--output_dir", str(out), "--max_steps", "4",
+        "--per_device_train_batch_size", "4", "--learning_rate", "3e-3", "--logging_steps", "1",
+        "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "2",
+        "--load_best_model_at_end", "--metric_for_best_model", "accuracy", "--report_to", "none",
+        "--max_input_length", "96", "--max_label_length", "8", "--max_rationale_length", "24",
+        "--max_new_tokens", "6", "--seed", "0", *extra,
+    ]  # fmt: skip
+
+
+def _weights(model_dir):
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(model_dir) / "model.safetensors"))
+
+
+@pytest.mark.parametrize(
+    "arch, mode, labels",
+    [
+        ("t5", "task_prefix", "llm"),
+        ("t5", "standard", "gt"),
+        ("llama", "task_prefix", "gt"),
+        ("llama", "standard", "llm"),
+    ],
+)
+def test_recipe_end_to_end(arch, mode, labels, tiny_t5_dir, tiny_llama_dir, tmp_path):
+    recipe = _load("step_by_step")
+    model_dir = tiny_t5_dir if arch == "t5" else tiny_llama_dir
+    train, test = _write_data(tmp_path)
+    out = tmp_path / "run"
+    metrics = recipe.main(
+        *recipe.make_parser().parse_args_and_config(
+            _args(
+                model_dir,
+                train,
+                test,
+                out,
+                "--mode",
+                mode,
+                "--label_source",
+                labels,
+                "--eval_source",
+                str(test),
+                "--eval_split",
+                "test",
+            )  # fmt: skip
+        )
+    )
+
+    for name in ("model.safetensors", "metrics.json", "results.md", "predictions.jsonl", "training_curves.png",
+                 "run_config.json", "README.md", "checkpoint-2", "checkpoint-4"):  # fmt: skip
+        assert (out / name).exists(), name
+    # Training happened: loss logged (with the per-task losses) and the weights moved.
+    logs = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+    train_logs = [entry for entry in logs if "loss" in entry]
+    assert len(train_logs) == 4 and all("label_loss" in entry for entry in train_logs)
+    assert all(("rationale_loss" in entry) == (mode == "task_prefix") for entry in train_logs)
+    assert [entry["step"] for entry in logs if "eval_accuracy" in entry] == [2, 4]  # selection on validation
+    before, after = _weights(model_dir), _weights(out)
+    assert any(not (before[k] == after[k]).all() for k in before)
+    # Parse failures are excluded and counted; stats are reported.
+    assert metrics["train_exclusions"]["excluded_parse_failure"] == 1
+    assert metrics["n_train"] == 23 and metrics["train_exclusions"]["n_rows"] == 24
+    assert metrics["teacher_train"]["n_parse_failures"] == 1 and metrics["teacher_train"]["parse_rate"] == 23 / 24
+    # The teacher is wrong on rows 1, 7, 13, 19 (row 5 failed to parse): accuracy over the 23 parsed rows.
+    assert metrics["teacher_train"]["teacher_accuracy_parsed"] == pytest.approx(19 / 23)
+    assert metrics["n_test"] == 4 and metrics["global_steps"] == 4 and metrics["train_tokens_per_s"] > 0
+    # The reported accuracy is the one the predictions file supports.
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 4 and metrics["test_accuracy"] == sum(p["correct"] for p in preds) / 4
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["test_accuracy"] == metrics["test_accuracy"] and saved["mode"] == mode
+    card = (out / "README.md").read_text()
+    assert "openai:tiny-teacher@127.0.0.1" in card and "tmpl-1234" in card and "parse_rate" in card
+
+
+def test_recipe_pushes_to_fake_hub(fake_hub, tiny_t5_dir, tmp_path):
+    recipe = _load("step_by_step")
+    train, test = _write_data(tmp_path)
+    out = tmp_path / "run"
+    args = _args(tiny_t5_dir, train, test, out, "--mode", "task_prefix", "--max_steps", "2", "--push_to_hub",
+                 "--hub_model_id", "fake-user/sbs-student", "--hub_token", fake_hub.token)  # fmt: skip
+    metrics = recipe.main(*recipe.make_parser().parse_args_and_config(args))
+    files = fake_hub.files("fake-user/sbs-student")
+    assert {"README.md", "model.safetensors", "metrics.json", "results.md"} <= set(files)
+    assert not any(name.startswith("checkpoint-") for name in files)
+    assert metrics["hub_url"].startswith(fake_hub.url)
+    assert fake_hub.token not in (out / "run_config.json").read_text()
+
+
+def test_compare_command(tiny_t5_dir, tmp_path, capsys):
+    compare = _load("compare_step_by_step")
+    train, test = _write_data(tmp_path)
+    out = tmp_path / "cmp"
+    args = _args(tiny_t5_dir, train, test, out, "--max_steps", "2", "--eval_steps", "2", "--train_fractions", "0.5",
+                 "1.0", "--label_sources", "gt")  # fmt: skip
+    runs = compare.main(*compare.make_parser().parse_args_and_config(args))
+    assert [r["run"] for r in runs] == [
+        "gt-standard-f0.5", "gt-task_prefix-f0.5", "gt-standard-f1", "gt-task_prefix-f1"
+    ]  # fmt: skip
+    # Same data and steps for both modes at each fraction; the smaller fraction trains on fewer rows.
+    assert runs[0]["n_train"] == runs[1]["n_train"] < runs[2]["n_train"] == runs[3]["n_train"]
+    assert all(r["global_steps"] == 2 for r in runs)
+    for name in ("results.md", "comparison.json", "data_fraction_curve.png"):
+        assert (out / name).exists()
+    table = (out / "results.md").read_text()
+    assert table.count("task_prefix") == 2 and "Δ vs standard" in table
+    assert "Δ vs standard" in capsys.readouterr().out
+
+
+def test_bad_config_is_rejected():
+    recipe = _load("step_by_step")
+    with pytest.raises(ValueError, match="mode"):
+        recipe.StepByStepArguments(mode="cot")
+    with pytest.raises(ValueError, match="alpha"):
+        recipe.StepByStepArguments(alpha=2.0)
+    with pytest.raises(ValueError, match="label_source"):
+        recipe.StepByStepArguments(label_source="palm")
+
+
+@pytest.mark.slow
+def test_recipe_on_real_palm_svamp(data_root, tiny_llama_dir, tmp_path):
+    """The palm:<task> source on the real data (tiny student, a handful of steps)."""
+    recipe = _load("step_by_step")
+    out = tmp_path / "palm"
+    args = [
+        "--task", "svamp", "--model_name_or_path", str(tiny_llama_dir), "--output_dir", str(out),
+        "--max_train_samples", "16", "--max_eval_samples", "4", "--max_test_samples", "4", "--max_steps", "2",
+        "--per_device_train_batch_size", "4", "--eval_strategy", "no", "--report_to", "none",
+        "--max_input_length", "64", "--max_rationale_length", "32", "--max_new_tokens", "8",
+    ]  # fmt: skip
+    metrics = recipe.main(*recipe.make_parser().parse_args_and_config(args))
+    assert metrics["teacher_train"]["n"] == 720  # 800 train rows minus the carved 10 % validation
+    assert 0.9 < metrics["teacher_train"]["parse_rate"] < 1.0
+    assert metrics["teacher_test"]["n"] == 4 and metrics["n_train"] <= 16
