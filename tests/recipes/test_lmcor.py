@@ -1,0 +1,162 @@
+"""End-to-end LMCor recipe on tiny models: loss logged, weights change, exact files written, push, DDP."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "recipes" / "lmcor.py"
+RUN_FILES = {"metrics.json", "results.md", "predictions.jsonl", "training_curves.png", "README.md", "run_config.json"}
+
+
+def _recipe():
+    spec = importlib.util.spec_from_file_location("_lmcor_recipe_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_pool(path: Path, n: int = 24, with_candidates: bool = True) -> Path:
+    """A tiny GEC pool; candidates from 3 'systems', the second one always right."""
+    subjects = ["she", "he", "the dog", "my friend", "the man", "our teacher"]
+    rows = []
+    for i in range(n):
+        subj = subjects[i % len(subjects)]
+        ref = f"{subj} went to school yesterday ."
+        row = {"id": f"t{i}", "source": f"{subj} go to school yesterday .", "references": [ref]}
+        if with_candidates:
+            row["candidates"] = [f"{subj} goes to school yesterday .\n", ref, f"{subj} go to the school ."]
+            row["systems"] = ["A", "B", "C"]
+        rows.append(row)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _common(out: Path, pool: Path, model: Path, *extra: str) -> list[str]:
+    return [
+        "--task", "jsonl", "--task_type", "gec", "--pool_path", str(pool), "--dev_size", "4", "--test_size", "6",
+        "--model_name_or_path", str(model), "--output_dir", str(out), "--max_steps", "4",
+        "--per_device_train_batch_size", "4", "--learning_rate", "5e-3", "--logging_steps", "1",
+        "--save_strategy", "no", "--report_to", "none", "--max_new_tokens", "8", "--max_source_len", "96",
+        "--max_target_len", "32", "--k", "3", "--separator", " || ", "--train_sampling_strategy", "group_by_length",
+        *extra,
+    ]  # fmt: skip
+
+
+def _weights(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    files = sorted(path.glob("*.safetensors"))
+    assert files, f"no safetensors in {path}"
+    return {k: v for f in files for k, v in load_file(str(f)).items()}
+
+
+def _check_run(out: Path, results: dict, n_test: int = 6):
+    assert RUN_FILES <= {p.name for p in out.iterdir()}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["training"]["train_loss"] > 0 and metrics["training"]["train_tokens_per_s"] > 0
+    methods = [row["method"] for row in metrics["table"]]
+    assert methods == [
+        "source copy", "first candidate", "random candidate", "MBR (chrF consensus)", "oracle (upper bound)",
+        "LMCor corrector",
+    ]  # fmt: skip
+    table = (out / "results.md").read_text()
+    assert "| method | gleu | bleu | chrf |" in table and "LMCor corrector" in table
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == n_test and all("\n" not in p["input"] for p in preds)
+    # Oracle is an upper bound of every selector on the same rows.
+    oracle = metrics["scores"]["oracle (upper bound)"]["chrf"]
+    assert all(oracle >= metrics["scores"][m]["chrf"] - 1e-9 for m in methods[1:4])  # candidate selectors
+    card = (out / "README.md").read_text()
+    assert "lmcor" in card and "BLEU|" in card
+    assert results["corrector"] == metrics["corrector"]
+
+
+def test_lmcor_tiny_t5_full_finetune(tiny_t5_dir, tmp_path):
+    recipe = _recipe()
+    pool = _write_pool(tmp_path / "pool.jsonl")
+    out = tmp_path / "run"
+    args = recipe.make_parser().parse_args_and_config(
+        _common(out, pool, tiny_t5_dir, "--lora", "false", "--separator", " <extra_id_0> ", "--num_beams", "2")
+    )
+    results = recipe.main(*args)
+    _check_run(out, results)
+    before, after = _weights(tiny_t5_dir), _weights(out)
+    assert any(not before[k].equal(after[k]) for k in before if k in after)
+    assert {p.name for p in out.iterdir()} == RUN_FILES | {
+        "added_tokens.json", "config.json", "generation_config.json", "model.safetensors", "tokenizer_config.json",
+        "training_args.bin",
+    }  # fmt: skip
+
+
+def test_lmcor_tiny_llama_lora_teacher_candidates_and_push(tiny_llama_dir, tmp_path, fake_hub):
+    """Pool without candidates: the tiny Llama teacher fills them through the engine (cached), then LoRA + push."""
+    recipe = _recipe()
+    pool = _write_pool(tmp_path / "pool.jsonl", with_candidates=False)
+    out = tmp_path / "run"
+    extra = [
+        "--teacher_model", str(tiny_llama_dir), "--cache_path", str(tmp_path / "cache.sqlite"),
+        "--teacher_max_tokens", "6", "--num_demos", "1", "--chat_template", "false", "--lora_r", "4",
+        "--push_to_hub", "true", "--hub_model_id", "fake-user/lmcor-tiny", "--hub_token", fake_hub.token,
+        "--eval_generate_steps", "2",
+    ]  # fmt: skip
+    results = recipe.main(*recipe.make_parser().parse_args_and_config(_common(out, pool, tiny_llama_dir, *extra)))
+    _check_run(out, results)
+    adapter = _weights(out)
+    assert adapter and all("lora_" in k for k in adapter)
+    assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)  # lora_B starts at zero
+    assert [h["step"] for h in results["learning_curve"]] == [2]
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    # source + up to k=3 candidates (a random teacher may emit empty ones, which are dropped)
+    assert all(1 <= p["input"].count(" || ") <= 3 for p in preds)
+    from toolkit.cache import GenerationCache
+
+    with GenerationCache(tmp_path / "cache.sqlite") as cache:
+        assert len(cache) == 6 * 3  # 6 distinct prompts x (1 greedy + 2 samples), content-addressed
+    pushed = fake_hub.files("fake-user/lmcor-tiny")
+    assert {"README.md", "adapter_model.safetensors", "metrics.json", "results.md"} <= set(pushed)
+    config_text = (out / "run_config.json").read_text()
+    assert fake_hub.token not in config_text and fake_hub.token not in pushed["README.md"].decode()
+
+
+def test_lmcor_bad_config_errors(tmp_path):
+    recipe = _recipe()
+    with pytest.raises((ValueError, SystemExit), match="task_type|jsonl|pool_path"):
+        recipe.make_parser().parse_args_and_config(["--task", "jsonl", "--output_dir", str(tmp_path)])
+    with pytest.raises((ValueError, SystemExit), match="overlap"):
+        recipe.make_parser().parse_args_and_config(
+            ["--train_systems", "A", "B", "--test_systems", "B", "--output_dir", str(tmp_path)]
+        )
+
+
+def test_default_config_used_without_args():
+    recipe = _recipe()
+    argv = recipe._argv_with_default_config([])
+    script, model, training = recipe.make_parser().parse_args_and_config(argv)
+    assert script.task == "demo_gec" and model.model_name_or_path == "local:smollm2-135m"
+    assert recipe._argv_with_default_config(["--config", "x.yaml"]) == ["--config", "x.yaml"]
+
+
+@pytest.mark.slow
+def test_lmcor_two_process_cpu_ddp(tiny_llama_dir, tmp_path):
+    """2-process CPU DDP (gloo) through `accelerate launch` with the shipped cpu_ddp config."""
+    pool = _write_pool(tmp_path / "pool.jsonl")
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+        str(REPO / "recipes" / "accelerate_configs" / "cpu_ddp.yaml"), "--main_process_port", "29533", str(SCRIPT),
+        *_common(out, pool, tiny_llama_dir, "--lora", "false", "--chat_template", "false"),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["training"]["world_size"] == 2
+    assert "LMCor corrector" in proc.stdout
