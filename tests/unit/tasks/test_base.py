@@ -156,3 +156,12 @@ def test_deterministic_split_rejects_bad_sizes():
         deterministic_split(ds, dev_size=1, test_size=1, group_column="nope")
     with pytest.raises(ValueError):
         deterministic_split(ds, dev_size=1.5, test_size=1)
+
+
+def test_load_local_hub_id_goes_to_load_dataset(monkeypatch):
+    import datasets
+
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split=None: calls.append((name, split)) or "ds")
+    assert load_local("org/some-dataset", split="train") == "ds"
+    assert calls == [("org/some-dataset", "train")]
