@@ -365,10 +365,10 @@ def finetune_token_classifier(
         dev_f1 = None
         if dev is not None and len(dev):
             dev_preds, _ = predict(dev)
-            dev_f1 = slot_f1(dev_preds, [list(t) for t in dev[tags_column]])
+            dev_f1 = slot_f1(dev_preds, [list(t) for t in dev[tags_column]])["f1"]
     n_tags = sum(len(g) for g in golds)
     result = {
-        "slot_f1": slot_f1(preds, golds),
+        "slot_f1": slot_f1(preds, golds)["f1"],
         "tag_accuracy": sum(p == g for ps, gs in zip(preds, golds) for p, g in zip(ps, gs)) / max(n_tags, 1),
         "dev_slot_f1": dev_f1,
         "train_seconds": train_seconds,
@@ -382,3 +382,77 @@ def finetune_token_classifier(
     }
     logger.info("token tagger %s: slot_f1=%.4f (train %.1fs)", model_name_or_path, result["slot_f1"], train_seconds)
     return result
+
+
+def run_encoder_baselines(model_name_or_path: str, splits, training_args, learning_rate: float = 1e-4) -> dict:
+    """Encoder baselines for a recipe's task list, on the same rows and the same step budget as its LLM models.
+
+    ``topic`` and ``intent`` get a sequence classifier, ``slots`` a token classifier, ``intent_slots`` both (the
+    two-model setup, scored with a joint exact match). Each model trains ``training_args.max_steps`` steps (or
+    ``num_train_epochs``) at ``per_device_train_batch_size`` — the per-model budget of the LLM students.
+
+    Args:
+        model_name_or_path: Encoder checkpoint (``local:minilm-l6``).
+        splits: Objects with ``name``, ``task``, ``train``, ``test``, ``labels`` (``toolkit.multitask.TaskSplits``).
+        training_args: The recipe's ``TrainingArguments`` (budget and seed are read from it).
+        learning_rate: Encoder learning rate (encoders want a larger one than LoRA-on-LLM defaults suggest).
+
+    Returns:
+        ``{"results": {task_name: metrics}, "predictions": [rows], "summary": {...}}`` with metric keys named like
+        ``toolkit.multitask.score_task`` (``topic_accuracy``, ``macro_f1``, ``intent_accuracy``, ``slot_f1``,
+        ``exact_match``) so one table can hold both.
+    """
+    budget = {
+        "epochs": training_args.num_train_epochs,
+        "max_steps": training_args.max_steps,
+        "batch_size": training_args.per_device_train_batch_size,
+        "seed": training_args.seed,
+        "learning_rate": learning_rate,
+        "max_length": 256,  # topic texts are already cut to the LLM's token budget; this keeps all of them
+    }
+    results, predictions = {}, []
+
+    def with_text(ds):
+        return ds if "text" in ds.column_names else ds.map(lambda r: {"text": " ".join(r["tokens"])})
+
+    for sp in splits:
+        metrics: dict[str, Any] = {"n": len(sp.test)}
+        seconds = {"train_seconds": 0.0, "infer_seconds": 0.0}
+        cls = tag = None
+        if sp.task in ("topic", "intent", "intent_slots"):
+            column = "label" if sp.task == "topic" else "intent"
+            cls = finetune_sequence_classifier(
+                model_name_or_path,
+                with_text(sp.train),
+                None,
+                with_text(sp.test),
+                label_column=column,
+                label_names=sp.labels,
+                **budget,
+            )
+            key = "topic" if sp.task == "topic" else "intent"
+            metrics[f"{key}_accuracy"] = cls["accuracy"]
+            if sp.task == "topic":
+                metrics["macro_f1"] = cls["macro_f1"]
+        if sp.task in ("slots", "intent_slots"):
+            tag = finetune_token_classifier(model_name_or_path, sp.train, None, sp.test, **budget)
+            metrics["slot_f1"] = tag["slot_f1"]
+        for out in (cls, tag):
+            if out is not None:
+                seconds["train_seconds"] += out["train_seconds"]
+                seconds["infer_seconds"] += out["infer_seconds"]
+        if cls is not None and tag is not None:
+            hits = sum(
+                p == g and pt == gt
+                for p, g, pt, gt in zip(cls["predictions"], cls["golds"], tag["predictions"], tag["golds"])
+            )
+            metrics["exact_match"] = hits / len(sp.test)
+        for i in range(len(sp.test)):
+            row = {"model": "encoder", "task": sp.name}
+            if cls is not None:
+                row |= {"label": cls["predictions"][i], "gold": cls["golds"][i]}
+            if tag is not None:
+                row |= {"tags": tag["predictions"][i], "gold_tags": tag["golds"][i]}
+            predictions.append(row)
+        results[sp.name] = metrics | seconds
+    return {"results": results, "predictions": predictions, "summary": {"eval": results, "budget": budget}}
