@@ -60,7 +60,8 @@ class MultitaskArguments:
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
     lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"], metadata={"help": "LoRA targets."})
     baselines: list[str] = field(
-        default_factory=lambda: ["single_task", "encoder"], metadata={"help": "Any of: single_task, encoder."}
+        default_factory=lambda: ["single_task", "encoder"],
+        metadata={"help": "Any of: single_task, encoder (or none)."},
     )
     encoder_model: str = field(default="local:minilm-l6", metadata={"help": "Encoder baseline checkpoint."})
     encoder_learning_rate: float = field(default=1e-4, metadata={"help": "Encoder baseline learning rate."})
@@ -79,6 +80,7 @@ class MultitaskArguments:
             raise ValueError(f"{len(self.task_weights)} task_weights for {len(self.tasks)} tasks")
         if self.mixture_strategy not in mt.MIXTURE_STRATEGIES:
             raise ValueError(f"mixture_strategy must be one of {mt.MIXTURE_STRATEGIES}")
+        self.baselines = [b for b in self.baselines if b != "none"]  # `--baselines none` turns them all off
         unknown = set(self.baselines) - {"single_task", "encoder"}
         if unknown:
             raise ValueError(f"unknown baselines {sorted(unknown)}; expected single_task / encoder")

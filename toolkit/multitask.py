@@ -303,7 +303,9 @@ def two_model_exact_match(intent_preds: Sequence[Mapping], slot_preds: Sequence[
     Both come from :func:`score_task` (``label``/``gold`` and ``tags``/``gold_tags``) on the same rows.
     """
     if len(intent_preds) != len(slot_preds) or not intent_preds:
-        raise ValueError(f"need equally many (>0) intent and slot predictions: {len(intent_preds)} vs {len(slot_preds)}")
+        raise ValueError(
+            f"need equally many (>0) intent and slot predictions: {len(intent_preds)} vs {len(slot_preds)}"
+        )
     hits = sum(i["label"] == i["gold"] and s["tags"] == s["gold_tags"] for i, s in zip(intent_preds, slot_preds))
     return hits / len(intent_preds)
 
@@ -670,7 +672,7 @@ def train_lora_sft(model_name: str, train_dataset, args, *, quantization: bool =
 
     Returns:
         ``(trainer, info)``; ``info = {"train_seconds", "train_tokens", "train_tokens_per_second", "train_loss",
-        "trainable_params"}`` where ``train_tokens`` counts the non-padding tokens of the rows actually trained on.
+        "trainable_params", "log_history"}`` where ``train_tokens`` counts the non-padding tokens of the rows actually trained on.
     """
     from trl import SFTTrainer
 
@@ -706,5 +708,6 @@ def train_lora_sft(model_name: str, train_dataset, args, *, quantization: bool =
         "train_tokens_per_second": tokens / seconds if seconds else 0.0,
         "train_loss": out.training_loss,
         "trainable_params": trainable,
+        "log_history": list(trainer.state.log_history),
     }
     return trainer, info

@@ -1,0 +1,172 @@
+"""End to end: recipes/qlora_multitask.py on a tiny Llama in 4-bit NF4 on CPU, with baselines, merge and push."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytest.importorskip("bitsandbytes")
+
+
+def _recipe():
+    spec = importlib.util.spec_from_file_location("qlora_multitask_recipe", REPO / "recipes" / "qlora_multitask.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_tasks(root: Path) -> tuple[Path, Path]:
+    """Two tiny task folders in the loaders' formats: topic (text/label) and SNIPS-like intent + BIO slots."""
+    topic, slots = root / "news", root / "snipsish"
+    topic.mkdir()
+    slots.mkdir()
+    texts = {"sci.space": "the rocket launch to orbit", "rec.autos": "my car engine needs new oil"}
+    utterances = [
+        ("play the beatles on spotify".split(), ["O", "B-artist", "I-artist", "O", "B-service"], "PlayMusic"),
+        ("book a table in paris".split(), ["O", "O", "O", "O", "B-city"], "BookRestaurant"),
+    ]
+    for split, n in (("train", 16), ("test", 4)):
+        with open(topic / f"{split}.jsonl", "w") as fh:
+            for i in range(n):
+                label = list(texts)[i % 2]
+                fh.write(json.dumps({"text": f"{texts[label]} {i}", "label": label}) + "\n")
+        with open(slots / f"{split}.jsonl", "w") as fh:
+            for i in range(n):
+                tokens, tags, intent = utterances[i % 2]
+                fh.write(json.dumps({"tokens": tokens, "slot_tags": tags, "intent": intent}) + "\n")
+    return topic, slots
+
+
+def _parse(recipe, argv):
+    return recipe.make_parser().parse_args_and_config(argv)
+
+
+def _common(tmp_path, tiny_llama_dir, topic, slots):
+    return [
+        "--model_name_or_path", str(tiny_llama_dir),
+        "--tasks", f"{topic}:topic", f"{slots}:intent_slots",
+        "--task_weights", "1.0", "3.0",
+        "--max_text_tokens", "8",
+        "--max_new_tokens", "12",
+        "--output_dir", str(tmp_path / "run"),
+        "--max_steps", "3",
+        "--per_device_train_batch_size", "4",
+        "--learning_rate", "5e-3",
+        "--logging_steps", "1",
+        "--save_strategy", "no",
+        "--bf16", "false",
+        "--gradient_checkpointing", "false",
+        "--report_to", "none",
+    ]  # fmt: skip
+
+
+def test_qlora_multitask_end_to_end_4bit(tmp_path, tiny_llama_dir, tiny_bert_dir, fake_hub):
+    from safetensors.torch import load_file
+
+    recipe = _recipe()
+    topic, slots = _write_tasks(tmp_path)
+    argv = _common(tmp_path, tiny_llama_dir, topic, slots) + [
+        "--encoder_model", str(tiny_bert_dir),
+        "--merge_adapter", "true",
+        "--push_to_hub", "true",
+        "--hub_model_id", "fake/qlora-mt",
+        "--hub_token", fake_hub.token,
+    ]  # fmt: skip
+    script_args, training_args = _parse(recipe, argv)
+    assert script_args.quantization is True
+    summary = recipe.main(script_args, training_args)
+    run = tmp_path / "run"
+
+    # Loss was logged at every step, and it is a real number.
+    train = summary["multitask"]["train"]
+    losses = [e["loss"] for e in train["log_history"] if "loss" in e]
+    assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
+    # The mixture honoured the 1:3 weights (12 rows drawn for 3 steps x 4).
+    assert train["mixture"] == {"news:topic": 0.25, "snipsish:intent_slots": 0.75}
+    assert sum(train["mixture_counts"].values()) == 12
+
+    # LoRA B matrices start at zero: any non-zero entry means the adapter really trained.
+    weights = load_file(run / "adapter_model.safetensors")
+    lora_b = [v for k, v in weights.items() if "lora_B" in k]
+    assert lora_b and any(float(v.abs().max()) > 0 for v in lora_b)
+    assert json.loads((run / "adapter_config.json").read_text())["r"] == 16
+
+    expected = {
+        "adapter_config.json", "adapter_model.safetensors", "metrics.json", "results.md", "predictions.jsonl",
+        "training_curves.png", "confusion_news_topic.png", "confusion_snipsish_intent_slots.png", "README.md",
+        "config.json", "merged",
+    }  # fmt: skip
+    assert expected <= {p.name for p in run.iterdir()}
+
+    # Every model of the table is there, side by side, with the same task columns.
+    results = (run / "results.md").read_text()
+    for model in ("multi-task QLoRA", "single-task LoRA: news:topic", "intent model + slot model", "encoder"):
+        assert model in results
+    for column in ("news acc", "news macro-F1", "snipsish intent acc", "snipsish slot F1", "snipsish EM"):
+        assert column in results
+    assert "acc (strict)" in results and "invalid labels" in results
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"multitask", "single:news:topic", "single:snipsish:intent", "single:snipsish:slots", "encoder"} <= set(
+        metrics
+    )
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    assert {r["model"] for r in rows} >= {"multitask", "encoder", "single:snipsish:slots"}
+    assert sum(r["model"] == "multitask" for r in rows) == 8  # 4 test rows x 2 tasks
+
+    # Model card lists tasks, weights, quantization, metrics; the token is never written anywhere.
+    card = (run / "README.md").read_text()
+    assert "news:topic" in card and "p=0.750" in card and "NF4" in card and "snipsish EM" in card
+    for path in (run / "README.md", run / "config.json", run / "metrics.json"):
+        assert fake_hub.token not in path.read_text()
+
+    # Merged checkpoint = base (full precision) + adapter folded in: plain weights, no LoRA keys.
+    merged = load_file(run / "merged" / "model.safetensors")
+    assert merged and not any("lora" in k for k in merged)
+
+    # Pushed the adapter (not the baselines / merged folders).
+    files = fake_hub.files("fake/qlora-mt")
+    assert {"adapter_model.safetensors", "adapter_config.json", "README.md", "results.md"} <= set(files)
+    assert not any(name.startswith(("baselines/", "merged/")) for name in files)
+
+
+def test_qlora_multitask_plain_lora_and_merge_matches(tmp_path, tiny_llama_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from toolkit import multitask as mt
+
+    recipe = _recipe()
+    topic, slots = _write_tasks(tmp_path)
+    argv = _common(tmp_path, tiny_llama_dir, topic, slots) + ["--quantization", "false", "--baselines", "none"]
+    script_args, training_args = _parse(recipe, argv)
+    summary = recipe.main(script_args, training_args)
+    assert set(summary) == {"multitask"}
+    run = tmp_path / "run"
+    assert "LoRA on the full-precision model" in (run / "README.md").read_text()
+
+    # merge_and_unload gives the same logits as base + adapter.
+    out = mt.merge_adapter(str(run), str(tiny_llama_dir), str(tmp_path / "merged"))
+    ids = torch.tensor([[1, 5, 9, 12, 3]])
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+    with torch.no_grad():
+        ref = PeftModel.from_pretrained(base, str(run)).eval()(ids).logits
+        got = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()(ids).logits
+    assert torch.allclose(ref, got, atol=1e-4)
+
+
+def test_config_validation(tmp_path):
+    recipe = _recipe()
+    with pytest.raises(ValueError, match="task_weights"):
+        recipe.MultitaskArguments(tasks=["snips:intent"], task_weights=[1.0, 2.0])
+    with pytest.raises(ValueError, match="unknown baselines"):
+        recipe.MultitaskArguments(baselines=["roberta"])
+    with pytest.raises(ValueError, match="unknown task type"):
+        recipe.MultitaskArguments(tasks=["snips:ner"])
+    with pytest.raises(ValueError, match="hub_push"):
+        recipe.MultitaskArguments(hub_push="everything")
