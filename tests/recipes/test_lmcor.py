@@ -146,14 +146,18 @@ def test_default_config_used_without_args():
 
 @pytest.mark.slow
 def test_lmcor_two_process_cpu_ddp(tiny_llama_dir, tmp_path):
-    """2-process CPU DDP (gloo) through `accelerate launch` with the shipped cpu_ddp config."""
+    """2-process CPU DDP (gloo) through `accelerate launch`, with the DESIGN.md command.
+
+    Not via ``recipes/accelerate_configs/cpu_ddp.yaml``: with accelerate 1.15 that file (``use_cpu: true``) starts a
+    single process (measured: WORLD_SIZE unset, world_size 1).
+    """
     pool = _write_pool(tmp_path / "pool.jsonl")
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-        str(REPO / "recipes" / "accelerate_configs" / "cpu_ddp.yaml"), "--main_process_port", "29533", str(SCRIPT),
-        *_common(out, pool, tiny_llama_dir, "--lora", "false", "--chat_template", "false"),
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
+        str(SCRIPT), *_common(out, pool, tiny_llama_dir, "--lora", "false", "--chat_template", "false"),
     ]  # fmt: skip
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
