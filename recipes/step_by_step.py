@@ -176,7 +176,10 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
 
     # ---- Evaluate ----
     model = trainer.model
-    dev_acc, _ = sbs.score_predictions(task, predict(dev_rows), dev_rows)
+    if training_args.load_best_model_at_end and training_args.metric_for_best_model in ("accuracy", "eval_accuracy"):
+        dev_acc = trainer.state.best_metric  # the loaded model's validation accuracy (greedy: deterministic)
+    else:
+        dev_acc, _ = sbs.score_predictions(task, predict(dev_rows), dev_rows)
     start = time.perf_counter()
     test_preds = predict(test_rows)
     test_wall = time.perf_counter() - start
@@ -201,8 +204,8 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
         "train_loss": train_result.training_loss,
         "train_wall_s": train_wall,
         "train_step_s": trainer.train_step_seconds,
-        "train_tokens": collator.num_tokens,
-        "train_tokens_per_s": collator.num_tokens / max(trainer.train_step_seconds, 1e-9),
+        "train_tokens": trainer.train_tokens,
+        "train_tokens_per_s": trainer.train_tokens / max(trainer.train_step_seconds, 1e-9),
         "test_generation_s": test_wall,
         "lineage": lineage,
     }

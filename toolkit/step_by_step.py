@@ -212,7 +212,6 @@ class StepByStepCollator:
         self.label_prefix, self.rationale_prefix = label_prefix, rationale_prefix
         self.chat_template = chat_template and not is_seq2seq
         self._pad = PairCollator(pad_token_id=tokenizer.pad_token_id, padding_side="right")
-        self.num_tokens = 0  # non-pad tokens fed to the model (inputs + seq2seq targets), for tokens/s
 
     def __call__(self, features: list[dict]) -> dict[str, dict]:
         inputs = [f["input"] for f in features]
@@ -241,11 +240,7 @@ class StepByStepCollator:
             max_target_len=max_target,
             chat_template=self.chat_template,
         )
-        batch = self._pad(feats)
-        self.num_tokens += int(batch["attention_mask"].sum())
-        if self.is_seq2seq:  # decoder tokens are extra work on top of the encoder's
-            self.num_tokens += int((batch["labels"] != -100).sum())
-        return batch
+        return self._pad(feats)
 
 
 def generate_predictions(
@@ -309,6 +304,7 @@ class StepByStepTrainer(_trainer_base()):
         self.alpha, self.eval_scorer = alpha, eval_scorer
         self._task_losses: dict[str, list[float]] = {"label_loss": [], "rationale_loss": []}
         self.train_step_seconds = 0.0
+        self.train_tokens = 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         label_out = model(**inputs["label"])
@@ -322,10 +318,16 @@ class StepByStepTrainer(_trainer_base()):
             self._task_losses["label_loss"].append(float(label_out.loss.detach()))
         return (loss, label_out) if return_outputs else loss
 
-    def training_step(self, *args, **kwargs):
+    def training_step(self, model, inputs, *args, **kwargs):
+        # Count real (non-pad) tokens of training batches only (the collator also serves evaluation batches).
+        seq2seq = bool(getattr(getattr(self.model, "config", None), "is_encoder_decoder", False))
+        for sub in inputs.values():
+            self.train_tokens += int(sub["attention_mask"].sum())
+            if seq2seq:  # decoder tokens are work on top of the encoder's
+                self.train_tokens += int((sub["labels"] != -100).sum())
         start = time.perf_counter()
         try:
-            return super().training_step(*args, **kwargs)
+            return super().training_step(model, inputs, *args, **kwargs)
         finally:
             self.train_step_seconds += time.perf_counter() - start
 
