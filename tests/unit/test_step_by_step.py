@@ -264,3 +264,26 @@ def test_load_rows_from_saved_jsonl_and_arrow(tmp_path):
         sbs.load_rows(str(tmp_path / "missing"), "train", task="anli1")
     with pytest.raises(ValueError, match="does not match"):
         sbs.load_rows("palm:cqa", "train", task="svamp")
+
+
+@pytest.mark.parametrize(
+    "completion, number, expected",
+    [
+        ("84 / 2 = 42. The answer is (84 / 2).\n\nQ: next shot. The answer is (1 + 1).", "42", "(84 / 2)"),
+        ("So 3 + 4 is 7. So the answer is 3 + 4", "7", "3 + 4"),
+        ("The answer is (84 / 2).", "41", "41"),  # disagrees with the parsed number: keep the number
+        ("The answer is 42 apples.", "42", "42"),  # not an expression
+    ],
+)
+def test_svamp_teacher_equation(completion, number, expected):
+    assert sbs.svamp_teacher_equation(completion, number) == expected
+
+
+def test_load_rows_palm_svamp_targets_are_equations(data_root):
+    rows, lineage = sbs.load_rows("palm:svamp", "train", task="svamp")
+    assert len(rows) == 800 and lineage["teacher_id"] == [sbs.PALM_TEACHER_ID]
+    assert rows[0]["gold"] == "( 84.0 / 2.0 )" and rows[0]["teacher_label"] == "(84 / 2)"
+    failures = [r for r in rows if not r["parse_ok"]]
+    assert failures and all(r["teacher_label"] is None for r in failures)  # never an empty label
+    numbers, _ = sbs.load_rows("palm:svamp", "train", task="svamp", svamp_equations=False)
+    assert numbers[0]["gold"] == "42" and numbers[0]["teacher_label"] == "42"
