@@ -170,3 +170,23 @@ def test_config_validation(tmp_path):
         recipe.MultitaskArguments(tasks=["snips:ner"])
     with pytest.raises(ValueError, match="hub_push"):
         recipe.MultitaskArguments(hub_push="everything")
+
+
+@pytest.mark.slow  # two fresh Python processes importing torch + transformers + bitsandbytes: ~45 s on 2 busy cores
+def test_memory_benchmark_runs_both_variants(tmp_path, tiny_llama_dir):
+    """benchmarks/qlora_memory.py: each variant in its own process, same batches, ratios computed from measurements."""
+    spec = importlib.util.spec_from_file_location("qlora_memory", REPO / "benchmarks" / "qlora_memory.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = ["--model", str(tiny_llama_dir), "--steps", "2", "--warmup", "0", "--batch_size", "2", "--seq_len", "16"]
+    results = bench.main(argv + ["--output_dir", str(tmp_path)])
+    by = {r["variant"]: r for r in results}
+    assert set(by) >= {"qlora-4bit", "lora-fp32"}
+    for r in results:
+        assert r["peak_rss_mb"] > r["rss_baseline_mb"] > 0 and r["tokens_per_second"] > 0
+        assert math.isfinite(r["loss_first"]) and r["trainable_params"] > 0
+    # 4-bit weights are smaller than fp32 ones even on a tiny model (only the Linear layers are quantized).
+    assert by["qlora-4bit"]["weights_footprint_mb"] < by["lora-fp32"]["weights_footprint_mb"]
+    saved = json.loads((tmp_path / "qlora_memory.json").read_text())
+    assert saved["ratios"]["weights_ratio_4bit_over_fp32"] < 1
+    assert "tokens/s" in (tmp_path / "qlora_memory.md").read_text()
