@@ -56,6 +56,8 @@ def resolve_layers(layers: Sequence[int], num_hidden_layers: int) -> list[int]:
     Args:
         layers: Layer indices. Non-negative values index ``hidden_states`` directly (0 is the embedding
             output); negative values count from the last layer (``-1`` = last, ``[-5, ..., -1]`` = last 5).
+            For Llama-family models transformers returns the last entry *after* the final RMSNorm (it equals
+            ``last_hidden_state``), the others before any norm; the head standardizes each view anyway.
         num_hidden_layers: ``config.num_hidden_layers`` (``hidden_states`` has one more entry).
 
     Returns:
@@ -227,6 +229,11 @@ def extract_embeddings(
         for rows, batch in length_sorted_batches(tokenizer, texts, max_length, batch_size):
             inputs = _model_inputs(model, batch, device, params)
             hidden_states = model(**inputs, output_hidden_states=True).hidden_states
+            if len(hidden_states) != model.config.num_hidden_layers + 1:  # layer indices would silently shift
+                raise ValueError(
+                    f"expected {model.config.num_hidden_layers + 1} hidden states (embeddings + layers), "
+                    f"got {len(hidden_states)}"
+                )
             mask = inputs["attention_mask"]
             pooled = torch.stack([pool_hidden(hidden_states[i], mask, pooling) for i in idx], dim=1)
             out[torch.tensor(rows)] = pooled.cpu()
