@@ -299,6 +299,8 @@ def main(data_args, model_args, base_args, run_args):
     reporting.plot_xy(
         rows, "energy_wh", "accuracy", "method", out / "accuracy_vs_energy.png", title="accuracy vs energy"
     )
+    reporting.plot_xy(rows, "infer_cpu_ms_per_ex", "accuracy", "method", out / "accuracy_vs_inference_cpu.png",
+                      title="accuracy vs inference CPU ms per example")  # fmt: skip
     reporting.plot_confusion_matrix(golds, predictions[best_head[0]], names, out / "confusion_matrix.png")
     save_config(out / "config.json", data=data_args, model=model_args, baselines=base_args, run=run_args)
     head_dir = le.save_head(best_head[1], out / "head", extra={"extraction": {k: sources[k] for k in sources}})

@@ -71,7 +71,7 @@ def test_recipe_end_to_end_cache_and_push(toy_data, tiny_llama_dir, tiny_bert_di
     assert rows["llmembed"]["accuracy"] >= 0.8
     assert rows["few_shot_prompt"]["n_test"] == 6 and 0 <= rows["few_shot_prompt"]["invalid"] <= 6
     assert not rows["llmembed"]["features_cached"]
-    for f in ("metrics.json", "results.md", "predictions.jsonl", "accuracy_vs_energy.png", "confusion_matrix.png",
+    for f in ("metrics.json", "results.md", "predictions.jsonl", "accuracy_vs_energy.png", "accuracy_vs_inference_cpu.png", "confusion_matrix.png",
               "config.json", "head/model.safetensors", "head/head_config.json", "head/README.md"):  # fmt: skip
         assert (out / f).is_file(), f
     assert "| llmembed |" in (out / "results.md").read_text()
