@@ -23,6 +23,7 @@ from toolkit.configs import apply_cpu_safe_defaults, save_config, setup_logging
 from toolkit.configs import make_parser as _make_parser
 
 logger = logging.getLogger(__name__)
+TASK_LOSSES = ("label_loss", "rationale_loss")  # logged by StepByStepTrainer next to the combined loss
 
 
 @dataclass
@@ -232,6 +233,15 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
             ),
         )
         reporting.plot_training_curves(trainer.state.log_history, os.path.join(out, "training_curves.png"))
+        task_points = [
+            {"step": e["step"], "loss": e[k], "task": k}
+            for e in trainer.state.log_history
+            for k in TASK_LOSSES
+            if k in e
+        ]
+        reporting.plot_xy(
+            task_points, "step", "loss", "task", os.path.join(out, "task_losses.png"), title="per-task loss"
+        )
         save_config(os.path.join(out, "run_config.json"), script_args=a, training_args=training_args)
         _write_card(out, a, training_args, metrics, lineage)
         if push:

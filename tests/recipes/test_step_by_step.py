@@ -102,7 +102,7 @@ def test_recipe_end_to_end(arch, mode, labels, tiny_t5_dir, tiny_llama_dir, tmp_
     )
 
     for name in ("model.safetensors", "metrics.json", "results.md", "predictions.jsonl", "training_curves.png",
-                 "run_config.json", "README.md", "checkpoint-2", "checkpoint-4"):  # fmt: skip
+                 "task_losses.png", "run_config.json", "README.md", "checkpoint-2", "checkpoint-4"):  # fmt: skip
         assert (out / name).exists(), name
     # Training happened: loss logged (with the per-task losses) and the weights moved.
     logs = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
