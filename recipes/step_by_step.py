@@ -125,6 +125,12 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
     test_rows, _ = sbs.load_rows(a.test_source, a.test_split, **load)
     test_rows = sbs.subsample(test_rows, 1.0, a.max_test_samples, a.split_seed)
     teacher_test = sbs.teacher_stats(task, test_rows)
+    # A rationale dataset generated from a test split would leak it: report any overlap loudly.
+    seen = {r["input"] for r in train_rows} | {r["input"] for r in dev_rows}
+    overlap = sum(r["input"] in seen for r in test_rows)
+    if overlap:
+        logger.warning("%d of %d test inputs also appear in train/validation: the test score is contaminated",
+                       overlap, len(test_rows))  # fmt: skip
     eval_features = [{"input": r["input"], "label": r["gold"]} for r in dev_rows]
 
     # ---- Model ----
@@ -197,6 +203,7 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
         "n_train": len(train_examples),
         "n_dev": len(dev_rows),
         "n_test": len(test_rows),
+        "train_test_overlap": overlap,
         "train_exclusions": exclusions,
         "teacher_train": teacher_train,
         "teacher_test": teacher_test,

@@ -118,6 +118,7 @@ def test_recipe_end_to_end(arch, mode, labels, tiny_t5_dir, tiny_llama_dir, tmp_
     assert metrics["teacher_train"]["n_parse_failures"] == 1 and metrics["teacher_train"]["parse_rate"] == 23 / 24
     # The teacher is wrong on rows 1, 7, 13, 19 (row 5 failed to parse): accuracy over the 23 parsed rows.
     assert metrics["teacher_train"]["teacher_accuracy_parsed"] == pytest.approx(19 / 23)
+    assert metrics["train_test_overlap"] == 4  # the toy test rows repeat training inputs: reported, not hidden
     assert metrics["n_test"] == 4 and metrics["global_steps"] == 4 and metrics["train_tokens_per_s"] > 0
     # The reported accuracy is the one the predictions file supports.
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
