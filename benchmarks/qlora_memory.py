@@ -29,6 +29,30 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a plain script from anywhere
 
 
+def _status_mb(key: str) -> float | None:
+    """One ``/proc/self/status`` field in MiB (``RssAnon``: heap/tensors; ``RssFile``: mmapped checkpoint pages)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _trim() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc keeps them otherwise, inflating RSS)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _rss_mb() -> float:
     """Current resident set size in MiB (``/proc``; psutil when /proc is unavailable)."""
     try:
@@ -103,7 +127,9 @@ def worker(args) -> dict:
     model = get_peft_model(model, lora)
     device = next(model.parameters()).device
     load_seconds = time.perf_counter() - t0
+    _trim()  # loading 4-bit materialises fp32 tensors first; measure what stays resident
     rss_loaded = _rss_mb()
+    anon_loaded, file_loaded = _status_mb("RssAnon"), _status_mb("RssFile")
     footprint = model.get_memory_footprint() / 2**20
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -141,6 +167,8 @@ def worker(args) -> dict:
         "train_peak_rss_mb": _hwm_mb() if hwm_reset else None,
         "rss_baseline_mb": rss_start,
         "rss_after_load_mb": rss_loaded,
+        "rss_anon_after_load_mb": anon_loaded,
+        "rss_file_after_load_mb": file_loaded,
         "weights_footprint_mb": footprint,
         "cuda_max_allocated_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
         "tokens_per_second": tokens / timed if timed else None,
@@ -213,7 +241,10 @@ def main(argv=None) -> list[dict]:
             "variant": r["variant"],
             "peak RSS (load+train) MiB": r["peak_rss_mb"],
             "peak RSS training MiB": r["train_peak_rss_mb"],
-            "RSS after load MiB": r["rss_after_load_mb"],
+            "RSS after load MiB (anon / file)": f"{r['rss_after_load_mb']:.0f} ({r['rss_anon_after_load_mb']:.0f} / "
+            f"{r['rss_file_after_load_mb']:.0f})"
+            if r["rss_anon_after_load_mb"] is not None
+            else r["rss_after_load_mb"],
             "baseline RSS MiB": r["rss_baseline_mb"],
             "weights MiB": r["weights_footprint_mb"],
             "CUDA max alloc MiB": r["cuda_max_allocated_mb"],
