@@ -15,6 +15,7 @@ import dataclasses
 import importlib.util
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,28 @@ class CompareArguments:
             raise ValueError(f"train_fractions must be in (0, 1], got {self.train_fractions}")
 
 
+def mcnemar_p(wins: int, losses: int) -> float:
+    """Exact two-sided McNemar p-value from the discordant pairs (binomial test of wins vs losses at 1/2)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def _discordant(run: dict, base: dict, root: str) -> tuple[int, int]:
+    """Test rows only ``run`` gets right (wins) and only ``base`` gets right (losses), paired by row id."""
+
+    def correct(r):
+        path = Path(root, r["run"], "predictions.jsonl")
+        return {p["id"]: p["correct"] for p in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+
+    a, b = correct(run), correct(base)
+    if a.keys() != b.keys():
+        raise ValueError(f"{run['run']} and {base['run']} were scored on different test rows")
+    return sum(a[k] and not b[k] for k in a), sum(b[k] and not a[k] for k in a)
+
+
 def make_parser():
     return _make_parser([recipe.StepByStepArguments, TrainingArguments, CompareArguments])
 
@@ -102,6 +125,8 @@ def main(script_args, training_args: TrainingArguments, compare_args: CompareArg
                 "dev_acc": m["dev_accuracy"],
                 "test_acc": m["test_accuracy"],
                 f"Δ vs {compare_args.modes[0]}": m["test_accuracy"] - base["test_accuracy"],
+                "wins/losses": "–" if m is base else "{}/{}".format(*_discordant(m, base, root)),
+                "McNemar p": None if m is base else mcnemar_p(*_discordant(m, base, root)),
                 "train_s": m["train_wall_s"],
                 "tok/s": m["train_tokens_per_s"],
             }

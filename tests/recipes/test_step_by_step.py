@@ -160,7 +160,15 @@ def test_compare_command(tiny_t5_dir, tmp_path, capsys):
         assert (out / name).exists()
     table = (out / "results.md").read_text()
     assert table.count("task_prefix") == 2 and "Δ vs standard" in table
-    assert "Δ vs standard" in capsys.readouterr().out
+    assert "Δ vs standard" in capsys.readouterr().out and "McNemar p" in table
+
+
+def test_mcnemar_p():
+    compare = _load("compare_step_by_step")
+    assert compare.mcnemar_p(0, 0) == 1.0
+    assert compare.mcnemar_p(3, 3) == 1.0
+    assert compare.mcnemar_p(10, 0) == pytest.approx(2 / 2**10)
+    assert compare.mcnemar_p(8, 12) == pytest.approx(0.5034, abs=1e-4)
 
 
 def test_bad_config_is_rejected():
