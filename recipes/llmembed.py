@@ -256,27 +256,13 @@ def main(data_args, model_args, base_args, run_args):
             teacher.load()  # model loading is excluded from every method's cost
         with le.CostMeter() as m:
             fs_preds, raw = le.few_shot_classify(
-                teacher,
-                demos,
-                test[0][:n],
-                names,
-                max_new_tokens=base_args.few_shot_max_new_tokens,
+                teacher, demos, test[0][:n], names, max_new_tokens=base_args.few_shot_max_new_tokens,
                 max_chars=base_args.few_shot_max_chars,
-            )
+            )  # fmt: skip
         pred_ids = [names.index(p) if p is not None else -1 for p in fs_preds]
+        n_demos, n_llm = len(demos), params["llm"]
         rows.append(
-            _row(
-                "few_shot_prompt",
-                test[1][:n],
-                pred_ids,
-                names,
-                le.Cost(),
-                m.cost,
-                run_args,
-                len(demos),
-                0,
-                params["llm"],
-            )
+            _row("few_shot_prompt", test[1][:n], pred_ids, names, le.Cost(), m.cost, run_args, n_demos, 0, n_llm)
         )
         rows[-1]["invalid"] = sum(p is None for p in fs_preds)
         predictions["few_shot_prompt"] = [p if p is not None else "<invalid>" for p in fs_preds]
