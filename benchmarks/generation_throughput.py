@@ -1,12 +1,17 @@
 """Generation throughput: toolkit engine vs plain loops.
 
     python benchmarks/generation_throughput.py                     # both parts, defaults below
-    python benchmarks/generation_throughput.py --skip_hf --n_prompts 500
+    python benchmarks/generation_throughput.py --skip_hf --n_prompts 500 --latencies 0.05 --repeats 2
 
-Part 1 (API): the fake OpenAI-compatible server runs in its own process with a fixed latency. The toolkit's
-``openai`` teacher + cache + engine (``run_generation``) and a plain ``AsyncOpenAI`` + ``asyncio.Semaphore``
-loop each send ``n_prompts`` requests with ``n`` choices at ``concurrency``; the ideal rate is
-``concurrency / latency``. The re-run of the toolkit job is fully cached (0 requests).
+Part 1 (API): the fake OpenAI-compatible server runs in its own process with a fixed latency. For each latency,
+a plain ``AsyncOpenAI`` + ``asyncio.Semaphore`` loop and the toolkit's ``openai`` teacher + cache + engine
+(``run_generation``, fresh cache each run) send ``n_prompts`` requests with ``n`` choices at ``concurrency``;
+the two are interleaved (ABBA order) ``--repeats`` times in one process and the best run of each is reported,
+so that load from other jobs on a shared box hits both alike. The ideal rate is ``concurrency / latency``.
+``client CPU ms/req`` is the benchmark process's CPU time (all threads) per request: it does not depend on how
+busy the box is, and ``1000 / (client + server CPU ms/req)`` is roughly the rate one free core could sustain.
+When that is below the ideal, the client (and the fake server) CPU is the limit, not the latency; a longer
+latency shows the rate where it is not. The last row re-runs the toolkit job on a full cache (0 requests).
 
 Part 2 (local HF): the ``hf`` teacher's batched sampling (``num_return_sequences``, length-sorted batches)
 vs a per-example ``model.generate`` loop (one prompt, one sample per call) on the same model and prompts.
@@ -16,6 +21,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -24,22 +32,53 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fakes + toolkit from a checkout
 
 
-def _api_part(args) -> list[dict]:
-    import openai
-
-    from tests.fakes.openai_server import start_server_process
-    from toolkit.cache import GenerationCache
-    from toolkit.generation import WorkItem, run_generation
-    from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
-
-    server = start_server_process(latency=args.latency)
-    ideal = args.concurrency / args.latency
-    rows = []
+def _proc_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of another process (Linux ``/proc``), or None."""
     try:
-        prompts = [f"Correct this sentence number {i}: she go to school ." for i in range(args.n_prompts)]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
-        async def plain() -> None:
-            client = openai.AsyncOpenAI(base_url=server.base_url, api_key="bench", max_retries=0)
+
+class _ApiBench:
+    """One fake server (own process) at one latency; plain loop and toolkit runs against it."""
+
+    def __init__(self, args, latency: float):
+        from tests.fakes.openai_server import start_server_process
+
+        self.args, self.latency = args, latency
+        self.server = start_server_process(latency=latency, nice=args.server_nice)
+        self.prompts = [f"Correct this sentence number {i}: she go to school ." for i in range(args.n_prompts)]
+
+    def close(self) -> None:
+        self.server.stop()
+
+    def _measure(self, fn, n_requests: int, per: int | None = None) -> dict:
+        """Run ``fn`` once; assert the server saw ``n_requests``; rates and CPU are per ``per`` (default n)."""
+        per = per or n_requests
+        count0 = self.server.request_count()
+        srv0 = _proc_cpu_seconds(self.server.proc.pid)
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        srv1 = _proc_cpu_seconds(self.server.proc.pid)
+        sent = self.server.request_count() - count0
+        assert sent == n_requests, f"expected {n_requests} requests, the server saw {sent}"
+        return {
+            "seconds": seconds,
+            "rate": per / seconds,
+            "cpu_ms": 1000 * cpu / per,
+            "server_cpu_ms": None if srv0 is None or srv1 is None else 1000 * (srv1 - srv0) / per,
+        }
+
+    def plain(self, prompts: list[str]) -> dict:
+        import openai
+
+        args = self.args
+
+        async def run() -> None:
+            client = openai.AsyncOpenAI(base_url=self.server.base_url, api_key="bench", max_retries=0)
             sem = asyncio.Semaphore(args.concurrency)
 
             async def one(p: str):
@@ -49,60 +88,107 @@ def _api_part(args) -> list[dict]:
             await asyncio.gather(*(one(p) for p in prompts))
             await client.close()
 
-        asyncio.run(plain())  # warm-up connection setup / imports on both sides, not measured
-        count0 = server.request_count()
-        t0 = time.perf_counter()
-        asyncio.run(plain())
-        plain_s = time.perf_counter() - t0
-        assert server.request_count() - count0 == args.n_prompts
-        rows.append(_row("plain AsyncOpenAI + semaphore", args.n_prompts, plain_s, ideal))
+        return self._measure(lambda: asyncio.run(run()), len(prompts))
 
-        cfg = TeacherConfig(
-            backend="openai", model="fake", base_url=server.base_url, api_key="bench", max_concurrency=args.concurrency
-        )
-        teacher = load_teacher(cfg)
-        items = [
-            WorkItem(str(i), [GenerationRequest(prompt=p, n=args.n, max_tokens=16, seed=0, temperature=0.7)])
+    def _items(self, prompts: list[str]) -> list:
+        from toolkit.generation import WorkItem
+        from toolkit.teachers import GenerationRequest
+
+        return [
+            WorkItem(str(i), [GenerationRequest(prompt=p, n=self.args.n, max_tokens=16, seed=0, temperature=0.7)])
             for i, p in enumerate(prompts)
         ]
+
+    def toolkit(self, prompts: list[str], *, rerun: bool = False) -> tuple[dict, dict | None]:
+        from toolkit.cache import GenerationCache
+        from toolkit.generation import run_generation
+        from toolkit.teachers import TeacherConfig, load_teacher
+
+        cfg = TeacherConfig(
+            backend="openai", model="fake", base_url=self.server.base_url, api_key="bench",
+            max_concurrency=self.args.concurrency, price_input_per_mtok=0.0, price_output_per_mtok=0.0,
+        )  # fmt: skip
+        teacher = load_teacher(cfg)
+        items = self._items(prompts)
         with tempfile.TemporaryDirectory() as tmp, GenerationCache(Path(tmp) / "c.sqlite") as cache:
-            count0 = server.request_count()
-            t0 = time.perf_counter()
-            _, summary = run_generation(items, teacher, cache, progress=False)
-            toolkit_s = time.perf_counter() - t0
-            sent = server.request_count() - count0
-            assert summary.completed == args.n_prompts and sent == args.n_prompts, (summary, sent)
-            rows.append(_row("toolkit openai teacher + cache + engine", args.n_prompts, toolkit_s, ideal))
-            count0 = server.request_count()
-            t0 = time.perf_counter()
-            _, summary = run_generation(items, teacher, cache, progress=False)
-            cached_s = time.perf_counter() - t0
-            resent = server.request_count() - count0
+            out: dict = {}
+
+            def job() -> None:
+                _, summary = run_generation(items, teacher, cache, progress=False)
+                out["summary"] = summary
+
+            first = self._measure(job, len(prompts))
+            assert out["summary"].completed == len(prompts), out["summary"]
+            cached = self._measure(job, 0, per=len(prompts)) if rerun else None
+        return first, cached
+
+
+def _api_part(args) -> tuple[list[dict], list[dict]]:
+    rows, runs_rows = [], []
+    cached_row = None
+    for latency in args.latencies:
+        bench = _ApiBench(args, latency)
+        try:
+            warm = bench.prompts[: min(len(bench.prompts), 4 * args.concurrency)]
+            bench.plain(warm)  # imports, connection setup, server warm-up on both sides: not measured
+            bench.toolkit(warm)
+            runs: dict[str, list[dict]] = {"plain": [], "toolkit": []}
+            for r in range(args.repeats):
+                order = ("plain", "toolkit") if r % 2 == 0 else ("toolkit", "plain")  # ABBA
+                for name in order:
+                    if name == "plain":
+                        runs[name].append(bench.plain(bench.prompts))
+                    else:
+                        last = r == args.repeats - 1 and cached_row is None
+                        first, cached = bench.toolkit(bench.prompts, rerun=last)
+                        runs[name].append(first)
+                        if cached is not None:
+                            cached_row = {"latency_s": latency, **cached}
+        finally:
+            bench.close()
+        ideal = args.concurrency / latency
+        best = {name: max(rs, key=lambda m: m["rate"]) for name, rs in runs.items()}
+        for name, label in (("plain", "plain AsyncOpenAI + semaphore"), ("toolkit", "toolkit teacher+cache+engine")):
+            b = best[name]
+            rows.append(
+                {
+                    "latency_s": latency,
+                    "setup": label,
+                    "best_req_per_s": b["rate"],
+                    "median_req_per_s": statistics.median(m["rate"] for m in runs[name]),
+                    "ideal_req_per_s": ideal,
+                    "best/ideal": b["rate"] / ideal,
+                    "best/plain_best": b["rate"] / best["plain"]["rate"],
+                    "client_cpu_ms_per_req": statistics.median(m["cpu_ms"] for m in runs[name]),
+                    "server_cpu_ms_per_req": statistics.median(
+                        m["server_cpu_ms"] for m in runs[name] if m["server_cpu_ms"] is not None
+                    )
+                    if any(m["server_cpu_ms"] is not None for m in runs[name])
+                    else None,
+                }
+            )
+            runs_rows.append(
+                {
+                    "latency_s": latency,
+                    "setup": name,
+                    "runs_req_per_s (in order)": " ".join(f"{m['rate']:.1f}" for m in runs[name]),
+                }
+            )
+    if cached_row is not None:
         rows.append(
             {
-                "setup": f"toolkit re-run, fully cached ({resent} requests sent)",
-                "requests": args.n_prompts,
-                "seconds": cached_s,
-                "req_per_s": args.n_prompts / cached_s,
+                "latency_s": cached_row["latency_s"],
+                "setup": f"toolkit re-run, fully cached (0 requests), {cached_row['seconds']:.2f} s",
+                "best_req_per_s": args.n_prompts / cached_row["seconds"],
+                "median_req_per_s": None,
                 "ideal_req_per_s": None,
-                "ratio_to_ideal": None,
+                "best/ideal": None,
+                "best/plain_best": None,
+                "client_cpu_ms_per_req": cached_row["cpu_ms"],
+                "server_cpu_ms_per_req": None,
             }
         )
-    finally:
-        server.stop()
-    return rows
-
-
-def _row(name: str, n: int, seconds: float, ideal: float) -> dict:
-    rate = n / seconds
-    return {
-        "setup": name,
-        "requests": n,
-        "seconds": seconds,
-        "req_per_s": rate,
-        "ideal_req_per_s": ideal,
-        "ratio_to_ideal": rate / ideal,
-    }
+    return rows, runs_rows
 
 
 def _hf_part(args) -> tuple[list[dict], str]:
@@ -177,23 +263,51 @@ def _print(rows: list[dict]) -> None:
     print(markdown_table(fmt))
 
 
+def _machine_line() -> str:
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        usable = os.cpu_count()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    import openai
+
+    return (
+        f"machine: {os.cpu_count()} cores ({usable} usable), load average (1/5/15 min) {load}; "
+        f"Python {platform.python_version()}, openai {openai.__version__}, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n_prompts", type=int, default=2000)
     parser.add_argument("--n", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument(
+        "--latencies", type=lambda v: [float(x) for x in v.split(",")], default=[0.05, 0.5],
+        help="comma-separated server latencies in seconds (one table block each)",
+    )  # fmt: skip
+    parser.add_argument("--latency", type=float, default=None, help="a single latency (overrides --latencies)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per variant; the best is reported")
+    parser.add_argument("--server_nice", type=int, default=0, help="niceness added to the fake server process")
     parser.add_argument("--hf_model", default="local:smollm2-135m")
     parser.add_argument("--hf_prompts", type=int, default=8)
     parser.add_argument("--hf_max_tokens", type=int, default=16)
     parser.add_argument("--skip_api", action="store_true")
     parser.add_argument("--skip_hf", action="store_true")
     args = parser.parse_args()
+    if args.latency is not None:
+        args.latencies = [args.latency]
+    print(_machine_line() + "\n")
     if not args.skip_api:
         print(
-            f"## API: {args.n_prompts} prompts x n={args.n}, concurrency {args.concurrency}, latency {args.latency}s\n"
+            f"## API: {args.n_prompts} prompts x n={args.n}, concurrency {args.concurrency}, "
+            f"latencies {args.latencies} s, best of {args.repeats} interleaved runs\n"
         )
-        _print(_api_part(args))
+        rows, runs_rows = _api_part(args)
+        _print(rows)
+        print()
+        _print(runs_rows)
     if not args.skip_hf:
         rows, note = _hf_part(args)
         print(

@@ -5,20 +5,46 @@ separate row, so asking for k=5 after k=4 pays only for the 5th sample, and two 
 its samples. Values are *raw* teacher outputs (text, finish reason, usage, optional logprobs): parsing happens
 after the cache, so changing a parser never re-pays for calls.
 
-Durability: WAL journal + one transaction per completed request. ``synchronous=NORMAL`` keeps commits
-durable against a killed process (``kill -9``), which is the failure mode that matters for long jobs; only an
-OS crash / power loss could drop the last few commits. Nothing secret is stored: the key inputs are the
-teacher id (backend, model, host), the request content and sampling parameters.
+Writes, durability and what a ``kill -9`` can lose
+--------------------------------------------------
+- :meth:`GenerationCache.put_many` is synchronous: when it returns, the request's samples are committed.
+- :meth:`GenerationCache.submit` is what the generation engine uses. It hands one completed request (all its
+  samples) to a background *writer thread* that owns its own SQLite connection and commits in small groups
+  (group commit): a transaction is committed as soon as it holds ``max_batch`` requests (default 64) or
+  ``max_delay`` seconds (default 0.02) after its first request arrived, whichever comes first. The samples of
+  one request always land in the same transaction (all or none). Requests are committed in submission order
+  (a later submission of the same key wins).
+- Bound: at most ``max_batch`` submitted requests are ever uncommitted: :meth:`submit` blocks (back-pressure)
+  while ``max_batch`` requests are pending (submitted, not yet committed). So a ``kill -9`` of the process loses at most the requests in
+  flight at the teacher plus at most ``max_batch`` completed-but-uncommitted requests — in steady state only
+  those completed within the last ``max_delay`` seconds (plus one commit's duration). Everything older is on
+  disk and a re-run does not pay for it again.
+- :meth:`flush` blocks until everything submitted so far is committed; :meth:`close` (and the context manager,
+  and an ``atexit`` hook) flush. :meth:`get_many` flushes first, so a reader of the same cache object always
+  sees its own writes. ``run_generation`` flushes on return and on any exception.
+- A failed commit (disk full, database locked past the timeout, ...) is not swallowed: the next
+  :meth:`submit`, :meth:`flush` or :meth:`close` raises :class:`CacheWriteError` (the batch is lost, the error
+  is the cause) and the writer accepts nothing further.
+- ``synchronous=NORMAL`` in WAL mode keeps commits durable against a killed process; only an OS crash / power
+  loss could drop the last few commits.
+- ``":memory:"`` caches have no writer thread (another connection would see another database): ``submit``
+  writes synchronously.
+
+Nothing secret is stored: the key inputs are the teacher id (backend, model, host), the request content and
+sampling parameters.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
 import os
 import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -27,6 +53,8 @@ from toolkit.teachers.base import Generation, GenerationRequest, Usage
 logger = logging.getLogger(__name__)
 
 KEY_VERSION = 1  # bump when the key recipe changes so old rows are simply never hit
+DEFAULT_MAX_BATCH = 64  # requests per group commit (and the bound on uncommitted requests)
+DEFAULT_MAX_DELAY = 0.02  # seconds between a request's submission and its commit, at most (when not starved)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS generations (
@@ -41,6 +69,7 @@ CREATE TABLE IF NOT EXISTS generations (
     created_at REAL NOT NULL
 )
 """
+_INSERT = "INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?)"
 
 
 def default_cache_path() -> Path:
@@ -60,8 +89,146 @@ def request_fingerprint(teacher_id: str, request: GenerationRequest) -> str:
 
 def cache_key(teacher_id: str, request: GenerationRequest, sample_index: int) -> str:
     """sha256 hex digest identifying sample ``sample_index`` of ``request`` from ``teacher_id``."""
-    fp = request_fingerprint(teacher_id, request)
-    return hashlib.sha256(f"{fp}\x00{int(sample_index)}".encode()).hexdigest()
+    return cache_keys(teacher_id, request, [sample_index])[0]
+
+
+def cache_keys(teacher_id: str, request: GenerationRequest, sample_indices: Iterable[int]) -> list[str]:
+    """:func:`cache_key` for several sample indices of one request (the fingerprint is built once)."""
+    fp = request_fingerprint(teacher_id, request).encode() + b"\x00"
+    return [hashlib.sha256(fp + str(int(i)).encode()).hexdigest() for i in sample_indices]
+
+
+class CacheWriteError(RuntimeError):
+    """The cache's writer thread failed to commit; the cause is the SQLite error."""
+
+
+class _GroupCommitWriter:
+    """Background thread committing submitted rows in groups (see the module docstring for the contract).
+
+    Cheap for the producer: ``submit`` appends under an uncontended lock and wakes the writer only when the
+    writer is idle (first pending request) or the batch is full, not once per request: a cross-thread wake-up
+    per request costs more than the commit it saves on a loaded 2-core box (the woken thread preempts the
+    event loop and competes for the GIL).
+    """
+
+    def __init__(self, path: str, *, max_batch: int, max_delay: float, timeout: float):
+        self.path, self.max_batch, self.max_delay, self.timeout = path, max_batch, max_delay, timeout
+        self.error: BaseException | None = None
+        self.commits = 0
+        self._cond = threading.Condition(threading.Lock())
+        self._buf: list[list[tuple]] = []  # submitted, not yet taken by the writer
+        self._first_at = 0.0  # when the oldest request in _buf was submitted
+        self._submitted = 0  # requests ever submitted
+        self._committed = 0  # requests ever committed
+        self._flushers = 0  # threads waiting in flush(): commit at once
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="generation-cache-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        """Submitted but not yet committed requests (never more than ``max_batch``)."""
+        return self._submitted - self._committed
+
+    # -- producer side (any thread) -------------------------------------------------------------------------
+    def submit(self, rows: list[tuple]) -> None:
+        with self._cond:
+            while self.error is None and self._submitted - self._committed >= self.max_batch:
+                self._cond.notify_all()  # back-pressure: the batch is full, commit it; wait for a slot
+                self._cond.wait(0.5)
+            self._raise_if_failed()
+            if self._stop:
+                raise CacheWriteError(f"generation cache {self.path}: the writer was closed")
+            if not self._buf:
+                self._first_at = time.monotonic()
+            self._buf.append(rows)
+            self._submitted += 1
+            pending = self._submitted - self._committed
+            if pending == 1 or pending >= self.max_batch:
+                self._cond.notify_all()  # the writer is idle, or the batch is full
+
+    def flush(self) -> None:
+        with self._cond:
+            target = self._submitted
+            self._flushers += 1
+            try:
+                self._cond.notify_all()
+                while self.error is None and self._committed < target and self._thread.is_alive():
+                    self._cond.wait(0.5)
+            finally:
+                self._flushers -= 1
+            self._raise_if_failed()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            with self._cond:
+                self._stop = True
+                self._cond.notify_all()
+            self._thread.join()
+
+    def _raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise CacheWriteError(f"generation cache {self.path}: a commit failed ({self.error!r})") from self.error
+
+    # -- writer thread --------------------------------------------------------------------------------------
+    def _take_batch(self) -> list[list[tuple]] | None:
+        """Wait until a batch is due (full, ``max_delay`` old, flush or close); None when stopping idle."""
+        with self._cond:
+            while not self._buf and not self._stop:
+                self._cond.wait()
+            if not self._buf:
+                return None
+            while len(self._buf) < self.max_batch and not self._flushers and not self._stop:
+                left = self._first_at + self.max_delay - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            batch, self._buf = self._buf[: self.max_batch], self._buf[self.max_batch :]
+            if self._buf:
+                self._first_at = time.monotonic()
+            return batch
+
+    def _run(self) -> None:
+        conn = None
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            while True:
+                batch = self._take_batch()
+                if batch is None:
+                    return
+                try:
+                    conn.execute("BEGIN")
+                    conn.executemany(_INSERT, [row for rows in batch for row in rows])
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                with self._cond:
+                    self.commits += 1
+                    self._committed += len(batch)
+                    self._cond.notify_all()  # flushers and producers waiting for a slot
+        except BaseException as exc:  # noqa: BLE001 - reported to the producer by the next submit/flush/close
+            logger.error("generation cache %s: group commit failed: %r", self.path, exc)
+            with self._cond:
+                self.error = exc
+                self._buf = []
+                self._cond.notify_all()
+        finally:
+            if conn is not None:
+                conn.close()
+
+
+def _close_at_exit(ref: weakref.ref) -> None:
+    cache = ref()
+    if cache is not None:
+        try:
+            cache.close()
+        except Exception as exc:  # noqa: BLE001 - interpreter is exiting; say what was lost
+            logger.error("generation cache: final flush at exit failed: %r", exc)
 
 
 class GenerationCache:
@@ -69,21 +236,36 @@ class GenerationCache:
 
     Args:
         path: Database file (parent dirs are created). ``":memory:"`` for a throwaway cache.
-        read_only: Open without writing (``put`` raises).
+        read_only: Open without writing (``put`` / ``submit`` raise).
+        max_batch: Group commit: requests per transaction at most, and the bound on uncommitted requests.
+        max_delay: Group commit: seconds a submitted request waits for companions before its commit.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, *, read_only: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        *,
+        read_only: bool = False,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_delay: float = DEFAULT_MAX_DELAY,
+    ):
+        if max_batch < 1 or max_delay < 0:
+            raise ValueError("max_batch must be >= 1 and max_delay >= 0")
         self.path = str(path) if path is not None else str(default_cache_path())
         self.read_only = read_only
+        self.max_batch, self.max_delay = max_batch, max_delay
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        # check_same_thread=False: the engine writes from the asyncio loop thread only, but tests and the HF
-        # backend may hand the cache across threads; all access is serialised by the caller.
+        # check_same_thread=False: tests and the HF backend may hand the cache across threads; all access to
+        # this (reader) connection is serialised by the caller. Group-committed writes use the writer's own one.
         self._conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
         if self.path != ":memory:":
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(_SCHEMA)
+        self._writer: _GroupCommitWriter | None = None
+        self._writer_lock = threading.Lock()
+        self._pending = False  # something was submitted since the last flush
         self.hits = 0
         self.misses = 0
 
@@ -96,7 +278,15 @@ class GenerationCache:
         self, teacher_id: str, request: GenerationRequest, sample_indices: Sequence[int]
     ) -> list[Generation | None]:
         """Cached generations for ``sample_indices`` (None where missing), in the order asked."""
-        keys = [cache_key(teacher_id, request, i) for i in sample_indices]
+        return self.get_keys(cache_keys(teacher_id, request, sample_indices))
+
+    def get_keys(self, keys: Sequence[str]) -> list[Generation | None]:
+        """Cached generations for precomputed :func:`cache_key` s (None where missing), in order.
+
+        Flushes pending group-committed writes first, so a cache object always reads its own writes.
+        """
+        if self._pending:
+            self.flush()
         found: dict[str, Generation] = {}
         for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
             chunk = keys[start : start + 500]
@@ -120,16 +310,17 @@ class GenerationCache:
         return out
 
     # -- writes --------------------------------------------------------------------------------------------
-    def put_many(
+    def _rows(
         self, teacher_id: str, request: GenerationRequest, first_index: int, generations: Iterable[Generation]
-    ) -> None:
-        """Store ``generations`` as samples ``first_index, first_index+1, ...`` in ONE transaction."""
+    ) -> list[tuple]:
         if self.read_only:
             raise PermissionError(f"cache {self.path} was opened read-only")
+        gens = list(generations)
+        keys = cache_keys(teacher_id, request, range(first_index, first_index + len(gens)))
         now = time.time()
-        rows = [
+        return [
             (
-                cache_key(teacher_id, request, first_index + j),
+                key,
                 teacher_id,
                 first_index + j,
                 gen.text,
@@ -139,31 +330,83 @@ class GenerationCache:
                 json.dumps(gen.logprobs) if gen.logprobs is not None else None,
                 now,
             )
-            for j, gen in enumerate(generations)
+            for j, (key, gen) in enumerate(zip(keys, gens))
         ]
+
+    def _write_now(self, rows: list[tuple]) -> None:
         with self._conn:  # BEGIN ... COMMIT (atomic: all samples of a completed request or none)
             self._conn.execute("BEGIN")
-            self._conn.executemany("INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            self._conn.executemany(_INSERT, rows)
+
+    def put_many(
+        self, teacher_id: str, request: GenerationRequest, first_index: int, generations: Iterable[Generation]
+    ) -> None:
+        """Store ``generations`` as samples ``first_index, first_index+1, ...``, committed (atomically) on return."""
+        rows = self._rows(teacher_id, request, first_index, generations)
+        if self._writer is None:
+            self._write_now(rows)
+        else:  # keep submission order with what the writer still holds
+            self._writer.submit(rows)
+            self.flush()
 
     def put(self, teacher_id: str, request: GenerationRequest, sample_index: int, generation: Generation) -> None:
         self.put_many(teacher_id, request, sample_index, [generation])
 
+    def submit(
+        self, teacher_id: str, request: GenerationRequest, first_index: int, generations: Iterable[Generation]
+    ) -> None:
+        """Like :meth:`put_many` but group-committed by the writer thread (see the module docstring).
+
+        Raises:
+            CacheWriteError: an earlier group commit failed.
+        """
+        rows = self._rows(teacher_id, request, first_index, generations)
+        if self.path == ":memory:":
+            self._write_now(rows)
+            return
+        if self._writer is None:
+            with self._writer_lock:
+                if self._writer is None:
+                    self._writer = _GroupCommitWriter(
+                        self.path, max_batch=self.max_batch, max_delay=self.max_delay, timeout=60.0
+                    )
+                    atexit.register(_close_at_exit, weakref.ref(self))
+        self._pending = True
+        self._writer.submit(rows)
+
+    def flush(self) -> None:
+        """Block until every submitted request is committed. Raises :class:`CacheWriteError` if one failed."""
+        if self._writer is not None:
+            self._writer.flush()
+        self._pending = False
+
     # -- misc ----------------------------------------------------------------------------------------------
     def __len__(self) -> int:
+        if self._pending:
+            self.flush()
         return int(self._conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0])
 
     def count(self, teacher_id: str | None = None) -> int:
         if teacher_id is None:
             return len(self)
+        if self._pending:
+            self.flush()
         return int(
             self._conn.execute("SELECT COUNT(*) FROM generations WHERE teacher_id=?", (teacher_id,)).fetchone()[0]
         )
 
     def close(self) -> None:
+        """Flush and stop the writer (raises :class:`CacheWriteError` if a commit failed), close the connection."""
+        writer, self._writer = self._writer, None
         try:
-            self._conn.close()
-        except sqlite3.Error:  # pragma: no cover - closing twice is harmless
-            pass
+            if writer is not None:
+                writer.close()
+        finally:
+            self._pending = False
+            try:
+                self._conn.close()
+            except sqlite3.Error:  # pragma: no cover - closing twice is harmless
+                pass
 
     def __enter__(self) -> GenerationCache:
         return self

@@ -7,9 +7,13 @@ sampled one). :func:`run_generation`
    missing sample indices (k=5 after k=4 asks for sample 4 alone);
 2. estimates the cost of the plan and raises :class:`BudgetExceededError` *before any call* when it exceeds
    ``max_cost`` (the estimate is an upper bound: prompt tokens + ``max_tokens`` per sample);
-3. streams the plan through :meth:`Teacher.generate_each`, committing each completed request to the cache at
-   once (so a killed job loses at most in-flight requests) and reserving each request's estimated cost before
-   it is sent, so that spending never crosses ``max_cost``: the run stops sending and finishes cleanly;
+3. streams the plan through :meth:`Teacher.generate_each`, handing each completed request to the cache's
+   group-commit writer at once (:meth:`GenerationCache.submit`: a killed job loses at most the in-flight
+   requests plus at most ``cache.max_batch`` completed-but-uncommitted ones, in steady state those completed in
+   the last ``cache.max_delay`` seconds; see :mod:`toolkit.cache`) and reserving each request's estimated cost
+   before it is sent, so that spending never crosses ``max_cost``: the run stops sending and finishes cleanly.
+   The cache is flushed before the function returns *and* when it raises (Ctrl-C, a teacher bug, ...), so
+   everything that completed is on disk;
 4. returns an :class:`ItemOutcome` per item — complete, failed after retries (with error type / message /
    attempts, for the failures file), or pending (not sent because the budget ran out).
 """
@@ -22,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from toolkit.cache import GenerationCache
+from toolkit.cache import GenerationCache, cache_keys
 from toolkit.teachers.base import Generation, GenerationRequest, Teacher, TeacherError, Usage
 
 logger = logging.getLogger(__name__)
@@ -133,12 +137,20 @@ def _plan(
     items: Sequence[WorkItem], teacher: Teacher, cache: GenerationCache
 ) -> tuple[list[list[list[Generation | None]]], list[_Planned]]:
     """Cached samples per item/request, and sub-requests for every contiguous run of missing samples."""
+    tid = teacher.id
+    keys: list[str] = []
+    for item in items:
+        for req in item.requests:
+            keys.extend(cache_keys(tid, req, range(req.n)))
+    looked_up = cache.get_keys(keys)  # one query per 500 keys, not one per request
     found: list[list[list[Generation | None]]] = []
     plan: list[_Planned] = []
+    pos = 0
     for j, item in enumerate(items):
         per_req = []
         for r, req in enumerate(item.requests):
-            got = cache.get_many(teacher.id, req, range(req.n))
+            got = looked_up[pos : pos + req.n]
+            pos += req.n
             per_req.append(got)
             for first, length in _missing_runs(got):
                 sub = req.replace(n=length, sample_offset=req.sample_offset + first)
@@ -207,7 +219,7 @@ def run_generation(
 
         bar = tqdm(total=len(items), desc=desc, unit="item", dynamic_ncols=True)
         bar.update(sum(1 for c in remaining if c == 0))  # fully cached items are done already
-    state = {"spent": 0.0, "reserved": 0.0, "usage": Usage()}
+    state = {"spent": 0.0, "reserved": 0.0, "prompt": 0, "completion": 0, "postfix_at": 0.0}
 
     def admit(i: int) -> bool:
         if max_cost is not None:
@@ -235,27 +247,40 @@ def run_generation(
                     "attempts": getattr(result, "attempts", 1),
                 }
         else:
-            cache.put_many(tid, items[p.item].requests[p.request], p.first_index, result)
+            cache.submit(tid, items[p.item].requests[p.request], p.first_index, result)  # group commit
+            got = found[p.item][p.request]
+            p_tok = c_tok = 0
             for k, gen in enumerate(result):
-                found[p.item][p.request][p.first_index + k] = gen
-            usage = Usage()
-            for gen in result:
-                usage = usage + gen.usage
-            state["usage"] = state["usage"] + usage
-            state["spent"] += teacher.cost(usage)
+                got[p.first_index + k] = gen
+                p_tok += gen.usage.prompt_tokens
+                c_tok += gen.usage.completion_tokens
+            state["prompt"] += p_tok
+            state["completion"] += c_tok
+            state["spent"] += teacher.cost(Usage(p_tok, c_tok))
             outcome.new_samples += len(result)
         remaining[p.item] -= 1
         if bar is not None and remaining[p.item] == 0:
             bar.update(1)
-            u = state["usage"]
-            bar.set_postfix_str(f"tok={u.total_tokens:,} cost=${state['spent']:.4f}", refresh=False)
+            now = time.monotonic()
+            if now >= state["postfix_at"]:  # formatting the postfix per item is wasted work: ~2x per second
+                state["postfix_at"] = now + 0.5
+                tokens = state["prompt"] + state["completion"]
+                bar.set_postfix_str(f"tok={tokens:,} cost=${state['spent']:.4f}", refresh=False)
 
     try:
         if plan:
             teacher.generate_each([p.sub for p in plan], on_result, admit)
+    except BaseException:
+        # Keep everything that completed before the error (Ctrl-C, a bug): commit it, then re-raise.
+        try:
+            cache.flush()
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            logger.exception("%s: flushing the generation cache after an error failed", desc)
+        raise
     finally:
         if bar is not None:
             bar.close()
+    cache.flush()  # everything completed is committed when run_generation returns
 
     # -- 3. assemble ----------------------------------------------------------------------------------------
     for j, outcome in enumerate(outcomes):
@@ -269,8 +294,8 @@ def run_generation(
         else:
             summary.pending += 1
     summary.new_samples = sum(o.new_samples for o in outcomes)
-    summary.prompt_tokens = state["usage"].prompt_tokens
-    summary.completion_tokens = state["usage"].completion_tokens
+    summary.prompt_tokens = state["prompt"]
+    summary.completion_tokens = state["completion"]
     summary.cost_usd = state["spent"]
     summary.elapsed_s = time.perf_counter() - start
     logger.info(

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -330,13 +331,18 @@ class RemoteFakeServer:
             self.proc.kill()
 
 
-def start_server_process(*, latency: float = 0.0, ignore_n: bool = False) -> RemoteFakeServer:
-    """Run the fake server in a child process (its own interpreter and event loop)."""
+def start_server_process(*, latency: float = 0.0, ignore_n: bool = False, nice: int = 0) -> RemoteFakeServer:
+    """Run the fake server in a child process (its own interpreter and event loop).
+
+    ``nice`` > 0 lowers the server's CPU priority, so that on a box with few cores the client being measured
+    gets the CPU first (the server stands in for a remote machine).
+    """
     repo = Path(__file__).resolve().parents[2]
     cmd = [sys.executable, "-m", "tests.fakes.openai_server", "--latency", str(latency)]
     if ignore_n:
         cmd.append("--ignore_n")
-    proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, text=True)
+    preexec = (lambda: os.nice(nice)) if nice else None
+    proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, text=True, preexec_fn=preexec)
     line = proc.stdout.readline()
     if not line.startswith("PORT "):
         proc.kill()

@@ -1,10 +1,13 @@
-"""GenerationCache: key stability / sensitivity, per-sample storage, persistence, no secrets."""
+"""GenerationCache: key stability / sensitivity, per-sample storage, persistence, group-commit writer thread."""
 
 from __future__ import annotations
 
+import sqlite3
+import time
+
 import pytest
 
-from toolkit.cache import GenerationCache, cache_key
+from toolkit.cache import CacheWriteError, GenerationCache, cache_key, cache_keys
 from toolkit.teachers.base import Generation, GenerationRequest, Usage
 
 MSGS = [{"role": "user", "content": "Fix: she go home"}]
@@ -64,3 +67,118 @@ def test_read_only_rejects_writes(tmp_path):
     GenerationCache(tmp_path / "x.sqlite").close()
     with GenerationCache(tmp_path / "x.sqlite", read_only=True) as cache, pytest.raises(PermissionError):
         cache.put("t", _req(), 0, Generation("a"))
+
+
+# -- group-commit writer thread ------------------------------------------------------------------------------
+def _count_on_disk(path) -> int:
+    """Rows committed to the file, seen by an independent connection (what a restarted job would see)."""
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+
+
+def _gen(i):
+    return [Generation(f"text {i}", "stop", Usage(1, 1))]
+
+
+def test_submit_is_group_committed_and_flush_makes_rows_visible(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = GenerationCache(path, max_batch=1000, max_delay=30.0)  # nothing triggers a commit but a flush
+    try:
+        for i in range(10):
+            cache.submit("t", _req(seed=i), 0, _gen(i))
+        assert _count_on_disk(path) == 0, "rows were committed one by one instead of in a group"
+        assert cache._writer.pending == 10
+        cache.flush()
+        assert _count_on_disk(path) == 10 and cache._writer.pending == 0
+        assert cache._writer.commits == 1
+    finally:
+        cache.close()
+
+
+def test_close_flushes_and_reads_see_own_writes(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with GenerationCache(path, max_batch=1000, max_delay=30.0) as cache:
+        cache.submit("t", _req(), 0, [Generation("a"), Generation("b")])
+        assert [g.text for g in cache.get_many("t", _req(), range(2))] == ["a", "b"]  # get flushes first
+        cache.submit("t", _req(), 2, [Generation("c")])
+        assert len(cache) == 3
+        cache.submit("t", _req(), 3, [Generation("d")])
+    assert _count_on_disk(path) == 4  # close() flushed the last one
+
+
+def test_commit_after_max_delay_without_flush(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with GenerationCache(path, max_batch=1000, max_delay=0.02) as cache:
+        cache.submit("t", _req(), 0, _gen(0))
+        deadline = time.time() + 20
+        while _count_on_disk(path) == 0 and time.time() < deadline:
+            time.sleep(0.01)
+        assert _count_on_disk(path) == 1, "the writer never committed on its own"
+
+
+def test_ordering_later_submission_of_a_key_wins(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with GenerationCache(path, max_batch=2, max_delay=30.0) as cache:  # several batches
+        for version in range(5):
+            cache.submit("t", _req(), 0, [Generation(f"v{version}")])
+            cache.submit("t", _req(seed=99), 0, [Generation(f"other{version}")])
+        cache.flush()
+        assert cache.get("t", _req(), 0).text == "v4" and cache.get("t", _req(seed=99), 0).text == "other4"
+    assert _count_on_disk(path) == 2
+
+
+def test_uncommitted_requests_never_exceed_max_batch(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with GenerationCache(path, max_batch=3, max_delay=30.0) as cache:
+        for i in range(20):
+            cache.submit("t", _req(seed=i), 0, _gen(i))
+            assert cache._writer.pending <= 3
+            # The documented kill -9 bound: everything but the last <= max_batch requests is on disk.
+            assert _count_on_disk(path) >= i + 1 - 3
+    assert _count_on_disk(path) == 20
+
+
+def test_samples_of_one_request_are_committed_together(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with GenerationCache(path, max_batch=2, max_delay=30.0) as cache:
+        for i in range(7):
+            cache.submit("t", _req(seed=i), 0, [Generation(f"{i}-{j}") for j in range(4)])
+            assert _count_on_disk(path) % 4 == 0
+    assert _count_on_disk(path) == 28
+
+
+def test_commit_failure_propagates_to_submit_flush_and_close(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = GenerationCache(path, max_batch=1000, max_delay=30.0)
+    cache.submit("t", _req(), 0, _gen(0))
+    cache.flush()
+    with sqlite3.connect(path) as conn:  # sabotage: the writer's next INSERT fails
+        conn.execute("DROP TABLE generations")
+    cache.submit("t", _req(seed=1), 0, _gen(1))
+    with pytest.raises(CacheWriteError, match="commit failed") as info:
+        cache.flush()
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+    with pytest.raises(CacheWriteError):
+        cache.submit("t", _req(seed=2), 0, _gen(2))  # the writer accepts nothing after a failure
+    with pytest.raises(CacheWriteError):
+        cache.close()
+
+
+def test_memory_cache_submit_writes_synchronously():
+    with GenerationCache(":memory:") as cache:
+        cache.submit("t", _req(), 0, _gen(0))
+        assert cache._writer is None and cache.get("t", _req(), 0).text == "text 0"
+
+
+def test_put_many_after_submit_keeps_order_and_is_committed(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with GenerationCache(path, max_batch=1000, max_delay=30.0) as cache:
+        cache.submit("t", _req(), 0, [Generation("old")])
+        cache.put("t", _req(), 0, Generation("new"))  # synchronous: committed on return, after the submit
+        assert _count_on_disk(path) == 1
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT text FROM generations").fetchone()[0] == "new"
+
+
+def test_cache_keys_match_cache_key():
+    assert cache_keys("t", _req(), [0, 3]) == [cache_key("t", _req(), 0), cache_key("t", _req(), 3)]

@@ -1,12 +1,23 @@
-"""Generation engine: cache reuse (zero calls on re-run, top-up of k), budgets, failures, dry-run plan."""
+"""Generation engine: cache reuse (zero calls on re-run, top-up of k), budgets, failures, dry-run plan, flushes."""
 
 from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from toolkit.cache import GenerationCache
 from toolkit.generation import BudgetExceededError, WorkItem, plan_cost, run_generation
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
+from toolkit.teachers.base import Generation, Teacher
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _teacher(server, **kw):
@@ -97,3 +108,80 @@ def test_duplicate_item_ids_rejected(fake_openai, tmp_path):
     items[1].item_id = items[0].item_id
     with GenerationCache(":memory:") as cache, pytest.raises(ValueError, match="duplicate item id"):
         run_generation(items, _teacher(fake_openai), cache, progress=False)
+
+
+class _FlakyTeacher(Teacher):
+    """Answers the first ``good`` requests, then raises (a bug, Ctrl-C) in the middle of the run."""
+
+    id = "flaky:model"
+
+    def __init__(self, good: int, exc: BaseException):
+        self.good, self.exc = good, exc
+
+    def generate_each(self, requests, on_result, admit=None):
+        for i, req in enumerate(requests):
+            if i == self.good:
+                raise self.exc
+            on_result(i, [Generation(f"out {i}.{j}") for j in range(req.n)])
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("teacher bug"), KeyboardInterrupt()])
+def test_cache_is_flushed_when_the_run_raises(tmp_path, exc):
+    path = tmp_path / "c.sqlite"
+    with GenerationCache(path, max_batch=1000, max_delay=30.0) as cache:  # only a flush commits
+        with pytest.raises(type(exc)):
+            run_generation(_items(10), _FlakyTeacher(6, exc), cache, progress=False)
+        with sqlite3.connect(path) as conn:  # an independent reader, before the cache is closed
+            assert conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 6 * 2
+
+
+def test_cache_is_flushed_when_the_run_returns(tmp_path, fake_openai):
+    path = tmp_path / "c.sqlite"
+    with GenerationCache(path, max_batch=1000, max_delay=30.0) as cache:
+        _, s = run_generation(_items(5), _teacher(fake_openai), cache, progress=False)
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == s.new_samples == 10
+
+
+_KILL_JOB = """
+import sys
+from toolkit.cache import GenerationCache
+from toolkit.generation import WorkItem, run_generation
+from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
+
+base_url, path = sys.argv[1], sys.argv[2]
+teacher = load_teacher(TeacherConfig(backend="openai", model="fake", base_url=base_url, api_key="k", max_concurrency=4))
+items = [WorkItem(f"i{k}", [GenerationRequest(prompt=f"kill p{k}", n=2, seed=0)]) for k in range(80)]
+with GenerationCache(path, max_batch=4, max_delay=0.02) as cache:
+    run_generation(items, teacher, cache, progress=False)
+"""
+
+
+def test_sigkill_loses_at_most_in_flight_plus_one_uncommitted_batch(fake_openai, tmp_path):
+    # Contract (toolkit/cache.py): a kill -9 loses at most the requests in flight (<= max_concurrency) plus at
+    # most max_batch completed-but-uncommitted requests; everything else is on disk and is not paid twice.
+    fake_openai.latency = 0.05
+    script, path = tmp_path / "job.py", tmp_path / "c.sqlite"
+    script.write_text(_KILL_JOB)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, str(script), fake_openai.base_url, str(path)], cwd=REPO, env=env)
+    deadline = time.time() + 120
+    while len(fake_openai.requests) < 30 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    assert proc.poll() is None, "job finished before it could be killed: raise the latency"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    received = len(fake_openai.requests)  # every request the killed job sent (answered or in flight)
+    with sqlite3.connect(path) as conn:
+        committed = conn.execute("SELECT COUNT(*) FROM generations WHERE sample_index = 0").fetchone()[0]
+        assert conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 2 * committed  # whole requests
+    assert committed >= received - 4 - 4, f"lost {received - committed} answered requests: more than 4 + 4"
+    with GenerationCache(path) as cache:
+        _, s = run_generation(
+            [WorkItem(f"i{k}", [GenerationRequest(prompt=f"kill p{k}", n=2, seed=0)]) for k in range(80)],
+            _teacher(fake_openai, max_concurrency=4),
+            cache,
+            progress=False,
+        )
+    assert s.completed == 80 and s.cached_samples == 2 * committed
+    assert len(fake_openai.requests) - received == 80 - committed, "a committed request was re-sent"

@@ -6,6 +6,12 @@
   wins when present; retried: 429, 408/409, 5xx, connection errors, timeouts, malformed or empty responses.
   The client's own retry loop is switched off (``max_retries=0``) so that attempts are counted in one place.
 - ``requests_per_minute`` / ``tokens_per_minute`` via aiolimiter (tokens estimated before the call).
+- Lean request path: the documented ``client.post(path, body=..., cast_to=<http response>)`` of the SDK (its
+  "undocumented endpoints" API) sends the request, so auth, base URL, headers, timeouts and the SDK's error
+  types (``RateLimitError``, ``APIStatusError`` with the response, ...) are unchanged, but the SDK's per-call
+  request transformation and pydantic response models are skipped: the JSON body is read into plain dicts
+  (``orjson`` when installed), which costs a fraction of the CPU. On a 2-core box the client's CPU per call
+  decides the throughput (see ``benchmarks/generation_throughput.py``).
 - Client-side fan-out: a server that returns fewer than ``n`` choices (llama.cpp ignores ``n``) gets the
   missing samples as ``n=1`` calls with derived seeds; after the first such response, ``n>1`` requests are
   fanned out right away.
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import random
 import threading
@@ -34,6 +41,23 @@ from toolkit.teachers.base import (
 )
 
 logger = logging.getLogger(__name__)
+
+try:  # a faster JSON decoder for the response bodies, when present
+    from orjson import loads as _json_loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _json_loads = json.loads
+
+
+def _raw_response_type() -> type:
+    """The HTTP response class of the installed SDK's HTTP client (``cast_to`` for a raw response)."""
+    try:
+        import httpx2
+
+        return httpx2.Response
+    except ImportError:  # pragma: no cover - openai < 3 uses httpx
+        import httpx
+
+        return httpx.Response
 
 
 class MalformedResponseError(RuntimeError):
@@ -145,6 +169,7 @@ class OpenAITeacher(Teacher):
         self._req_limiter = AsyncLimiter(rpm, 60) if rpm else None
         self._tok_limiter = AsyncLimiter(tpm, 60) if tpm else None
         self._client = client
+        self._raw_type = _raw_response_type()
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(len(requests)):
             queue.put_nowait(i)
@@ -230,7 +255,7 @@ class OpenAITeacher(Teacher):
             ) from exc
 
     async def _send(self, req: GenerationRequest, n: int, seed: int | None) -> list[Generation]:
-        kwargs: dict[str, Any] = {
+        body: dict[str, Any] = {
             "model": self.model,
             "n": n,
             "temperature": req.temperature,
@@ -238,57 +263,72 @@ class OpenAITeacher(Teacher):
             "max_tokens": req.max_tokens,
         }
         if req.stop:
-            kwargs["stop"] = req.stop
+            body["stop"] = req.stop
         if seed is not None:
-            kwargs["seed"] = seed
+            body["seed"] = seed
+        chat = req.messages is not None
+        if chat:
+            body["messages"] = req.messages
+            if req.logprobs:
+                body["logprobs"] = True
+        else:
+            body["prompt"] = req.prompt
+            if req.logprobs:
+                body["logprobs"] = 1
         async with self._sem:
             if self._req_limiter is not None:
                 await self._req_limiter.acquire()
             if self._tok_limiter is not None:
                 tokens = self.estimate_prompt_tokens(req) + req.max_tokens * n
                 await self._tok_limiter.acquire(min(tokens, self._tok_limiter.max_rate))
-            if req.messages is not None:
-                if req.logprobs:
-                    kwargs["logprobs"] = True
-                resp = await self._client.chat.completions.create(messages=req.messages, **kwargs)
-            else:
-                if req.logprobs:
-                    kwargs["logprobs"] = 1
-                resp = await self._client.completions.create(prompt=req.prompt, **kwargs)
-        return self._parse(resp, chat=req.messages is not None)
+            # Non-2xx answers raise the SDK's status errors here, exactly as ``.create()`` would.
+            resp = await self._client.post(
+                "/chat/completions" if chat else "/completions", body=body, cast_to=self._raw_type
+            )
+        try:
+            data = _json_loads(resp.content)
+        except ValueError as exc:  # orjson.JSONDecodeError and json.JSONDecodeError are ValueErrors
+            raise MalformedResponseError(f"response body is not JSON: {exc}") from exc
+        return self._parse(data, chat=chat)
 
     @staticmethod
     def _parse(resp: Any, *, chat: bool) -> list[Generation]:
-        choices = getattr(resp, "choices", None)
-        if not choices:
+        """``n`` generations from a decoded response body (a dict)."""
+        choices = resp.get("choices") if isinstance(resp, dict) else None
+        if not choices or not isinstance(choices, list):
             raise MalformedResponseError("response has no choices")
-        choices = sorted(choices, key=lambda c: getattr(c, "index", 0) or 0)
-        usage = getattr(resp, "usage", None)
-        p_tok = int(getattr(usage, "prompt_tokens", 0) or 0)
-        c_tok = int(getattr(usage, "completion_tokens", 0) or 0)
-        # Split usage so that summing per-sample usage gives the call's true total (OpenAI reports per call).
-        share, rest = divmod(c_tok, len(choices))
-        gens = []
-        for j, choice in enumerate(choices):
-            if chat:
-                message = getattr(choice, "message", None)
-                if message is None:
-                    raise MalformedResponseError("chat choice without a message")
-                text = message.content or ""
-                lp = getattr(getattr(choice, "logprobs", None), "content", None)
-                logprobs = [t.logprob for t in lp] if lp else None
-            else:
-                text = getattr(choice, "text", None)
-                if text is None:
-                    raise MalformedResponseError("completion choice without text")
-                lp = getattr(choice, "logprobs", None)
-                logprobs = list(lp.token_logprobs) if lp is not None and lp.token_logprobs else None
-            gens.append(
-                Generation(
-                    text=text,
-                    finish_reason=getattr(choice, "finish_reason", None),
-                    usage=Usage(p_tok if j == 0 else 0, share + (rest if j == 0 else 0)),
-                    logprobs=logprobs,
+        try:
+            if len(choices) > 1:
+                choices = sorted(choices, key=lambda c: c.get("index") or 0)
+            usage = resp.get("usage") or {}
+            p_tok = int(usage.get("prompt_tokens") or 0)
+            c_tok = int(usage.get("completion_tokens") or 0)
+            # Split usage so that summing per-sample usage gives the call's true total (OpenAI reports per call).
+            share, rest = divmod(c_tok, len(choices))
+            gens = []
+            for j, choice in enumerate(choices):
+                lp = choice.get("logprobs")
+                if chat:
+                    message = choice.get("message")
+                    if message is None:
+                        raise MalformedResponseError("chat choice without a message")
+                    text = message.get("content") or ""
+                    tokens = lp.get("content") if lp else None
+                    logprobs = [float(t["logprob"]) for t in tokens] if tokens else None
+                else:
+                    text = choice.get("text")
+                    if text is None:
+                        raise MalformedResponseError("completion choice without text")
+                    token_lps = lp.get("token_logprobs") if lp else None
+                    logprobs = [float(x) for x in token_lps] if token_lps else None
+                gens.append(
+                    Generation(
+                        text=text,
+                        finish_reason=choice.get("finish_reason"),
+                        usage=Usage(p_tok if j == 0 else 0, share + (rest if j == 0 else 0)),
+                        logprobs=logprobs,
+                    )
                 )
-            )
+        except (AttributeError, TypeError, KeyError, ValueError) as exc:
+            raise MalformedResponseError(f"unexpected response shape: {type(exc).__name__}: {exc}") from exc
         return gens
