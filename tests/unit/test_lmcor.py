@@ -193,3 +193,11 @@ def test_wmt22_pool_real_data(data_root):
         rows[:5], CorrectorFormat(), k=4, systems=["Online-B", "Online-W", "Online-Y", "PROMT"]
     )
     assert all(x.count("<extra_id_0>") == 4 for x in inputs)
+
+
+@pytest.mark.parametrize("task,n_rows", [("jfleg", 754), ("e2e", 547)])
+def test_teacher_pools_real_data(data_root, task, n_rows):
+    rows = lmcor.load_pool(task, data_dir=str(data_root))
+    assert len(rows) == n_rows and all(isinstance(r["source"], str) and r["references"] for r in rows)
+    splits = lmcor.split_pool(rows, dev_size=30, test_size=150)
+    assert {k: len(v) for k, v in splits.items()} == {"train": n_rows - 180, "dev": 30, "test": 150}
