@@ -5,8 +5,9 @@ candidates from the local SmolLM2 teacher, a SmolLM2 LoRA corrector) and prints 
 
     accelerate launch recipes/lmcor.py
     accelerate launch recipes/lmcor.py --config recipes/configs/lmcor/wmt22_ende.yaml
-    # two CPU processes (gloo):
-    accelerate launch --config_file recipes/accelerate_configs/cpu_ddp.yaml recipes/lmcor.py --config ...
+    # two CPU processes (gloo); `--cpu --num_processes 2` or a use_cpu config silently starts ONE process:
+    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \
+        --mixed_precision no --dynamo_backend no recipes/lmcor.py --config ...
 
 The run directory (``--output_dir``) receives the corrector (or its LoRA adapter), ``metrics.json``,
 ``results.md`` (corrector next to every baseline on the same test rows), ``predictions.jsonl``,

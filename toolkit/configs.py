@@ -8,6 +8,7 @@ work the same everywhere, and a test can parse every YAML shipped in the repo.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import logging
 import os
@@ -93,6 +94,9 @@ def redact(obj: Any) -> Any:
         return out
     if isinstance(obj, (list, tuple)):
         return [redact(v) for v in obj]
+    if isinstance(obj, enum.Enum):
+        # str-valued enums (IntervalStrategy ...) would otherwise break YAML safe-dump in model cards.
+        return redact(obj.value)
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     if isinstance(obj, os.PathLike):

@@ -148,8 +148,8 @@ def test_default_config_used_without_args():
 def test_lmcor_two_process_cpu_ddp(tiny_llama_dir, tmp_path):
     """2-process CPU DDP (gloo) through `accelerate launch`, with the DESIGN.md command.
 
-    Not via ``recipes/accelerate_configs/cpu_ddp.yaml``: with accelerate 1.15 that file (``use_cpu: true``) starts a
-    single process (measured: WORLD_SIZE unset, world_size 1).
+    Not via a ``use_cpu: true`` accelerate config: with accelerate 1.15 that starts a single process (measured:
+    WORLD_SIZE unset, world_size 1).
     """
     pool = _write_pool(tmp_path / "pool.jsonl")
     out = tmp_path / "run"

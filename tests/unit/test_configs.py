@@ -125,3 +125,10 @@ def test_import_toolkit_is_light():
     code = "import sys, toolkit; heavy = [m for m in ('torch', 'transformers', 'datasets', 'trl') if m in sys.modules]; print(heavy)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_redact_turns_enums_into_values():
+    from transformers.trainer_utils import IntervalStrategy
+
+    out = redact({"eval_strategy": IntervalStrategy.STEPS})
+    assert out == {"eval_strategy": "steps"} and type(out["eval_strategy"]) is str
