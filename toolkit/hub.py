@@ -5,7 +5,7 @@ and generated dataset produced it. :class:`Lineage` carries those facts; :func:`
 :func:`render_dataset_card` turn them into Hub cards whose YAML metadata (``base_model``, ``datasets``,
 ``model-index`` with the metrics, ``tags`` incl. ``distill-toolkit``) is built with ``huggingface_hub``'s own
 card-data classes, so the Hub accepts it. Every config and lineage dict goes through
-:func:`toolkit.reporting.redact_secrets` (``toolkit.configs.redact`` minus its false positives on token counts),
+:func:`toolkit.reporting.redact_secrets` (an alias of ``toolkit.configs.redact``, which spares token counts),
 and the rendered text is scrubbed of any secret held in the environment.
 
 :func:`push_to_hub` uploads a run folder (create repo + one commit). Trainer checkpoints and optimizer /

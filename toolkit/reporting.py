@@ -18,19 +18,13 @@ import json
 import logging
 import math
 import os
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from toolkit.configs import REDACTED, SECRET_FIELD_PATTERN, redact
+from toolkit.configs import redact
 
 logger = logging.getLogger(__name__)
-
-# configs.SECRET_FIELD_PATTERN matches any key containing "token", which also hits token *counts* and tokenizer
-# settings (max_tokens, num_tokens, prompt_tokens, tokenizer_name, pad_token...). Those are needed for lineage and
-# metrics and are never secrets, so they are exempted here.
-NOT_SECRET_PATTERN = re.compile(r"tokens|tokeniz|(pad|eos|bos|unk|sep|cls|mask|special)_token", re.IGNORECASE)
 
 MISSING = "–"  # en dash: shown for cells whose value is None / absent
 
@@ -64,25 +58,11 @@ def _json_default(obj: Any) -> Any:
 
 
 def redact_secrets(obj: Any) -> Any:
-    """Like :func:`toolkit.configs.redact`, but keeps token counts and tokenizer settings readable.
+    """Redact secret-looking keys (api_key, hub_token, password...); token counts and tokenizer settings stay.
 
-    Keys matching ``SECRET_FIELD_PATTERN`` (api_key, hub_token, password...) are replaced by ``<redacted>``
-    unless they match :data:`NOT_SECRET_PATTERN` (``max_tokens``, ``num_tokens``, ``tokenizer_name``...).
+    Kept as the reporting-side name; the rules live in one place, :func:`toolkit.configs.redact`.
     """
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        obj = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-    elif hasattr(obj, "to_dict") and callable(obj.to_dict):
-        obj = obj.to_dict()
-    if isinstance(obj, dict):
-        out = {}
-        for key, value in obj.items():
-            key = str(key)
-            secret = SECRET_FIELD_PATTERN.search(key) and not NOT_SECRET_PATTERN.search(key)
-            out[key] = REDACTED if secret and value not in (None, "", False) else redact_secrets(value)
-        return out
-    if isinstance(obj, (list, tuple)):
-        return [redact_secrets(v) for v in obj]
-    return redact(obj)  # scalars, paths, anything else: same conversion as configs.redact
+    return redact(obj)
 
 
 def write_metrics(run_dir: str | os.PathLike, metrics: dict, name: str = "metrics.json") -> Path:
