@@ -4,14 +4,23 @@
     python benchmarks/generation_throughput.py --skip_hf --n_prompts 500 --latencies 0.05 --repeats 2
 
 Part 1 (API): the fake OpenAI-compatible server runs in its own process with a fixed latency. For each latency,
-a plain ``AsyncOpenAI`` + ``asyncio.Semaphore`` loop and the toolkit's ``openai`` teacher + cache + engine
-(``run_generation``, fresh cache each run) send ``n_prompts`` requests with ``n`` choices at ``concurrency``;
-the two are interleaved (ABBA order) ``--repeats`` times in one process and the best run of each is reported,
-so that load from other jobs on a shared box hits both alike. The ideal rate is ``concurrency / latency``.
-``client CPU ms/req`` is the benchmark process's CPU time (all threads) per request: it does not depend on how
-busy the box is, and ``1000 / (client + server CPU ms/req)`` is roughly the rate one free core could sustain.
-When that is below the ideal, the client (and the fake server) CPU is the limit, not the latency; a longer
-latency shows the rate where it is not. The last row re-runs the toolkit job on a full cache (0 requests).
+these clients send ``n_prompts`` requests with ``n`` choices at ``concurrency``, interleaved (ABBA order)
+``--repeats`` times in one process, best run of each reported (load from other jobs hits all alike):
+
+- plain ``AsyncOpenAI`` + ``asyncio.Semaphore`` + ``.create()`` (the SDK's default httpx transport): the baseline;
+- the same plain loop on the SDK's aiohttp client (same transport as the toolkit's default);
+- the toolkit's ``openai`` teacher + cache + engine (``run_generation``, fresh cache each run), with
+  ``http_transport=httpx`` and with the default (aiohttp when installed);
+- a reference floor: a bare aiohttp session, no SDK, no retries. It is not a competitor; it shows the most that
+  this fake server and this box allow, so that a gap to the ideal can be told apart from client overhead.
+
+The ideal rate is ``concurrency / latency``. ``client CPU ms/req`` is the benchmark process's CPU time (all
+threads) per request, which does not depend on how busy the box is. With a *fixed* latency the requests move in
+waves of ``concurrency``: every response of a wave is handled one after the other by the client's and the
+server's event loops, so each request waits on average about half a wave's worth of that CPU
+(``concurrency x cpu_ms / 2``) on top of the latency. At 50 ms that alone keeps every Python client below 0.9 on a
+small box; longer latencies show the rate where it does not matter. The last row re-runs the toolkit job on a full
+cache (0 requests).
 
 Part 2 (local HF): the ``hf`` teacher's batched sampling (``num_return_sequences``, length-sorted batches)
 vs a per-example ``model.generate`` loop (one prompt, one sample per call) on the same model and prompts.
@@ -72,13 +81,17 @@ class _ApiBench:
             "server_cpu_ms": None if srv0 is None or srv1 is None else 1000 * (srv1 - srv0) / per,
         }
 
-    def plain(self, prompts: list[str]) -> dict:
+    def plain(self, prompts: list[str], *, transport: str = "httpx") -> dict:
+        """What a user would write: ``AsyncOpenAI`` + ``asyncio.Semaphore`` + ``.create()``."""
         import openai
 
         args = self.args
 
         async def run() -> None:
-            client = openai.AsyncOpenAI(base_url=self.server.base_url, api_key="bench", max_retries=0)
+            http_client = openai.DefaultAioHttpClient() if transport == "aiohttp" else None
+            client = openai.AsyncOpenAI(
+                base_url=self.server.base_url, api_key="bench", max_retries=0, http_client=http_client
+            )
             sem = asyncio.Semaphore(args.concurrency)
 
             async def one(p: str):
@@ -87,6 +100,31 @@ class _ApiBench:
 
             await asyncio.gather(*(one(p) for p in prompts))
             await client.close()
+
+        return self._measure(lambda: asyncio.run(run()), len(prompts))
+
+    def raw_floor(self, prompts: list[str]) -> dict:
+        """No SDK at all: a bare aiohttp session + semaphore, the least client CPU Python can spend per call.
+
+        Not a competitor (no retries, errors, usage): it shows what the fake server and this box allow, so
+        that a gap to the ideal can be told apart from client overhead.
+        """
+        import aiohttp
+
+        args, url = self.args, self.server.base_url.rstrip("/") + "/completions"
+
+        async def run() -> None:
+            conn = aiohttp.TCPConnector(limit=args.concurrency)
+            async with aiohttp.ClientSession(connector=conn) as session:
+                sem = asyncio.Semaphore(args.concurrency)
+
+                async def one(p: str):
+                    body = {"model": "fake", "prompt": p, "n": args.n, "max_tokens": 16, "seed": 0}
+                    async with sem, session.post(url, json=body) as resp:
+                        resp.raise_for_status()
+                        return await resp.json()
+
+                await asyncio.gather(*(one(p) for p in prompts))
 
         return self._measure(lambda: asyncio.run(run()), len(prompts))
 
@@ -99,7 +137,7 @@ class _ApiBench:
             for i, p in enumerate(prompts)
         ]
 
-    def toolkit(self, prompts: list[str], *, rerun: bool = False) -> tuple[dict, dict | None]:
+    def toolkit(self, prompts: list[str], *, rerun: bool = False, transport: str = "auto") -> tuple[dict, dict | None]:
         from toolkit.cache import GenerationCache
         from toolkit.generation import run_generation
         from toolkit.teachers import TeacherConfig, load_teacher
@@ -107,6 +145,7 @@ class _ApiBench:
         cfg = TeacherConfig(
             backend="openai", model="fake", base_url=self.server.base_url, api_key="bench",
             max_concurrency=self.args.concurrency, price_input_per_mtok=0.0, price_output_per_mtok=0.0,
+            http_transport=transport,
         )  # fmt: skip
         teacher = load_teacher(cfg)
         items = self._items(prompts)
@@ -123,6 +162,26 @@ class _ApiBench:
         return first, cached
 
 
+# name -> table label; "plain" is the baseline of the best/plain column.
+VARIANTS = {
+    "plain": "plain AsyncOpenAI + semaphore (SDK default httpx)",
+    "plain_aiohttp": "plain AsyncOpenAI + semaphore, SDK aiohttp client",
+    "toolkit_httpx": "toolkit teacher+cache+engine, http_transport=httpx",
+    "toolkit": "toolkit teacher+cache+engine (default, aiohttp)",
+    "raw_floor": "reference: bare aiohttp, no SDK (server/box ceiling)",
+}
+
+
+def _run_variant(bench: _ApiBench, name: str, prompts: list[str], rerun: bool = False) -> tuple[dict, dict | None]:
+    if name == "plain":
+        return bench.plain(prompts), None
+    if name == "plain_aiohttp":
+        return bench.plain(prompts, transport="aiohttp"), None
+    if name == "raw_floor":
+        return bench.raw_floor(prompts), None
+    return bench.toolkit(prompts, rerun=rerun, transport="httpx" if name == "toolkit_httpx" else "auto")
+
+
 def _api_part(args) -> tuple[list[dict], list[dict]]:
     rows, runs_rows = [], []
     cached_row = None
@@ -130,26 +189,24 @@ def _api_part(args) -> tuple[list[dict], list[dict]]:
         bench = _ApiBench(args, latency)
         try:
             warm = bench.prompts[: min(len(bench.prompts), 4 * args.concurrency)]
-            bench.plain(warm)  # imports, connection setup, server warm-up on both sides: not measured
-            bench.toolkit(warm)
-            runs: dict[str, list[dict]] = {"plain": [], "toolkit": []}
+            for name in VARIANTS:  # imports, connection setup, server warm-up on both sides: not measured
+                _run_variant(bench, name, warm)
+            runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
             for r in range(args.repeats):
-                order = ("plain", "toolkit") if r % 2 == 0 else ("toolkit", "plain")  # ABBA
+                order = list(VARIANTS) if r % 2 == 0 else list(reversed(VARIANTS))  # ABBA: load hits all alike
                 for name in order:
-                    if name == "plain":
-                        runs[name].append(bench.plain(bench.prompts))
-                    else:
-                        last = r == args.repeats - 1 and cached_row is None
-                        first, cached = bench.toolkit(bench.prompts, rerun=last)
-                        runs[name].append(first)
-                        if cached is not None:
-                            cached_row = {"latency_s": latency, **cached}
+                    last = name == "toolkit" and r == args.repeats - 1 and cached_row is None
+                    first, cached = _run_variant(bench, name, bench.prompts, rerun=last)
+                    runs[name].append(first)
+                    if cached is not None:
+                        cached_row = {"latency_s": latency, **cached}
         finally:
             bench.close()
         ideal = args.concurrency / latency
         best = {name: max(rs, key=lambda m: m["rate"]) for name, rs in runs.items()}
-        for name, label in (("plain", "plain AsyncOpenAI + semaphore"), ("toolkit", "toolkit teacher+cache+engine")):
+        for name, label in VARIANTS.items():
             b = best[name]
+            server_ms = [m["server_cpu_ms"] for m in runs[name] if m["server_cpu_ms"] is not None]
             rows.append(
                 {
                     "latency_s": latency,
@@ -160,11 +217,7 @@ def _api_part(args) -> tuple[list[dict], list[dict]]:
                     "best/ideal": b["rate"] / ideal,
                     "best/plain_best": b["rate"] / best["plain"]["rate"],
                     "client_cpu_ms_per_req": statistics.median(m["cpu_ms"] for m in runs[name]),
-                    "server_cpu_ms_per_req": statistics.median(
-                        m["server_cpu_ms"] for m in runs[name] if m["server_cpu_ms"] is not None
-                    )
-                    if any(m["server_cpu_ms"] is not None for m in runs[name])
-                    else None,
+                    "server_cpu_ms_per_req": statistics.median(server_ms) if server_ms else None,
                 }
             )
             runs_rows.append(
@@ -284,7 +337,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument(
-        "--latencies", type=lambda v: [float(x) for x in v.split(",")], default=[0.05, 0.5],
+        "--latencies", type=lambda v: [float(x) for x in v.split(",")], default=[0.05, 0.2, 0.5],
         help="comma-separated server latencies in seconds (one table block each)",
     )  # fmt: skip
     parser.add_argument("--latency", type=float, default=None, help="a single latency (overrides --latencies)")

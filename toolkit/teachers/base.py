@@ -196,6 +196,9 @@ class Teacher(ABC):
         """Release resources (clients, models)."""
 
 
+HTTP_TRANSPORTS = ("auto", "aiohttp", "httpx")
+
+
 @dataclass
 class TeacherConfig:
     """Which teacher to use and how to talk to it (shared by every data_gen job)."""
@@ -217,6 +220,13 @@ class TeacherConfig:
     max_retries: int = field(default=6, metadata={"help": "openai: retries on 429/5xx/timeouts/bad responses."})
     request_timeout: float = field(default=60.0, metadata={"help": "openai: seconds before a call times out."})
     retry_max_wait: float = field(default=60.0, metadata={"help": "openai: cap on one backoff wait (seconds)."})
+    http_transport: str = field(
+        default="auto",
+        metadata={
+            "help": "openai: HTTP transport under AsyncOpenAI: 'aiohttp' (the SDK's `openai[aiohttp]` client, about "
+            "half the client CPU per call), 'httpx' (the SDK default) or 'auto' (aiohttp when installed)."
+        },
+    )
     price_input_per_mtok: float | None = field(
         default=None, metadata={"help": "USD per 1M prompt tokens (default: built-in table, else 0)."}
     )
@@ -234,6 +244,10 @@ class TeacherConfig:
             raise ValueError("max_concurrency and batch_size must be >= 1")
         if self.max_retries < 0:
             raise ValueError("max_retries must be >= 0")
+        if self.http_transport not in HTTP_TRANSPORTS:
+            raise ValueError(
+                f"TeacherConfig.http_transport must be one of {HTTP_TRANSPORTS}, got {self.http_transport!r}"
+            )
 
     def prices(self) -> tuple[float, float]:
         """(input, output) USD per 1M tokens: explicit config, else the built-in table, else free."""

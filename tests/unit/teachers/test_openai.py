@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from toolkit.cache import GenerationCache
@@ -44,6 +46,18 @@ def test_chat_and_completion_return_n_distinct_samples(fake_openai):
     }
 
 
+def test_http_transport_is_validated_and_aiohttp_missing_is_actionable(monkeypatch):
+    from toolkit.teachers.openai import make_http_client
+
+    with pytest.raises(ValueError, match="http_transport"):
+        TeacherConfig(backend="openai", http_transport="curl")
+    assert make_http_client("httpx") is None
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # as if the extra were not installed
+    assert make_http_client("auto") is None  # quietly the SDK default
+    with pytest.raises(ImportError, match=r"openai\[aiohttp\]"):
+        make_http_client("aiohttp")
+
+
 def test_fan_out_when_server_ignores_n(fake_openai):
     fake_openai.ignore_n = True
     teacher = _teacher(fake_openai)
@@ -55,9 +69,13 @@ def test_fan_out_when_server_ignores_n(fake_openai):
     assert len(fake_openai.requests) == 12
 
 
-def test_retry_after_is_honoured(fake_openai):
+TRANSPORTS = pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
+
+
+@TRANSPORTS
+def test_retry_after_is_honoured(fake_openai, transport):
     fake_openai.set_faults(1.0, ("429",), retry_after=0.4)
-    teacher = _teacher(fake_openai, max_retries=1)
+    teacher = _teacher(fake_openai, max_retries=1, http_transport=transport)
     with pytest.raises(TeacherError) as info:
         teacher.generate([GenerationRequest(prompt="x")])
     assert info.value.attempts == 2 and info.value.error_type == "RateLimitError"
@@ -65,18 +83,20 @@ def test_retry_after_is_honoured(fake_openai):
     assert second.time - first.time >= 0.38, "second attempt came before Retry-After elapsed"
 
 
-def test_client_errors_are_not_retried(fake_openai):
-    teacher = _teacher(fake_openai)
+@TRANSPORTS
+def test_client_errors_are_not_retried(fake_openai, transport):
+    teacher = _teacher(fake_openai, http_transport=transport)
     teacher.base_url = fake_openai.base_url.replace("/v1", "/nope")
     with pytest.raises(TeacherError) as info:
         teacher.generate([GenerationRequest(prompt="x")])
     assert info.value.attempts == 1 and info.value.error_type == "NotFoundError"
 
 
+@TRANSPORTS
 @pytest.mark.parametrize("kind", ["429", "500", "timeout", "malformed", "empty"])
-def test_each_fault_kind_is_retried_to_success(fake_openai, kind):
+def test_each_fault_kind_is_retried_to_success(fake_openai, kind, transport):
     fake_openai.set_faults(0.5, (kind,), retry_after=0.01, hang_seconds=3)
-    teacher = _teacher(fake_openai, max_retries=8, request_timeout=0.5)
+    teacher = _teacher(fake_openai, max_retries=8, request_timeout=0.5, http_transport=transport)
     out = teacher.generate([GenerationRequest(prompt=f"p{i}", seed=1) for i in range(6)])
     assert all(len(o) == 1 and o[0].text for o in out)
     assert any(r.fault == kind for r in fake_openai.requests), "the fault was never injected"
