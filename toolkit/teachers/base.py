@@ -224,7 +224,7 @@ class TeacherConfig:
         default="auto",
         metadata={
             "help": "openai: HTTP transport under AsyncOpenAI: 'aiohttp' (the SDK's `openai[aiohttp]` client, about "
-            "half the client CPU per call), 'httpx' (the SDK default) or 'auto' (aiohttp when installed)."
+            "a third less client CPU per call), 'httpx' (the SDK default) or 'auto' (aiohttp when installed)."
         },
     )
     price_input_per_mtok: float | None = field(

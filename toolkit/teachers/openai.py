@@ -63,8 +63,8 @@ def _raw_response_type() -> type:
 def make_http_client(transport: str) -> Any:
     """The HTTP client handed to ``AsyncOpenAI``: None = the SDK's default httpx client.
 
-    ``aiohttp`` is the SDK's own ``DefaultAioHttpClient`` (``pip install "openai[aiohttp]"``, in the toolkit's
-    ``api`` extra): same API and error types, but roughly half the client CPU per call, which is what bounds
+    ``aiohttp`` is the SDK's own ``DefaultAioHttpClient`` (``openai[aiohttp]``, a dependency of the toolkit):
+    same API and error types, but about a third less client CPU per call (measured), which is what bounds
     throughput against a fast server (see ``benchmarks/generation_throughput.py``). ``auto`` uses it when
     installed and quietly falls back to httpx otherwise.
     """
@@ -76,9 +76,7 @@ def make_http_client(transport: str) -> Any:
     except ImportError as exc:
         if transport == "auto":
             return None
-        raise ImportError(
-            'http_transport="aiohttp" needs aiohttp: pip install "distill-toolkit[api]" (or "openai[aiohttp]")'
-        ) from exc
+        raise ImportError('http_transport="aiohttp" needs aiohttp: pip install "openai[aiohttp]"') from exc
     return DefaultAioHttpClient()
 
 
