@@ -191,9 +191,11 @@ def build_training_examples(
             refs = refs[:1]
         for j, ref in enumerate(refs):
             for a in range(augment):
-                cands = pick_candidates(
-                    row, k=k, systems=systems, rng=rng if (subset or shuffle) else None, shuffle=shuffle
-                )
+                # The rng draws a subset only when asked: with subset=False (the single-candidate ablation) the
+                # example must hold the same first-k candidates evaluation uses, shuffled or not.
+                cands = pick_candidates(row, k=k, systems=systems, rng=rng if subset else None)
+                if shuffle:
+                    rng.shuffle(cands)
                 if not cands:
                     skipped += 1
                     continue

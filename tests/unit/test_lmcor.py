@@ -201,3 +201,22 @@ def test_teacher_pools_real_data(data_root, task, n_rows):
     assert len(rows) == n_rows and all(isinstance(r["source"], str) and r["references"] for r in rows)
     splits = lmcor.split_pool(rows, dev_size=30, test_size=150)
     assert {k: len(v) for k, v in splits.items()} == {"train": n_rows - 180, "dev": 30, "test": 150}
+
+
+def test_single_candidate_training_uses_the_greedy_candidate_even_when_shuffling():
+    """Issue 12 item 1: the ablation must train on the candidate evaluation uses (the first), not 1-of-k."""
+    fmt = CorrectorFormat(separator=" | ")
+    evaluated = lmcor.build_eval_inputs(POOL, fmt, k=1)
+    for seed in range(20):
+        ex = lmcor.build_training_examples(
+            POOL, fmt, k=1, subset=False, shuffle=True, multi_reference=False, seed=seed
+        )
+        assert [e["source"] for e in ex] == evaluated
+    # subset=True still draws random subsets (the augmentation), and shuffle alone only reorders the first k.
+    drawn = {lmcor.build_training_examples(POOL[:1], fmt, k=1, seed=s)[0]["source"] for s in range(20)}
+    assert len(drawn) == 3
+    orders = {
+        lmcor.build_training_examples(POOL[:1], fmt, k=2, subset=False, shuffle=True, seed=s)[0]["source"]
+        for s in range(20)
+    }
+    assert all("went to the school" not in o for o in orders) and len(orders) == 2
