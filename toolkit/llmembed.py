@@ -9,8 +9,8 @@ Two things the reference implementation got wrong are done right here:
 
 * **Masked pooling.** The reference averaged every position, pads included, so a text's vector depended on
   the batch it was padded into. :func:`masked_mean_pool` averages only real tokens, and
-  :func:`last_token_pool` finds the last real token for either padding side. Position ids are derived from
-  the attention mask, so left padding does not shift positions either.
+  :func:`last_token_pool` finds the last real token for either padding side. Each model keeps its own
+  position scheme under either padding side (:mod:`toolkit.backbone_inputs`).
 * **Logits into the loss.** The reference applied ``softmax`` before ``CrossEntropyLoss`` (which applies
   log-softmax itself), squashing gradients. :class:`LLMEmbedHead` returns logits.
 
@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolkit.backbone_inputs import forward_params, model_inputs
+
 logger = logging.getLogger(__name__)
 
 POOLING_CHOICES = ("mean", "last")
@@ -42,7 +44,7 @@ VARIANTS = ("llmembed", "llm_only", "last_layer_only", "encoder_only")
 # sit around 4-8 W per core at TDP (e.g. 250 W / 64 cores), desktop parts 10-15 W (125 W / 8 cores); 10 W is a
 # middle-of-the-road figure. It is an estimate, not a measurement: override it for your hardware.
 DEFAULT_WATTS_PER_CORE = 10.0
-CACHE_FORMAT_VERSION = "1"
+CACHE_FORMAT_VERSION = "2"  # 2: RoBERTa-family features keep their own positions
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -171,23 +173,6 @@ def length_sorted_batches(tokenizer, texts: Sequence[str], max_length: int, batc
         yield rows, tokenizer.pad(features, return_tensors="pt")
 
 
-def _forward_params(model) -> set[str]:
-    import inspect
-
-    return set(inspect.signature(model.forward).parameters)
-
-
-def _model_inputs(model, batch, device, params: set[str]) -> dict:
-    """Forward kwargs: ids, mask, and mask-derived position ids (so left padding does not shift positions)."""
-    inputs = {k: v.to(device) for k, v in batch.items() if k in params}
-    if "position_ids" in params:
-        # 0, 1, 2 ... over real tokens whatever the padding side (pads get 0; they are masked anyway).
-        inputs["position_ids"] = (inputs["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
-    if "use_cache" in params:
-        inputs["use_cache"] = False  # no KV cache: it costs memory and is never read here
-    return inputs
-
-
 def extract_embeddings(
     model,
     tokenizer,
@@ -224,10 +209,10 @@ def extract_embeddings(
     out = torch.empty(len(texts), len(idx), hidden_size, dtype=torch.float32)
     n_tokens = 0
     bar = tqdm(total=len(texts), desc="extract", unit="text", disable=not show_progress)
-    params = _forward_params(model)
+    params = forward_params(model)
     with torch.inference_mode():
         for rows, batch in length_sorted_batches(tokenizer, texts, max_length, batch_size):
-            inputs = _model_inputs(model, batch, device, params)
+            inputs = model_inputs(batch, device, params)
             hidden_states = model(**inputs, output_hidden_states=True).hidden_states
             if len(hidden_states) != model.config.num_hidden_layers + 1:  # layer indices would silently shift
                 raise ValueError(
@@ -253,10 +238,10 @@ def bare_forward(model, tokenizer, texts: Sequence[str], *, max_length: int = 12
 
     device = next(model.parameters()).device
     n_tokens = 0
-    params = _forward_params(model)
+    params = forward_params(model)
     with torch.inference_mode():
         for _, batch in length_sorted_batches(tokenizer, texts, max_length, batch_size):
-            inputs = _model_inputs(model, batch, device, params)
+            inputs = model_inputs(batch, device, params)
             model(**inputs)
             n_tokens += int(inputs["attention_mask"].sum())
     return n_tokens

@@ -211,3 +211,55 @@ def test_cost_energy():
     with le.CostMeter() as m:
         sum(i * i for i in range(200_000))
     assert m.cost.wall_s > 0 and m.cost.cpu_s > 0
+
+
+@pytest.fixture(scope="module")
+def roberta(tmp_path_factory):
+    """A tiny RoBERTa from config: its positions start at ``padding_idx + 1``, not 0."""
+    from transformers import RobertaConfig, RobertaModel
+
+    from tests.fakes.tiny_models import build_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-roberta")
+    tok = build_tokenizer(folder)
+    config = RobertaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=130, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    RobertaModel(config).save_pretrained(folder)
+    return le.load_backbone(str(folder))
+
+
+@pytest.mark.parametrize("which", ["roberta", "llama", "bert"])
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_padded_batch_equals_plain_unpadded_forward(request, which, side):
+    """Each model keeps its own position scheme: a padded batch equals the model's own unpadded forward.
+
+    The reference is a plain ``model(**tokenizer(text))`` with no position ids passed, so a wrong position
+    convention in the extraction (e.g. 0-based ids fed to RoBERTa, whose positions start at padding_idx + 1)
+    cannot cancel out on both sides of the comparison.
+    """
+    model, tok = request.getfixturevalue(which)
+    tok.padding_side = side
+    texts = [SHORT, LONG]
+    for pooling in ("mean", "last"):
+        batched, _ = le.extract_embeddings(
+            model, tok, texts, layers=[0, -1], pooling=pooling, batch_size=2, show_progress=False
+        )
+        for i, text in enumerate(texts):
+            enc = tok([text], return_tensors="pt")
+            with torch.inference_mode():
+                hs = model(**enc, output_hidden_states=True).hidden_states
+            want = torch.stack([le.pool_hidden(hs[j], enc["attention_mask"], pooling)[0] for j in (0, -1)])
+            torch.testing.assert_close(batched[i], want, atol=1e-5, rtol=1e-4)
+    batch = tok(texts, padding=True, return_tensors="pt")
+    assert int(batch["attention_mask"][0].sum()) < batch["attention_mask"].shape[1]  # SHORT really was padded
+
+
+def test_only_zero_based_models_get_position_ids(roberta, llama, bert):
+    from toolkit.backbone_inputs import forward_params
+
+    assert "position_ids" not in forward_params(roberta[0])  # derives padding_idx + 1 based positions itself
+    assert "position_ids" in forward_params(llama[0]) and "position_ids" in forward_params(bert[0])
