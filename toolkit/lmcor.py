@@ -444,12 +444,18 @@ def split_pool(
     return {name: [dict(by_id[i]) for i in parts[name]["id"]] for name in ("train", "dev", "test")}
 
 
+def _same_row(demo: Mapping[str, Any], row: Mapping[str, Any]) -> bool:
+    same_id = demo.get("id") is not None and demo.get("id") == row.get("id")
+    return same_id or clean_text(demo["source"]) == clean_text(row["source"])
+
+
 def generate_candidates(
     rows: Sequence[Mapping[str, Any]],
     teacher_config: Any,
     *,
     task: str,
     demos: Sequence[Mapping[str, Any]],
+    num_demos: int | None = None,
     k: int = 5,
     temperature: float = 0.7,
     top_p: float = 0.95,
@@ -462,7 +468,12 @@ def generate_candidates(
 
     Every call goes through :class:`toolkit.cache.GenerationCache`, so a re-run makes no teacher call. Rows whose
     generation failed are dropped (logged). Output rows gain ``candidates``, ``systems`` (= candidate kinds
-    ``greedy``/``sample``) and the lineage columns ``teacher_id``, ``template_hash``, ``sampling``, ``usage``.
+    ``greedy``/``sample``) and the lineage columns ``teacher_id``, ``template_hash``, ``sampling``, ``usage``
+    (tokens, ``cost_usd`` and ``num_calls``: the requests behind the row).
+
+    A row is never its own demonstration (same ``id`` or same source): pass ``num_demos + 1`` demos and
+    ``num_demos``, so such a row gets the spare one (as ``data_gen``'s ``demos_for``); the template hash names the
+    first ``num_demos``, which every other row sees.
     """
     import json
 
@@ -475,11 +486,13 @@ def generate_candidates(
         raise ValueError(f"k must be >= 1, got {k}")
     template = FewShotTemplate(prompt_format="chat", **(D2T_TEMPLATE if task == "d2t" else GEC_TEMPLATE))
     demos = [{**d, "target": d.get("target") or clean_text(d["references"][0])} for d in demos]
-    thash = template_hash(template, demos)
+    num_demos = len(demos) if num_demos is None else num_demos
+    thash = template_hash(template, demos[:num_demos])
     sampling = {"k": k, "greedy": 1, "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
     items = []
     for row in rows:
-        prompt = template.build(demos, row)
+        own = [d for d in demos if not _same_row(d, row)][:num_demos]  # its own reference would leak
+        prompt = template.build(own, row)
         reqs = [GenerationRequest(**prompt, n=1, temperature=0.0, max_tokens=max_tokens, stop=["\n"])]
         if k > 1:
             reqs.append(
@@ -502,12 +515,13 @@ def generate_candidates(
         teacher.close()
     logger.info("Teacher candidates: %s", summary.to_dict())
     out, failed = [], 0
-    for row, outcome in zip(rows, outcomes):
+    for row, outcome, item in zip(rows, outcomes, items):
         if not outcome.ok:
             failed += 1
             continue
         gens = [g for per_req in outcome.generations for g in per_req]
         cands = [template.clean_output(g.text, first_line=True) for g in gens]
+        usage, cost, n_calls = outcome.usage.to_dict(), teacher.cost(outcome.usage), len(item.requests)
         out.append(
             {
                 **row,
@@ -516,7 +530,7 @@ def generate_candidates(
                 "teacher_id": teacher.id,
                 "template_hash": thash,
                 "sampling": json.dumps(sampling, sort_keys=True),
-                "usage": json.dumps(outcome.usage.to_dict()),
+                "usage": json.dumps({**usage, "cost_usd": round(cost, 8), "num_calls": n_calls}, sort_keys=True),
             }
         )
     if failed:

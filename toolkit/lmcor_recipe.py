@@ -148,11 +148,11 @@ def candidates_for_splits(splits: dict[str, list[dict]], args: LMCorArguments) -
     """Fill in teacher candidates where the pool has none (demos come from the train split)."""
     if all(r.get("candidates") for rows in splits.values() for r in rows):
         return splits
-    demos = splits["train"][: args.num_demos]
+    demos = splits["train"][: args.num_demos + 1]  # the spare replaces a training row's own demo
     out = {}
     for name, rows in splits.items():
         out[name] = lmcor.generate_candidates(
-            rows, args.teacher_config(), task=args.task_type, demos=demos, k=args.k,
+            rows, args.teacher_config(), task=args.task_type, demos=demos, num_demos=args.num_demos, k=args.k,
             temperature=args.teacher_temperature, top_p=args.teacher_top_p, max_tokens=args.teacher_max_tokens,
             seed=args.teacher_seed, cache_path=args.cache_path, max_cost=args.max_cost,
         )  # fmt: skip

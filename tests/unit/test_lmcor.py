@@ -220,3 +220,75 @@ def test_single_candidate_training_uses_the_greedy_candidate_even_when_shuffling
         for s in range(20)
     }
     assert all("went to the school" not in o for o in orders) and len(orders) == 2
+
+
+class _EchoTeacher:
+    """Records every request; answers ``c<i>`` per sample with a fixed usage (priced, so cost is visible)."""
+
+    def __init__(self):
+        from toolkit.teachers.base import Teacher
+
+        class Echo(Teacher):
+            id = "fake:echo"
+            price_per_mtok = (1.0, 2.0)
+
+            def __init__(self, log):
+                self.log = log
+
+            def generate_each(self, requests, on_result, admit=None):
+                from toolkit.teachers.base import Generation, Usage
+
+                for i, req in enumerate(requests):
+                    self.log.append(req)
+                    on_result(i, [Generation(f"c{j}", usage=Usage(100, 10)) for j in range(req.n)])
+
+        self.requests: list = []
+        self.teacher = Echo(self.requests)
+
+
+def _demo_pool(n=6):
+    return [{"id": f"d{i}", "source": f"sentence {i} bad", "references": [f"sentence {i} good ."]} for i in range(n)]
+
+
+def _prompt_text(req) -> str:
+    return req.prompt or "\n".join(m["content"] for m in req.messages)
+
+
+def test_generate_candidates_never_uses_a_row_as_its_own_demo(monkeypatch, tmp_path):
+    """Issue 12 item 5: a training row that is also a demo gets the spare demo instead of its own answer."""
+    import toolkit.teachers
+
+    echo = _EchoTeacher()
+    monkeypatch.setattr(toolkit.teachers, "load_teacher", lambda config: echo.teacher)
+    rows = _demo_pool()
+    out = lmcor.generate_candidates(
+        rows, None, task="gec", demos=rows[:3], num_demos=2, k=3, cache_path=str(tmp_path / "c.sqlite")
+    )
+    assert len(out) == len(rows)
+    greedy = [r for r in echo.requests if r.temperature == 0.0]
+    assert len(greedy) == len(rows)
+    for row, req in zip(rows, greedy):
+        text = _prompt_text(req)
+        assert text.count("good .") == 2, text  # always num_demos demos ...
+        assert row["references"][0] not in text  # ... and never the row's own reference
+    # Rows that are not demos see exactly the first num_demos demos (the template hash names those).
+    assert "sentence 0 good ." in _prompt_text(greedy[5]) and "sentence 2 good ." not in _prompt_text(greedy[5])
+    assert "sentence 2 good ." in _prompt_text(greedy[0])
+
+
+def test_generate_candidates_usage_counts_calls_and_cost(monkeypatch, tmp_path):
+    """Issue 12 item 8 (row side): each row's usage says how many requests it took and what they cost."""
+    import toolkit.teachers
+    from toolkit.hub import Lineage
+
+    echo = _EchoTeacher()
+    monkeypatch.setattr(toolkit.teachers, "load_teacher", lambda config: echo.teacher)
+    rows = _demo_pool(4)
+    out = lmcor.generate_candidates(rows, None, task="gec", demos=rows[:1], k=3, cache_path=str(tmp_path / "c.sqlite"))
+    usage = json.loads(out[0]["usage"])
+    assert usage["num_calls"] == 2  # 1 greedy + 1 request for the k-1 samples
+    # 3 samples x (100 prompt + 10 completion) tokens at $1 / $2 per 1M tokens
+    assert usage["cost_usd"] == pytest.approx((300 * 1.0 + 30 * 2.0) / 1e6)
+    lineage = Lineage.from_generated(out)
+    assert lineage.num_teacher_calls == 2 * len(rows) == len(echo.requests)
+    assert lineage.cost_usd == pytest.approx(len(rows) * 360 / 1e6)
