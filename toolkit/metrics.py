@@ -17,8 +17,6 @@ libraries are called directly).
 from __future__ import annotations
 
 import logging
-import math
-import random
 from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
@@ -134,116 +132,22 @@ def sentence_chrf(hyp: str, ref: str | Sequence[str]) -> float:
 
 # ----------------------------------------------------------------------------------------- GLEU
 
-GLEU_ORDER = 4
-
-
-def _ngrams(tokens: list[str], n: int) -> Counter:
-    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) + 1 - n))
-
-
-def _gleu_stats(hyp: list[str], src: list[str], ref: list[str]) -> list[float]:
-    """Sentence statistics against ONE reference, exactly as the official ``gleu.py`` ``gleu_stats``.
-
-    ``[hyp_len, ref_len, m_1, d_1, ..., m_4, d_4]`` with
-    ``m_n = max(|H_n & R_n| - |H_n & (S_n \\ R_n)|, 0)`` (clipped counts; ``S_n \\ R_n`` removes every
-    source n-gram *type* that occurs in the reference, keeping the source counts of the rest) and
-    ``d_n = max(len(hyp) + 1 - n, 0)``.
-    """
-    stats: list[float] = [len(hyp), len(ref)]
-    for n in range(1, GLEU_ORDER + 1):
-        h, s, r = _ngrams(hyp, n), _ngrams(src, n), _ngrams(ref, n)
-        s_not_r = Counter({g: c for g, c in s.items() if g not in r})
-        stats.append(max(sum((h & r).values()) - sum((h & s_not_r).values()), 0))
-        stats.append(max(len(hyp) + 1 - n, 0))
-    return stats
-
-
-def _gleu_from_stats(stats: Sequence[float]) -> float:
-    """GLEU in [0, 1] from summed statistics (official ``GLEU.gleu`` without smoothing)."""
-    if any(x == 0 for x in stats):
-        return 0.0
-    c, r = stats[0], stats[1]
-    log_prec = sum(math.log(m / d) for m, d in zip(stats[2::2], stats[3::2])) / GLEU_ORDER
-    return math.exp(min(0.0, 1.0 - r / c) + log_prec)
-
 
 def gleu(
     sources: Sequence[str],
     hyps: Sequence[str],
     refs: Sequence[Sequence[str]],
     *,
-    num_iterations: int | None = None,
+    num_iterations: int | None = 500,
 ) -> MetricResult:
-    """JFLEG's GLEU ("GLEU without tuning", Napoles et al. 2015, updated 2016), corpus level, 0-100.
+    """JFLEG's corpus GLEU, 0-100: by default the official ``gleu.py`` (500 seeded reference draws).
 
-    Text is whitespace-tokenized (JFLEG is pre-tokenized). For each sentence and reference the official
-    statistics are computed (:func:`_gleu_stats`): n-grams 1-4 of the hypothesis that match the
-    reference, minus those that match the source but not the reference, over the hypothesis n-gram
-    count; statistics are summed over the corpus and
-    ``GLEU = exp(min(0, 1 - r/c)) * exp(mean_n log(p_n))`` (0 if any statistic is 0).
-
-    How references are combined:
-
-    * The official ``compute_gleu`` draws, for each of 500 iterations (``random.seed(j * 101)``), one
-      reference per sentence uniformly at random, computes the corpus GLEU of that draw, and reports
-      the mean over iterations (with 1 reference: a single iteration).
-    * Default here (``num_iterations=None``), deterministic: every sentence contributes the *mean* of
-      its per-reference statistics (the expected statistics under that uniform draw), and GLEU is
-      computed once from the summed expected statistics. This is GLEU(E[stats]) instead of the
-      official E[GLEU(stats)]; since the corpus statistics are sums over hundreds of sentences they
-      concentrate, and the two agree closely (see the test and report numbers), but not bit for bit.
-    * ``num_iterations=k``: the official sampling, reproduced (same seeds and ``random.randint``
-      calls, so with a fixed number of references per row it matches ``compute_gleu -n 4 --iter k``).
-      With ragged references each row draws among its own references (the official script assumes
-      the same count everywhere).
-
-    Args:
-        sources: the uncorrected input sentences.
-        hyps: system corrections.
-        refs: per-row reference corrections (ragged allowed).
-        num_iterations: ``None`` for the deterministic expected-statistics variant, else the number
-            of official random reference draws.
-
-    Returns:
-        ``MetricResult("gleu", 100 * GLEU, signature)``; with sampling, ``details["std"]`` is the
-        standard deviation over iterations (0-100 scale).
+    ``num_iterations=None`` gives the deterministic expected-statistics variant. Implementation and the exact
+    semantics: :mod:`toolkit.gleu`.
     """
-    rows = _normalize_refs(refs)
-    _check_same_length(hyps, rows, "hypotheses and references")
-    _check_same_length(sources, hyps, "sources and hypotheses")
-    per_ref: list[list[list[float]]] = []
-    for src, hyp, row in zip(sources, hyps, rows):
-        h, s = hyp.split(), src.split()
-        per_ref.append([_gleu_stats(h, s, r.split()) for r in row])
-    widths = {len(r) for r in rows}
-    nrefs = str(widths.pop()) if len(widths) == 1 else "var"
-    width = 2 + 2 * GLEU_ORDER
-    if num_iterations is None:
-        total = [0.0] * width
-        for stats_by_ref in per_ref:
-            k = len(stats_by_ref)
-            for j in range(width):
-                total[j] += sum(st[j] for st in stats_by_ref) / k
-        score = 100.0 * _gleu_from_stats(total)
-        signature = f"GLEU|nrefs:{nrefs}|n:{GLEU_ORDER}|tok:whitespace|refs:expected-stats"
-        return MetricResult("gleu", score, signature, {"stats": total})
-    if num_iterations < 1:
-        raise ValueError(f"num_iterations must be >= 1, got {num_iterations}")
-    if max(len(r) for r in rows) == 1:
-        num_iterations = 1  # as the official script: nothing to sample
-    scores = []
-    for it in range(num_iterations):
-        rng = random.Random(it * 101)  # same stream as the script's random.seed(j * 101)
-        total = [0.0] * width
-        for stats_by_ref in per_ref:
-            st = stats_by_ref[rng.randint(0, len(stats_by_ref) - 1)]
-            for j in range(width):
-                total[j] += st[j]
-        scores.append(100.0 * _gleu_from_stats(total))
-    mean = sum(scores) / len(scores)
-    std = math.sqrt(sum((x - mean) ** 2 for x in scores) / len(scores))
-    signature = f"GLEU|nrefs:{nrefs}|n:{GLEU_ORDER}|tok:whitespace|refs:sampled-{num_iterations}"
-    return MetricResult("gleu", mean, signature, {"std": std, "iterations": num_iterations})
+    from toolkit import gleu as _gleu
+
+    return _gleu.gleu(sources, hyps, refs, num_iterations=num_iterations)
 
 
 # ----------------------------------------------------------------------------------------- ROUGE

@@ -100,7 +100,9 @@ def test_gleu_source_penalty_by_hand():
     refs = [["he goes to school"], ["she likes cats very much"]]
     res = metrics.gleu(sources, hyps, refs)
     assert res.score == pytest.approx(100 * (7 / 9 * 3 / 7 * 2 / 5 * 1 / 3) ** 0.25)
-    assert res.signature == "GLEU|nrefs:1|n:4|tok:whitespace|refs:expected-stats"
+    # One reference per row: the official script makes a single "draw"; both variants agree.
+    assert res.signature == "GLEU|nrefs:1|n:4|tok:whitespace|refs:sampled-1|seed:j*101"
+    assert metrics.gleu(sources, hyps, refs, num_iterations=None).score == pytest.approx(res.score)
     # Without the source penalty (plain n-gram precision) the same output would score higher.
     no_penalty = 100 * (8 / 9 * 5 / 7 * 3 / 5 * 1 / 3) ** 0.25
     assert res.score < no_penalty
@@ -118,14 +120,16 @@ def test_gleu_multi_reference_expected_statistics():
     # Expected stats: m = 3.5, 2, 1, 0.5 of d = 4, 3, 2, 1 -> (3.5/4 * 2/3 * 1/2 * 0.5) ** 0.25.
     src, hyp = ["he go to school"], ["he goes to school"]
     refs = [["he goes to school", "he went to school"]]
-    res = metrics.gleu(src, hyp, refs)
+    res = metrics.gleu(src, hyp, refs, num_iterations=None)
     assert res.score == pytest.approx(100 * (3.5 / 4 * 2 / 3 * 1 / 2 * 0.5) ** 0.25)
-    assert "nrefs:2" in res.signature
+    assert "nrefs:2" in res.signature and res.signature.endswith("refs:expected-stats")
     # Official sampling: each iteration's single-sentence corpus scores 100 (R1) or 0 (R2).
     sampled = metrics.gleu(src, hyp, refs, num_iterations=200)
     assert 0 < sampled.score < 100
     assert sampled.details["std"] > 0
-    assert sampled.signature.endswith("refs:sampled-200")
+    assert "refs:sampled-200" in sampled.signature
+    default = metrics.gleu(src, hyp, refs)  # the official setting: 500 seeded draws
+    assert default.details["iterations"] == 500 and default.score in (pytest.approx(100 * k / 500) for k in range(501))
     with pytest.raises(ValueError):
         metrics.gleu(src, hyp, refs, num_iterations=0)
 
@@ -134,7 +138,7 @@ def test_gleu_identical_refs_modes_agree():
     sources = ["he go to school", "she like cats very much", "the cat are black"]
     hyps = ["he goes to school", "she likes cat very much", "the cat is black"]
     refs = [[r, r] for r in ["he goes to school", "she likes cats very much", "the cat is black"]]
-    exp = metrics.gleu(sources, hyps, refs).score
+    exp = metrics.gleu(sources, hyps, refs, num_iterations=None).score
     samp = metrics.gleu(sources, hyps, refs, num_iterations=5).score
     assert exp == pytest.approx(samp)
     assert metrics.gleu(sources, hyps, [[r[0]] for r in refs]).score == pytest.approx(exp)
@@ -159,11 +163,25 @@ def test_gleu_on_jfleg_expected_close_to_sampled(data_root):
     assert len(sources) == len(refs) == 754
     # Hypothesis: reference 0 itself (a strong system) and the uncorrected source (the "do nothing" baseline).
     for hyps in ([r[0] for r in refs], sources):
-        exp = metrics.gleu(sources, hyps, refs).score
+        exp = metrics.gleu(sources, hyps, refs, num_iterations=None).score
         samp = metrics.gleu(sources, hyps, refs, num_iterations=100).score
         assert abs(exp - samp) < 0.5, (exp, samp)
     # Copying the source must score below a human reference.
     assert metrics.gleu(sources, sources, refs).score < metrics.gleu(sources, [r[0] for r in refs], refs).score
+
+
+def test_gleu_default_is_official_jfleg_script(data_root):
+    """With no extra argument, GLEU is the official keisks/jfleg ``gleu.py`` (``--iter 500``) on JFLEG dev."""
+    from toolkit.tasks.gec import load_jfleg
+
+    rows = load_jfleg("dev", data_dir=str(data_root))
+    sources, refs = [r["source"] for r in rows], [r["references"] for r in rows]
+    source_copy = metrics.gleu(sources, sources, refs)
+    assert source_copy.score == pytest.approx(38.20, abs=0.01)
+    assert "refs:sampled-500" in source_copy.signature
+    assert metrics.gleu(sources, [r[0] for r in refs], refs).score == pytest.approx(67.28, abs=0.01)
+    # The expected-statistics variant stays available (and is not the official number).
+    assert abs(metrics.gleu(sources, sources, refs, num_iterations=None).score - 38.20) > 0.05
 
 
 # ----------------------------------------------------------------------------------------- ROUGE
