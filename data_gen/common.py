@@ -8,10 +8,13 @@ Output folder of one job (or of one shard, under ``<output_dir>/shards/shard-XXX
     summary.json      counts, tokens, cost, throughput, job-specific stats
     config.json       the job's configs with secrets redacted
     README.md         dataset card with lineage (toolkit.hub.render_dataset_card)
+    openai_batches/   teacher `mode: batch` only: one state file per submitted batch (its id) and the downloaded
+                      result files; a re-run of the job polls these batches instead of submitting again
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -349,9 +352,12 @@ def run_job(
     from toolkit.generation import BudgetExceededError, plan_cost, run_generation
     from toolkit.teachers import load_teacher
 
+    out_dir = job_output_dir(job)
+    if getattr(teacher_cfg, "mode", "online") == "batch" and teacher_cfg.batch_dir is None:
+        # The batch ids live with the job's outputs (per shard), so re-running the job resumes its batches.
+        teacher_cfg = dataclasses.replace(teacher_cfg, batch_dir=str(out_dir / "openai_batches"))
     teacher = load_teacher(teacher_cfg)
     cache = GenerationCache(job.cache_path)
-    out_dir = job_output_dir(job)
     try:
         if job.dry_run:
             estimate = plan_cost(items, teacher, cache)

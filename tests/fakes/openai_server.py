@@ -1,4 +1,4 @@
-"""Fake OpenAI-compatible server on 127.0.0.1 (``/v1/chat/completions``, ``/v1/completions``).
+"""Fake OpenAI-compatible server on 127.0.0.1 (``/v1/chat/completions``, ``/v1/completions``, Files, Batches).
 
 A small asyncio HTTP/1.1 server (stdlib only, keep-alive) so that it sustains hundreds of concurrent requests,
 either in a background thread of the test process (:class:`FakeOpenAIServer`, fixture ``fake_openai``) or in
@@ -13,7 +13,11 @@ Behaviour:
 - Optional latency and faults (``429`` with ``Retry-After``, ``500``, ``timeout`` (hang), ``malformed`` JSON,
   ``empty`` choices) at a configurable rate. The draw is deterministic per request: it hashes the request body
   and how many times that exact body was seen before, so a retry of a faulted request gets a fresh draw.
-- A request log: :attr:`FakeOpenAIServer.requests`, :meth:`FakeOpenAIServer.prompt_counts`.
+- Reasoning models (``o1``/``o3``/``o4-mini``/``gpt-5``) answer 400 to ``max_tokens``, a non-default
+  temperature / top_p, and ``stop``, as the real API does.
+- A request log of the online calls with their JSON bodies: :attr:`FakeOpenAIServer.requests`,
+  :meth:`FakeOpenAIServer.prompt_counts`.
+- The Batch API (``/v1/files``, ``/v1/batches``): ``server.batch``, see :mod:`tests.fakes.openai_batch_api`.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.fakes.openai_batch_api import FakeBatchAPI
+from tests.fakes.openai_params import reasoning_error
 
 __all__ = ["FakeOpenAIServer", "RemoteFakeServer", "fake_openai", "start_server_process", "FAULT_KINDS"]
 
@@ -76,6 +83,7 @@ class RequestRecord:
     attempt: int
     fault: str | None
     time: float
+    body: dict | None = None
 
 
 class FakeOpenAIServer:
@@ -119,6 +127,7 @@ class FakeOpenAIServer:
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
+        self.batch = FakeBatchAPI(self._run_batch_line)
 
     # -- control -----------------------------------------------------------------------------------------------
     def set_faults(
@@ -211,11 +220,12 @@ class FakeOpenAIServer:
                     k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)
                 }
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
-                status, extra, payload = await self._dispatch(method, path, body)
+                status, extra, payload = await self._dispatch(method, path, body, headers)
                 reason = _REASONS.get(status, "OK")
+                content_type = extra.pop("Content-Type", "application/json")
                 hdrs = [
                     f"HTTP/1.1 {status} {reason}",
-                    "Content-Type: application/json",
+                    f"Content-Type: {content_type}",
                     f"Content-Length: {len(payload)}",
                 ]
                 hdrs += [f"{k}: {v}" for k, v in extra.items()]
@@ -229,8 +239,10 @@ class FakeOpenAIServer:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def _dispatch(self, method: str, path: str, raw: bytes) -> tuple[int, dict, bytes]:
-        path = path.split("?", 1)[0]
+    async def _dispatch(self, method: str, path: str, raw: bytes, headers: dict) -> tuple[int, dict, bytes]:
+        path, _, query = path.partition("?")
+        if path.startswith(("/v1/files", "/v1/batches")):
+            return self.batch.handle(method, path, query, headers, raw)
         if method == "GET" and path == "/_admin/stats":
             return 200, {}, json.dumps({"requests": len(self._records)}).encode()
         if method != "POST" or path not in ("/v1/chat/completions", "/v1/completions"):
@@ -256,11 +268,14 @@ class FakeOpenAIServer:
             attempt=attempt,
             fault=fault,
             time=time.monotonic(),
+            body=body,
         )
         with self._lock:
             self._records.append(record)
         if self.latency:
             await asyncio.sleep(self.latency)
+        if (message := reasoning_error(body)) is not None:
+            return 400, {}, json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode()
         if fault == "429":
             headers = {"Retry-After": f"{self.retry_after:g}"}
             return 429, headers, b'{"error": {"message": "rate limited (injected)", "type": "rate_limit"}}'
@@ -271,6 +286,14 @@ class FakeOpenAIServer:
         if fault == "malformed":
             return 200, {}, b'{"id": "cmpl-x", "object": "chat.completion", "choices": [{"index": 0, "mess'
         return 200, {}, json.dumps(self._completion(path, body, prompt, empty=fault == "empty")).encode()
+
+    def _run_batch_line(self, url: str, body: dict) -> tuple[int, dict]:
+        """One line of a batch: (status, response body), with the online calls' texts (no faults, no latency)."""
+        if url not in ("/v1/chat/completions", "/v1/completions"):
+            return 404, {"error": {"message": f"no route {url}"}}
+        if (message := reasoning_error(body)) is not None:
+            return 400, {"error": {"message": message, "type": "invalid_request_error"}}
+        return 200, self._completion(url, body, _prompt_text(body), empty=False)
 
     def _completion(self, path: str, body: dict, prompt: str, *, empty: bool) -> dict:
         n = 1 if self.ignore_n else int(body.get("n") or 1)

@@ -1,7 +1,8 @@
 """Teacher backends behind one protocol (:class:`toolkit.teachers.base.Teacher`).
 
 ``load_teacher(config)`` builds the backend named by ``config.backend``: ``openai`` (OpenAI API or any
-OpenAI-compatible server), ``hf`` (a local transformers model) or ``vllm`` (offline vLLM engine, optional extra).
+OpenAI-compatible server; ``mode="batch"`` uses the OpenAI Batch API), ``hf`` (a local transformers model) or
+``vllm`` (offline vLLM engine, optional extra).
 Backends import their heavy dependencies lazily, so importing this package stays cheap.
 """
 
@@ -35,6 +36,10 @@ def load_teacher(config: TeacherConfig | dict) -> Teacher:
     """Instantiate the teacher described by ``config`` (a :class:`TeacherConfig` or a dict of its fields)."""
     if isinstance(config, dict):
         config = TeacherConfig(**config)
+    if config.backend == "openai" and config.mode == "batch":
+        from toolkit.teachers.openai_batch import OpenAIBatchTeacher
+
+        return OpenAIBatchTeacher(config)
     if config.backend == "openai":
         from toolkit.teachers.openai import OpenAITeacher
 

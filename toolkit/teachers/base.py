@@ -31,7 +31,20 @@ DEFAULT_PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
     "gpt-4.1-mini": (0.40, 1.60),
     "gpt-4.1-nano": (0.10, 0.40),
     "gpt-3.5-turbo": (0.50, 1.50),
+    "o1": (15.00, 60.00),
+    "o1-mini": (1.10, 4.40),
+    "o3": (2.00, 8.00),
+    "o3-mini": (1.10, 4.40),
     "o4-mini": (1.10, 4.40),
+    "gpt-5": (1.25, 10.00),
+    "gpt-5-mini": (0.25, 2.00),
+    "gpt-5-nano": (0.05, 0.40),
+}
+# The OpenAI Batch API bills every model at half its synchronous price (same tokens, results within 24h).
+BATCH_DISCOUNT = 0.5
+DEFAULT_BATCH_PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
+    model: (price_in * BATCH_DISCOUNT, price_out * BATCH_DISCOUNT)
+    for model, (price_in, price_out) in DEFAULT_PRICES_PER_MTOK.items()
 }
 
 
@@ -197,6 +210,7 @@ class Teacher(ABC):
 
 
 HTTP_TRANSPORTS = ("auto", "aiohttp", "httpx")
+MODES = ("online", "batch")
 
 
 @dataclass
@@ -227,11 +241,54 @@ class TeacherConfig:
             "a third less client CPU per call), 'httpx' (the SDK default) or 'auto' (aiohttp when installed)."
         },
     )
+    mode: str = field(
+        default="online",
+        metadata={
+            "help": "openai: 'online' (one HTTP call per request) or 'batch' (the OpenAI Batch API: half price, "
+            "results within 24h; the batch ids are saved in `batch_dir` so a killed job resumes by polling)."
+        },
+    )
+    cache_namespace: str | None = field(
+        default=None,
+        metadata={
+            "help": "openai: replaces the server host:port in the teacher id (the cache key), so a self-hosted "
+            "server that moved to another host or port still hits the cache."
+        },
+    )
+    reasoning_model: bool | None = field(
+        default=None,
+        metadata={
+            "help": "openai: send `max_completion_tokens` and no temperature/top_p/stop (o1/o3/o4-mini/gpt-5); "
+            "None = detect from the model name."
+        },
+    )
+    batch_dir: str | None = field(
+        default=None,
+        metadata={"help": "batch mode: folder of the batch state files (data_gen: <output_dir>/openai_batches)."},
+    )
+    batch_poll_interval: float = field(default=15.0, metadata={"help": "batch mode: first poll wait (seconds)."})
+    batch_poll_max_interval: float = field(
+        default=300.0, metadata={"help": "batch mode: the poll wait grows x1.5 up to this (seconds)."}
+    )
+    batch_max_wait: float | None = field(
+        default=None,
+        metadata={
+            "help": "batch mode: stop polling after this many seconds and return (unfinished items are pending; "
+            "a re-run resumes the saved batches). None = wait until the batches end."
+        },
+    )
+    batch_max_requests: int = field(
+        default=50_000, metadata={"help": "batch mode: requests per batch file at most (the API allows 50,000)."}
+    )
     price_input_per_mtok: float | None = field(
-        default=None, metadata={"help": "USD per 1M prompt tokens (default: built-in table, else 0)."}
+        default=None,
+        metadata={"help": "USD per 1M prompt tokens (default: built-in table, batch table in batch mode, else 0)."},
     )
     price_output_per_mtok: float | None = field(
-        default=None, metadata={"help": "USD per 1M completion tokens (default: built-in table, else 0)."}
+        default=None,
+        metadata={
+            "help": "USD per 1M completion tokens (default: built-in table, batch table in batch mode, else 0)."
+        },
     )
     batch_size: int = field(default=16, metadata={"help": "hf: prompts per generate() call."})
     device: str | None = field(default=None, metadata={"help": "hf: torch device (default: cuda if available)."})
@@ -248,10 +305,30 @@ class TeacherConfig:
             raise ValueError(
                 f"TeacherConfig.http_transport must be one of {HTTP_TRANSPORTS}, got {self.http_transport!r}"
             )
+        if self.mode not in MODES:
+            raise ValueError(f"TeacherConfig.mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode == "batch" and self.backend != "openai":
+            raise ValueError(f"mode='batch' (the OpenAI Batch API) needs backend='openai', got {self.backend!r}")
+        if self.cache_namespace is not None:
+            if self.backend != "openai":
+                raise ValueError("cache_namespace replaces the server host:port of an openai teacher's id")
+            if not self.cache_namespace.strip() or any(c.isspace() for c in self.cache_namespace):
+                raise ValueError(f"cache_namespace must be a non-empty word, got {self.cache_namespace!r}")
+        if self.batch_poll_interval <= 0 or self.batch_poll_max_interval < self.batch_poll_interval:
+            raise ValueError("need 0 < batch_poll_interval <= batch_poll_max_interval")
+        if self.batch_max_wait is not None and self.batch_max_wait < 0:
+            raise ValueError("batch_max_wait must be >= 0")
+        if not 1 <= self.batch_max_requests <= 50_000:
+            raise ValueError("batch_max_requests must be in [1, 50000] (the Batch API limit)")
 
     def prices(self) -> tuple[float, float]:
-        """(input, output) USD per 1M tokens: explicit config, else the built-in table, else free."""
-        table = DEFAULT_PRICES_PER_MTOK.get(self.model, (None, None))
+        """(input, output) USD per 1M tokens: explicit config, else the built-in table, else free.
+
+        In batch mode the built-in table is the batch one (half price); explicit prices are used as given.
+        """
+        table = (DEFAULT_BATCH_PRICES_PER_MTOK if self.mode == "batch" else DEFAULT_PRICES_PER_MTOK).get(
+            self.model, (None, None)
+        )
         price_in = self.price_input_per_mtok if self.price_input_per_mtok is not None else table[0]
         price_out = self.price_output_per_mtok if self.price_output_per_mtok is not None else table[1]
         if self.backend == "openai" and (price_in is None or price_out is None):
@@ -262,10 +339,16 @@ class TeacherConfig:
         return self.api_key or os.environ.get("OPENAI_API_KEY")
 
 
-def teacher_id(backend: str, model: str, base_url: str | None = None) -> str:
-    """``backend:model[@host[:port]]``: the host identifies *which* server, credentials never appear."""
+def teacher_id(backend: str, model: str, base_url: str | None = None, namespace: str | None = None) -> str:
+    """``backend:model[@host[:port]]``: the host identifies *which* server, credentials never appear.
+
+    ``namespace`` replaces ``host:port`` (``backend:model@namespace``): the same server under another address
+    keeps its cache.
+    """
     tid = f"{backend}:{model}"
-    if base_url:
+    if namespace:
+        tid += f"@{namespace}"
+    elif base_url:
         parsed = urlparse(base_url)
         host = parsed.hostname or base_url
         if parsed.port:

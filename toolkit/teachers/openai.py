@@ -36,8 +36,14 @@ from toolkit.teachers.base import (
     Teacher,
     TeacherConfig,
     TeacherError,
-    Usage,
     teacher_id,
+)
+from toolkit.teachers.openai_request import (
+    MalformedResponseError,
+    endpoint,
+    is_reasoning_model,
+    parse_response,
+    request_body,
 )
 
 logger = logging.getLogger(__name__)
@@ -78,10 +84,6 @@ def make_http_client(transport: str) -> Any:
             return None
         raise ImportError('http_transport="aiohttp" needs aiohttp: pip install "openai[aiohttp]"') from exc
     return DefaultAioHttpClient()
-
-
-class MalformedResponseError(RuntimeError):
-    """The server answered 200 but the body was unusable (bad JSON, no choices)."""
 
 
 def _retry_after_seconds(exc: BaseException) -> float | None:
@@ -125,7 +127,11 @@ class OpenAITeacher(Teacher):
         self.config = config
         self.model = config.model
         self.base_url = config.base_url
-        self.id = teacher_id("openai", config.model, config.base_url)
+        self.id = teacher_id("openai", config.model, config.base_url, config.cache_namespace)
+        # Reasoning models (o1/o3/o4-mini/gpt-5) take `max_completion_tokens` and only default sampling params.
+        self.reasoning = (
+            config.reasoning_model if config.reasoning_model is not None else is_reasoning_model(self.model)
+        )
         self.price_per_mtok = config.prices()
         self.max_concurrency = config.max_concurrency
         self.max_retries = config.max_retries
@@ -281,26 +287,8 @@ class OpenAITeacher(Teacher):
             ) from exc
 
     async def _send(self, req: GenerationRequest, n: int, seed: int | None) -> list[Generation]:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "n": n,
-            "temperature": req.temperature,
-            "top_p": req.top_p,
-            "max_tokens": req.max_tokens,
-        }
-        if req.stop:
-            body["stop"] = req.stop
-        if seed is not None:
-            body["seed"] = seed
+        body = request_body(self.model, req, n, seed, reasoning=self.reasoning)
         chat = req.messages is not None
-        if chat:
-            body["messages"] = req.messages
-            if req.logprobs:
-                body["logprobs"] = True
-        else:
-            body["prompt"] = req.prompt
-            if req.logprobs:
-                body["logprobs"] = 1
         async with self._sem:
             if self._req_limiter is not None:
                 await self._req_limiter.acquire()
@@ -308,53 +296,13 @@ class OpenAITeacher(Teacher):
                 tokens = self.estimate_prompt_tokens(req) + req.max_tokens * n
                 await self._tok_limiter.acquire(min(tokens, self._tok_limiter.max_rate))
             # Non-2xx answers raise the SDK's status errors here, exactly as ``.create()`` would.
-            resp = await self._client.post(
-                "/chat/completions" if chat else "/completions", body=body, cast_to=self._raw_type
-            )
+            resp = await self._client.post(endpoint(req), body=body, cast_to=self._raw_type)
         try:
             data = _json_loads(resp.content)
         except ValueError as exc:  # orjson.JSONDecodeError and json.JSONDecodeError are ValueErrors
             raise MalformedResponseError(f"response body is not JSON: {exc}") from exc
-        return self._parse(data, chat=chat)
+        return self._parse(data, chat=chat, stop=req.stop)
 
-    @staticmethod
-    def _parse(resp: Any, *, chat: bool) -> list[Generation]:
-        """``n`` generations from a decoded response body (a dict)."""
-        choices = resp.get("choices") if isinstance(resp, dict) else None
-        if not choices or not isinstance(choices, list):
-            raise MalformedResponseError("response has no choices")
-        try:
-            if len(choices) > 1:
-                choices = sorted(choices, key=lambda c: c.get("index") or 0)
-            usage = resp.get("usage") or {}
-            p_tok = int(usage.get("prompt_tokens") or 0)
-            c_tok = int(usage.get("completion_tokens") or 0)
-            # Split usage so that summing per-sample usage gives the call's true total (OpenAI reports per call).
-            share, rest = divmod(c_tok, len(choices))
-            gens = []
-            for j, choice in enumerate(choices):
-                lp = choice.get("logprobs")
-                if chat:
-                    message = choice.get("message")
-                    if message is None:
-                        raise MalformedResponseError("chat choice without a message")
-                    text = message.get("content") or ""
-                    tokens = lp.get("content") if lp else None
-                    logprobs = [float(t["logprob"]) for t in tokens] if tokens else None
-                else:
-                    text = choice.get("text")
-                    if text is None:
-                        raise MalformedResponseError("completion choice without text")
-                    token_lps = lp.get("token_logprobs") if lp else None
-                    logprobs = [float(x) for x in token_lps] if token_lps else None
-                gens.append(
-                    Generation(
-                        text=text,
-                        finish_reason=choice.get("finish_reason"),
-                        usage=Usage(p_tok if j == 0 else 0, share + (rest if j == 0 else 0)),
-                        logprobs=logprobs,
-                    )
-                )
-        except (AttributeError, TypeError, KeyError, ValueError) as exc:
-            raise MalformedResponseError(f"unexpected response shape: {type(exc).__name__}: {exc}") from exc
-        return gens
+    def _parse(self, resp: Any, *, chat: bool, stop: list[str] | None = None) -> list[Generation]:
+        """``n`` generations from a decoded response body; stops are cut client-side for reasoning models."""
+        return parse_response(resp, chat=chat, stop=stop if self.reasoning else None)
