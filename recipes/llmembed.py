@@ -4,11 +4,14 @@ Paper: "LLMEmbed: Rethinking Lightweight LLM's Genuine Function in Text Classifi
 
     accelerate launch recipes/llmembed.py --config recipes/configs/llmembed/sst2.yaml
 
-One run = one dataset, one set of splits, and a comparison table over every method on those splits:
+One run = one dataset, one set of splits (``--test_path`` / ``--dev_path`` files, else the dataset's official
+splits, carved from train only when neither exists), and a comparison over every method on those splits:
 LLMEmbed (LLM layers + encoder), ablations (LLM-only, last-layer-only, encoder-only), a fine-tuned encoder
 (``toolkit.encoder_baseline``) and the same LLM prompted few-shot (``toolkit.teachers`` ``hf`` backend, greedy).
 Costs: wall seconds, process CPU seconds and an energy estimate (CPU-s × ``watts_per_core``); model loading is
 excluded for every method, and cached features are charged the extraction cost measured when they were built.
+Every row of a results table is scored on the same test rows: when the prompted baseline covers only the first
+``few_shot_max_test`` rows, a second table scores every method on those rows (``toolkit.llmembed_tables``).
 The recipe is single-process at heart: under a multi-process launch the main process does the work.
 """
 
@@ -20,6 +23,7 @@ from pathlib import Path
 from toolkit import llmembed as le
 from toolkit.configs import make_parser as _make_parser
 from toolkit.configs import save_config, setup_logging
+from toolkit.llmembed_tables import MethodResult, build_tables, render_tables
 
 logger = logging.getLogger("recipes.llmembed")
 DATASETS = ("sst2", "ag_news", "r8", "20newsgroups")
@@ -28,15 +32,24 @@ DATASETS = ("sst2", "ag_news", "r8", "20newsgroups")
 @dataclass
 class DataArguments:
     dataset: str = field(default="sst2", metadata={"help": f"One of {DATASETS} (via toolkit.tasks.classification)."})
-    train_file: str | None = field(default=None, metadata={"help": "Local text/label file instead of `dataset`."})
-    test_file: str | None = field(default=None, metadata={"help": "Local test file (with train_file)."})
+    train_path: str | None = field(
+        default=None, metadata={"help": "Local text/label train file instead of `dataset`."}
+    )
+    dev_path: str | None = field(
+        default=None, metadata={"help": "Validation file (default: the dataset's dev split, else carved from train)."}
+    )
+    test_path: str | None = field(
+        default=None, metadata={"help": "Test file (default: the dataset's test split, else carved from train)."}
+    )
     data_dir: str | None = field(default=None, metadata={"help": "Data root (default $TOOLKIT_DATA_DIR)."})
-    max_train_samples: int = field(default=1500, metadata={"help": "Seeded train subsample (incl. validation)."})
-    val_size: int = field(default=300, metadata={"help": "Validation rows carved from the train subsample."})
+    max_train_samples: int = field(
+        default=1500, metadata={"help": "Labelled budget: val_size validation rows + the rest train (seeded)."}
+    )
+    val_size: int = field(default=300, metadata={"help": "Validation rows (from dev, else carved from train)."})
     max_test_samples: int = field(default=500, metadata={"help": "Seeded test subsample."})
 
     def __post_init__(self):
-        if self.train_file is None and self.dataset not in DATASETS:
+        if self.train_path is None and self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.val_size < 1 or self.max_train_samples <= self.val_size:
             raise ValueError("need 1 <= val_size < max_train_samples")
@@ -86,7 +99,12 @@ class BaselineArguments:
     encoder_batch_size: int = field(default=16, metadata={"help": "Fine-tuning batch size."})
     run_few_shot: bool = field(default=True, metadata={"help": "Prompt llm_model few-shot (greedy) as a baseline."})
     few_shot_per_class: int = field(default=1, metadata={"help": "Demonstrations per label."})
-    few_shot_max_test: int = field(default=200, metadata={"help": "Prompted test rows (first N of the test split)."})
+    few_shot_max_test: int | None = field(
+        default=None,
+        metadata={
+            "help": "Prompt only the first N test rows (null: all). Fewer rows add a table of every method on them."
+        },
+    )
     few_shot_max_chars: int = field(default=400, metadata={"help": "Demo/query texts clipped to this many chars."})
     few_shot_max_new_tokens: int = field(default=8, metadata={"help": "Generation cap for the label."})
     few_shot_batch_size: int = field(default=8, metadata={"help": "Prompts per generate() call."})
@@ -111,32 +129,78 @@ def make_parser():
     return _make_parser([DataArguments, LLMEmbedArguments, BaselineArguments, RunArguments])
 
 
-def load_splits(args: DataArguments, seed: int):
-    """Seeded (train, val, test, label_names) subsamples with ``text`` and integer ``label``."""
-    if args.train_file:
-        from toolkit.tasks.base import load_local
+OFFICIAL_DEV = {"sst2": "dev"}  # loaders with an official validation split; the others carve it from train
 
-        train, test = load_local(args.train_file), load_local(args.test_file or args.train_file)
+
+def _read_sources(args: DataArguments):
+    """``(train, dev | None, test | None, where)``: official or given splits; ``None`` = carve from train.
+
+    ``where`` names each split's source (file names only: it goes into tables and model cards).
+    """
+    from toolkit.tasks.base import load_local
+
+    if args.train_path:
+        train, dev, test, where = load_local(args.train_path), None, None, {"train": Path(args.train_path).name}
     else:
         from toolkit.tasks import classification
 
-        loader = getattr(classification, f"load_{args.dataset}")
-        train, test = loader("train", data_dir=args.data_dir), loader("test", data_dir=args.data_dir)
+        def load(split):
+            return getattr(classification, f"load_{args.dataset}")(split, data_dir=args.data_dir)
+
+        dev_split = OFFICIAL_DEV.get(args.dataset)
+        train, test, dev = load("train"), load("test"), load(dev_split) if dev_split else None
+        where = {"train": f"{args.dataset} train", "test": f"{args.dataset} test, official"}
+        if dev_split:
+            where["dev"] = f"{args.dataset} {dev_split}, official"
+    if args.dev_path:
+        dev, where["dev"] = load_local(args.dev_path), Path(args.dev_path).name
+    if args.test_path:
+        test, where["test"] = load_local(args.test_path), Path(args.test_path).name
+    return train, dev, test, where
+
+
+def load_splits(args: DataArguments, seed: int):
+    """Seeded ``(train, val, test, label_names, where)``: ``(texts, label ids)`` splits and where each came from.
+
+    Test and validation come from ``test_path`` / ``dev_path``, else the dataset's official splits; only when
+    neither exists are they carved from the shuffled train pool (test first, then validation), disjoint from
+    the training rows. Label names: the train split's ``ClassLabel`` names, else the sorted string labels of
+    every split.
+    """
+    train, dev, test, where = _read_sources(args)
+    given = [ds for ds in (train, dev, test) if ds is not None]
     feat = train.features["label"]
-    names = (
-        list(feat.names) if hasattr(feat, "names") else sorted({str(y) for ds in (train, test) for y in ds["label"]})
-    )
+    names = list(feat.names) if hasattr(feat, "names") else sorted({str(y) for ds in given for y in ds["label"]})
 
-    def ids(ds):
-        return [int(y) if hasattr(feat, "names") else names.index(str(y)) for y in ds["label"]]
+    def rows(ds, split):
+        f = ds.features["label"]
+        ids = []
+        for y in ds["label"]:
+            name = f.names[y] if hasattr(f, "names") else str(y)
+            if name not in names:
+                raise ValueError(f"{split} label {name!r} is not one of the training labels {names}")
+            ids.append(names.index(name))
+        return list(ds["text"]), ids
 
-    train = train.shuffle(seed=seed).select(range(min(args.max_train_samples, len(train))))
-    test = test.shuffle(seed=seed).select(range(min(args.max_test_samples, len(test))))
-    n_val = args.val_size
-    split = [
-        (list(ds["text"]), ids(ds)) for ds in (train.select(range(n_val, len(train))), train.select(range(n_val)))
-    ]
-    return split[0], split[1], (list(test["text"]), ids(test)), names
+    pool, taken = train.shuffle(seed=seed), 0
+
+    def carve(n, split):
+        nonlocal taken
+        part = pool.select(range(taken, min(taken + n, len(pool))))
+        taken += len(part)
+        if split != "train":
+            where[split] = f"carved from {where['train']}"
+        return part
+
+    def sample(ds, n):
+        return ds.shuffle(seed=seed).select(range(min(n, len(ds))))
+
+    test = carve(args.max_test_samples, "test") if test is None else sample(test, args.max_test_samples)
+    dev = carve(args.val_size, "dev") if dev is None else sample(dev, args.val_size)
+    train = carve(args.max_train_samples - args.val_size, "train")
+    if not len(train):
+        raise ValueError(f"no training rows left in {where['train']} after carving validation/test")
+    return rows(train, "train"), rows(dev, "dev"), rows(test, "test"), names, where
 
 
 def main(data_args, model_args, base_args, run_args):
@@ -154,8 +218,9 @@ def main(data_args, model_args, base_args, run_args):
     random.seed(run_args.seed)
 
     # ---- Data ----
-    train, val, test, names = load_splits(data_args, run_args.seed)
+    train, val, test, names, where = load_splits(data_args, run_args.seed)
     logger.info("train %d / val %d / test %d, %d labels", len(train[0]), len(val[0]), len(test[0]), len(names))
+    logger.info("splits: %s", where)
 
     # ---- Extract ----
     cache = model_args.cache_dir or str(toolkit_cache() / "llmembed")
@@ -183,7 +248,7 @@ def main(data_args, model_args, base_args, run_args):
         params[name] = le.checkpoint_num_params(model)
 
     # ---- Train / Evaluate: LLMEmbed and ablations ----
-    rows, predictions, best_head = [], {}, None
+    results, predictions, best_head = [], {}, None
     for variant in model_args.variants:
         split_views = [le.select_views({k: v[i] for k, v in feats.items()}, variant) for i in range(3)]
         (tr, mean_group), (va, _), (te, _) = split_views
@@ -210,10 +275,11 @@ def main(data_args, model_args, base_args, run_args):
         predictions[variant] = [names[p] for p in preds]
         n_head = le.count_parameters(head)
         infer_params = n_head + sum(params[s] or 0 for s in used)
-        rows.append(
-            _row(variant, test[1], preds, names, train_cost, infer_cost, run_args, len(train[0]), n_head, infer_params)
-        )
-        rows[-1].update(best_epoch=hist["best_epoch"], features_cached=all(extract_cost[s]["cached"] for s in used))
+        cached = all(extract_cost[s]["cached"] for s in used)
+        results.append(
+            MethodResult(variant, preds, train_cost, infer_cost, len(train[0]), n_head, infer_params,
+                         extra={"best_epoch": hist["best_epoch"], "features_cached": cached})
+        )  # fmt: skip
         if variant == "llmembed" or best_head is None:
             best_head = (variant, head, hist)
 
@@ -239,9 +305,7 @@ def main(data_args, model_args, base_args, run_args):
         in_c = le.Cost(res["infer_seconds"], m.cost.cpu_s * (1 - share))
         pred_ids = [names.index(p) for p in res["predictions"]]
         n_enc = params.get("encoder")
-        rows.append(
-            _row("finetuned_encoder", test[1], pred_ids, names, tr_c, in_c, run_args, len(train[0]), n_enc, n_enc)
-        )
+        results.append(MethodResult("finetuned_encoder", pred_ids, tr_c, in_c, len(train[0]), n_enc, n_enc))
     if base_args.run_few_shot:
         from toolkit.teachers import TeacherConfig, load_teacher
 
@@ -251,7 +315,7 @@ def main(data_args, model_args, base_args, run_args):
         demos = le.pick_demos(
             train[0], [names[y] for y in train[1]], names, base_args.few_shot_per_class, run_args.seed
         )
-        n = min(base_args.few_shot_max_test, len(test[0]))
+        n = min(base_args.few_shot_max_test or len(test[0]), len(test[0]))
         if hasattr(teacher, "load"):
             teacher.load()  # model loading is excluded from every method's cost
         with le.CostMeter() as m:
@@ -261,20 +325,23 @@ def main(data_args, model_args, base_args, run_args):
             )  # fmt: skip
         pred_ids = [names.index(p) if p is not None else -1 for p in fs_preds]
         n_demos, n_llm = len(demos), params["llm"]
-        rows.append(
-            _row("few_shot_prompt", test[1][:n], pred_ids, names, le.Cost(), m.cost, run_args, n_demos, 0, n_llm)
-        )
-        rows[-1]["invalid"] = sum(p is None for p in fs_preds)
+        results.append(MethodResult("few_shot_prompt", pred_ids, le.Cost(), m.cost, n_demos, 0, n_llm))
         predictions["few_shot_prompt"] = [p if p is not None else "<invalid>" for p in fs_preds]
         predictions["few_shot_raw"] = raw
 
     # ---- Save / push ----
     state.wait_for_everyone()
-    columns = ["method", "n_train", "n_test", "accuracy", "macro_f1", "invalid", "train_s", "infer_s",
-               "infer_ms_per_ex", "infer_cpu_ms_per_ex", "cpu_s", "energy_wh", "trainable_params", "inference_params", "features_cached"]  # fmt: skip
-    table = reporting.markdown_table(rows, columns, floatfmt=".4g")
-    reporting.write_table(out, rows, columns, floatfmt=".4g")
-    metrics = {"dataset": data_args.train_file or data_args.dataset, "labels": names, "rows": rows,
+    tables = build_tables(results, test[1], names, run_args.watts_per_core)
+    rows = tables["all"]["rows"] if "all" in tables else []
+    preamble = "Splits (seeded samples): " + "; ".join(
+        f"{split} {len(part[0])} rows ({where[key]})" for split, key, part in
+        (("train", "train", train), ("validation", "dev", val), ("test", "test", test))
+    ) + ". Every row of a table is scored on the same test rows."  # fmt: skip
+    table = render_tables(tables, preamble)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(table, encoding="utf-8")
+    dataset = data_args.train_path or data_args.dataset
+    metrics = {"dataset": dataset, "labels": names, "rows": rows, "tables": tables, "splits": where,
                "sizes": {"train": len(train[0]), "val": len(val[0]), "test": len(test[0])},
                "extraction": {k: {s: vars(c) if isinstance(c, le.Cost) else c for s, c in v.items()} for k, v in extract_cost.items()},
                "backbone_params": params, "head_history": best_head[2]["history"],
@@ -282,16 +349,18 @@ def main(data_args, model_args, base_args, run_args):
     reporting.write_jsonl(out / "predictions.jsonl", [
         {"text": t, "gold": g, **{k: v[i] for k, v in predictions.items() if i < len(v)}} for i, (t, g) in enumerate(zip(test[0], golds))
     ])  # fmt: skip
-    reporting.plot_xy(
-        rows, "energy_wh", "accuracy", "method", out / "accuracy_vs_energy.png", title="accuracy vs energy"
-    )
-    reporting.plot_xy(rows, "infer_cpu_ms_per_ex", "accuracy", "method", out / "accuracy_vs_inference_cpu.png",
-                      title="accuracy vs inference CPU ms per example")  # fmt: skip
+    # Energy totals only compare on one row count (the all-rows table); per-example CPU compares every method
+    # on the rows they all scored.
+    reporting.plot_xy(rows, "energy_wh", "accuracy", "method", out / "accuracy_vs_energy.png",
+                      title=f"accuracy vs energy: all {len(test[0])} test rows")  # fmt: skip
+    common = tables.get("subset", tables.get("all"))
+    reporting.plot_xy(common["rows"], "infer_cpu_ms_per_ex", "accuracy", "method", out / "accuracy_vs_inference_cpu.png",
+                      title=f"accuracy vs inference CPU ms/ex: {common['n_rows']} test rows")  # fmt: skip
     reporting.plot_confusion_matrix(golds, predictions[best_head[0]], names, out / "confusion_matrix.png")
     save_config(out / "config.json", data=data_args, model=model_args, baselines=base_args, run=run_args)
     head_dir = le.save_head(best_head[1], out / "head", extra={"extraction": {k: sources[k] for k in sources}})
     _write_card(
-        head_dir, best_head[0], next(r for r in rows if r["method"] == best_head[0]), table, model_args, data_args
+        head_dir, best_head[0], next(r for r in rows if r["method"] == best_head[0]), table, model_args, dataset
     )
     if run_args.push_to_hub:
         from toolkit.hub import push_to_hub
@@ -304,27 +373,9 @@ def main(data_args, model_args, base_args, run_args):
     return metrics
 
 
-def _row(method, gold_ids, pred_ids, names, train_cost, infer_cost, run_args, n_train, n_params, n_infer_params):
-    """One table row: quality + cost. Invalid predictions (id -1) count as wrong."""
-    from toolkit.metrics import accuracy, macro_f1
-
-    preds = [names[p] if p >= 0 else "<invalid>" for p in pred_ids]
-    golds = [names[g] for g in gold_ids]
-    total = train_cost + infer_cost
-    return {
-        "method": method, "n_train": n_train, "n_test": len(golds), "accuracy": accuracy(preds, golds),
-        "macro_f1": macro_f1(preds, golds), "invalid": 0, "train_s": train_cost.wall_s, "infer_s": infer_cost.wall_s,
-        "infer_ms_per_ex": 1000 * infer_cost.wall_s / max(len(golds), 1),
-        "infer_cpu_ms_per_ex": 1000 * infer_cost.cpu_s / max(len(golds), 1), "cpu_s": total.cpu_s,
-        "energy_wh": total.energy_wh(run_args.watts_per_core), "trainable_params": n_params,
-        "inference_params": n_infer_params,
-    }  # fmt: skip
-
-
-def _write_card(head_dir, variant, row, table, model_args, data_args):
+def _write_card(head_dir, variant, row, table, model_args, dataset):
     from toolkit.hub import render_model_card
 
-    dataset = data_args.train_file or data_args.dataset
     card = render_model_card(
         model_name=f"llmembed-{variant}-{Path(dataset).stem}",
         base_model=model_args.llm_model,

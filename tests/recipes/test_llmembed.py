@@ -37,7 +37,7 @@ def toy_data(tmp_path_factory) -> Path:
 
 def _args(toy_data, out, cache, llama, bert, *extra):
     return [
-        "--train_file", str(toy_data / "train.jsonl"), "--test_file", str(toy_data / "test.jsonl"),
+        "--train_path", str(toy_data / "train.jsonl"), "--test_path", str(toy_data / "test.jsonl"),
         "--max_train_samples", "60", "--val_size", "20", "--max_test_samples", "20",
         "--llm_model", str(llama), "--encoder_model", str(bert), "--llm_layers", "-2", "-1",
         "--proj_dim", "16", "--hidden_dims", "32", "--epochs", "30", "--patience", "30",
@@ -54,22 +54,30 @@ def test_recipe_end_to_end_cache_and_push(toy_data, tiny_llama_dir, tiny_bert_di
         *recipe.make_parser().parse_args_and_config(_args(toy_data, out, cache, tiny_llama_dir, tiny_bert_dir, *push))
     )
 
+    methods = {"llmembed", "llm_only", "last_layer_only", "encoder_only", "finetuned_encoder", "few_shot_prompt"}
+    # Every row of a table is scored on the same test rows: the prompt covered the first 6 of 20 rows, so it is
+    # not in the all-rows table, and a second table scores every method on those 6 rows.
+    assert {len({r["n_test"] for r in t["rows"]}) for t in metrics["tables"].values()} == {1}
+    assert {r["n_test"] for r in metrics["rows"]} == {20}
     rows = {r["method"]: r for r in metrics["rows"]}
-    assert set(rows) == {
-        "llmembed",
-        "llm_only",
-        "last_layer_only",
-        "encoder_only",
-        "finetuned_encoder",
-        "few_shot_prompt",
-    }
+    assert set(rows) == methods - {"few_shot_prompt"}
+    subset = {r["method"]: r for r in metrics["tables"]["subset"]["rows"]}
+    assert set(subset) == methods and {r["n_test"] for r in subset.values()} == {6}
+    assert 0 <= subset["few_shot_prompt"]["invalid"] <= 6
     assert metrics["sizes"] == {"train": 40, "val": 20, "test": 20}
+    assert metrics["splits"]["test"].endswith("test.jsonl") and metrics["splits"]["dev"].startswith("carved")
     for name, row in rows.items():
         assert 0.0 <= row["accuracy"] <= 1.0 and row["infer_s"] > 0, name
         assert row["energy_wh"] == pytest.approx(row["cpu_s"] * 10.0 / 3600)
     # The toy problem is separable by bag of words: the LLMEmbed head must beat chance clearly.
     assert rows["llmembed"]["accuracy"] >= 0.8
-    assert rows["few_shot_prompt"]["n_test"] == 6 and 0 <= rows["few_shot_prompt"]["invalid"] <= 6
+    # The rendered tables say which rows they score, and each has one n_test value.
+    sections = (out / "results.md").read_text().split("### ")[1:]
+    assert [s.splitlines()[0] for s in sections][0] == "All 20 test rows" and len(sections) == 2
+    for section in sections:
+        lines = [ln for ln in section.splitlines() if ln.startswith("| ")]
+        col = [c.strip() for c in lines[0].strip("|").split("|")].index("n_test")
+        assert len({ln.strip("|").split("|")[col].strip() for ln in lines[2:]}) == 1, section
     assert not rows["llmembed"]["features_cached"]
     for f in ("metrics.json", "results.md", "predictions.jsonl", "accuracy_vs_energy.png", "accuracy_vs_inference_cpu.png", "confusion_matrix.png",
               "config.json", "head/model.safetensors", "head/head_config.json", "head/README.md"):  # fmt: skip
@@ -124,4 +132,57 @@ def test_config_validation():
     with pytest.raises(ValueError):
         recipe.DataArguments(dataset="imdb")
     with pytest.raises(ValueError):
+        recipe.DataArguments(max_train_samples=10, val_size=10)
+    with pytest.raises(ValueError):
         recipe.RunArguments(push_to_hub=True)
+
+
+def _write(path, rows):
+    with open(path, "w", encoding="utf-8") as fh:
+        for text, label in rows:
+            fh.write(json.dumps({"text": text, "label": label}) + "\n")
+    return str(path)
+
+
+def test_splits_given_files_else_carved_disjoint(tmp_path):
+    """A test file is tested on as given; without one, test and validation are carved apart from training."""
+    recipe = _recipe()
+    train = _write(tmp_path / "train.jsonl", [(f"train {i}", "ab"[i % 2]) for i in range(50)])
+    dev = _write(tmp_path / "dev.jsonl", [(f"dev {i}", "ab"[i % 2]) for i in range(8)])
+    test = _write(tmp_path / "test.jsonl", [(f"test {i}", "ba"[i % 2]) for i in range(12)])
+    sizes = {"max_train_samples": 30, "val_size": 5, "max_test_samples": 10}
+
+    tr, va, te, names, where = recipe.load_splits(
+        recipe.DataArguments(train_path=train, dev_path=dev, test_path=test, **sizes), seed=0
+    )
+    assert names == ["a", "b"] and where == {"train": "train.jsonl", "dev": "dev.jsonl", "test": "test.jsonl"}
+    assert len(tr[0]) == 25 and all(t.startswith("train") for t in tr[0])
+    assert len(va[0]) == 5 and all(t.startswith("dev") for t in va[0])
+    assert len(te[0]) == 10 and all(t.startswith("test") for t in te[0])
+    assert all(y == "ab".index("ba"[int(t.split()[1]) % 2]) for t, y in zip(*te))
+
+    # Train file only: the test rows must not be training rows (they used to be the train file itself).
+    tr, va, te, _, where = recipe.load_splits(recipe.DataArguments(train_path=train, **sizes), seed=0)
+    assert (len(tr[0]), len(va[0]), len(te[0])) == (25, 5, 10)
+    assert not set(te[0]) & set(tr[0]) and not set(te[0]) & set(va[0]) and not set(va[0]) & set(tr[0])
+    assert where["test"] == where["dev"] == "carved from train.jsonl"
+
+
+def test_official_splits_from_the_loaders(data_root):
+    """SST-2 validates on its official dev split and tests on its official test split; AG News (no dev split)
+    carves validation from train exactly as before."""
+    from toolkit.tasks import classification
+
+    recipe = _recipe()
+    sizes = {"max_train_samples": 60, "val_size": 20, "max_test_samples": 30}
+    tr, va, te, names, where = recipe.load_splits(recipe.DataArguments(dataset="sst2", **sizes), seed=42)
+    dev_texts = set(classification.load_sst2("dev")["text"])
+    test_texts = set(classification.load_sst2("test")["text"])
+    assert len(va[0]) == 20 and set(va[0]) <= dev_texts and where["dev"] == "sst2 dev, official"
+    assert len(te[0]) == 30 and set(te[0]) <= test_texts and where["test"] == "sst2 test, official"
+    assert len(tr[0]) == 40 and names == ["negative", "positive"]
+
+    tr, va, te, _, where = recipe.load_splits(recipe.DataArguments(dataset="ag_news", **sizes), seed=42)
+    pool = classification.load_ag_news("train").shuffle(seed=42)
+    assert va[0] == pool["text"][:20] and tr[0] == pool["text"][20:60] and where["dev"] == "carved from ag_news train"
+    assert set(te[0]) <= set(classification.load_ag_news("test")["text"])

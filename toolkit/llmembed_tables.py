@@ -1,0 +1,137 @@
+"""LLMEmbed results tables in which every row is scored on the same test rows.
+
+Methods may score different numbers of test rows: prompting a causal LM is slow, so the few-shot baseline is
+often run on a prefix of the (seeded, shuffled) test split while the embedding heads score all of it. Putting
+an accuracy over 60 rows next to one over 500 compares different test sets. :func:`build_tables` therefore
+returns
+
+* ``all``: the methods that scored every test row, scored on every row; and, when some method scored fewer,
+* ``subset``: *every* method scored on the rows all of them have (the first ``n`` rows), so the prompted
+  baseline is compared with the others on exactly its rows.
+
+Costs: total seconds / energy depend on how many rows were scored, so the subset table keeps only per-example
+inference costs (each method's measured rate) and training cost, never totals over different row counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from toolkit.llmembed import DEFAULT_WATTS_PER_CORE, Cost
+
+ALL_COLUMNS = ["method", "n_train", "n_test", "accuracy", "macro_f1", "invalid", "train_s", "infer_s",
+               "infer_ms_per_ex", "infer_cpu_ms_per_ex", "cpu_s", "energy_wh", "trainable_params",
+               "inference_params", "features_cached"]  # fmt: skip
+# Totals over the rows a method scored: not comparable on a subset, so dropped there.
+_TOTALS = ("infer_s", "cpu_s", "energy_wh")
+SUBSET_COLUMNS = [c for c in ALL_COLUMNS if c not in _TOTALS]
+
+
+@dataclass
+class MethodResult:
+    """One method's test predictions and costs.
+
+    Attributes:
+        method: Row name.
+        pred_ids: Predicted label ids for the first ``len(pred_ids)`` test rows (``-1`` = invalid output).
+        train_cost: Cost of training (feature extraction included).
+        infer_cost: Cost of predicting the ``len(pred_ids)`` rows.
+        n_train: Training examples (demonstrations for a prompted method).
+        trainable_params: Parameters trained.
+        inference_params: Parameters used at inference.
+        extra: More columns (e.g. ``best_epoch``, ``features_cached``).
+    """
+
+    method: str
+    pred_ids: list[int]
+    train_cost: Cost
+    infer_cost: Cost
+    n_train: int
+    trainable_params: int | None = None
+    inference_params: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def score_row(
+    result: MethodResult, gold_ids: Sequence[int], names: Sequence[str], watts_per_core: float = DEFAULT_WATTS_PER_CORE
+) -> dict:
+    """Quality + cost of ``result`` on the first ``len(gold_ids)`` test rows. Invalid predictions count as wrong.
+
+    When fewer rows than ``result`` predicted are scored, the inference cost is charged pro rata, so the
+    per-example columns keep the measured rate.
+    """
+    from toolkit.metrics import accuracy, macro_f1
+
+    n = len(gold_ids)
+    if len(result.pred_ids) < n:
+        raise ValueError(f"{result.method} predicted {len(result.pred_ids)} rows, cannot score {n}")
+    pred_ids = result.pred_ids[:n]
+    preds = [names[p] if p >= 0 else "<invalid>" for p in pred_ids]
+    golds = [names[g] for g in gold_ids]
+    share = n / max(len(result.pred_ids), 1)
+    infer = Cost(result.infer_cost.wall_s * share, result.infer_cost.cpu_s * share)
+    total = result.train_cost + infer
+    return {
+        "method": result.method, "n_train": result.n_train, "n_test": n, "accuracy": accuracy(preds, golds),
+        "macro_f1": macro_f1(preds, golds), "invalid": sum(p < 0 for p in pred_ids),
+        "train_s": result.train_cost.wall_s, "infer_s": infer.wall_s,
+        "infer_ms_per_ex": 1000 * infer.wall_s / max(n, 1), "infer_cpu_ms_per_ex": 1000 * infer.cpu_s / max(n, 1),
+        "cpu_s": total.cpu_s, "energy_wh": total.energy_wh(watts_per_core),
+        "trainable_params": result.trainable_params, "inference_params": result.inference_params, **result.extra,
+    }  # fmt: skip
+
+
+def build_tables(
+    results: Sequence[MethodResult],
+    gold_ids: Sequence[int],
+    names: Sequence[str],
+    watts_per_core: float = DEFAULT_WATTS_PER_CORE,
+) -> dict[str, dict]:
+    """Tables whose rows are each scored on one common set of test rows.
+
+    Returns:
+        ``{"all": {"n_rows", "title", "columns", "rows"}}`` with the methods that scored all
+        ``len(gold_ids)`` rows, plus ``"subset"`` (same keys, every method on the first ``n`` rows, ``n`` the
+        fewest any method scored) when some method scored fewer. A table with no method is left out.
+    """
+    n_all = len(gold_ids)
+    for r in results:
+        if len(r.pred_ids) > n_all:
+            raise ValueError(f"{r.method} has {len(r.pred_ids)} predictions for {n_all} test rows")
+    tables = {}
+    full = [r for r in results if len(r.pred_ids) == n_all]
+    if full:
+        tables["all"] = {
+            "n_rows": n_all,
+            "title": f"All {n_all} test rows",
+            "columns": ALL_COLUMNS,
+            "rows": [score_row(r, gold_ids, names, watts_per_core) for r in full],
+        }
+    n_sub = min((len(r.pred_ids) for r in results), default=n_all)
+    if n_sub < n_all:
+        rows = []
+        for r in results:
+            row = score_row(r, gold_ids[:n_sub], names, watts_per_core)
+            rows.append({k: v for k, v in row.items() if k not in _TOTALS})
+        partial = ", ".join(r.method for r in results if len(r.pred_ids) < n_all)
+        tables["subset"] = {
+            "n_rows": n_sub,
+            "title": (
+                f"Prompting subset: every method on the first {n_sub} of the {n_all} test rows "
+                f"({partial} scored only these; per-example costs)"
+            ),
+            "columns": SUBSET_COLUMNS,
+            "rows": rows,
+        }
+    return tables
+
+
+def render_tables(tables: dict[str, dict], preamble: str = "", floatfmt: str = ".4g") -> str:
+    """Markdown: an optional preamble, then each table under a heading that says which rows it scores."""
+    from toolkit.reporting import markdown_table
+
+    parts = [preamble.strip()] if preamble.strip() else []
+    for table in tables.values():
+        parts.append(f"### {table['title']}\n\n" + markdown_table(table["rows"], table["columns"], floatfmt=floatfmt))
+    return "\n\n".join(p.rstrip("\n") for p in parts) + "\n"
