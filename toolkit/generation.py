@@ -14,6 +14,9 @@ sampled one). :func:`run_generation`
    before it is sent, so that spending never crosses ``max_cost``: the run stops sending and finishes cleanly.
    The cache is flushed before the function returns *and* when it raises (Ctrl-C, a teacher bug, ...), so
    everything that completed is on disk;
+   Progress (the tqdm bar, with ETA, and ``on_progress``) counts *samples*, not items: an item is complete only
+   when all its requests are, and a backend may finish every item's greedy request before any sampled one (the
+   hf teacher groups requests by sampling settings), so an item count would sit at 0% for most of the run;
 4. returns an :class:`ItemOutcome` per item — complete, failed after retries (with error type / message /
    attempts, for the failures file), or pending (not sent because the budget ran out).
 """
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -107,6 +110,16 @@ class GenerationSummary:
 
 
 @dataclass
+class GenerationProgress:
+    """Where a run stands, passed to ``on_progress`` after every finished request (samples include cached ones)."""
+
+    samples_done: int
+    samples_total: int
+    items_done: int
+    items_total: int
+
+
+@dataclass
 class _Planned:
     item: int
     request: int
@@ -179,8 +192,13 @@ def run_generation(
     max_cost: float | None = None,
     progress: bool = True,
     desc: str = "generate",
+    on_progress: Callable[[GenerationProgress], None] | None = None,
 ) -> tuple[list[ItemOutcome], GenerationSummary]:
     """Generate every item's samples through the cache. See the module docstring for the guarantees.
+
+    Args:
+        progress: Show a tqdm bar over samples (rate and ETA), with items done and spend in its postfix.
+        on_progress: Called with a :class:`GenerationProgress` after each finished (or failed) request.
 
     Raises:
         BudgetExceededError: the pre-run estimate exceeds ``max_cost`` (no request was sent).
@@ -213,13 +231,15 @@ def run_generation(
     remaining = [0] * len(items)
     for p in plan:
         remaining[p.item] += 1
+    total_samples = summary.cached_samples + missing
+    state = {"spent": 0.0, "reserved": 0.0, "prompt": 0, "completion": 0, "postfix_at": 0.0}
+    state["items_done"] = sum(1 for c in remaining if c == 0)  # fully cached items are done already
+    state["samples_done"] = summary.cached_samples
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(items), desc=desc, unit="item", dynamic_ncols=True)
-        bar.update(sum(1 for c in remaining if c == 0))  # fully cached items are done already
-    state = {"spent": 0.0, "reserved": 0.0, "prompt": 0, "completion": 0, "postfix_at": 0.0}
+        bar = tqdm(total=total_samples, initial=summary.cached_samples, desc=desc, unit="sample", dynamic_ncols=True)
 
     def admit(i: int) -> bool:
         if max_cost is not None:
@@ -259,13 +279,20 @@ def run_generation(
             state["spent"] += teacher.cost(Usage(p_tok, c_tok))
             outcome.new_samples += len(result)
         remaining[p.item] -= 1
-        if bar is not None and remaining[p.item] == 0:
-            bar.update(1)
+        state["items_done"] += remaining[p.item] == 0
+        state["samples_done"] += p.sub.n  # a failed request is done too: the bar reaches 100%
+        if bar is not None:
+            bar.update(p.sub.n)
             now = time.monotonic()
-            if now >= state["postfix_at"]:  # formatting the postfix per item is wasted work: ~2x per second
+            if now >= state["postfix_at"]:  # formatting the postfix per request is wasted work: ~2x per second
                 state["postfix_at"] = now + 0.5
                 tokens = state["prompt"] + state["completion"]
-                bar.set_postfix_str(f"tok={tokens:,} cost=${state['spent']:.4f}", refresh=False)
+                bar.set_postfix_str(
+                    f"items={state['items_done']}/{len(items)} tok={tokens:,} cost=${state['spent']:.4f}",
+                    refresh=False,
+                )
+        if on_progress is not None:
+            on_progress(GenerationProgress(state["samples_done"], total_samples, state["items_done"], len(items)))
 
     try:
         if plan:
@@ -308,6 +335,7 @@ def run_generation(
 
 __all__ = [
     "BudgetExceededError",
+    "GenerationProgress",
     "GenerationSummary",
     "ItemOutcome",
     "TeacherError",

@@ -143,3 +143,36 @@ def test_sigkill_mid_run_then_resume_resends_nothing_answered(fake_openai, gec_f
     assert len(fake_openai.requests) - before == 60 - committed, "a request answered before the kill was re-sent"
     rows = read_jsonl(out / "data.jsonl")
     assert len(rows) == 30 and all(len(r["candidates"]) == 4 for r in rows)
+
+
+def test_batch_mode_cli_killed_while_polling_resumes_the_saved_batch(fake_openai, gec_file, tmp_path):
+    # `python data_gen/candidates.py --backend openai --mode batch ...`, killed -9 while its batch runs; the
+    # re-run polls the saved batch id (in <output_dir>/openai_batches) and submits nothing again.
+    api = fake_openai.batch
+    api.hold = True
+    out, cache = tmp_path / "out", tmp_path / "c.sqlite"
+    args = _args(fake_openai, gec_file, out, cache, "--mode", "batch", "--batch_poll_interval", "0.05")
+    args += ["--batch_poll_max_interval", "0.1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "data_gen/candidates.py", *args], cwd=REPO, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        states = [json.loads(p.read_text()) for p in (out / "openai_batches").glob("batch-*.json")]
+        if states and all(s["batch_id"] for s in states) and api.calls("GET", "/v1/batches/") >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the job ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(api.batches) == 1 and fake_openai.requests == []
+    api.hold = False
+    summary = _run(args)
+    assert summary["completed"] == 30 and summary["failed"] == 0
+    assert len(api.batches) == 1 and api.calls("POST", "/v1/files") == 1, "the restart submitted the batch again"
+    ids = api.submitted_custom_ids()
+    assert len(ids) == len(set(ids)) == 60 and fake_openai.requests == []
+    rows = read_jsonl(out / "data.jsonl")
+    assert len(rows) == 30 and all(len(r["candidates"]) == 4 and all(r["candidates"]) for r in rows)
+    # Same cache rows as online mode: the online job on this cache is free.
+    online = _run(_args(fake_openai, gec_file, tmp_path / "online", cache))
+    assert online["cached_samples"] == 120 and fake_openai.requests == []

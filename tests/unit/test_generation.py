@@ -185,3 +185,62 @@ def test_sigkill_loses_at_most_in_flight_plus_one_uncommitted_batch(fake_openai,
         )
     assert s.completed == 80 and s.cached_samples == 2 * committed
     assert len(fake_openai.requests) - received == 80 - committed, "a committed request was re-sent"
+
+
+class _GreedyFirstTeacher(Teacher):
+    """Answers every greedy request before any sampled one, like the hf teacher's grouping by sampling settings.
+
+    ``seen_before_samples`` records what the progress bar and callback showed when the sampled phase began.
+    """
+
+    id = "greedy-first:model"
+
+    def __init__(self, progress_log, bars):
+        self.progress_log, self.bars, self.seen_before_samples = progress_log, bars, None
+
+    def generate_each(self, requests, on_result, admit=None):
+        order = sorted(range(len(requests)), key=lambda i: not requests[i].is_greedy)
+        for i in order:
+            if not requests[i].is_greedy and self.seen_before_samples is None:
+                self.seen_before_samples = (list(self.progress_log), self.bars[0].n)
+            admit(i)
+            on_result(i, [Generation(f"out {i}.{j}") for j in range(requests[i].n)])
+
+
+def test_progress_counts_samples_so_it_moves_before_any_item_completes(monkeypatch):
+    import tqdm.auto
+
+    bars = []
+
+    class RecordingBar:
+        def __init__(self, *args, total=None, initial=0, **kwargs):
+            self.total, self.n = total, initial
+            bars.append(self)
+
+        def update(self, k=1):
+            self.n += k
+
+        def set_postfix_str(self, *args, **kwargs):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", RecordingBar)
+    log = []
+    items = [
+        WorkItem(f"i{k}", [GenerationRequest(prompt=f"g{k}", temperature=0.0), GenerationRequest(prompt=f"g{k}", n=3)])
+        for k in range(5)
+    ]
+    teacher = _GreedyFirstTeacher(log, bars)
+    with GenerationCache(":memory:") as cache:
+        cache.put(teacher.id, items[0].requests[1], 0, Generation("cached"))  # one sample is there already
+        _, summary = run_generation(items, teacher, cache, progress=True, on_progress=log.append)
+    assert summary.completed == 5
+    (bar,) = bars
+    assert bar.total == 20 and bar.n == 20, "the bar counts samples (cached ones included)"
+    progress_then, bar_then = teacher.seen_before_samples
+    assert bar_then == 1 + 5, "after the greedy phase the bar shows its 5 samples (+1 cached)"
+    assert [p.samples_done for p in progress_then] == [2, 3, 4, 5, 6]
+    assert all(p.items_done == 0 for p in progress_then), "no item was complete yet, and progress still moved"
+    assert (log[-1].samples_done, log[-1].samples_total, log[-1].items_done, log[-1].items_total) == (20, 20, 5, 5)

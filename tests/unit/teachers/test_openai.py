@@ -14,7 +14,9 @@ SECRET = "sk-test-SECRET-must-not-leak-1234"
 
 
 def _teacher(server, **kw):
-    cfg = TeacherConfig(backend="openai", model="fake-model", base_url=server.base_url, api_key=SECRET, **kw)
+    cfg = TeacherConfig(
+        **{"backend": "openai", "model": "fake-model", "base_url": server.base_url, "api_key": SECRET, **kw}
+    )
     teacher = load_teacher(cfg)
     teacher.retry_initial_wait = 0.01  # keep exponential backoff short in tests
     return teacher
@@ -118,3 +120,52 @@ def test_faults_at_10_percent_every_item_completes_or_is_recorded(fake_openai, t
         assert len(ok_calls) == len(set(ok_calls)) == summary.completed
         assert len(cache) == 2 * summary.completed
         assert {r.fault for r in fake_openai.requests} >= {"429", "500", "malformed", "empty"}
+
+
+@pytest.mark.parametrize(
+    ("model", "reasoning"),
+    [("o1", True), ("o3-mini", True), ("o4-mini-2025-04-16", True), ("gpt-5", True), ("gpt-5-nano", True),
+     ("openai/o3", True), ("gpt-5-chat-latest", False), ("gpt-4o-mini", False), ("omni-7b", False)],
+)  # fmt: skip
+def test_reasoning_models_are_detected_by_name(model, reasoning):
+    from toolkit.teachers.openai_request import is_reasoning_model
+
+    assert is_reasoning_model(model) is reasoning
+
+
+def test_reasoning_models_get_max_completion_tokens_and_default_sampling(fake_openai):
+    # The fake answers 400 to max_tokens / temperature != 1 / stop for o-series names, as the real API does.
+    fake_openai.responder = lambda prompt, index, seed, body: "Answer: 7\nQ: next question"
+    teacher = _teacher(fake_openai, model="o4-mini")
+    greedy = GenerationRequest(
+        messages=[{"role": "user", "content": "q"}], temperature=0.0, max_tokens=40, stop=["\n"]
+    )
+    (gens,) = teacher.generate([greedy])
+    body = fake_openai.requests[-1].body
+    assert body["max_completion_tokens"] == 40 and "max_tokens" not in body
+    assert not {"temperature", "top_p", "stop"} & set(body)
+    assert gens[0].text == "Answer: 7" and gens[0].finish_reason == "stop", "stop sequences are cut client-side"
+    # A plain chat model keeps max_tokens and its sampling parameters; reasoning_model overrides the name rule.
+    _teacher(fake_openai, model="gpt-4o-mini").generate([greedy])
+    assert fake_openai.requests[-1].body["max_tokens"] == 40 and fake_openai.requests[-1].body["temperature"] == 0.0
+    _teacher(fake_openai, model="my-o-model", reasoning_model=True).generate([greedy])
+    assert "max_completion_tokens" in fake_openai.requests[-1].body
+
+
+def test_cache_namespace_survives_a_server_moving_to_another_port(fake_openai, tmp_path):
+    from tests.fakes.openai_server import FakeOpenAIServer
+
+    items = [WorkItem(f"i{k}", [GenerationRequest(prompt=f"ns {k}", n=2, seed=0)]) for k in range(4)]
+    first = _teacher(fake_openai, cache_namespace="lab-box")
+    assert first.id == "openai:fake-model@lab-box"
+    with FakeOpenAIServer() as moved, GenerationCache(tmp_path / "c.sqlite") as cache:
+        assert moved.port != fake_openai.port
+        _, s1 = run_generation(items, first, cache, progress=False)
+        _, s2 = run_generation(items, _teacher(moved, cache_namespace="lab-box"), cache, progress=False)
+        assert s1.new_samples == 8 and s2.cached_samples == 8 and moved.requests == [], "namespace: cache hit"
+        _, s3 = run_generation(items, _teacher(moved), cache, progress=False)
+        assert s3.new_samples == 8 and len(moved.requests) == 4, "without a namespace the host:port keys the cache"
+    with pytest.raises(ValueError, match="cache_namespace"):
+        TeacherConfig(backend="openai", cache_namespace="two words")
+    with pytest.raises(ValueError, match="cache_namespace"):
+        TeacherConfig(backend="hf", cache_namespace="box")
