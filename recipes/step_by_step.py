@@ -1,8 +1,12 @@
 """Distilling step-by-step (Hsieh et al. 2023): train a small student on labels + teacher rationales.
 
-Modes: ``standard`` (label task only: fine-tuning with ``label_source=gt``, distillation with ``llm``) and
-``task_prefix`` (label task + rationale task, loss = alpha * label + (1 - alpha) * rationale). Seq2seq (T5) and
-causal (SmolLM2) students. Model selection on a validation split (carved from train when the task has none).
+Modes: ``standard`` (label task only, bare input as in the paper's code: fine-tuning with ``label_source=gt``,
+distillation with ``llm``) and ``task_prefix`` (``predict:`` label task + ``explain:`` rationale task, loss =
+alpha * label + (1 - alpha) * rationale). Seq2seq (T5) and causal (SmolLM2) students. Test rows come from the
+official test split (``test_source``/``test_split``, or a file via ``--test_path``); model selection uses a
+validation split (``--dev_path`` / ``eval_source`` / ``eval_split``), carved from train only when none is given.
+Training or selecting on test-split rationales (or on rows sharing a test input) is refused unless
+``--allow_test_contamination true``.
 
 Launch:
     accelerate launch recipes/step_by_step.py --config recipes/configs/step_by_step/svamp.yaml
@@ -39,13 +43,28 @@ class StepByStepArguments:
         default=None, metadata={"help": "'palm:<task>' or a saved rationale dataset path; default palm:<task>."}
     )
     train_split: str = field(default="train", metadata={"help": "Split of train_source to train on."})
-    eval_source: str | None = field(default=None, metadata={"help": "Validation source (default: train_source)."})
+    eval_source: str | None = field(
+        default=None, metadata={"help": "Validation source; with eval_split unset its 'dev' split is used."}
+    )
     eval_split: str | None = field(
-        default=None, metadata={"help": "Validation split; unset = carve dev_size rows from train (seeded)."}
+        default=None,
+        metadata={"help": "Validation split of eval_source (default train_source); unset with no eval_source/dev_path"
+                  " = carve dev_size rows from train (seeded)."},
+    )  # fmt: skip
+    dev_path: str | None = field(
+        default=None, metadata={"help": "Official validation file/dataset; overrides eval_source, no carve."}
     )
     dev_size: float = field(default=0.1, metadata={"help": "Carved validation size: fraction (<1) or row count."})
     test_source: str | None = field(default=None, metadata={"help": "Test source (default: palm:<task>)."})
     test_split: str = field(default="test", metadata={"help": "Test split (never used for selection)."})
+    test_path: str | None = field(
+        default=None, metadata={"help": "Official test file/dataset (gold labels); overrides test_source."}
+    )
+    allow_test_contamination: bool = field(
+        default=False,
+        metadata={"help": "Run even if train/validation rows come from the test split or share test inputs "
+                  "(refused by default; recorded in metrics.json)."},
+    )  # fmt: skip
     data_dir: str | None = field(default=None, metadata={"help": "Data root (default: TOOLKIT_DATA_DIR)."})
     input_column: str | None = field(default=None, metadata={"help": "Input text column of a saved dataset."})
     label_column: str | None = field(default=None, metadata={"help": "Gold label column of a saved dataset."})
@@ -58,9 +77,14 @@ class StepByStepArguments:
     max_test_samples: int | None = field(default=None, metadata={"help": "Cap on test rows."})
     split_seed: int = field(default=42, metadata={"help": "Seed of the dev carve and subsampling."})
     exclude_parse_failures: bool = field(
-        default=True, metadata={"help": "Drop unparsed teacher rows in every mode (same examples for all runs)."}
+        default=False,
+        metadata={"help": "Also drop teacher parse failures where they are valid rows (standard, gold labels), so "
+                  "every mode trains on the same examples. They are always dropped where they have no target."},
+    )  # fmt: skip
+    label_prefix: str | None = field(
+        default=None,
+        metadata={"help": "Label-task input prefix; default 'predict: ' for task_prefix, none for standard."},
     )
-    label_prefix: str = field(default="predict: ", metadata={"help": "Label-task input prefix."})
     rationale_prefix: str = field(default="explain: ", metadata={"help": "Rationale-task input prefix."})
     chat_template: bool = field(default=False, metadata={"help": "Causal: wrap prompts in the chat template."})
     max_input_length: int = field(default=256, metadata={"help": "Max input tokens."})
@@ -84,7 +108,9 @@ class StepByStepArguments:
         if self.dev_size <= 0:
             raise ValueError("dev_size must be positive")
         self.train_source = self.train_source or f"palm:{self.task}"
-        self.test_source = self.test_source or f"palm:{self.task}"
+        # The official-file flags win over a config's *_source (a YAML names the PaLM source by default).
+        self.eval_source = self.dev_path or self.eval_source
+        self.test_source = self.test_path or self.test_source or f"palm:{self.task}"
 
 
 def make_parser():
@@ -104,40 +130,17 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
     task = a.task
 
     # ---- Data ----
-    load = dict(
-        task=task,
-        data_dir=a.data_dir,
-        input_column=a.input_column,
-        label_column=a.label_column,
-        svamp_equations=a.svamp_equations,
-    )
-    pool, lineage = sbs.load_rows(a.train_source, a.train_split, **load)
-    if a.eval_split:
-        dev_rows, _ = sbs.load_rows(a.eval_source or a.train_source, a.eval_split, **load)
-    else:
-        pool, dev_rows = sbs.carve_dev(pool, a.dev_size, a.split_seed)
-    teacher_train = sbs.teacher_stats(task, pool)
-    train_rows = sbs.subsample(pool, a.train_fraction, a.max_train_samples, a.split_seed)
-    train_examples, exclusions = sbs.build_train_examples(
-        train_rows, mode=a.mode, label_source=a.label_source, exclude_parse_failures=a.exclude_parse_failures
-    )
-    dev_rows = sbs.subsample(dev_rows, 1.0, a.max_eval_samples, a.split_seed)
-    test_rows, _ = sbs.load_rows(a.test_source, a.test_split, **load)
-    test_rows = sbs.subsample(test_rows, 1.0, a.max_test_samples, a.split_seed)
-    teacher_test = sbs.teacher_stats(task, test_rows)
-    # A rationale dataset generated from a test split would leak it: report any overlap loudly.
-    seen = {r["input"] for r in train_rows} | {r["input"] for r in dev_rows}
-    overlap = sum(r["input"] in seen for r in test_rows)
-    if overlap:
-        logger.warning("%d of %d test inputs also appear in train/validation: the test score is contaminated",
-                       overlap, len(test_rows))  # fmt: skip
+    d = prepare_data(a)
+    dev_rows, test_rows, train_examples = d["dev_rows"], d["test_rows"], d["examples"]
+    lineage, teacher_train, teacher_test = d["lineage"], d["teacher_train"], d["teacher_test"]
     eval_features = [{"input": r["input"], "label": r["gold"]} for r in dev_rows]
+    label_prefix = sbs.label_prefix_for(a.mode, a.label_prefix)
 
     # ---- Model ----
     model, tokenizer, seq2seq = load_student(a.model_name_or_path)
     generation = dict(
         is_seq2seq=seq2seq,
-        prefix=a.label_prefix,
+        prefix=label_prefix,
         max_input_length=a.max_input_length,
         max_new_tokens=a.max_new_tokens,
         batch_size=a.generation_batch_size,
@@ -158,7 +161,7 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
         max_input_length=a.max_input_length,
         max_label_length=a.max_label_length,
         max_rationale_length=a.max_rationale_length,
-        label_prefix=a.label_prefix,
+        label_prefix=label_prefix,
         rationale_prefix=a.rationale_prefix,
         chat_template=a.chat_template,
     )
@@ -200,11 +203,16 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
         "student": a.model_name_or_path,
         "test_accuracy": test_acc,
         "dev_accuracy": dev_acc,
+        "label_prefix": label_prefix,
+        "seed": training_args.seed,
         "n_train": len(train_examples),
         "n_dev": len(dev_rows),
         "n_test": len(test_rows),
-        "train_test_overlap": overlap,
-        "train_exclusions": exclusions,
+        "data_splits": d["splits"],
+        "train_test_overlap": d["contamination"]["n_test_inputs_seen"],
+        "test_contamination": d["contamination"],
+        "train_exclusions": d["exclusions"],
+        "parse_failures_by_mode": d["parse_failures_by_mode"],
         "teacher_train": teacher_train,
         "teacher_test": teacher_test,
         "best_checkpoint": best_checkpoint,
@@ -260,6 +268,72 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
             )
         print(reporting.markdown_table(rows, floatfmt=".4f"))
     return metrics
+
+
+def prepare_data(a: StepByStepArguments) -> dict:
+    """Train / validation / test rows of a run, its training examples, teacher stats and the contamination check.
+
+    Validation comes from ``eval_source``/``eval_split`` (``--dev_path``) when any is given, else it is carved from
+    the train pool (seeded). Raises :class:`toolkit.step_by_step_data.ContaminationError` before any training when
+    train or validation rows come from the test split (unless ``allow_test_contamination``).
+    """
+    from toolkit import step_by_step_data as data
+
+    load = dict(
+        task=a.task,
+        data_dir=a.data_dir,
+        input_column=a.input_column,
+        label_column=a.label_column,
+        svamp_equations=a.svamp_equations,
+    )
+    pool, lineage = data.load_rows(a.train_source, a.train_split, **load)
+    carved = not (a.eval_source or a.eval_split)
+    dev_part = None if carved else (a.eval_source or a.train_source, a.eval_split or "dev")
+    if carved:
+        pool, dev_rows = data.carve_dev(pool, a.dev_size, a.split_seed)
+    else:
+        dev_rows, _ = data.load_rows(*dev_part, **load)
+    train_rows = data.subsample(pool, a.train_fraction, a.max_train_samples, a.split_seed)
+    examples, exclusions = data.build_train_examples(
+        train_rows, mode=a.mode, label_source=a.label_source, exclude_parse_failures=a.exclude_parse_failures
+    )
+    dev_rows = data.subsample(dev_rows, 1.0, a.max_eval_samples, a.split_seed)
+    test_rows, _ = data.load_rows(a.test_source, a.test_split, **load)
+    n_test_split = len(test_rows)
+    test_rows = data.subsample(test_rows, 1.0, a.max_test_samples, a.split_seed)
+    contamination = data.check_contamination(
+        train=(a.train_source, a.train_split),
+        dev=dev_part,
+        test=(a.test_source, a.test_split),
+        seen_inputs=[r["input"] for r in train_rows + dev_rows],
+        test_inputs=[r["input"] for r in test_rows],
+        allow=a.allow_test_contamination,
+    )
+    train_name = f"{a.train_source} [{a.train_split}]"
+    if carved:
+        dev_name = f"carved from {train_name} (dev_size={a.dev_size:g}, seed {a.split_seed})"
+    else:
+        dev_name = "of {} [{}]".format(*dev_part)
+    splits = {
+        "train": f"{len(train_rows)} of {len(pool)} rows of {train_name}" + (" after the dev carve" if carved else ""),
+        "dev": f"{len(dev_rows)} rows {dev_name}",
+        "test": f"{len(test_rows)} of {n_test_split} rows of {a.test_source} [{a.test_split}]",
+    }
+    return {
+        "train_rows": train_rows,
+        "dev_rows": dev_rows,
+        "test_rows": test_rows,
+        "examples": examples,
+        "exclusions": exclusions,
+        "parse_failures_by_mode": data.parse_failure_accounting(
+            train_rows, exclude_parse_failures=a.exclude_parse_failures
+        ),
+        "lineage": lineage,
+        "teacher_train": data.teacher_stats(a.task, pool),
+        "teacher_test": data.teacher_stats(a.task, test_rows),
+        "contamination": contamination,
+        "splits": splits,
+    }
 
 
 def _write_card(out: str, a: StepByStepArguments, training_args, metrics: dict, lineage: dict) -> None:

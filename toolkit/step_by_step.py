@@ -1,14 +1,16 @@
-"""Distilling step-by-step (Hsieh et al. 2023): rationale data, task-prefix collator, weighted-loss trainer, scoring.
+"""Distilling step-by-step (Hsieh et al. 2023): answer matching, task-prefix collator, weighted-loss trainer.
 
 The student is trained multi-task on the same examples: the *label task* (``label_prefix + input`` -> label) and
 the *rationale task* (``rationale_prefix + input`` -> the teacher's rationale), with
 ``loss = alpha * label_loss + (1 - alpha) * rationale_loss``. Only the label task runs at inference, so the
 rationales cost nothing at test time. ``mode="standard"`` is plain fine-tuning (``label_source="gt"``) or plain
-label distillation (``label_source="llm"``); ``alpha=1`` reduces ``task_prefix`` to it exactly.
+label distillation (``label_source="llm"``) on the bare input, with no task prefix, as in the paper's code.
 
-Differences from the paper's code, on purpose: teacher parse failures are counted and excluded (never turned into
-empty labels); model selection uses a validation split (carved deterministically from train when a task has none);
-SVAMP equations are scored with :func:`toolkit.tasks.math.safe_eval` (no ``eval``); checkpoints are saved.
+Data (sources, splits, which rows train which mode, the test-contamination guard) is in
+:mod:`toolkit.step_by_step_data`. Differences from the paper's code, on purpose: teacher parse failures are counted
+and never turned into empty labels (kept only where they are valid rows: gold-label standard training); model
+selection uses a validation split (carved deterministically from train when a task has none); SVAMP equations are
+scored with :func:`toolkit.tasks.math.safe_eval` (no ``eval``); checkpoints are saved.
 
 Students may be seq2seq (T5, the paper's setup) or causal LMs (SmolLM2; the loss covers the completion only).
 """
@@ -28,9 +30,17 @@ TASKS = ("cqa", "svamp", "anli1", "esnli")
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 MODES = ("standard", "task_prefix")
 LABEL_SOURCES = ("gt", "llm")
-# The paper's prefixes (their code: "predict: " / "explain: ").
+# The paper's prefixes (their code: "predict: " / "explain: "); its standard model gets no prefix.
 LABEL_PREFIX = "predict: "
 RATIONALE_PREFIX = "explain: "
+
+
+def label_prefix_for(mode: str, label_prefix: str | None = None) -> str:
+    """The label-task prefix of a run: ``label_prefix`` when given, else ``predict: `` with rationales, else none."""
+    if label_prefix is not None:
+        return label_prefix
+    return LABEL_PREFIX if mode == "task_prefix" else ""
+
 
 __all__ = [
     "LABEL_PREFIX",
@@ -41,6 +51,7 @@ __all__ = [
     "canonical_label",
     "generate_predictions",
     "is_correct",
+    "label_prefix_for",
     "match_choice",
     "nli_label",
     "score_predictions",
@@ -183,7 +194,8 @@ class StepByStepCollator:
         max_input_length: max input tokens (prefix included) per prompt.
         max_label_length: max label tokens (eos included).
         max_rationale_length: max rationale tokens (eos included).
-        label_prefix / rationale_prefix: the task prefixes.
+        label_prefix: the label-task prefix; default :func:`label_prefix_for` ``(mode)`` (none in standard mode).
+        rationale_prefix: the rationale-task prefix.
         chat_template: causal only — wrap the prompt in the tokenizer's chat template (instruct students).
     """
 
@@ -196,7 +208,7 @@ class StepByStepCollator:
         max_input_length: int = 256,
         max_label_length: int = 32,
         max_rationale_length: int = 128,
-        label_prefix: str = LABEL_PREFIX,
+        label_prefix: str | None = None,
         rationale_prefix: str = RATIONALE_PREFIX,
         chat_template: bool = False,
     ):
@@ -209,7 +221,7 @@ class StepByStepCollator:
         self.tokenizer, self.is_seq2seq, self.mode = tokenizer, is_seq2seq, mode
         self.max_input_length, self.max_label_length = max_input_length, max_label_length
         self.max_rationale_length = max_rationale_length
-        self.label_prefix, self.rationale_prefix = label_prefix, rationale_prefix
+        self.label_prefix, self.rationale_prefix = label_prefix_for(mode, label_prefix), rationale_prefix
         self.chat_template = chat_template and not is_seq2seq
         self._pad = PairCollator(pad_token_id=tokenizer.pad_token_id, padding_side="right")
 
@@ -249,13 +261,16 @@ def generate_predictions(
     inputs: Sequence[str],
     *,
     is_seq2seq: bool,
-    prefix: str = LABEL_PREFIX,
+    prefix: str,
     max_input_length: int = 256,
     max_new_tokens: int = 32,
     batch_size: int = 16,
     chat_template: bool = False,
 ) -> list[str]:
-    """Greedy-decode the label task for ``inputs`` (prompts built exactly as in training); first line of each."""
+    """Greedy-decode the label task for ``inputs`` (prompts built exactly as in training); first line of each.
+
+    ``prefix`` is the label-task prefix the model was trained with (:func:`label_prefix_for`; none for standard).
+    """
     from toolkit.students import generate
 
     texts = generate(
@@ -355,222 +370,3 @@ class StepByStepTrainer(_trainer_base()):
             for key, value in self.eval_scorer(self.model).items():
                 output.metrics[f"{metric_key_prefix}_{key}"] = value
         return output
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Data: rationale sources, parse statistics, splits
-# ---------------------------------------------------------------------------------------------------------------
-PALM_PREFIX = "palm:"
-PALM_TEACHER_ID = "palm-540b (Hsieh et al. 2023 release)"
-
-
-def load_rows(
-    source: str,
-    split: str,
-    *,
-    task: str,
-    data_dir: str | None = None,
-    input_column: str | None = None,
-    label_column: str | None = None,
-    svamp_equations: bool = True,
-) -> tuple[list[dict], dict]:
-    """Load one split as normalised rows: ``input, gold, choices, teacher_label, rationale, parse_ok``.
-
-    Args:
-        source: ``palm:<task>`` (the paper's PaLM-540B completions via :mod:`toolkit.tasks.palm`) or the path of a
-            dataset saved by ``data_gen/rationales.py`` (an Arrow dir, a ``DatasetDict`` dir, or a JSONL/CSV/Parquet
-            file). Rows without teacher columns are fine for evaluation (gold only).
-        split: split name (``palm:`` sources and ``DatasetDict`` dirs; ignored for single-split files).
-        task: one of :data:`TASKS` — decides input formatting, label normalisation and scoring.
-        data_dir: data root for ``palm:`` sources (default: ``toolkit.tasks.base.data_root()``).
-        input_column / label_column: override the input text / gold label columns of a saved dataset.
-        svamp_equations: SVAMP targets are equations, as in the paper (gold ``equation`` column, the teacher's
-            ``The answer is (84 / 2)`` expression), instead of numbers: the student writes the arithmetic and
-            the safe evaluator computes it. Scoring is by value either way.
-
-    Returns:
-        ``(rows, lineage)``; lineage holds the distinct ``teacher_id`` / ``template_hash`` / ``sampling`` values.
-    """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-    if source.startswith(PALM_PREFIX):
-        if source[len(PALM_PREFIX) :] != task:
-            raise ValueError(f"source {source!r} does not match task {task!r}")
-        from toolkit.tasks import palm
-
-        kwargs = {"data_dir": data_dir} if data_dir else {}
-        dataset = palm.load_palm(task, split, **kwargs)
-        lineage = {"teacher_id": [PALM_TEACHER_ID], "template_hash": [], "sampling": []}
-    else:
-        dataset = _load_saved(source, split)
-        lineage = {
-            key: sorted({str(v) for v in dataset[key] if v is not None}) if key in dataset.column_names else []
-            for key in ("teacher_id", "template_hash", "sampling")
-        }
-    rows = []
-    for i, row in enumerate(dataset):
-        if input_column:
-            text = row[input_column]
-        elif "input" in row and isinstance(row["input"], str):
-            text = row["input"]
-        else:
-            from toolkit.tasks import palm
-
-            text = palm.format_input(task, row)
-        gold_key = label_column or next((k for k in ("label", "answer") if k in row), None)
-        if gold_key is None or gold_key not in row:
-            raise ValueError(f"{source} [{split}] row {i}: no gold label column (columns: {sorted(row)})")
-        choices = list(row.get("choices") or [])
-        if "rationale" in row or "teacher_label" in row:
-            rationale, teacher_label = row.get("rationale"), row.get("teacher_label")
-            parsed = bool(row.get("parse_ok", teacher_label is not None))
-        elif row.get("teacher_completion") is not None:
-            from toolkit.tasks import palm
-
-            rationale, teacher_label = palm.parse_completion(task, row["teacher_completion"])
-            parsed = teacher_label is not None
-        else:
-            rationale, teacher_label, parsed = None, None, False
-        teacher_label = canonical_label(task, teacher_label, choices) if parsed else None
-        gold = row[gold_key]
-        if task == "svamp" and svamp_equations:
-            gold = row.get("equation") or gold
-            if teacher_label is not None and row.get("teacher_completion"):
-                teacher_label = svamp_teacher_equation(row["teacher_completion"], teacher_label)
-        rows.append(
-            {
-                "id": str(row.get("id", row.get("uid", i))),
-                "input": str(text),
-                "gold": canonical_label(task, gold, choices),
-                "choices": choices,
-                "teacher_label": teacher_label,
-                "rationale": (rationale or "").strip() or None,
-                "parse_ok": parsed and teacher_label is not None,
-            }
-        )
-    logger.info("Loaded %d rows from %s [%s]", len(rows), source, split)
-    return rows, lineage
-
-
-_ANSWER_EXPR = re.compile(r"answer is\s*(.+)", re.IGNORECASE)
-
-
-def svamp_teacher_equation(completion: str, number_label: str) -> str:
-    """The teacher's final arithmetic (``"The answer is (84 / 2)."`` -> ``"(84 / 2)"``) when it evaluates to the
-    parsed numeric label; otherwise the numeric label itself (never a target the parser did not accept)."""
-    from toolkit.tasks import math as math_task
-
-    head = re.split(r"\n\s*Q:", completion, maxsplit=1)[0]
-    found = _ANSWER_EXPR.findall(head)
-    if found:
-        expr = found[-1].split("\n")[0].strip().rstrip(".").strip()
-        try:
-            if math_task.numbers_match(math_task.safe_eval(expr), number_label):
-                return expr
-        except (ValueError, ZeroDivisionError):
-            pass
-    return number_label
-
-
-def _load_saved(path: str, split: str):
-    from pathlib import Path
-
-    import datasets
-
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"rationale dataset {path!r} not found (use a saved dataset path or 'palm:<task>')")
-    if p.is_dir():
-        loaded = datasets.load_from_disk(str(p))
-        if isinstance(loaded, datasets.DatasetDict):
-            if split not in loaded:
-                raise ValueError(f"{path} has splits {list(loaded)}, not {split!r}")
-            return loaded[split]
-        return loaded
-    from toolkit.tasks.base import load_local
-
-    return load_local(str(p))
-
-
-def teacher_stats(task: str, rows: Sequence[dict]) -> dict:
-    """Parse rate and teacher accuracy vs gold (over parsed rows, and over all rows with failures as wrong)."""
-    n = len(rows)
-    parsed = [r for r in rows if r["parse_ok"]]
-    correct = sum(is_correct(task, r["teacher_label"], r["gold"], r["choices"]) for r in parsed)
-    return {
-        "n": n,
-        "n_parsed": len(parsed),
-        "n_parse_failures": n - len(parsed),
-        "parse_rate": len(parsed) / n if n else 0.0,
-        "teacher_accuracy_parsed": correct / len(parsed) if parsed else None,
-        "teacher_accuracy_all": correct / n if n else None,
-    }
-
-
-def carve_dev(rows: Sequence[dict], dev_size: float | int, seed: int) -> tuple[list[dict], list[dict]]:
-    """Deterministically split ``rows`` into (train, dev); ``dev_size`` is a fraction (<1) or a row count."""
-    import random
-
-    n_dev = int(round(dev_size * len(rows))) if dev_size < 1 else int(dev_size)
-    if not 0 < n_dev < len(rows):
-        raise ValueError(f"dev_size={dev_size} gives {n_dev} dev rows out of {len(rows)}")
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    dev = set(order[:n_dev])
-    return [r for i, r in enumerate(rows) if i not in dev], [r for i, r in enumerate(rows) if i in dev]
-
-
-def subsample(rows: Sequence[dict], fraction: float = 1.0, max_rows: int | None = None, seed: int = 0) -> list[dict]:
-    """Seeded subset: the first ``ceil(fraction * n)`` of one fixed shuffle (nested across fractions), capped."""
-    import math
-    import random
-
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    keep = order[: math.ceil(fraction * len(rows))]
-    if max_rows is not None:
-        keep = keep[:max_rows]
-    return [rows[i] for i in sorted(keep)]
-
-
-def build_train_examples(
-    rows: Sequence[dict], *, mode: str, label_source: str, exclude_parse_failures: bool = True
-) -> tuple[list[dict], dict]:
-    """Turn normalised rows into training features ``{input, label, rationale}``; exclusions are counted.
-
-    Rows whose teacher output did not parse (no teacher label) or has an empty rationale are excluded when
-    ``label_source="llm"`` or ``mode="task_prefix"`` (they have no target), and by default in every mode, so that
-    standard and task_prefix runs train on exactly the same examples.
-    """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if label_source not in LABEL_SOURCES:
-        raise ValueError(f"label_source must be one of {LABEL_SOURCES}, got {label_source!r}")
-    must_exclude = exclude_parse_failures or mode == "task_prefix" or label_source == "llm"
-    examples, no_label, no_rationale = [], 0, 0
-    for r in rows:
-        if must_exclude and not r["parse_ok"]:
-            no_label += 1
-            continue
-        if must_exclude and not r["rationale"]:
-            no_rationale += 1
-            continue
-        label = r["teacher_label"] if label_source == "llm" else r["gold"]
-        if label is None:
-            raise ValueError(f"row {r['id']}: no {label_source} label")
-        ex = {"input": r["input"], "label": label}
-        if mode == "task_prefix":
-            ex["rationale"] = r["rationale"]
-        examples.append(ex)
-    if not examples:
-        raise ValueError("no training examples left after excluding parse failures")
-    stats = {
-        "n_rows": len(rows),
-        "n_used": len(examples),
-        "excluded_parse_failure": no_label,
-        "excluded_empty_rationale": no_rationale,
-    }
-    logger.info("Training examples: %s", stats)
-    return examples, stats

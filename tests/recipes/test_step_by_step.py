@@ -29,23 +29,30 @@ def _load(name: str):
     return module
 
 
+def _nli_row(premise, hypothesis, label):
+    return {"input": f"Premise: {premise}\nHypothesis: {hypothesis}", "label": label}
+
+
 def _write_data(tmp_path: Path) -> tuple[Path, Path]:
+    """Train (24 rows, rationales, one parse failure), plus dev.jsonl and test.jsonl with inputs of their own."""
     names = ["entailment", "neutral", "contradiction"]
-    train, test = [], []
+    train = []
     for i in range(24):
         premise, hypothesis, label, rationale = PAIRS[i % len(PAIRS)]
-        failed = i == 5  # one teacher parse failure: must be excluded and counted
+        failed = i == 5  # one teacher parse failure: dropped where it has no target, kept for gold standard
         teacher = names[(label + 1) % 3] if i % 6 == 1 else names[label]  # the teacher is sometimes wrong
         train.append(
-            {"premise": premise, "hypothesis": hypothesis, "input": f"Premise: {premise}\nHypothesis: {hypothesis}",
-             "label": label, "rationale": None if failed else rationale, "teacher_label": None if failed else teacher,
+            {"premise": premise, "hypothesis": hypothesis, **_nli_row(premise, hypothesis, label),
+             "rationale": None if failed else rationale, "teacher_label": None if failed else teacher,
              "parse_ok": not failed, "teacher_completion": "...", "teacher_id": "openai:tiny-teacher@127.0.0.1",
              "template_hash": "tmpl-1234", "sampling": json.dumps({"temperature": 0.0}), "usage": "{}"}
         )  # fmt: skip
-    for premise, hypothesis, label, _ in PAIRS:
-        test.append({"input": f"Premise: {premise}\nHypothesis: {hypothesis}", "label": label})
+    held_out = {
+        "dev": [_nli_row(f"Yesterday: {p}", h, y) for p, h, y, _ in PAIRS],
+        "test": [_nli_row(f"Today: {p}", h, y) for p, h, y, _ in PAIRS],
+    }
     paths = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
-    for path, rows in zip(paths, (train, test)):
+    for path, rows in zip((*paths, tmp_path / "dev.jsonl"), (train, held_out["test"], held_out["dev"])):
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return paths
 
@@ -77,29 +84,22 @@ def _weights(model_dir):
         ("llama", "standard", "llm"),
     ],
 )
-def test_recipe_end_to_end(arch, mode, labels, tiny_t5_dir, tiny_llama_dir, tmp_path):
+def test_recipe_end_to_end(arch, mode, labels, tiny_t5_dir, tiny_llama_dir, tmp_path, monkeypatch):
+    from toolkit import step_by_step as sbs
+
     recipe = _load("step_by_step")
     model_dir = tiny_t5_dir if arch == "t5" else tiny_llama_dir
     train, test = _write_data(tmp_path)
     out = tmp_path / "run"
-    metrics = recipe.main(
-        *recipe.make_parser().parse_args_and_config(
-            _args(
-                model_dir,
-                train,
-                test,
-                out,
-                "--mode",
-                mode,
-                "--label_source",
-                labels,
-                "--eval_source",
-                str(test),
-                "--eval_split",
-                "test",
-            )  # fmt: skip
-        )
+    prompts_prefix = []  # the label-task prefix every prediction was made with (validation and test)
+    generate = sbs.generate_predictions
+    monkeypatch.setattr(
+        sbs, "generate_predictions", lambda *args, **kw: prompts_prefix.append(kw["prefix"]) or generate(*args, **kw)
     )
+    # The official-file flags win over the *_source a config names (here: the PaLM test split).
+    args = _args(model_dir, train, test, out, "--mode", mode, "--label_source", labels, "--dev_path",
+                 str(tmp_path / "dev.jsonl"), "--test_source", "palm:anli1", "--test_path", str(test))  # fmt: skip
+    metrics = recipe.main(*recipe.make_parser().parse_args_and_config(args))
 
     for name in ("model.safetensors", "metrics.json", "results.md", "predictions.jsonl", "training_curves.png",
                  "task_losses.png", "run_config.json", "README.md", "checkpoint-2", "checkpoint-4"):  # fmt: skip
@@ -112,13 +112,27 @@ def test_recipe_end_to_end(arch, mode, labels, tiny_t5_dir, tiny_llama_dir, tmp_
     assert [entry["step"] for entry in logs if "eval_accuracy" in entry] == [2, 4]  # selection on validation
     before, after = _weights(model_dir), _weights(out)
     assert any(not (before[k] == after[k]).all() for k in before)
-    # Parse failures are excluded and counted; stats are reported.
-    assert metrics["train_exclusions"]["excluded_parse_failure"] == 1
-    assert metrics["n_train"] == 23 and metrics["train_exclusions"]["n_rows"] == 24
+    # Item 11: the standard student is trained and queried on the bare input, the step-by-step one with predict:.
+    expected_prefix = "" if mode == "standard" else "predict: "
+    assert metrics["label_prefix"] == expected_prefix and prompts_prefix and set(prompts_prefix) == {expected_prefix}
+    # Item 13: the parse failure is a valid gold-label row for standard training, dropped where it has no target.
+    gold_standard = (mode, labels) == ("standard", "gt")
+    exclusions = metrics["train_exclusions"]
+    assert exclusions["n_rows"] == 24 and exclusions["n_parse_failures"] == 1
+    assert exclusions["kept_parse_failure"] == int(gold_standard)
+    assert exclusions["excluded_parse_failure"] == int(not gold_standard)
+    assert metrics["n_train"] == (24 if gold_standard else 23)
+    assert metrics["parse_failures_by_mode"]["standard/gt"] == {"kept": 1, "dropped": 0}
+    assert metrics["parse_failures_by_mode"]["task_prefix/gt"] == {"kept": 0, "dropped": 1}
     assert metrics["teacher_train"]["n_parse_failures"] == 1 and metrics["teacher_train"]["parse_rate"] == 23 / 24
     # The teacher is wrong on rows 1, 7, 13, 19 (row 5 failed to parse): accuracy over the 23 parsed rows.
     assert metrics["teacher_train"]["teacher_accuracy_parsed"] == pytest.approx(19 / 23)
-    assert metrics["train_test_overlap"] == 4  # the toy test rows repeat training inputs: reported, not hidden
+    # Item 7: validation and test come from the given files; no carve (all 24 rows stay in the train pool).
+    assert (
+        metrics["teacher_train"]["n"] == 24 and metrics["n_dev"] == 4 and "carved" not in metrics["data_splits"]["dev"]
+    )
+    assert metrics["data_splits"]["test"] == f"4 of 4 rows of {test} [test]"
+    assert metrics["train_test_overlap"] == 0 and metrics["test_contamination"]["problems"] == []
     assert metrics["n_test"] == 4 and metrics["global_steps"] == 4 and metrics["train_tokens_per_s"] > 0
     # The reported accuracy is the one the predictions file supports.
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
@@ -127,6 +141,41 @@ def test_recipe_end_to_end(arch, mode, labels, tiny_t5_dir, tiny_llama_dir, tmp_
     assert saved["test_accuracy"] == metrics["test_accuracy"] and saved["mode"] == mode
     card = (out / "README.md").read_text()
     assert "openai:tiny-teacher@127.0.0.1" in card and "tmpl-1234" in card and "parse_rate" in card
+
+
+def test_test_split_rationales_are_refused(tiny_t5_dir, tmp_path):
+    """Item 12: rationales generated from the test split (or rows sharing test inputs) never train the student."""
+    from toolkit.step_by_step_data import ContaminationError
+
+    recipe = _load("step_by_step")
+    train, test = _write_data(tmp_path)
+    job = tmp_path / "rationales-of-test"  # laid out like a data_gen/rationales.py output of the test split
+    job.mkdir()
+    (job / "data.jsonl").write_text(train.read_text())
+    (job / "config.json").write_text(json.dumps({"job": {"dataset": "my_nli", "split": "test"}}))
+    out = tmp_path / "run"
+    for source, test_file in ((job / "data.jsonl", test), (train, train)):  # provenance; shared inputs
+        args = _args(tiny_t5_dir, source, test_file, out, "--mode", "task_prefix")
+        with pytest.raises(ContaminationError, match="allow_test_contamination"):
+            recipe.main(*recipe.make_parser().parse_args_and_config(args))
+    assert not (out / "model.safetensors").exists()  # refused before any training
+    override = ["--allow_test_contamination", "true", "--eval_strategy", "no", "--load_best_model_at_end", "false"]
+    args = _args(tiny_t5_dir, job / "data.jsonl", train, out, "--mode", "standard", "--max_steps", "1", *override)
+    metrics = recipe.main(*recipe.make_parser().parse_args_and_config(args))
+    report = metrics["test_contamination"]
+    assert report["allowed"] and report["train_generated_from"] == "test" and report["n_test_inputs_seen"] == 24
+
+
+def test_official_file_flags_override_a_config():
+    """Item 7: --test_path / --dev_path replace a config's PaLM sources; the carve only happens without them."""
+    recipe = _load("step_by_step")
+    config = str(REPO / "recipes" / "configs" / "step_by_step" / "svamp.yaml")
+    parsed, _ = recipe.make_parser().parse_args_and_config(["--config", config])
+    assert parsed.test_source == "palm:svamp" and parsed.eval_source is None and parsed.label_prefix is None
+    parsed, _ = recipe.make_parser().parse_args_and_config(
+        ["--config", config, "--test_path", "svamp_test.jsonl", "--dev_path", "svamp_dev.jsonl"]
+    )
+    assert parsed.test_source == "svamp_test.jsonl" and parsed.eval_source == "svamp_dev.jsonl"
 
 
 def test_recipe_pushes_to_fake_hub(fake_hub, tiny_t5_dir, tmp_path):

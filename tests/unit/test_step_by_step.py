@@ -1,4 +1,4 @@
-"""toolkit.step_by_step: answer matching, the two-task collator, the exact loss weighting, data plumbing."""
+"""toolkit.step_by_step (+ step_by_step_data): answer matching, the collator, the exact loss weighting, data."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import pytest
 
 from toolkit import step_by_step as sbs
+from toolkit import step_by_step_data as sbsd
 
 CHOICES = ["british columbia", "body of water", "wooded area", "pay debts", "zoo"]
 
@@ -145,6 +146,27 @@ def test_collator_builds_both_task_batches(student):
             assert all(row[row != -100][-1] == tok.eos_token_id for row in sub["labels"])
 
 
+def _prompt_text(tok, sub, i, seq2seq):
+    ids = sub["input_ids"][i][sub["attention_mask"][i].bool()]
+    if not seq2seq:  # causal: the prompt part only (labels are -100 there)
+        ids = ids[: int((sub["labels"][i] == -100).sum() - (sub["attention_mask"][i] == 0).sum())]
+    return tok.decode(ids, skip_special_tokens=True).strip()
+
+
+def test_standard_label_task_has_no_prefix(student):
+    """Issue 12 item 11: the paper's code trains the standard model on the bare input (no ``predict:``)."""
+    _, tok, seq2seq = student
+    batch = sbs.StepByStepCollator(tok, is_seq2seq=seq2seq, mode="standard")(FEATURES)
+    for i, f in enumerate(FEATURES):  # the causal prompt ends with the student's answer cue ("Output:")
+        text = _prompt_text(tok, batch["label"], i, seq2seq)
+        assert text.startswith(f["input"].strip()) and "predict" not in text
+    prefixed = sbs.StepByStepCollator(tok, is_seq2seq=seq2seq, mode="task_prefix")(FEATURES)
+    assert _prompt_text(tok, prefixed["label"], 0, seq2seq).startswith("predict:")
+    explicit = sbs.StepByStepCollator(tok, is_seq2seq=seq2seq, mode="standard", label_prefix="q: ")(FEATURES)
+    assert _prompt_text(tok, explicit["label"], 0, seq2seq).startswith("q:")  # an explicit prefix is honoured
+    assert sbs.label_prefix_for("standard") == "" and sbs.label_prefix_for("task_prefix") == "predict: "
+
+
 def test_collator_standard_and_eval_batches(student):
     _, tok, seq2seq = student
     standard = sbs.StepByStepCollator(tok, is_seq2seq=seq2seq, mode="standard")
@@ -171,7 +193,8 @@ def test_loss_weighting_is_exact(student, tmp_path):
 
     model, tok, seq2seq = student
     both = sbs.StepByStepCollator(tok, is_seq2seq=seq2seq, mode="task_prefix")(FEATURES)
-    only_label = sbs.StepByStepCollator(tok, is_seq2seq=seq2seq, mode="standard")(FEATURES)
+    # The same prompts without the rationale batch (standard mode itself has no prefix: compare like with like).
+    only_label = sbs.StepByStepCollator(tok, is_seq2seq=seq2seq, mode="standard", label_prefix="predict: ")(FEATURES)
     with torch.no_grad():
         label_loss = model(**both["label"]).loss
         rationale_loss = model(**both["rationale"]).loss
@@ -180,7 +203,7 @@ def test_loss_weighting_is_exact(student, tmp_path):
         a1 = _trainer(model, tok, tmp_path, 1.0).compute_loss(model, both)
         a0 = _trainer(model, tok, tmp_path, 0.0).compute_loss(model, both)
         a03 = _trainer(model, tok, tmp_path, 0.3).compute_loss(model, both)
-    assert torch.equal(a1, standard) and torch.equal(standard, label_loss)  # a=1 is standard training, exactly
+    assert torch.equal(a1, standard) and torch.equal(standard, label_loss)  # a=1 is the label task alone, exactly
     assert torch.equal(a0, rationale_loss)
     assert torch.allclose(a03, 0.3 * label_loss + 0.7 * rationale_loss, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="alpha"):
@@ -201,22 +224,44 @@ def test_build_train_examples_counts_exclusions():
     rows[0].update(parse_ok=False, teacher_label=None)
     rows[1].update(rationale=None)
     rows[2].update(teacher_label="(99 + 1)")
-    ex, stats = sbs.build_train_examples(rows, mode="task_prefix", label_source="llm")
-    assert stats == {"n_rows": 10, "n_used": 8, "excluded_parse_failure": 1, "excluded_empty_rationale": 1}
+    ex, stats = sbsd.build_train_examples(rows, mode="task_prefix", label_source="llm")
+    assert stats == {"n_rows": 10, "n_used": 8, "n_parse_failures": 1, "kept_parse_failure": 0,
+                     "excluded_parse_failure": 1, "excluded_empty_rationale": 1}  # fmt: skip
     assert ex[0] == {"input": "q2", "label": "(99 + 1)", "rationale": "add 2 and 1"}  # teacher label, not gold
-    gt, _ = sbs.build_train_examples(rows, mode="standard", label_source="gt")
-    assert [e["label"] for e in gt] == [r["gold"] for r in rows[2:]] and "rationale" not in gt[0]
-    kept, stats = sbs.build_train_examples(rows, mode="standard", label_source="gt", exclude_parse_failures=False)
-    assert stats["n_used"] == 10 and stats["excluded_parse_failure"] == 0
+    teacher, stats = sbsd.build_train_examples(rows, mode="standard", label_source="llm")
+    assert stats["n_used"] == 9 and "rationale" not in teacher[0]  # no rationale needed to learn the teacher label
     with pytest.raises(ValueError, match="no training examples"):
-        sbs.build_train_examples([rows[0]], mode="standard", label_source="llm")
+        sbsd.build_train_examples([rows[0]], mode="standard", label_source="llm")
+
+
+def test_gold_standard_keeps_parse_failures_and_counts_them():
+    """Issue 12 item 13: a parse failure has a valid gold label: the gold standard baseline trains on it."""
+    rows = _rows()
+    rows[0].update(parse_ok=False, teacher_label=None, rationale=None)
+    rows[3].update(parse_ok=False, teacher_label=None)  # the cut text is still there, but no answer was found
+    gt, stats = sbsd.build_train_examples(rows, mode="standard", label_source="gt")
+    assert [e["label"] for e in gt] == [r["gold"] for r in rows] and "rationale" not in gt[0]
+    assert stats["n_used"] == 10 and stats["kept_parse_failure"] == 2 and stats["excluded_parse_failure"] == 0
+    for mode, source in (("standard", "llm"), ("task_prefix", "gt"), ("task_prefix", "llm")):
+        _, stats = sbsd.build_train_examples(rows, mode=mode, label_source=source)
+        assert stats["n_used"] == 8 and stats["excluded_parse_failure"] == 2 and stats["kept_parse_failure"] == 0
+    # The opt-in "same examples for every run" setting drops them from the gold baseline too.
+    _, stats = sbsd.build_train_examples(rows, mode="standard", label_source="gt", exclude_parse_failures=True)
+    assert stats["n_used"] == 8 and stats["excluded_parse_failure"] == 2
+    assert sbsd.parse_failure_accounting(rows) == {
+        "standard/gt": {"kept": 2, "dropped": 0},
+        "standard/llm": {"kept": 0, "dropped": 2},
+        "task_prefix/gt": {"kept": 0, "dropped": 2},
+        "task_prefix/llm": {"kept": 0, "dropped": 2},
+    }
+    assert sbsd.parse_failure_accounting(rows, exclude_parse_failures=True)["standard/gt"] == {"kept": 0, "dropped": 2}
 
 
 def test_teacher_stats():
     rows = _rows()
     rows[0].update(parse_ok=False, teacher_label=None)
     rows[1].update(teacher_label="(7 * 7)")
-    stats = sbs.teacher_stats("svamp", rows)
+    stats = sbsd.teacher_stats("svamp", rows)
     assert stats["n_parsed"] == 9 and stats["parse_rate"] == 0.9
     assert stats["teacher_accuracy_parsed"] == pytest.approx(8 / 9)
     assert stats["teacher_accuracy_all"] == pytest.approx(0.8)
@@ -224,18 +269,18 @@ def test_teacher_stats():
 
 def test_carve_dev_and_subsample_are_deterministic():
     rows = _rows()
-    train, dev = sbs.carve_dev(rows, 0.2, seed=1)
+    train, dev = sbsd.carve_dev(rows, 0.2, seed=1)
     assert len(dev) == 2 and len(train) == 8 and not {r["id"] for r in train} & {r["id"] for r in dev}
-    assert sbs.carve_dev(rows, 0.2, seed=1) == (train, dev)
-    assert sbs.carve_dev(rows, 3, seed=1)[1].__len__() == 3
-    half, full = sbs.subsample(rows, 0.5, seed=3), sbs.subsample(rows, 1.0, seed=3)
+    assert sbsd.carve_dev(rows, 0.2, seed=1) == (train, dev)
+    assert sbsd.carve_dev(rows, 3, seed=1)[1].__len__() == 3
+    half, full = sbsd.subsample(rows, 0.5, seed=3), sbsd.subsample(rows, 1.0, seed=3)
     assert len(half) == 5 and len(full) == 10 and all(r in full for r in half)
-    assert all(r in half for r in sbs.subsample(rows, 0.3, seed=3))  # nested: the data-size curve grows a set
-    assert len(sbs.subsample(rows, 1.0, max_rows=4, seed=3)) == 4
+    assert all(r in half for r in sbsd.subsample(rows, 0.3, seed=3))  # nested: the data-size curve grows a set
+    assert len(sbsd.subsample(rows, 1.0, max_rows=4, seed=3)) == 4
     with pytest.raises(ValueError):
-        sbs.carve_dev(rows, 0, seed=1)
+        sbsd.carve_dev(rows, 0, seed=1)
     with pytest.raises(ValueError):
-        sbs.subsample(rows, 0.0)
+        sbsd.subsample(rows, 0.0)
 
 
 def _saved_rows():
@@ -254,16 +299,16 @@ def test_load_rows_from_saved_jsonl_and_arrow(tmp_path):
     jsonl.write_text("".join(json.dumps(r) + "\n" for r in _saved_rows()))
     datasets.DatasetDict({"train": datasets.Dataset.from_list(_saved_rows())}).save_to_disk(str(tmp_path / "dd"))
     for source in (str(jsonl), str(tmp_path / "dd")):
-        rows, lineage = sbs.load_rows(source, "train", task="anli1")
+        rows, lineage = sbsd.load_rows(source, "train", task="anli1")
         assert [r["gold"] for r in rows] == ["entailment", "contradiction"]
         assert [r["parse_ok"] for r in rows] == [True, False] and rows[1]["teacher_label"] is None
         assert lineage["teacher_id"] == ["hf:tiny"] and lineage["template_hash"] == ["abc123"]
     with pytest.raises(ValueError, match="splits"):
-        sbs.load_rows(str(tmp_path / "dd"), "test", task="anli1")
+        sbsd.load_rows(str(tmp_path / "dd"), "test", task="anli1")
     with pytest.raises(FileNotFoundError):
-        sbs.load_rows(str(tmp_path / "missing"), "train", task="anli1")
+        sbsd.load_rows(str(tmp_path / "missing"), "train", task="anli1")
     with pytest.raises(ValueError, match="does not match"):
-        sbs.load_rows("palm:cqa", "train", task="svamp")
+        sbsd.load_rows("palm:cqa", "train", task="svamp")
 
 
 @pytest.mark.parametrize(
@@ -276,14 +321,66 @@ def test_load_rows_from_saved_jsonl_and_arrow(tmp_path):
     ],
 )
 def test_svamp_teacher_equation(completion, number, expected):
-    assert sbs.svamp_teacher_equation(completion, number) == expected
+    assert sbsd.svamp_teacher_equation(completion, number) == expected
 
 
 def test_load_rows_palm_svamp_targets_are_equations(data_root):
-    rows, lineage = sbs.load_rows("palm:svamp", "train", task="svamp")
-    assert len(rows) == 800 and lineage["teacher_id"] == [sbs.PALM_TEACHER_ID]
+    rows, lineage = sbsd.load_rows("palm:svamp", "train", task="svamp")
+    assert len(rows) == 800 and lineage["teacher_id"] == [sbsd.PALM_TEACHER_ID]
     assert rows[0]["gold"] == "( 84.0 / 2.0 )" and rows[0]["teacher_label"] == "(84 / 2)"
     failures = [r for r in rows if not r["parse_ok"]]
     assert failures and all(r["teacher_label"] is None for r in failures)  # never an empty label
-    numbers, _ = sbs.load_rows("palm:svamp", "train", task="svamp", svamp_equations=False)
+    numbers, _ = sbsd.load_rows("palm:svamp", "train", task="svamp", svamp_equations=False)
     assert numbers[0]["gold"] == "42" and numbers[0]["teacher_label"] == "42"
+
+
+# ---- test contamination (issue 12 item 12) --------------------------------------------------------------------
+def _job_folder(tmp_path, split):
+    """A folder laid out like a data_gen/rationales.py output generated from ``split``."""
+    import datasets
+
+    out = tmp_path / f"rationales-{split}"
+    datasets.Dataset.from_list(_saved_rows()).save_to_disk(str(out / "dataset"))
+    (out / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _saved_rows()))
+    (out / "config.json").write_text(json.dumps({"job": {"dataset": "palm_anli1", "split": split}}))
+    return out
+
+
+def test_generation_split_reads_the_provenance(tmp_path):
+    assert sbsd.generation_split("palm:svamp", "test") == "test"
+    out = _job_folder(tmp_path, "test")
+    for source in (out, out / "dataset", out / "data.jsonl"):
+        assert sbsd.generation_split(str(source), "train") == "test"
+    assert sbsd.generation_split(str(_job_folder(tmp_path, "train") / "dataset"), "train") == "train"
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("{}\n")
+    assert sbsd.generation_split(str(plain), "train") is None
+    rows, _ = sbsd.load_rows(str(out), "train", task="anli1")  # the job folder itself loads its dataset/
+    assert len(rows) == 2
+
+
+def test_rationales_from_the_test_split_are_refused(tmp_path):
+    test = ("palm:anli1", "test")
+    clean = dict(test=test, seen_inputs=["a", "b"], test_inputs=["c"])
+    report = sbsd.check_contamination(train=("palm:anli1", "valid"), **clean)
+    assert report["problems"] == [] and report["train_generated_from"] == "valid"
+    generated_from_test = str(_job_folder(tmp_path, "test") / "dataset")
+    for kwargs in (
+        dict(train=(generated_from_test, "train")),  # a data_gen rationale set made from the test split
+        dict(train=("palm:anli1", "test")),  # the PaLM test rationales
+        dict(train=("palm:anli1", "valid"), dev=test),  # model selection on the test split
+    ):
+        with pytest.raises(sbsd.ContaminationError, match="generated from the test split"):
+            sbsd.check_contamination(**kwargs, **clean)
+    with pytest.raises(sbsd.ContaminationError, match="1 of 2 test inputs"):
+        sbsd.check_contamination(train=("x.jsonl", "train"), test=test, seen_inputs=["a", "b"], test_inputs=["b", "z"])
+    report = sbsd.check_contamination(train=(generated_from_test, "train"), **clean, allow=True)
+    assert report["allowed"] and report["problems"]  # the explicit override runs, and says so
+
+
+def test_saved_dataset_dict_dev_aliases(tmp_path):
+    import datasets
+
+    rows = datasets.Dataset.from_list(_saved_rows())
+    datasets.DatasetDict({"train": rows, "validation": rows}).save_to_disk(str(tmp_path / "dd"))
+    assert len(sbsd.load_rows(str(tmp_path / "dd"), "dev", task="anli1")[0]) == 2

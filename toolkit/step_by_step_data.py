@@ -1,0 +1,373 @@
+"""Distilling step-by-step data: rationale sources, parse statistics, splits, training rows, contamination guard.
+
+Rows are normalised dicts ``id, input, gold, choices, teacher_label, rationale, parse_ok`` (:func:`load_rows`), built
+from the PaLM-540B release (``palm:<task>``) or any dataset ``data_gen/rationales.py`` saved.
+
+Which rows train which run (:func:`drop_reason`): a row whose teacher output did not parse has no teacher label
+and no verified rationale, so it cannot train the teacher-label task (``label_source="llm"``) or the rationale task
+(``mode="task_prefix"``), but it is a valid row for the gold-label standard baseline, and the paper's code keeps it
+there. ``exclude_parse_failures=True`` drops it everywhere instead (every mode on the same examples).
+
+A rationale set generated from the test split must never train or select the student: :func:`check_contamination`
+refuses it (by provenance and by shared inputs) unless the caller explicitly allows it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from toolkit.step_by_step import LABEL_SOURCES, MODES, TASKS, canonical_label, is_correct
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "PALM_PREFIX",
+    "PALM_TEACHER_ID",
+    "ContaminationError",
+    "build_train_examples",
+    "carve_dev",
+    "check_contamination",
+    "drop_reason",
+    "generation_split",
+    "load_rows",
+    "parse_failure_accounting",
+    "subsample",
+    "svamp_teacher_equation",
+    "teacher_stats",
+]
+
+PALM_PREFIX = "palm:"
+PALM_TEACHER_ID = "palm-540b (Hsieh et al. 2023 release)"
+
+
+def load_rows(
+    source: str,
+    split: str,
+    *,
+    task: str,
+    data_dir: str | None = None,
+    input_column: str | None = None,
+    label_column: str | None = None,
+    svamp_equations: bool = True,
+) -> tuple[list[dict], dict]:
+    """Load one split as normalised rows: ``input, gold, choices, teacher_label, rationale, parse_ok``.
+
+    Args:
+        source: ``palm:<task>`` (the paper's PaLM-540B completions via :mod:`toolkit.tasks.palm`) or the path of a
+            dataset saved by ``data_gen/rationales.py`` (an Arrow dir, a ``DatasetDict`` dir, or a JSONL/CSV/Parquet
+            file). Rows without teacher columns are fine for evaluation (gold only).
+        split: split name (``palm:`` sources and ``DatasetDict`` dirs; ignored for single-split files).
+        task: one of :data:`TASKS` — decides input formatting, label normalisation and scoring.
+        data_dir: data root for ``palm:`` sources (default: ``toolkit.tasks.base.data_root()``).
+        input_column / label_column: override the input text / gold label columns of a saved dataset.
+        svamp_equations: SVAMP targets are equations, as in the paper (gold ``equation`` column, the teacher's
+            ``The answer is (84 / 2)`` expression), instead of numbers: the student writes the arithmetic and
+            the safe evaluator computes it. Scoring is by value either way.
+
+    Returns:
+        ``(rows, lineage)``; lineage holds the distinct ``teacher_id`` / ``template_hash`` / ``sampling`` values.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    if source.startswith(PALM_PREFIX):
+        if source[len(PALM_PREFIX) :] != task:
+            raise ValueError(f"source {source!r} does not match task {task!r}")
+        from toolkit.tasks import palm
+
+        kwargs = {"data_dir": data_dir} if data_dir else {}
+        dataset = palm.load_palm(task, split, **kwargs)
+        lineage = {"teacher_id": [PALM_TEACHER_ID], "template_hash": [], "sampling": []}
+    else:
+        dataset = _load_saved(source, split)
+        lineage = {
+            key: sorted({str(v) for v in dataset[key] if v is not None}) if key in dataset.column_names else []
+            for key in ("teacher_id", "template_hash", "sampling")
+        }
+    rows = []
+    for i, row in enumerate(dataset):
+        if input_column:
+            text = row[input_column]
+        elif "input" in row and isinstance(row["input"], str):
+            text = row["input"]
+        else:
+            from toolkit.tasks import palm
+
+            text = palm.format_input(task, row)
+        gold_key = label_column or next((k for k in ("label", "answer") if k in row), None)
+        if gold_key is None or gold_key not in row:
+            raise ValueError(f"{source} [{split}] row {i}: no gold label column (columns: {sorted(row)})")
+        choices = list(row.get("choices") or [])
+        if "rationale" in row or "teacher_label" in row:
+            rationale, teacher_label = row.get("rationale"), row.get("teacher_label")
+            parsed = bool(row.get("parse_ok", teacher_label is not None))
+        elif row.get("teacher_completion") is not None:
+            from toolkit.tasks import palm
+
+            rationale, teacher_label = palm.parse_completion(task, row["teacher_completion"])
+            parsed = teacher_label is not None
+        else:
+            rationale, teacher_label, parsed = None, None, False
+        teacher_label = canonical_label(task, teacher_label, choices) if parsed else None
+        gold = row[gold_key]
+        if task == "svamp" and svamp_equations:
+            gold = row.get("equation") or gold
+            if teacher_label is not None and row.get("teacher_completion"):
+                teacher_label = svamp_teacher_equation(row["teacher_completion"], teacher_label)
+        rows.append(
+            {
+                "id": str(row.get("id", row.get("uid", i))),
+                "input": str(text),
+                "gold": canonical_label(task, gold, choices),
+                "choices": choices,
+                "teacher_label": teacher_label,
+                "rationale": (rationale or "").strip() or None,
+                "parse_ok": parsed and teacher_label is not None,
+            }
+        )
+    logger.info("Loaded %d rows from %s [%s]", len(rows), source, split)
+    return rows, lineage
+
+
+_ANSWER_EXPR = re.compile(r"answer is\s*(.+)", re.IGNORECASE)
+
+
+def svamp_teacher_equation(completion: str, number_label: str) -> str:
+    """The teacher's final arithmetic (``"The answer is (84 / 2)."`` -> ``"(84 / 2)"``) when it evaluates to the
+    parsed numeric label; otherwise the numeric label itself (never a target the parser did not accept)."""
+    from toolkit.tasks import math as math_task
+
+    head = re.split(r"\n\s*Q:", completion, maxsplit=1)[0]
+    found = _ANSWER_EXPR.findall(head)
+    if found:
+        expr = found[-1].split("\n")[0].strip().rstrip(".").strip()
+        try:
+            if math_task.numbers_match(math_task.safe_eval(expr), number_label):
+                return expr
+        except (ValueError, ZeroDivisionError):
+            pass
+    return number_label
+
+
+# One validation split, three names: "dev" here, "valid" in the PaLM release, "validation" on the Hub.
+_DEV_ALIASES = ("dev", "valid", "validation")
+
+
+def _load_saved(path: str, split: str):
+    import datasets
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"rationale dataset {path!r} not found (use a saved dataset path or 'palm:<task>')")
+    if _is_job_folder(p):  # a data_gen output folder: its Arrow dataset is in dataset/
+        p = p / "dataset"
+    if p.is_dir():
+        loaded = datasets.load_from_disk(str(p))
+        if isinstance(loaded, datasets.DatasetDict):
+            aliases = _DEV_ALIASES if split in _DEV_ALIASES else (split,)
+            found = next((name for name in aliases if name in loaded), None)
+            if found is None:
+                raise ValueError(f"{path} has splits {list(loaded)}, not {split!r}")
+            return loaded[found]
+        return loaded
+    from toolkit.tasks.base import load_local
+
+    return load_local(str(p))
+
+
+def _is_job_folder(p: Path) -> bool:
+    return (p / "dataset").is_dir() and not any((p / f).exists() for f in ("dataset_dict.json", "state.json"))
+
+
+def teacher_stats(task: str, rows: Sequence[dict]) -> dict:
+    """Parse rate and teacher accuracy vs gold (over parsed rows, and over all rows with failures as wrong)."""
+    n = len(rows)
+    parsed = [r for r in rows if r["parse_ok"]]
+    correct = sum(is_correct(task, r["teacher_label"], r["gold"], r["choices"]) for r in parsed)
+    return {
+        "n": n,
+        "n_parsed": len(parsed),
+        "n_parse_failures": n - len(parsed),
+        "parse_rate": len(parsed) / n if n else 0.0,
+        "teacher_accuracy_parsed": correct / len(parsed) if parsed else None,
+        "teacher_accuracy_all": correct / n if n else None,
+    }
+
+
+def carve_dev(rows: Sequence[dict], dev_size: float | int, seed: int) -> tuple[list[dict], list[dict]]:
+    """Deterministically split ``rows`` into (train, dev); ``dev_size`` is a fraction (<1) or a row count."""
+    import random
+
+    n_dev = int(round(dev_size * len(rows))) if dev_size < 1 else int(dev_size)
+    if not 0 < n_dev < len(rows):
+        raise ValueError(f"dev_size={dev_size} gives {n_dev} dev rows out of {len(rows)}")
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    dev = set(order[:n_dev])
+    return [r for i, r in enumerate(rows) if i not in dev], [r for i, r in enumerate(rows) if i in dev]
+
+
+def subsample(rows: Sequence[dict], fraction: float = 1.0, max_rows: int | None = None, seed: int = 0) -> list[dict]:
+    """Seeded subset: the first ``ceil(fraction * n)`` of one fixed shuffle (nested across fractions), capped."""
+    import math
+    import random
+
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    keep = order[: math.ceil(fraction * len(rows))]
+    if max_rows is not None:
+        keep = keep[:max_rows]
+    return [rows[i] for i in sorted(keep)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training rows per mode
+# ---------------------------------------------------------------------------------------------------------------
+def drop_reason(row: dict, *, mode: str, label_source: str, exclude_parse_failures: bool = False) -> str | None:
+    """Why ``row`` cannot train a ``(mode, label_source)`` run (``parse_failure`` / ``empty_rationale``), or None.
+
+    A parse failure has no teacher label and an unverified rationale (no answer phrase was found), so it is dropped
+    from the teacher-label task and from the rationale task; with gold labels in ``standard`` mode it is a valid row
+    and kept (as in the paper's code), unless ``exclude_parse_failures`` asks for the same examples in every mode.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if label_source not in LABEL_SOURCES:
+        raise ValueError(f"label_source must be one of {LABEL_SOURCES}, got {label_source!r}")
+    uses_teacher_output = exclude_parse_failures or mode == "task_prefix" or label_source == "llm"
+    if uses_teacher_output and not row["parse_ok"]:
+        return "parse_failure"
+    if (exclude_parse_failures or mode == "task_prefix") and not row["rationale"]:
+        return "empty_rationale"
+    return None
+
+
+def build_train_examples(
+    rows: Sequence[dict], *, mode: str, label_source: str, exclude_parse_failures: bool = False
+) -> tuple[list[dict], dict]:
+    """Turn normalised rows into training features ``{input, label[, rationale]}``; what is dropped is counted.
+
+    Rows are dropped per :func:`drop_reason`. Stats: ``n_rows``, ``n_used``, ``n_parse_failures`` (in ``rows``),
+    ``kept_parse_failure`` (parse failures among the used rows), ``excluded_parse_failure``,
+    ``excluded_empty_rationale``.
+    """
+    examples, dropped, kept_failures = [], {"parse_failure": 0, "empty_rationale": 0}, 0
+    for r in rows:
+        reason = drop_reason(r, mode=mode, label_source=label_source, exclude_parse_failures=exclude_parse_failures)
+        if reason:
+            dropped[reason] += 1
+            continue
+        label = r["teacher_label"] if label_source == "llm" else r["gold"]
+        if label is None:
+            raise ValueError(f"row {r['id']}: no {label_source} label")
+        kept_failures += not r["parse_ok"]
+        ex = {"input": r["input"], "label": label}
+        if mode == "task_prefix":
+            ex["rationale"] = r["rationale"]
+        examples.append(ex)
+    if not examples:
+        raise ValueError("no training examples left after excluding rows without a usable teacher output")
+    stats = {
+        "n_rows": len(rows),
+        "n_used": len(examples),
+        "n_parse_failures": sum(not r["parse_ok"] for r in rows),
+        "kept_parse_failure": kept_failures,
+        "excluded_parse_failure": dropped["parse_failure"],
+        "excluded_empty_rationale": dropped["empty_rationale"],
+    }
+    logger.info("Training examples (%s, %s labels): %s", mode, label_source, stats)
+    return examples, stats
+
+
+def parse_failure_accounting(rows: Sequence[dict], *, exclude_parse_failures: bool = False) -> dict:
+    """Of the parse-failed ``rows``, how many each ``mode/label_source`` run keeps and drops (for the tables)."""
+    failed = [r for r in rows if not r["parse_ok"]]
+    out = {}
+    for mode in MODES:
+        for source in LABEL_SOURCES:
+            kw = dict(mode=mode, label_source=source, exclude_parse_failures=exclude_parse_failures)
+            dropped = sum(drop_reason(r, **kw) is not None for r in failed)
+            out[f"{mode}/{source}"] = {"kept": len(failed) - dropped, "dropped": dropped}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Test contamination
+# ---------------------------------------------------------------------------------------------------------------
+class ContaminationError(ValueError):
+    """Training or validation rows come from the test split, or share inputs with the scored test rows."""
+
+
+def generation_split(source: str, split: str) -> str | None:
+    """The split a rationale source's rows were generated from, when that is recorded (else ``None``).
+
+    ``palm:<task>`` and ``DatasetDict`` folders: ``split`` itself. A ``data_gen`` output (the job folder, its
+    ``dataset/`` or its ``data.jsonl``): the job's ``split`` in the folder's ``config.json``.
+    """
+    if source.startswith(PALM_PREFIX):
+        return split
+    p = Path(source)
+    if (p / "dataset_dict.json").is_file():
+        return split
+    for folder in ([p] if p.is_dir() else []) + [p.parent]:
+        config = folder / "config.json"
+        if not config.is_file():
+            continue
+        try:
+            job = json.loads(config.read_text(encoding="utf-8")).get("job")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(job, dict) and job.get("split"):
+            return str(job["split"])
+    return None
+
+
+def check_contamination(
+    *,
+    train: tuple[str, str],
+    test: tuple[str, str],
+    seen_inputs: Sequence[str],
+    test_inputs: Sequence[str],
+    dev: tuple[str, str] | None = None,
+    allow: bool = False,
+) -> dict:
+    """Refuse training or model selection on test rows: by provenance, and by inputs shared with the test rows.
+
+    Args:
+        train / dev / test: ``(source, split)`` of each part (``dev=None`` when it is carved from train).
+        seen_inputs: the inputs of every row that trains or selects the student (train and validation).
+        test_inputs: the inputs of the scored test rows.
+        allow: log the findings and go on instead of raising; the report says so.
+
+    Returns:
+        ``{"train_generated_from", "dev_generated_from", "n_test_inputs_seen", "problems", "allowed"}``.
+
+    Raises:
+        ContaminationError: a part was generated from a ``test`` split or is the test source/split itself, or a test
+            input also trains/selects the student (the old warning, now an error), and ``allow`` is false.
+    """
+    problems, report = [], {}
+    for role, part in (("train", train), ("dev", dev)):
+        generated = generation_split(*part) if part else None
+        report[f"{role}_generated_from"] = generated
+        if part and (generated == "test" or tuple(part) == tuple(test)):
+            problems.append(f"the {role} rows ({part[0]} [{part[1]}]) were generated from the test split")
+    seen = set(seen_inputs)
+    overlap = sum(x in seen for x in test_inputs)
+    if overlap:
+        problems.append(f"{overlap} of {len(test_inputs)} test inputs also train or select the student")
+    report.update(n_test_inputs_seen=overlap, problems=problems, allowed=bool(problems) and allow)
+    if problems and not allow:
+        raise ContaminationError(
+            "refusing to train on test data: " + "; ".join(problems) + ". The test score would be contaminated. "
+            "Use rationales generated from a train split (data_gen/rationales.py --split train), or pass "
+            "--allow_test_contamination true to run anyway (recorded in metrics.json)."
+        )
+    if problems:
+        logger.warning("test contamination allowed by the caller: %s", "; ".join(problems))
+    return report
