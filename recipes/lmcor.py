@@ -5,6 +5,8 @@ candidates from the local SmolLM2 teacher, a SmolLM2 LoRA corrector) and prints 
 
     accelerate launch recipes/lmcor.py
     accelerate launch recipes/lmcor.py --config recipes/configs/lmcor/wmt22_ende.yaml
+    # train on one file, test on an official test set (a local file, or e2e:test / jfleg:dev):
+    accelerate launch recipes/lmcor.py --config recipes/configs/lmcor/e2e.yaml --test_path e2e:test
     # two CPU processes (gloo); `--cpu --num_processes 2` or a use_cpu config silently starts ONE process:
     ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \
         --mixed_precision no --dynamo_backend no recipes/lmcor.py --config ...
@@ -40,6 +42,7 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args)
     from toolkit.lmcor_recipe import (
         build_lineage,
         candidates_for_splits,
+        corrector_examples,
         eval_at_steps_callback,
         evaluate_run,
         filter_rows,
@@ -47,6 +50,7 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args)
         split_and_subsample,
         write_model_card,
     )
+    from toolkit.lmcor_truncation import BudgetedFormat
 
     setup_logging()
     apply_cpu_safe_defaults(training_args)
@@ -62,18 +66,6 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args)
     with training_args.main_process_first(desc="teacher candidates"):  # rank 0 fills the cache, others read it
         splits = candidates_for_splits(splits, script_args)
     timings["candidates_s"] = time.perf_counter() - t0
-    fmt = lmcor.CorrectorFormat(script_args.separator, script_args.source_prefix, script_args.candidates_prefix)
-    train_k = 1 if script_args.single_candidate else script_args.k
-    common = {"k": train_k, "systems": script_args.train_systems or None, "seed": training_args.seed}
-    train_ex = lmcor.build_training_examples(
-        splits["train"], fmt, shuffle=script_args.shuffle_candidates, augment=script_args.augment,
-        multi_reference=script_args.multi_reference, subset=not script_args.single_candidate, **common,
-    )  # fmt: skip
-    dev_ex = lmcor.build_training_examples(splits["dev"], fmt, subset=False, **common)
-    test_rows = splits["test"]
-    test_systems = script_args.test_systems or None
-    test_inputs = lmcor.build_eval_inputs(test_rows, fmt, k=train_k, systems=test_systems)
-    logger.info("Examples: %d train, %d dev; %d test rows", len(train_ex), len(dev_ex), len(test_rows))
 
     # ---- Tokenizer ----
     # ---- Model ----
@@ -82,6 +74,15 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args)
         lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
         lora_target_modules=model_args.lora_target_modules, quantization=model_args.quantization,
     )  # fmt: skip
+
+    # ---- Corrector inputs: over-long ones are cut fairly (source and every candidate), never the last candidates ----
+    fmt = BudgetedFormat(
+        lmcor.CorrectorFormat(script_args.separator, script_args.source_prefix, script_args.candidates_prefix),
+        tokenizer, model_args.max_source_len, is_seq2seq=seq2seq,
+    )  # fmt: skip
+    examples = corrector_examples(splits, script_args, fmt, seed=training_args.seed)
+    train_ex, dev_ex, test_inputs, test_rows = examples["train"], examples["dev"], examples["test"], splits["test"]
+    logger.info("Examples: %d train, %d dev; %d test rows", len(train_ex), len(dev_ex), len(test_rows))
     tok_kwargs = {
         "is_seq2seq": seq2seq,
         "max_source_len": model_args.max_source_len,
@@ -132,6 +133,7 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args)
             "train_examples": len(train_ex),
             "dev_examples": len(dev_ex),
             "test_rows": len(test_rows),
+            "inputs_cut_to_max_source_len": examples["inputs_cut"],
             "tokens_seen_non_padding": tokens_seen,
             # Non-padding tokens per second per process; with DDP, multiply by world size for the total.
             "train_tokens_per_s": tokens_seen / timings["train_s"] if timings["train_s"] else None,
@@ -149,7 +151,7 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args)
         reporting.write_jsonl(out_dir / "predictions.jsonl", results.pop("predictions"))
         reporting.plot_training_curves(trainer.state.log_history, out_dir / "training_curves.png")
         save_config(out_dir / "run_config.json", script=script_args, model=model_args, training=training_args)
-        lineage = build_lineage(script_args, model_args, splits["train"])
+        lineage = build_lineage(script_args, model_args, splits)
         write_model_card(out_dir, script_args, model_args, training_args, results, lineage)
         print(f"\nLMCor on {script_args.task}: {len(test_rows)} test rows\n")
         print(reporting.markdown_table(results["table"], columns=results["columns"]))

@@ -383,7 +383,9 @@ def demo_gec_path() -> str:
     return str(path)
 
 
-def load_pool(task: str, *, data_dir: str | None = None, pool_path: str | None = None) -> list[dict[str, Any]]:
+def load_pool(
+    task: str, *, data_dir: str | None = None, pool_path: str | None = None, split: str = "dev"
+) -> list[dict[str, Any]]:
     """Rows ``{"id", "source", "references", "group", ["candidates", "systems"]}`` for a named task.
 
     Args:
@@ -392,6 +394,7 @@ def load_pool(task: str, *, data_dir: str | None = None, pool_path: str | None =
         data_dir: real-data root override.
         pool_path: a candidates dataset (JSONL / Arrow dir written by ``data_gen/candidates.py``) whose
             ``candidates`` replace the task's own; for ``jsonl`` the pool itself.
+        split: the loader split for ``jfleg`` / ``e2e`` (e.g. ``e2e`` ``test`` as an official test set).
     """
     if task not in POOL_TASKS:
         raise ValueError(f"unknown LMCor task {task!r}; expected one of {sorted(POOL_TASKS)}")
@@ -411,11 +414,11 @@ def load_pool(task: str, *, data_dir: str | None = None, pool_path: str | None =
     elif task == "jfleg":
         from toolkit.tasks.gec import load_jfleg
 
-        rows = [dict(r) for r in load_jfleg("dev", data_dir=data_dir)]
+        rows = [dict(r) for r in load_jfleg(split, data_dir=data_dir)]
     elif task == "e2e":
         from toolkit.tasks.data_to_text import load_e2e
 
-        rows = [{"source": r["mr"], **dict(r)} for r in load_e2e("dev", data_dir=data_dir)]
+        rows = [{"source": r["mr"], **dict(r)} for r in load_e2e(split, data_dir=data_dir)]
     elif task == "wmt22_ende":
         from toolkit.tasks.translation import load_wmt22
 
@@ -423,7 +426,7 @@ def load_pool(task: str, *, data_dir: str | None = None, pool_path: str | None =
     else:
         raise ValueError("task 'jsonl' needs pool_path")
     for i, row in enumerate(rows):
-        row.setdefault("id", f"{task}-{i}")
+        row.setdefault("id", f"{task}-{i}" if split == "dev" else f"{task}-{split}-{i}")
         row.setdefault("group", row["id"])
     validate_pool(rows, need_candidates=False)
     return rows

@@ -18,6 +18,23 @@ from toolkit import lmcor
 logger = logging.getLogger(__name__)
 
 CORRECTOR = "LMCor corrector"
+# Official splits a named loader serves, for --test_path / --dev_path "name:split" (JFLEG test is not in the data
+# folder: pass its files as a local JSONL instead).
+NAMED_SPLITS = ("jfleg:dev", "e2e:dev", "e2e:test")
+
+
+def check_split_spec(name: str, spec: str | None) -> None:
+    """Validate a ``--test_path`` / ``--dev_path`` value: an existing file/folder or one of :data:`NAMED_SPLITS`."""
+    if spec and not Path(spec).exists() and spec not in NAMED_SPLITS:
+        raise ValueError(f"{name}={spec!r} is neither an existing file/folder nor one of {NAMED_SPLITS}")
+
+
+def load_split_rows(spec: str, args: LMCorArguments) -> list[dict]:
+    """Rows of a given dev/test set (see :func:`check_split_spec`), in the pool's row format."""
+    if spec in NAMED_SPLITS and not Path(spec).exists():
+        task, split = spec.split(":")
+        return lmcor.load_pool(task, data_dir=args.data_dir, split=split)
+    return lmcor.load_pool("jsonl", pool_path=spec)
 
 
 @dataclass
@@ -30,7 +47,17 @@ class LMCorArguments:
     pool_path: str | None = field(
         default=None, metadata={"help": "Candidates dataset from data_gen/candidates.py (JSONL / Arrow dir)."}
     )
-    max_source_words: int | None = field(default=None, metadata={"help": "Drop rows with longer sources."})
+    test_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Official test set instead of a carved one: a local JSONL/CSV/TSV/Parquet file or Arrow dir "
+            f"(source or mr, references, optional candidates/systems) or a named split {NAMED_SPLITS}."
+        },
+    )
+    dev_path: str | None = field(default=None, metadata={"help": "Official dev set, as test_path."})
+    max_source_words: int | None = field(
+        default=None, metadata={"help": "Drop pool rows with longer sources (not rows of test_path / dev_path)."}
+    )
     dev_size: float = field(default=0.1, metadata={"help": "Dev rows: int count (>= 1) or fraction."})
     test_size: float = field(default=0.2, metadata={"help": "Test rows: int count (>= 1) or fraction."})
     split_seed: int = field(default=42, metadata={"help": "Seed of the deterministic group-aware split."})
@@ -81,6 +108,10 @@ class LMCorArguments:
             raise ValueError(f"train and test systems overlap: {set(self.train_systems) & set(self.test_systems)}")
         if bool(self.train_systems) != bool(self.test_systems):
             raise ValueError("give both train_systems and test_systems (held-out systems), or neither")
+        for name in ("test_path", "dev_path"):
+            check_split_spec(name, getattr(self, name))
+        if self.test_path and self.test_path == self.dev_path:
+            raise ValueError(f"test_path and dev_path are the same ({self.test_path}): dev would select on test")
 
     def teacher_config(self):
         from toolkit.teachers import TeacherConfig
@@ -130,10 +161,25 @@ def filter_rows(rows: list[dict], args: LMCorArguments) -> list[dict]:
 
 
 def split_and_subsample(rows: list[dict], args: LMCorArguments) -> dict[str, list[dict]]:
-    """Group-aware deterministic split, then seeded subsamples (original order kept)."""
-    splits = lmcor.split_pool(
-        rows, dev_size=_size(args.dev_size), test_size=_size(args.test_size), seed=args.split_seed
-    )
+    """Train/dev/test rows: given ``test_path`` / ``dev_path`` files, else carved from the pool; then subsamples.
+
+    The pool is carved (group-aware, deterministic) only for the splits not given as files. Pool rows whose source
+    is also in a given dev/test file are dropped from the carved splits (logged), so no test sentence is trained
+    on. The ``max_*_rows`` caps then draw seeded subsamples (original order kept), of given files too.
+    """
+    files = {name: spec for name, spec in (("test", args.test_path), ("dev", args.dev_path)) if spec}
+    given = {name: load_split_rows(spec, args) for name, spec in files.items()}
+    held = {lmcor.clean_text(r["source"]) for part in given.values() for r in part}
+    if held:
+        kept = [r for r in rows if lmcor.clean_text(r["source"]) not in held]
+        if len(kept) < len(rows):
+            logger.warning("Dropped %d pool rows whose source is in the given dev/test file", len(rows) - len(kept))
+        rows = kept
+    sizes = {name: 0 if name in given else _size(getattr(args, f"{name}_size")) for name in ("dev", "test")}
+    splits = lmcor.split_pool(rows, dev_size=sizes["dev"], test_size=sizes["test"], seed=args.split_seed)
+    splits.update(given)
+    if files:
+        logger.info("Official splits from files (not carved from the pool): %s", files)
     caps = {"train": args.max_train_rows, "dev": args.max_dev_rows, "test": args.max_test_rows}
     rng = random.Random(args.split_seed)
     for name, cap in caps.items():
@@ -145,17 +191,67 @@ def split_and_subsample(rows: list[dict], args: LMCorArguments) -> dict[str, lis
 
 
 def candidates_for_splits(splits: dict[str, list[dict]], args: LMCorArguments) -> dict[str, list[dict]]:
-    """Fill in teacher candidates where the pool has none (demos come from the train split)."""
-    if all(r.get("candidates") for rows in splits.values() for r in rows):
+    """Fill in teacher candidates for the rows that have none (demos come from the train split).
+
+    Rows that already carry candidates (a generated pool, WMT system outputs) keep them, so a given test file
+    without candidates gets the teacher's while the pool keeps its own. All splits go through one engine run, so
+    ``max_cost`` bounds the whole run's spend; rows whose generation failed are dropped.
+    """
+    todo = {f"{name}/{i}": r for name, rows in splits.items() for i, r in enumerate(rows) if not r.get("candidates")}
+    if not todo:
         return splits
     demos = splits["train"][: args.num_demos + 1]  # the spare replaces a training row's own demo
+    # Work ids carry the split: a given dev/test file may reuse the pool's ids.
+    generated = lmcor.generate_candidates(
+        [{**r, "id": key} for key, r in todo.items()], args.teacher_config(), task=args.task_type, demos=demos,
+        num_demos=args.num_demos, k=args.k, temperature=args.teacher_temperature, top_p=args.teacher_top_p,
+        max_tokens=args.teacher_max_tokens, seed=args.teacher_seed, cache_path=args.cache_path,
+        max_cost=args.max_cost,
+    )  # fmt: skip
+    done = {r["id"]: r for r in generated}
     out = {}
     for name, rows in splits.items():
-        out[name] = lmcor.generate_candidates(
-            rows, args.teacher_config(), task=args.task_type, demos=demos, num_demos=args.num_demos, k=args.k,
-            temperature=args.teacher_temperature, top_p=args.teacher_top_p, max_tokens=args.teacher_max_tokens,
-            seed=args.teacher_seed, cache_path=args.cache_path, max_cost=args.max_cost,
-        )  # fmt: skip
+        keys = [f"{name}/{i}" for i in range(len(rows))]
+        out[name] = [
+            r if key not in todo else {**done[key], "id": r["id"]}
+            for key, r in zip(keys, rows)
+            if key not in todo or key in done
+        ]
+    return out
+
+
+def corrector_examples(splits: dict[str, list[dict]], args: LMCorArguments, fmt, *, seed: int) -> dict[str, Any]:
+    """Training and dev examples and the test inputs, all with the candidate choice the evaluation uses.
+
+    With ``single_candidate`` every split sees the first (greedy) candidate only: order shuffling cannot swap it
+    for another one, and random k-subsets are drawn only for the full-k training examples.
+
+    Args:
+        splits: rows with candidates.
+        args: the script arguments.
+        fmt: a :class:`~toolkit.lmcor.CorrectorFormat`, or a :class:`~toolkit.lmcor_truncation.BudgetedFormat`
+            (then how many inputs of each split it had to cut is logged and returned).
+        seed: seeds the training subsets / orders.
+
+    Returns:
+        ``{"train": examples, "dev": examples, "test": inputs, "inputs_cut": {split: count}}``.
+    """
+    k = 1 if args.single_candidate else args.k
+    common = {"k": k, "systems": args.train_systems or None, "seed": seed}
+    out: dict[str, Any] = {"inputs_cut": {}}
+
+    def cut(name: str) -> None:
+        out["inputs_cut"][name] = fmt.log_cut(name) if hasattr(fmt, "log_cut") else 0
+
+    out["train"] = lmcor.build_training_examples(
+        splits["train"], fmt, shuffle=args.shuffle_candidates, augment=args.augment,
+        multi_reference=args.multi_reference, subset=not args.single_candidate, **common,
+    )  # fmt: skip
+    cut("train")
+    out["dev"] = lmcor.build_training_examples(splits["dev"], fmt, subset=False, **common)
+    cut("dev")
+    out["test"] = lmcor.build_eval_inputs(splits["test"], fmt, k=k, systems=args.test_systems or None)
+    cut("test")
     return out
 
 
@@ -222,9 +318,15 @@ def eval_at_steps_callback(steps, tokenizer, rows, inputs, args: LMCorArguments,
     return EvalAtSteps()
 
 
-def build_lineage(args: LMCorArguments, model_args: ModelArguments, train_rows: list[dict]):
+def build_lineage(args: LMCorArguments, model_args: ModelArguments, splits: dict[str, list[dict]]):
+    """The card's lineage: who made the candidates, and every teacher request (and its cost) the run used.
+
+    Teacher calls and cost sum over the train, dev *and* test candidates (all were paid for); the dataset
+    fingerprint stays that of the training rows.
+    """
     from toolkit.hub import Lineage
 
+    train_rows = splits["train"]
     if args.task == "wmt22_ende":
         systems = args.train_systems or sorted({s for r in train_rows for s in r.get("systems", [])})
         return Lineage(
@@ -233,9 +335,17 @@ def build_lineage(args: LMCorArguments, model_args: ModelArguments, train_rows: 
             base_model=model_args.model_name_or_path,
             extra={"test_systems (unseen)": ", ".join(args.test_systems)} if args.test_systems else {},
         )
-    return Lineage.from_generated(
-        train_rows, generated_dataset=args.pool_path or args.task, base_model=model_args.model_name_or_path
+    per_split = {name: Lineage.from_generated(rows) for name, rows in splits.items()}
+    lineage = Lineage.from_generated(
+        [r for rows in splits.values() for r in rows],
+        generated_dataset=args.pool_path or args.task,
+        base_model=model_args.model_name_or_path,
     )
+    lineage.dataset_fingerprint = per_split["train"].dataset_fingerprint
+    if lineage.num_teacher_calls:
+        calls = {name: part.num_teacher_calls or 0 for name, part in per_split.items()}
+        lineage.extra["teacher calls by split"] = ", ".join(f"{name} {n}" for name, n in calls.items())
+    return lineage
 
 
 def write_model_card(out_dir: Path, args, model_args, training_args, results: dict, lineage) -> Path:

@@ -122,8 +122,39 @@ def test_lmcor_tiny_llama_lora_teacher_candidates_and_push(tiny_llama_dir, tmp_p
         assert len(cache) == 6 * 3  # 6 distinct prompts x (1 greedy + 2 samples), content-addressed
     pushed = fake_hub.files("fake-user/lmcor-tiny")
     assert {"README.md", "adapter_model.safetensors", "metrics.json", "results.md"} <= set(pushed)
+    # Issue 12 item 8: the card counts every teacher request of the run (train + dev + test), 1 greedy + 1 sampled.
+    assert "| Teacher calls | 48 |" in (out / "README.md").read_text()
     config_text = (out / "run_config.json").read_text()
     assert fake_hub.token not in config_text and fake_hub.token not in pushed["README.md"].decode()
+
+
+def test_lmcor_given_test_file_is_the_test_set(tiny_t5_dir, tmp_path):
+    """Issue 12 item 7: train on the pool, test on another file (no carved test split); long inputs are cut fairly."""
+    recipe = _recipe()
+    pool = _write_pool(tmp_path / "pool.jsonl")
+    test_rows = [
+        {"id": f"official{i}", "source": f"they go to work on monday {i} .", "references": [f"they went to work {i} ."],
+         "candidates": [f"they goes to work {i} .", f"they went to work {i} .", "they go work ."],
+         "systems": ["A", "B", "C"]}
+        for i in range(5)
+    ]  # fmt: skip
+    test_file = tmp_path / "official_test.jsonl"
+    test_file.write_text("".join(json.dumps(r) + "\n" for r in test_rows))
+    out = tmp_path / "run"
+    argv = _common(
+        out, pool, tiny_t5_dir, "--lora", "false", "--separator", " <extra_id_0> ", "--test_path", str(test_file)
+    )
+    results = recipe.main(*recipe.make_parser().parse_args_and_config(argv))
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [p["id"] for p in preds] == [r["id"] for r in test_rows]
+    assert [p["references"] for p in preds] == [r["references"] for r in test_rows]
+    assert all("they goes to work" in p["input"] for p in preds)
+    training = results["training"]
+    assert training["test_rows"] == 5 and training["dev_examples"] == 4  # the pool lost only its dev rows
+    assert training["train_examples"] == 24 - 4
+    # ByT5 counts bytes: the 96-token cap cuts the 3-candidate inputs, and the run says how many.
+    cut = training["inputs_cut_to_max_source_len"]
+    assert cut["test"] == 5 and all(p["input"].count("<extra_id_0>") == 3 for p in preds)
 
 
 def test_lmcor_bad_config_errors(tmp_path):

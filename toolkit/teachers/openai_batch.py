@@ -229,12 +229,13 @@ class OpenAIBatchTeacher(OpenAITeacher):
                 if endpoint(req) != path:
                     continue
                 line = self._line(cid, req)
-                if ids and (len(ids) >= self.max_requests or size + len(line) + 1 > MAX_BATCH_BYTES):
+                nbytes = len(line.encode()) + 1
+                if ids and (len(ids) >= self.max_requests or size + nbytes > MAX_BATCH_BYTES):
                     yield path, ids, lines
                     ids, lines, size = [], [], 0
                 ids.append(cid)
                 lines.append(line)
-                size += len(line.encode()) + 1
+                size += nbytes
             if ids:
                 yield path, ids, lines
 

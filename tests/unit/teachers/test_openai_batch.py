@@ -189,3 +189,19 @@ def test_reasoning_model_lines_use_max_completion_tokens(fake_openai, tmp_path):
     (line,) = fake_openai.batch.input_lines(next(iter(fake_openai.batch.batches)))
     assert line["body"]["max_completion_tokens"] == 256 and "max_tokens" not in line["body"]
     assert json.dumps(line["body"]).count("temperature") == 0
+
+
+def test_polling_backs_off_and_batches_are_split_by_size(fake_openai, tmp_path, monkeypatch):
+    import toolkit.teachers.openai_batch as batch_mod
+
+    waits = []
+    monkeypatch.setattr(batch_mod.time, "sleep", waits.append)  # record the waits instead of sleeping
+    fake_openai.batch.polls_to_finish = 5
+    items = [WorkItem(f"i{k}", [GenerationRequest(prompt=f"p{k}", temperature=0.0)]) for k in range(5)]
+    teacher = _teacher(
+        fake_openai, tmp_path, batch_poll_interval=1.0, batch_poll_max_interval=2.0, batch_max_requests=2
+    )
+    _, summary = _run(teacher, tmp_path, items)
+    assert summary.completed == 5
+    assert waits == [1.0, 1.5, 2.0, 2.0, 2.0], "x1.5 per poll round, capped at batch_poll_max_interval"
+    assert [len(fake_openai.batch.input_lines(b)) for b in fake_openai.batch.batches] == [2, 2, 1]

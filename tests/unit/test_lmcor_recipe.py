@@ -1,0 +1,194 @@
+"""LMCor run plumbing (toolkit.lmcor_recipe, toolkit.lmcor_truncation): examples, given splits, lineage, budget."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from toolkit import lmcor
+from toolkit.lmcor_recipe import (
+    LMCorArguments,
+    ModelArguments,
+    build_lineage,
+    candidates_for_splits,
+    corrector_examples,
+    split_and_subsample,
+)
+from toolkit.lmcor_truncation import BudgetedFormat, fair_shares
+
+
+def _rows(n: int, prefix: str = "p", with_candidates: bool = True) -> list[dict]:
+    rows = []
+    for i in range(n):
+        row = {"id": f"{prefix}{i}", "group": f"{prefix}{i}", "source": f"{prefix} sentence {i} bad"}
+        row["references"] = [f"{prefix} {i} good ."]
+        if with_candidates:
+            row["candidates"] = [f"greedy {i}", f"sample {i} a", f"sample {i} b"]
+            row["systems"] = ["greedy", "sample", "sample"]
+        rows.append(row)
+    return rows
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+# ---- item 1: the single-candidate ablation trains on what it is tested on -----------------------------------------
+def test_single_candidate_trains_on_the_candidate_the_test_inputs_use():
+    rows = _rows(8)
+    args = LMCorArguments(k=3, single_candidate=True, shuffle_candidates=True, multi_reference=False)
+    fmt = lmcor.CorrectorFormat(separator=" || ")
+    for seed in range(5):
+        ex = corrector_examples({"train": rows, "dev": rows[:2], "test": rows}, args, fmt, seed=seed)
+        assert [e["source"] for e in ex["train"]] == ex["test"]
+        assert all(x.endswith(f"greedy {i}") for i, x in enumerate(ex["test"]))
+    assert ex["inputs_cut"] == {"train": 0, "dev": 0, "test": 0}
+
+
+# ---- item 6: over-long inputs keep every candidate ------------------------------------------------------------
+def test_fair_shares_is_max_min_fair():
+    assert fair_shares([3, 50, 50], 40) == [3, 18, 19]
+    assert fair_shares([3, 4], 100) == [3, 4]
+    assert sum(fair_shares([10, 20, 30, 40], 37)) == 37
+    assert fair_shares([5, 5], -3) == [0, 0]
+
+
+def _byt5():
+    from transformers import ByT5Tokenizer
+
+    return ByT5Tokenizer()
+
+
+def _tiny_llama_tok(tiny_llama_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_llama_dir)
+
+
+@pytest.mark.parametrize("which", ["byt5_slow_seq2seq", "tiny_llama_fast_causal"])
+def test_long_inputs_are_cut_fairly_and_the_last_candidate_survives(which, tiny_llama_dir, caplog):
+    from toolkit.students import tokenize_pairs
+
+    seq2seq = which.startswith("byt5")
+    tok = _byt5() if seq2seq else _tiny_llama_tok(tiny_llama_dir)
+    long = " ".join(["the quick brown fox jumps over the lazy dog"] * 12)
+    row = {
+        "id": "x",
+        "source": "short source",
+        "references": ["ref"],
+        "candidates": [f"first {long}", f"second {long}", "LAST candidate here"],
+    }
+    short = {"id": "y", "source": "s", "references": ["r"], "candidates": ["a", "b", "c"]}
+    base = lmcor.CorrectorFormat(separator=" || ")
+    max_len = 120
+    tokenize = {"is_seq2seq": seq2seq, "max_source_len": max_len, "max_target_len": 8}
+
+    def decoded(text):
+        ids = tokenize_pairs([{"source": text, "target": "t"}], tok, **tokenize)[0]["input_ids"]
+        return tok.decode(ids, skip_special_tokens=True)
+
+    # The bug: plain right truncation by the student drops the last candidate whole.
+    assert "LAST" not in decoded(base(row["source"], row["candidates"]))
+
+    fmt = BudgetedFormat(base, tok, max_len, is_seq2seq=seq2seq)
+    args = LMCorArguments(k=3, shuffle_candidates=False)
+    with caplog.at_level(logging.WARNING, logger="toolkit.lmcor_truncation"):
+        ex = corrector_examples({"train": [row, short], "dev": [], "test": [row, short]}, args, fmt, seed=0)
+    text = ex["test"][0]
+    assert len(tok(text, add_special_tokens=False)["input_ids"]) <= max_len - (1 if seq2seq else 0)
+    assert "LAST candidate here" in decoded(text)  # short segments stay whole ...
+    assert "short source" in text and text.count(" || ") == 3
+    assert "first the quick" in text and "second the quick" in text  # ... long ones keep their heads
+    assert ex["test"][1] == base(short["source"], short["candidates"])  # inputs within budget are untouched
+    assert ex["inputs_cut"] == {"train": 1, "dev": 0, "test": 1}
+    assert "1 / 2 test corrector inputs were longer than" in caplog.text
+
+
+# ---- item 7: given dev / test files ----------------------------------------------------------------------------
+def test_test_and_dev_paths_are_validated(tmp_path):
+    with pytest.raises(ValueError, match="test_path"):
+        LMCorArguments(test_path=str(tmp_path / "missing.jsonl"))
+    with pytest.raises(ValueError, match="dev_path"):
+        LMCorArguments(dev_path="jfleg:test")  # not in the data folder: a local file is the way
+    path = _write(tmp_path / "t.jsonl", _rows(3, "t"))
+    with pytest.raises(ValueError, match="same"):
+        LMCorArguments(test_path=str(path), dev_path=str(path))
+    assert LMCorArguments(test_path="e2e:test", task="e2e").test_path == "e2e:test"
+
+
+def test_given_test_file_replaces_the_carved_test_split(tmp_path):
+    pool = _rows(20, "p")
+    test_rows = _rows(5, "t", with_candidates=False)
+    test_rows.append({**pool[3], "id": "dup"})  # a pool sentence in the official test set: never trained on
+    test_file = _write(tmp_path / "test.jsonl", test_rows)
+    args = LMCorArguments(task="jsonl", task_type="gec", pool_path="unused", test_path=str(test_file), dev_size=4)
+    splits = split_and_subsample(pool, args)
+    assert [r["id"] for r in splits["test"]] == ["t0", "t1", "t2", "t3", "t4", "dup"]
+    assert len(splits["dev"]) == 4 and len(splits["train"]) == 20 - 1 - 4
+    assert pool[3]["source"] not in {r["source"] for part in ("train", "dev") for r in splits[part]}
+    # Only the dev split given: the test split is carved from the pool as before.
+    dev_file = _write(tmp_path / "dev.jsonl", _rows(3, "d"))
+    args = LMCorArguments(task="jsonl", task_type="gec", pool_path="unused", dev_path=str(dev_file), test_size=6)
+    splits = split_and_subsample(pool, args)
+    assert [r["id"] for r in splits["dev"]] == ["d0", "d1", "d2"] and len(splits["test"]) == 6
+    # Neither given: unchanged carving.
+    plain = LMCorArguments(task="jsonl", task_type="gec", pool_path="unused", dev_size=4, test_size=6)
+    assert split_and_subsample(pool, plain) == lmcor.split_pool(pool, dev_size=4, test_size=6, seed=42)
+
+
+def test_named_official_test_split_real_data(data_root):
+    args = LMCorArguments(task="e2e", data_dir=str(data_root), test_path="e2e:test", dev_size=30)
+    pool = lmcor.load_pool("e2e", data_dir=str(data_root))
+    splits = split_and_subsample(pool, args)
+    official = lmcor.load_pool("e2e", data_dir=str(data_root), split="test")
+    assert [r["source"] for r in splits["test"]] == [r["source"] for r in official]
+    assert len(splits["dev"]) >= 30 and len(splits["train"]) + len(splits["dev"]) <= len(pool)
+
+
+class _FakeTeacher:
+    def __init__(self):
+        from toolkit.teachers.base import Generation, Teacher, Usage
+
+        class Priced(Teacher):
+            id = "fake:priced"
+            price_per_mtok = (1.0, 2.0)
+
+            def __init__(self, log):
+                self.log = log
+
+            def generate_each(self, requests, on_result, admit=None):
+                for i, req in enumerate(requests):
+                    self.log.append(req)
+                    on_result(i, [Generation(f"out {j}", usage=Usage(100, 10)) for j in range(req.n)])
+
+        self.requests: list = []
+        self.teacher = Priced(self.requests)
+
+
+def test_candidates_only_for_rows_without_and_lineage_counts_every_split(monkeypatch, tmp_path):
+    """Items 7 + 8: a candidate-less test file gets teacher candidates; the card counts train+dev+test calls."""
+    import toolkit.teachers
+
+    fake = _FakeTeacher()
+    monkeypatch.setattr(toolkit.teachers, "load_teacher", lambda config: fake.teacher)
+    splits = {
+        "train": _rows(6, "p", with_candidates=False),
+        "dev": _rows(2, "d", with_candidates=False),
+        "test": _rows(3, "p", with_candidates=False),  # same ids as train rows: a separate file may reuse them
+    }
+    splits["train"][5] = _rows(6, "p")[5]  # already has candidates: kept, no call
+    args = LMCorArguments(task="jsonl", task_type="gec", pool_path="unused", k=3, num_demos=2,
+                          cache_path=str(tmp_path / "c.sqlite"), max_cost=1.0)  # fmt: skip
+    out = candidates_for_splits(splits, args)
+    assert {k: len(v) for k, v in out.items()} == {"train": 6, "dev": 2, "test": 3}
+    assert [r["id"] for r in out["test"]] == ["p0", "p1", "p2"] and out["train"][5] == splits["train"][5]
+    n_rows = 5 + 2 + 3
+    assert len(fake.requests) == 2 * n_rows  # 1 greedy + 1 sampling request per row that had no candidates
+    lineage = build_lineage(args, ModelArguments(), out)
+    assert lineage.num_teacher_calls == 2 * n_rows
+    assert lineage.cost_usd == pytest.approx(n_rows * (300 * 1.0 + 30 * 2.0) / 1e6)
+    assert lineage.extra["teacher calls by split"] == "train 10, dev 4, test 6"
+    assert lineage.dataset_fingerprint == type(lineage).from_generated(out["train"]).dataset_fingerprint
