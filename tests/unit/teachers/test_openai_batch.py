@@ -205,3 +205,15 @@ def test_polling_backs_off_and_batches_are_split_by_size(fake_openai, tmp_path, 
     assert summary.completed == 5
     assert waits == [1.0, 1.5, 2.0, 2.0, 2.0], "x1.5 per poll round, capped at batch_poll_max_interval"
     assert [len(fake_openai.batch.input_lines(b)) for b in fake_openai.batch.batches] == [2, 2, 1]
+
+
+def test_results_handed_over_but_lost_from_the_cache_are_reread_not_repaid(fake_openai, tmp_path):
+    # Killed after a batch was reported to the engine but before the cache committed it: the re-run takes the
+    # answers from the saved copy of the output file, with no new batch and no download.
+    first, _ = _run(_teacher(fake_openai, tmp_path), tmp_path, _items(3))
+    for path in tmp_path.glob("c.sqlite*"):
+        path.unlink()
+    calls = list(fake_openai.batch.api_calls)
+    again, summary = _run(_teacher(fake_openai, tmp_path), tmp_path, _items(3))
+    assert summary.cached_samples == 0 and summary.completed == 3 and summary.new_samples == 9
+    assert fake_openai.batch.api_calls == calls and _texts(again) == _texts(first)
