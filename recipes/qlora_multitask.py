@@ -4,9 +4,16 @@ Reproduces the setup of Zhao et al. 2024 ("Advancing Single- and Multi-task Text
 Fine-tuning") cheaply: the LM is loaded in 4-bit NF4 with double quantization (bitsandbytes; fp32 compute on CPU,
 bf16 on CUDA), prepared with ``prepare_model_for_kbit_training``, and a LoRA adapter is trained with TRL's
 ``SFTTrainer`` on prompt-completion data (loss on the answer only) drawn from a weighted task mixture. The same run
-trains the baselines on the same data and budget — one single-task LoRA model per task (the joint intent+slots task
-is split into an intent model and a slot model, the paper's two-model setup) and a fine-tuned encoder
-(``local:minilm-l6``, the RoBERTa stand-in) — and writes one results table.
+trains the baselines on the same rows — one single-task LoRA model per task (the joint intent+slots task is split
+into an intent model and a slot model, the paper's two-model setup) and a fine-tuned encoder (``local:minilm-l6``,
+the RoBERTa stand-in) — and writes one results table: strict accuracy as the headline (snapped accuracy labelled as
+such), one macro-F1 definition for every model, and each row's training compute (steps, tokens, CPU-seconds).
+``baseline_budget: per_model`` gives every baseline model the multi-task model's step budget (the baselines together
+then cost 2-3× more); ``split_by_mixture`` / ``split_evenly`` make them share it (equal total budget).
+
+Rows: official splits (SNIPS train/valid/test, 20NG train/test) unless ``--test_path`` / ``--dev_path`` (one file
+per task, ``-`` = default) replace them; a split is carved from train only when neither exists (SLURP).
+``--eval_split dev`` scores dev instead of test, for tuning.
 
 Launch::
 
@@ -33,8 +40,12 @@ from dataclasses import dataclass, field
 from trl import SFTConfig
 
 from toolkit import multitask as mt
+from toolkit import multitask_report as report
 from toolkit.configs import apply_cpu_safe_defaults, redact, save_config, setup_logging
 from toolkit.configs import make_parser as _make_parser
+from toolkit.label_scoring import averaging_labels
+from toolkit.multitask_baselines import run_encoder_baselines
+from toolkit.train_budget import BASELINE_BUDGETS, baseline_steps
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +63,19 @@ class MultitaskArguments:
     mixture_strategy: str = field(default="weighted", metadata={"help": "weighted | proportional | temperature."})
     mixture_temperature: float = field(default=1.0, metadata={"help": "T for temperature sampling."})
     train_size: int = field(default=300, metadata={"help": "Train rows per task (subsample, -1 = all)."})
+    test_path: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "One test file per task (JSONL/CSV/TSV/Parquet, the loader's columns; '-' = the official test "
+            "split, carved from train only when the source has none)."
+        },
+    )
+    dev_path: list[str] | None = field(
+        default=None, metadata={"help": "One dev file per task ('-' = the official dev split, else carved)."}
+    )
+    eval_split: str = field(
+        default="test", metadata={"help": "Split the results table scores: test | dev (for tuning; never both)."}
+    )
     test_size: int = field(default=200, metadata={"help": "Test rows per task (subsample, -1 = all)."})
     max_text_tokens: int = field(default=128, metadata={"help": "Truncate topic texts to this many LM tokens."})
     quantization: bool = field(default=True, metadata={"help": "4-bit NF4 + double quant (QLoRA); false = LoRA."})
@@ -62,6 +86,14 @@ class MultitaskArguments:
     baselines: list[str] = field(
         default_factory=lambda: ["single_task", "encoder"],
         metadata={"help": "Any of: single_task, encoder (or none)."},
+    )
+    baseline_budget: str = field(
+        default="per_model",
+        metadata={
+            "help": "Training steps of the baseline models: per_model (each gets max_steps: the baselines together "
+            "cost 2-3x the multi-task model) | split_by_mixture | split_evenly (the models share the multi-task "
+            "model's total steps)."
+        },
     )
     encoder_model: str = field(default="local:minilm-l6", metadata={"help": "Encoder baseline checkpoint."})
     encoder_learning_rate: float = field(default=1e-4, metadata={"help": "Encoder baseline learning rate."})
@@ -84,6 +116,14 @@ class MultitaskArguments:
         unknown = set(self.baselines) - {"single_task", "encoder"}
         if unknown:
             raise ValueError(f"unknown baselines {sorted(unknown)}; expected single_task / encoder")
+        for name in ("test_path", "dev_path"):
+            paths = getattr(self, name)
+            if paths is not None and len(paths) != len(self.tasks):
+                raise ValueError(f"{len(paths)} {name} entries for {len(self.tasks)} tasks (use '-' for the default)")
+        if self.eval_split not in ("test", "dev"):
+            raise ValueError("eval_split must be 'test' or 'dev'")
+        if self.baseline_budget not in BASELINE_BUDGETS:
+            raise ValueError(f"baseline_budget must be one of {BASELINE_BUDGETS}")
         if self.hub_push not in ("adapter", "merged"):
             raise ValueError("hub_push must be 'adapter' or 'merged'")
 
@@ -114,9 +154,11 @@ def _evaluate(name, model, tokenizer, splits, script_args):
     return results, rows
 
 
-def _train_one(name, train_splits, eval_splits, script_args, training_args, tokenizer, output_dir):
+def _train_one(name, train_splits, eval_splits, script_args, training_args, tokenizer, output_dir, max_steps=None):
     """Train one LoRA model on the mixture of ``train_splits`` and evaluate it on ``eval_splits``."""
     args = copy.deepcopy(training_args)
+    if max_steps is not None:  # equal-total-budget baselines: this model's share of the multi-task steps
+        args.max_steps = max_steps
     if output_dir != training_args.output_dir:  # baselines: metrics only, no checkpoints on disk
         args.output_dir, args.save_strategy = output_dir, "no"
     datasets = {
@@ -166,70 +208,94 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig):
     tokenizer = load_tokenizer(script_args.model_name_or_path)
 
     # ---- Data ----
-    splits = []
-    for spec in script_args.tasks:
+    splits, scored = [], {}
+    for i, spec in enumerate(script_args.tasks):
+        test_path, dev_path = (
+            None if paths is None or paths[i] in ("-", "") else paths[i]
+            for paths in (script_args.test_path, script_args.dev_path)
+        )
         sp = mt.load_task_splits(
             spec,
             train_size=script_args.train_size,
             test_size=script_args.test_size,
             seed=training_args.seed,
             data_dir=script_args.data_dir,
+            test_path=test_path,
+            dev_path=dev_path,
+            need_dev=script_args.eval_split == "dev",
         )
         sp.spec = spec
+        if script_args.eval_split == "dev":  # every model below scores sp.test: point it at dev
+            sp.test = sp.dev
         if sp.task == "topic":  # cut long posts on the text, so answers are never truncated away
             for part in ("train", "test"):
                 ds = getattr(sp, part)
                 texts = mt.truncate_texts(ds["text"], tokenizer, script_args.max_text_tokens)
                 setattr(sp, part, ds.remove_columns("text").add_column("text", texts))
-        logger.info("%s: %d train / %d test rows", sp.name, len(sp.train), len(sp.test))
+        scored[sp.name] = f"{len(sp.test)} rows of {sp.origin[script_args.eval_split]}; train {sp.origin['train']}"
+        logger.info("%s: %d train / %d %s rows", sp.name, len(sp.train), len(sp.test), script_args.eval_split)
         splits.append(sp)
 
     # ---- Model + Trainer + Train + Evaluate: the multi-task model ----
     trainer, info, results, pred_rows = _train_one(
         "multitask", splits, splits, script_args, training_args, tokenizer, out
     )
-    table = [{"model": "multi-task QLoRA (one model)" if script_args.quantization else "multi-task LoRA"}]
-    table[0] |= _row(results, info)
-    validity = _validity("multitask", results)
-    summary = {"multitask": {"train": info, "eval": results}}
+    mt_name = "multi-task QLoRA (one model)" if script_args.quantization else "multi-task LoRA (one model)"
+    table = [report.headline_row(mt_name, results, report.compute_of(info))]
+    totals = [{"approach": "multi-task", "models": 1} | report.compute_of(info)]
+    validity = report.validity_rows("multitask", results)
+    summary = {"multitask": {"train": info, "eval": results}, "scored": scored}
 
-    # ---- Baselines (same data; every model gets the same steps and batch size) ----
+    # ---- Baselines (same rows; steps per model set by baseline_budget) ----
+    steps = baseline_steps(script_args.baseline_budget, info["train_steps"], splits, info["mixture"])
+    summary["baseline_budget"] = {"mode": script_args.baseline_budget, "steps_per_model": steps}
     if "single_task" in script_args.baselines:
+        single_infos = []
         for sp in splits:
             # The joint task's single-task baseline is the paper's two-model setup: an intent and a slot model.
             parts = [sp] if sp.task != "intent_slots" else [_as_task(sp, "intent"), _as_task(sp, "slots")]
-            merged_results, merged_info, by_task = {}, {"train_seconds": 0.0, "train_tokens": 0}, {}
+            merged_results, infos, by_task = {}, [], {}
             for part in parts:
                 name = f"single:{part.name}"
                 run_dir = os.path.join(out, "baselines", name.replace(":", "_"))
                 _, b_info, b_res, b_rows = _train_one(
-                    name, [part], [part], script_args, training_args, tokenizer, run_dir
+                    name, [part], [part], script_args, training_args, tokenizer, run_dir, (steps or {}).get(part.name)
                 )
                 summary[name] = {"train": b_info, "eval": b_res}
                 pred_rows += b_rows
-                validity += _validity(name, b_res)
+                validity += report.validity_rows(name, b_res)
                 by_task[part.task] = b_rows
                 merged_results[sp.name] = merged_results.get(sp.name, {}) | b_res[part.name]
-                merged_info["train_seconds"] += b_info["train_seconds"]
-                merged_info["train_tokens"] += b_info["train_tokens"]
+                infos.append(b_info)
             if sp.task == "intent_slots":
                 merged_results[sp.name]["exact_match"] = mt.two_model_exact_match(by_task["intent"], by_task["slots"])
                 summary[f"single:{sp.name}:two_model_exact_match"] = merged_results[sp.name]["exact_match"]
-            merged_info["train_tokens_per_second"] = merged_info["train_tokens"] / merged_info["train_seconds"]
             label = "single-task LoRA" + (" x2 (intent model + slot model)" if len(parts) == 2 else "")
-            table.append({"model": f"{label}: {sp.name}"} | _row(merged_results, merged_info))
+            table.append(report.headline_row(f"{label}: {sp.name}", merged_results, report.compute_of(*infos)))
+            single_infos += infos
+        totals.append({"approach": "single-task LoRA (all)", "models": len(single_infos)})
+        totals[-1] |= report.compute_of(*single_infos)
     if "encoder" in script_args.baselines:
-        from toolkit.encoder_baseline import run_encoder_baselines
-
         enc = run_encoder_baselines(
-            script_args.encoder_model, splits, training_args, script_args.encoder_learning_rate
+            script_args.encoder_model, splits, training_args, script_args.encoder_learning_rate, steps=steps
         )
         summary["encoder"] = enc["summary"]
         pred_rows += enc["predictions"]
-        enc_info = {k: sum(m["train_seconds"] for m in enc["results"].values()) for k in ("train_seconds",)}
+        enc_compute = report.compute_of(*enc["results"].values())
+        validity += report.validity_rows("encoder", enc["results"])
         table.append(
-            {"model": f"encoder {script_args.encoder_model} (seq + token cls)"} | _row(enc["results"], enc_info)
+            report.headline_row(f"encoder {script_args.encoder_model} (seq + token cls)", enc["results"], enc_compute)
         )
+        n_enc = sum(1 + (sp.task == "intent_slots") for sp in splits)
+        totals.append({"approach": f"encoder {script_args.encoder_model}", "models": n_enc} | enc_compute)
+    summary["compute"] = report.compute_totals(totals, "multi-task")
+    budget_note = {
+        "per_model": "baseline_budget=per_model: every baseline model trains the multi-task model's full step budget",
+        "split_by_mixture": "baseline_budget=split_by_mixture: each family of baseline models shares the multi-task "
+        "model's total steps by its task mixture",
+        "split_evenly": "baseline_budget=split_evenly: each family of baseline models shares the multi-task model's "
+        "total steps evenly",
+    }[script_args.baseline_budget]
 
     # ---- Save / push ----
     if not is_main:
@@ -237,11 +303,7 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig):
     trainer.save_model(out)
     tokenizer.save_pretrained(out)
     reporting.write_metrics(out, summary)
-    results_md = (
-        reporting.markdown_table(table, floatfmt=".4f")
-        + "\nAnswer validity (strict = out-of-label-set answers count as wrong; snapped = mapped to the closest "
-        "label):\n\n" + reporting.markdown_table(validity, floatfmt=".4f")
-    )
+    results_md = report.render_results(table, summary["compute"], validity, scored, budget_note)
     with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as fh:
         fh.write(results_md)
     reporting.write_jsonl(os.path.join(out, "predictions.jsonl"), pred_rows)
@@ -249,10 +311,11 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig):
     for sp in splits:
         if sp.task in ("topic", "intent", "intent_slots"):
             rows = [r for r in pred_rows if r["model"] == "multitask" and r["task"] == sp.name]
-            reporting.plot_confusion_matrix(
-                [r["gold"] for r in rows],
+            golds = [r["gold"] for r in rows]
+            reporting.plot_confusion_matrix(  # strict labels: invalid answers land in the "other" column
+                golds,
                 [r["label"] for r in rows],
-                sp.labels,
+                averaging_labels(sp.labels, golds),
                 os.path.join(out, f"confusion_{sp.name.replace(':', '_')}.png"),
             )
     save_config(os.path.join(out, "config.json"), script_args=script_args, training_args=training_args)
@@ -277,7 +340,7 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig):
                 else "none (LoRA on the full-precision model)"
             )
             + f"; LoRA r={script_args.lora_r}, alpha={script_args.lora_alpha}, targets={script_args.lora_target_modules}",
-            "Results (same data and budget)": results_md,
+            "Results (same rows; compute per row)": results_md,
         },
     )
     with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as fh:
@@ -306,40 +369,6 @@ def _as_task(sp, task):
     part.task, part.name = task, f"{sp.name.rsplit(':', 1)[0]}:{task}"
     part.labels = sp.labels if task == "intent" else None
     return part
-
-
-def _row(results, info):
-    """One model's headline metrics as ``"<source> <metric>"`` columns, so different models line up."""
-    row = {}
-    names = {"topic_accuracy": "acc", "macro_f1": "macro-F1", "intent_accuracy": "intent acc", "slot_f1": "slot F1"}
-    for task, m in results.items():
-        source = task.rsplit(":", 1)[0]
-        for key, label in (*names.items(), ("exact_match", "EM")):
-            if key in m:
-                row[f"{source} {label}"] = m[key]
-    row["train s"] = info.get("train_seconds")
-    row["train tok/s"] = info.get("train_tokens_per_second")
-    return row
-
-
-def _validity(model, results):
-    """Per-task answer validity rows: strict vs snapped accuracy, invalid answers, unplaceable slot values."""
-    rows = []
-    for task, m in results.items():
-        field_ = "topic" if "topic_accuracy" in m else "intent" if "intent_accuracy" in m else None
-        rows.append(
-            {
-                "model": model,
-                "task": task,
-                "acc (snapped)": m.get(f"{field_}_accuracy") if field_ else None,
-                "acc (strict)": m.get(f"{field_}_accuracy_strict") if field_ else None,
-                "invalid labels": m.get(f"{field_}_invalid") if field_ else None,
-                "slot values not found": m.get("slots_not_found"),
-                "malformed slot items": m.get("slots_malformed"),
-                "n": m.get("n"),
-            }
-        )
-    return rows
 
 
 if __name__ == "__main__":

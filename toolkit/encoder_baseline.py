@@ -78,6 +78,23 @@ def _label_ids(ds, label_column: str, names: list[str]) -> list[int]:
     return out
 
 
+def _gold_names(ds, label_column: str, names: list[str]) -> list[str]:
+    """Gold labels of a scored split as names; labels train never showed stay as they are (scored as errors)."""
+    feature = ds.features[label_column]
+    own = getattr(feature, "names", None)
+    return [v if isinstance(v, str) else (own[v] if own else names[v]) for v in ds[label_column]]
+
+
+def _rows_seen(trainer) -> int:
+    args = trainer.args
+    return (
+        trainer.state.global_step
+        * args.per_device_train_batch_size
+        * args.gradient_accumulation_steps
+        * max(1, args.world_size)
+    )
+
+
 def _training_args(output_dir, *, epochs, max_steps, learning_rate, batch_size, seed, logging_steps, warmup_ratio):
     from transformers import TrainingArguments
 
@@ -133,28 +150,32 @@ def finetune_sequence_classifier(
         model_name_or_path: Encoder checkpoint (``local:minilm-l6``, a path, or a Hub id).
         train, dev, test: ``datasets.Dataset`` objects with ``text_column`` and ``label_column`` (``ClassLabel`` ints
             or strings). ``dev`` may be ``None``; it is only scored (the budget is fixed, no model selection).
-        label_names: Label vocabulary; defaults to the ``ClassLabel`` names or the sorted string labels.
+        label_names: Label vocabulary; defaults to train's ``ClassLabel`` names or the sorted string labels *of
+            train* (test labels never enter it; a test label train never shows is scored as an error).
         epochs, max_steps: Training length (``max_steps > 0`` wins, as in ``TrainingArguments``).
         learning_rate, batch_size, max_length, seed, warmup_ratio, logging_steps: Usual trainer knobs; texts are
             truncated to ``max_length`` tokens.
         output_dir: Trainer scratch dir (a temp dir when ``None``; no checkpoints are saved).
 
     Returns:
-        ``{"accuracy", "macro_f1", "dev_accuracy", "dev_macro_f1", "train_seconds", "infer_seconds",
-        "train_samples_per_second", "predictions" (label names, aligned with test), "golds", "labels",
-        "num_train", "num_test", "log_history"}``. ``dev_*`` are ``None`` when ``dev`` is ``None``.
+        ``{"accuracy", "macro_f1", "dev_accuracy", "dev_macro_f1", "train_seconds", "train_cpu_seconds",
+        "train_steps", "train_tokens", "infer_seconds", "train_samples_per_second", "predictions" (label names,
+        aligned with test), "golds", "labels", "num_train", "num_test", "log_history"}``. ``dev_*`` are ``None`` when
+        ``dev`` is ``None``. Accuracy and macro-F1 follow :func:`toolkit.label_scoring.label_scores` (macro-F1 over
+        the train label set), the same definition as the LLM students'.
     """
     import numpy as np
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
 
-    from toolkit.metrics import accuracy, macro_f1
+    from toolkit.label_scoring import label_scores
+    from toolkit.train_budget import ComputeMeter, tokens_trained
 
     _check_splits(train, test)
     for name, ds in (("train", train), ("dev", dev), ("test", test)):
         if ds is not None and text_column not in ds.column_names:
             raise ValueError(f"{name} split has no {text_column!r} column (columns: {ds.column_names})")
-    names = resolve_label_names([train, test] + ([dev] if dev is not None else []), label_column, label_names)
+    names = resolve_label_names([train], label_column, label_names)
     path = _resolve_name(model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     torch.manual_seed(seed)
@@ -192,31 +213,39 @@ def finetune_sequence_classifier(
         trainer = Trainer(
             model=model, args=args, train_dataset=train_rows, data_collator=DataCollatorWithPadding(tokenizer)
         )
-        t0 = time.perf_counter()
-        train_out = trainer.train()
-        train_seconds = time.perf_counter() - t0
+        with ComputeMeter() as meter:
+            train_out = trainer.train()
+        train_seconds = meter.wall_s
+
+        def encode_inputs(ds):
+            enc = tokenizer(list(ds[text_column]), truncation=True, max_length=max_length)
+            return [{k: enc[k][i] for k in enc} for i in range(len(ds))]
 
         def predict(ds):
             start = time.perf_counter()
-            logits = trainer.predict(encode(ds)).predictions
+            logits = trainer.predict(encode_inputs(ds)).predictions
             ids = np.asarray(logits).argmax(-1).tolist()
             return [names[i] for i in ids], time.perf_counter() - start
 
         preds, infer_seconds = predict(test)
-        golds = [names[i] for i in _label_ids(test, label_column, names)]
+        golds = _gold_names(test, label_column, names)
+        scores = label_scores(preds, golds, names)
         result: dict[str, Any] = {
-            "accuracy": accuracy(preds, golds),
-            "macro_f1": macro_f1(preds, golds),
+            "accuracy": scores["accuracy"],
+            "macro_f1": scores["macro_f1"],
             "dev_accuracy": None,
             "dev_macro_f1": None,
         }
         if dev is not None and len(dev):
             dev_preds, _ = predict(dev)
-            dev_golds = [names[i] for i in _label_ids(dev, label_column, names)]
-            result["dev_accuracy"] = accuracy(dev_preds, dev_golds)
-            result["dev_macro_f1"] = macro_f1(dev_preds, dev_golds)
+            dev_scores = label_scores(dev_preds, _gold_names(dev, label_column, names), names)
+            result["dev_accuracy"] = dev_scores["accuracy"]
+            result["dev_macro_f1"] = dev_scores["macro_f1"]
     result.update(
         train_seconds=train_seconds,
+        train_cpu_seconds=meter.cpu_s,
+        train_steps=trainer.state.global_step,
+        train_tokens=tokens_trained([len(r["input_ids"]) for r in train_rows], _rows_seen(trainer)),
         infer_seconds=infer_seconds,
         train_samples_per_second=train_out.metrics.get("train_samples_per_second"),
         predictions=preds,
@@ -270,8 +299,9 @@ def finetune_token_classifier(
         Other args: as in :func:`finetune_sequence_classifier`.
 
     Returns:
-        ``{"slot_f1", "tag_accuracy", "dev_slot_f1", "train_seconds", "infer_seconds", "predictions" (tag lists),
-        "golds", "tags", "num_train", "num_test", "log_history"}``.
+        ``{"slot_f1", "tag_accuracy", "dev_slot_f1", "train_seconds", "train_cpu_seconds", "train_steps",
+        "train_tokens", "infer_seconds", "predictions" (tag lists), "golds", "tags", "num_train", "num_test",
+        "log_history"}``.
     """
     import numpy as np
     import torch
@@ -283,6 +313,7 @@ def finetune_token_classifier(
     )
 
     from toolkit.metrics import slot_f1
+    from toolkit.train_budget import ComputeMeter, tokens_trained
 
     _check_splits(train, test)
     splits = [ds for ds in (train, dev, test) if ds is not None]
@@ -344,9 +375,9 @@ def finetune_token_classifier(
             train_dataset=train_rows,
             data_collator=DataCollatorForTokenClassification(tokenizer),
         )
-        t0 = time.perf_counter()
-        trainer.train()
-        train_seconds = time.perf_counter() - t0
+        with ComputeMeter() as meter:
+            trainer.train()
+        train_seconds = meter.wall_s
 
         def predict(ds):
             start = time.perf_counter()
@@ -372,6 +403,9 @@ def finetune_token_classifier(
         "tag_accuracy": sum(p == g for ps, gs in zip(preds, golds) for p, g in zip(ps, gs)) / max(n_tags, 1),
         "dev_slot_f1": dev_f1,
         "train_seconds": train_seconds,
+        "train_cpu_seconds": meter.cpu_s,
+        "train_steps": trainer.state.global_step,
+        "train_tokens": tokens_trained([len(r["input_ids"]) for r in train_rows], _rows_seen(trainer)),
         "infer_seconds": infer_seconds,
         "predictions": preds,
         "golds": golds,
@@ -382,77 +416,3 @@ def finetune_token_classifier(
     }
     logger.info("token tagger %s: slot_f1=%.4f (train %.1fs)", model_name_or_path, result["slot_f1"], train_seconds)
     return result
-
-
-def run_encoder_baselines(model_name_or_path: str, splits, training_args, learning_rate: float = 1e-4) -> dict:
-    """Encoder baselines for a recipe's task list, on the same rows and the same step budget as its LLM models.
-
-    ``topic`` and ``intent`` get a sequence classifier, ``slots`` a token classifier, ``intent_slots`` both (the
-    two-model setup, scored with a joint exact match). Each model trains ``training_args.max_steps`` steps (or
-    ``num_train_epochs``) at ``per_device_train_batch_size`` — the per-model budget of the LLM students.
-
-    Args:
-        model_name_or_path: Encoder checkpoint (``local:minilm-l6``).
-        splits: Objects with ``name``, ``task``, ``train``, ``test``, ``labels`` (``toolkit.multitask.TaskSplits``).
-        training_args: The recipe's ``TrainingArguments`` (budget and seed are read from it).
-        learning_rate: Encoder learning rate (encoders want a larger one than LoRA-on-LLM defaults suggest).
-
-    Returns:
-        ``{"results": {task_name: metrics}, "predictions": [rows], "summary": {...}}`` with metric keys named like
-        ``toolkit.multitask.score_task`` (``topic_accuracy``, ``macro_f1``, ``intent_accuracy``, ``slot_f1``,
-        ``exact_match``) so one table can hold both.
-    """
-    budget = {
-        "epochs": training_args.num_train_epochs,
-        "max_steps": training_args.max_steps,
-        "batch_size": training_args.per_device_train_batch_size,
-        "seed": training_args.seed,
-        "learning_rate": learning_rate,
-        "max_length": 256,  # topic texts are already cut to the LLM's token budget; this keeps all of them
-    }
-    results, predictions = {}, []
-
-    def with_text(ds):
-        return ds if "text" in ds.column_names else ds.map(lambda r: {"text": " ".join(r["tokens"])})
-
-    for sp in splits:
-        metrics: dict[str, Any] = {"n": len(sp.test)}
-        seconds = {"train_seconds": 0.0, "infer_seconds": 0.0}
-        cls = tag = None
-        if sp.task in ("topic", "intent", "intent_slots"):
-            column = "label" if sp.task == "topic" else "intent"
-            cls = finetune_sequence_classifier(
-                model_name_or_path,
-                with_text(sp.train),
-                None,
-                with_text(sp.test),
-                label_column=column,
-                label_names=sp.labels,
-                **budget,
-            )
-            key = "topic" if sp.task == "topic" else "intent"
-            metrics[f"{key}_accuracy"] = cls["accuracy"]
-            if sp.task == "topic":
-                metrics["macro_f1"] = cls["macro_f1"]
-        if sp.task in ("slots", "intent_slots"):
-            tag = finetune_token_classifier(model_name_or_path, sp.train, None, sp.test, **budget)
-            metrics["slot_f1"] = tag["slot_f1"]
-        for out in (cls, tag):
-            if out is not None:
-                seconds["train_seconds"] += out["train_seconds"]
-                seconds["infer_seconds"] += out["infer_seconds"]
-        if cls is not None and tag is not None:
-            hits = sum(
-                p == g and pt == gt
-                for p, g, pt, gt in zip(cls["predictions"], cls["golds"], tag["predictions"], tag["golds"])
-            )
-            metrics["exact_match"] = hits / len(sp.test)
-        for i in range(len(sp.test)):
-            row = {"model": "encoder", "task": sp.name}
-            if cls is not None:
-                row |= {"label": cls["predictions"][i], "gold": cls["golds"][i]}
-            if tag is not None:
-                row |= {"tags": tag["predictions"][i], "gold_tags": tag["golds"][i]}
-            predictions.append(row)
-        results[sp.name] = metrics | seconds
-    return {"results": results, "predictions": predictions, "summary": {"eval": results, "budget": budget}}

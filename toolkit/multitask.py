@@ -10,25 +10,29 @@ pieces that make that reproducible with any causal LM:
 - **Slots ↔ BIO** (:func:`bio_to_slots`, :func:`slots_to_bio`): the compact ``slot=value`` list is mapped back onto
   the utterance's words for span F1. Repeated values are matched left to right (each value searched after the
   previous match, on untagged words first); values not found among the words are *counted*, never silently dropped.
-- **Label snapping** (:func:`snap_label`): an answer outside the label set is either counted invalid (strict
-  scores) or snapped to the most string-similar label (snapped scores); both are reported.
+- **Label scoring** (:mod:`toolkit.label_scoring`, shared with the encoder baselines): strict accuracy (an answer
+  that is not a label after normalisation is wrong) is the headline; snapped accuracy (closest label) is a second,
+  labelled column; macro-F1 over the train label set.
 - **Task mixtures** (:func:`mixture_probabilities`, :func:`sample_mixture`): weighted, proportional or
   temperature sampling over tasks, seeded.
 - **Scoring** (:func:`score_task`) and batched greedy generation (:func:`generate_answers`).
 
-Data loading (:func:`load_task_splits`), model building (:func:`build_lora_model`) and adapter merging
-(:func:`merge_adapter`) are here too, so ``recipes/qlora_multitask.py`` stays thin.
+Data loading (:func:`load_task_splits`, from :mod:`toolkit.multitask_data`), model building
+(:func:`build_lora_model`) and adapter merging (:func:`merge_adapter`) are here too, so
+``recipes/qlora_multitask.py`` stays thin.
 """
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from toolkit.label_scoring import snap_label
+from toolkit.multitask_data import TaskSplits, load_task_splits, parse_task_spec
+from toolkit.train_budget import ComputeMeter, tokens_trained
 
 logger = logging.getLogger(__name__)
 
@@ -51,16 +55,19 @@ __all__ = [
     "FIELDS",
     "MIXTURE_STRATEGIES",
     "TASK_TYPES",
+    "TaskSplits",
     "bio_to_slots",
     "build_completion",
     "build_lora_model",
     "build_prompt",
     "format_slots",
     "generate_answers",
+    "load_task_splits",
     "merge_adapter",
     "mixture_probabilities",
     "parse_answer",
     "parse_slots",
+    "parse_task_spec",
     "sample_mixture",
     "score_task",
     "slots_to_bio",
@@ -211,22 +218,6 @@ def parse_answer(text: str) -> dict[str, str]:
     return out
 
 
-def snap_label(pred: str | None, labels: Sequence[str]) -> tuple[str | None, bool]:
-    """``(snapped_label, valid)``: ``valid`` is True iff ``pred`` is exactly a label.
-
-    Out-of-set predictions snap to the most similar label (``difflib`` ratio, case-insensitive); an empty / missing
-    prediction snaps to nothing (``None``), since any label would be a guess.
-    """
-    if pred is None or not pred.strip():
-        return None, False
-    pred = pred.strip()
-    if pred in labels:
-        return pred, True
-    low = pred.lower()
-    best = max(labels, key=lambda lab: difflib.SequenceMatcher(None, low, lab.lower()).ratio())
-    return best, False
-
-
 # ---------------------------------------------------------------------------------------------------- scoring
 
 
@@ -240,15 +231,19 @@ def score_task(
         rows: Gold rows (``text``/``label`` for topic; ``tokens``/``slot_tags``/``intent`` otherwise). Topic labels
             must already be names (strings).
         outputs: Raw generations, aligned with ``rows``.
-        labels: Label set for topic / intent (required there).
+        labels: Label set for topic / intent (required there), built from the training split.
 
     Returns:
-        ``(metrics, predictions)``. Metrics for label fields: ``{field}_accuracy`` (snapped), ``{field}_accuracy_strict``
-        (out-of-set = wrong), ``{field}_invalid`` (count), plus ``macro_f1`` for topic; for slots ``slot_f1``,
-        ``slot_precision``, ``slot_recall``, ``slots_not_found``, ``slots_malformed``, ``slots_missing_field``; for
-        the joint task ``exact_match`` (snapped intent right *and* every tag right). ``n`` = number of rows.
+        ``(metrics, predictions)``. Label fields follow :mod:`toolkit.label_scoring`: ``{field}_accuracy`` is strict
+        (the headline: an answer that is not a label after normalisation is wrong), ``{field}_accuracy_snapped``
+        maps it to the closest label first, ``{field}_invalid`` counts invalid answers, ``macro_f1`` (strict, over
+        the train label set). Slots: ``slot_f1``, ``slot_precision``, ``slot_recall``, ``slots_not_found``,
+        ``slots_malformed``, ``slots_missing_field``; the joint task adds ``exact_match`` (strict intent right *and*
+        every tag right). ``n`` = number of rows. Each prediction holds ``label`` (strict, ``None`` when invalid)
+        and ``snapped_label``.
     """
-    from toolkit.metrics import accuracy, macro_f1, slot_f1
+    from toolkit.label_scoring import label_scores
+    from toolkit.metrics import slot_f1
 
     _check_task(task)
     if len(rows) != len(outputs):
@@ -267,7 +262,7 @@ def score_task(
             raw = parsed.get(label_field)
             snapped, valid = snap_label(raw, labels)
             gold = row["label"] if task == "topic" else row["intent"]
-            pred.update(raw_label=raw, label=snapped, valid=valid, gold=gold)
+            pred.update(raw_label=raw, label=snapped if valid else None, snapped_label=snapped, valid=valid, gold=gold)
         if task in ("slots", "intent_slots"):
             slots, malformed = parse_slots(parsed.get("slots", ""))
             tags, stats = slots_to_bio(row["tokens"], slots)
@@ -276,14 +271,13 @@ def score_task(
         preds.append(pred)
 
     if label_field:
-        golds = [p["gold"] for p in preds]
-        metrics[f"{label_field}_accuracy"] = accuracy([p["label"] for p in preds], golds)
-        metrics[f"{label_field}_accuracy_strict"] = accuracy(
-            [p["label"] if p["valid"] else None for p in preds], golds
+        scores = label_scores(
+            [p["label"] for p in preds], [p["gold"] for p in preds], labels, [p["snapped_label"] for p in preds]
         )
-        metrics[f"{label_field}_invalid"] = sum(not p["valid"] for p in preds)
-        if task == "topic":
-            metrics["macro_f1"] = macro_f1([p["label"] for p in preds], golds, labels=list(labels))
+        metrics[f"{label_field}_accuracy"] = scores["accuracy"]
+        metrics[f"{label_field}_accuracy_snapped"] = scores["accuracy_snapped"]
+        metrics[f"{label_field}_invalid"] = scores["invalid"]
+        metrics["macro_f1"] = scores["macro_f1"]
     if task in ("slots", "intent_slots"):
         f1 = slot_f1([p["tags"] for p in preds], [p["gold_tags"] for p in preds])
         metrics.update(slot_f1=f1["f1"], slot_precision=f1["precision"], slot_recall=f1["recall"])
@@ -291,9 +285,7 @@ def score_task(
         metrics["slots_malformed"] = sum(p["malformed"] for p in preds)
         metrics["slots_missing_field"] = sum(p["missing_slots_field"] for p in preds)
     if task == "intent_slots":
-        metrics["exact_match"] = sum(p["label"] == p["gold"] and p["tags"] == p["gold_tags"] for p in preds) / len(
-            preds
-        )
+        metrics["exact_match"] = two_model_exact_match(preds, preds)
     return metrics, preds
 
 
@@ -396,85 +388,6 @@ def sample_mixture(datasets: Mapping[str, Any], probabilities: Mapping[str, floa
 
 
 # ------------------------------------------------------------------------------------------------------- data
-
-
-@dataclass
-class TaskSplits:
-    """One ``source:task`` entry of a mixture: subsampled train/test rows plus the label set."""
-
-    name: str
-    source: str
-    task: str
-    train: Any
-    test: Any
-    labels: list[str] | None = None
-    spec: str = ""
-
-
-def parse_task_spec(spec: str) -> tuple[str, str]:
-    """``"snips:intent_slots"`` → ``("snips", "intent_slots")`` (the source may be a path containing ':')."""
-    source, sep, task = spec.rpartition(":")
-    if not sep or not source:
-        raise ValueError(f"task spec {spec!r} must look like '<source>:<task>', e.g. 'snips:intent_slots'")
-    _check_task(task)
-    return source, task
-
-
-def _load_split(source: str, split: str, data_dir: str | None):
-    from pathlib import Path
-
-    from toolkit.tasks import load, load_local
-
-    folder = Path(source).expanduser()
-    if folder.is_dir():  # a folder of {train,test}.jsonl with the same columns as the loaders
-        return load_local(str(folder / f"{split}.jsonl"))
-    return load(source, split=split, data_dir=data_dir)
-
-
-def load_task_splits(
-    spec: str, *, train_size: int = -1, test_size: int = -1, seed: int = 42, data_dir: str | None = None
-) -> TaskSplits:
-    """Load, split and subsample one ``source:task`` mixture entry.
-
-    ``source`` is a ``toolkit.tasks`` registry name (``20ng``, ``snips``, ``slurp`` ...) or a folder holding
-    ``train.jsonl`` / ``test.jsonl``. Sources without a train/test pair (SLURP ships ``devel`` only) are split
-    deterministically (``test_size`` rows held out). Topic labels become strings (``ClassLabel`` names); the label
-    set is the dataset's full inventory, which defines the task, not the subsample.
-    """
-    from toolkit.tasks import REGISTRY, deterministic_split
-
-    source, task = parse_task_spec(spec)
-    splits = REGISTRY[source].splits if source in REGISTRY else ("train", "test")
-    if "train" in splits and "test" in splits:
-        train, test = _load_split(source, "train", data_dir), _load_split(source, "test", data_dir)
-    else:
-        whole = _load_split(source, splits[0], data_dir)
-        n_test = test_size if test_size > 0 else max(1, len(whole) // 5)
-        parts = deterministic_split(whole, dev_size=0, test_size=min(n_test, len(whole) // 2), seed=seed)
-        train, test = parts["train"], parts["test"]
-    if task == "topic":
-        feature = train.features["label"]
-        labels = list(feature.names) if hasattr(feature, "names") else sorted(set(train["label"]) | set(test["label"]))
-        if hasattr(feature, "names"):
-            train, test = (ds.map(lambda r: {"label_name": feature.names[r["label"]]}) for ds in (train, test))
-            train, test = (ds.remove_columns("label").rename_column("label_name", "label") for ds in (train, test))
-    elif task in ("intent", "intent_slots"):
-        labels = sorted(set(train["intent"]) | set(test["intent"]))
-    else:
-        labels = None
-
-    def subsample(ds, n):
-        return ds.shuffle(seed=seed).select(range(n)) if 0 < n < len(ds) else ds
-
-    name = f"{_short_name(source)}:{task}"
-    return TaskSplits(name, source, task, subsample(train, train_size), subsample(test, test_size), labels, spec)
-
-
-def _short_name(source: str) -> str:
-    """Registry names stay as is; a folder source is named by its last path component."""
-    from pathlib import Path
-
-    return Path(source).name if ("/" in source or "\\" in source) else source
 
 
 def truncate_texts(texts: Sequence[str], tokenizer, max_tokens: int) -> list[str]:
@@ -671,8 +584,9 @@ def train_lora_sft(model_name: str, train_dataset, args, *, quantization: bool =
         **lora_kwargs: ``lora_r``, ``lora_alpha``, ``lora_dropout``, ``target_modules`` for :func:`build_lora_model`.
 
     Returns:
-        ``(trainer, info)``; ``info = {"train_seconds", "train_tokens", "train_tokens_per_second", "train_loss",
-        "trainable_params", "log_history"}`` where ``train_tokens`` counts the non-padding tokens of the rows actually trained on.
+        ``(trainer, info)``; ``info = {"train_seconds", "train_cpu_seconds", "train_steps", "train_tokens",
+        "train_tokens_per_second", "train_loss", "trainable_params", "log_history"}`` where ``train_tokens`` counts
+        the non-padding tokens (prompt + answer) of the rows actually trained on.
     """
     from trl import SFTTrainer
 
@@ -694,17 +608,17 @@ def train_lora_sft(model_name: str, train_dataset, args, *, quantization: bool =
         peft_config=peft_config,
     )
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    t0 = time.perf_counter()
-    out = trainer.train()
-    seconds = time.perf_counter() - t0
+    with ComputeMeter() as meter:
+        out = trainer.train()
+    seconds = meter.wall_s
     world = max(1, args.world_size)
     rows_seen = trainer.state.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps * world
-    lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
-    # One pass = len(lengths) rows; with max_steps the trainer may take more or fewer rows than one pass.
-    tokens = sum(lengths) * rows_seen / max(len(lengths), 1)
+    tokens = tokens_trained([len(ids) for ids in trainer.train_dataset["input_ids"]], rows_seen)
     info = {
         "train_seconds": seconds,
-        "train_tokens": int(tokens),
+        "train_cpu_seconds": meter.cpu_s,
+        "train_steps": trainer.state.global_step,
+        "train_tokens": tokens,
         "train_tokens_per_second": tokens / seconds if seconds else 0.0,
         "train_loss": out.training_loss,
         "trainable_params": trainable,

@@ -107,13 +107,31 @@ def test_qlora_multitask_end_to_end_4bit(tmp_path, tiny_llama_dir, tiny_bert_dir
     results = (run / "results.md").read_text()
     for model in ("multi-task QLoRA", "single-task LoRA: news:topic", "intent model + slot model", "encoder"):
         assert model in results
-    for column in ("news acc", "news macro-F1", "snipsish intent acc", "snipsish slot F1", "snipsish EM"):
-        assert column in results
+    header = results.splitlines()[0]
+    for column in (
+        "news acc", "news acc (snapped)", "news macro-F1", "snipsish intent acc", "snipsish intent acc (snapped)",
+        "snipsish intent macro-F1", "snipsish slot F1", "snipsish EM", "train steps", "train tokens", "train CPU-s",
+    ):  # fmt: skip
+        assert f"| {column} |" in header
     assert "acc (strict)" in results and "invalid labels" in results
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"multitask", "single:news:topic", "single:snipsish:intent", "single:snipsish:slots", "encoder"} <= set(
         metrics
     )
+    # Issue 12 item 14: the headline "acc" column is the strict accuracy, the snapped one sits in its own column.
+    news = metrics["multitask"]["eval"]["news:topic"]
+    cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in results.splitlines()[2].split("|")]))
+    assert cells["news acc"] == f"{news['topic_accuracy']:.4f}"
+    assert cells["news acc (snapped)"] == f"{news['topic_accuracy_snapped']:.4f}"
+    # Issue 12 item 16: compute per row, and per_model baselines visibly cost a multiple of the multi-task model.
+    assert metrics["baseline_budget"] == {"mode": "per_model", "steps_per_model": None}
+    compute = {c["approach"]: c for c in metrics["compute"]}
+    assert compute["multi-task"]["train steps"] == 3 and compute["multi-task"]["train tokens"] > 0
+    assert compute["single-task LoRA (all)"]["models"] == 3 and compute["single-task LoRA (all)"]["train steps"] == 9
+    assert compute["multi-task"]["train CPU-s"] > 0 and compute["single-task LoRA (all)"]["CPU-s × multi-task"] > 1
+    assert "CPU-s × multi-task" in results and "baseline_budget=per_model" in results
+    # Issue 12 item 7: the table says which rows it scored.
+    assert "4 rows of " in results and "test (official)" in results
     rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
     assert {r["model"] for r in rows} >= {"multitask", "encoder", "single:snipsish:slots"}
     assert sum(r["model"] == "multitask" for r in rows) == 8  # 4 test rows x 2 tasks
@@ -146,7 +164,7 @@ def test_qlora_multitask_plain_lora_and_merge_matches(tmp_path, tiny_llama_dir):
     argv = _common(tmp_path, tiny_llama_dir, topic, slots) + ["--quantization", "false", "--baselines", "none"]
     script_args, training_args = _parse(recipe, argv)
     summary = recipe.main(script_args, training_args)
-    assert set(summary) == {"multitask"}
+    assert not any(k.startswith(("single:", "encoder")) for k in summary)
     run = tmp_path / "run"
     assert "LoRA on the full-precision model" in (run / "README.md").read_text()
 
@@ -170,6 +188,45 @@ def test_config_validation(tmp_path):
         recipe.MultitaskArguments(tasks=["snips:ner"])
     with pytest.raises(ValueError, match="hub_push"):
         recipe.MultitaskArguments(hub_push="everything")
+    with pytest.raises(ValueError, match="test_path entries"):
+        recipe.MultitaskArguments(tasks=["snips:intent", "20ng:topic"], test_path=["x.jsonl"])
+    with pytest.raises(ValueError, match="eval_split"):
+        recipe.MultitaskArguments(eval_split="train")
+    with pytest.raises(ValueError, match="baseline_budget"):
+        recipe.MultitaskArguments(baseline_budget="double")
+
+
+def test_qlora_multitask_equal_total_budget_and_test_path(tmp_path, tiny_llama_dir, tiny_bert_dir):
+    """Issue 12 items 16 and 7: split_by_mixture baselines share the multi-task steps; --test_path replaces a split."""
+    recipe = _recipe()
+    topic, slots = _write_tasks(tmp_path)
+    other = tmp_path / "other_test.jsonl"
+    other.write_text("".join(json.dumps({"text": f"rocket orbit {i}", "label": "sci.space"}) + "\n" for i in range(3)))
+    argv = _common(tmp_path, tiny_llama_dir, topic, slots) + [
+        "--max_steps", "4",
+        "--quantization", "false",
+        "--encoder_model", str(tiny_bert_dir),
+        "--baseline_budget", "split_by_mixture",
+        "--test_path", str(other), "-",
+    ]  # fmt: skip
+    script_args, training_args = _parse(recipe, argv)
+    summary = recipe.main(script_args, training_args)
+    # Mixture 1:3 over 4 steps: topic 1/4, intent 3/8, slots 3/8 -> 1 + 2 + 1 (one step each first, then the rest).
+    steps = summary["baseline_budget"]["steps_per_model"]
+    assert steps == {"news:topic": 1, "snipsish:intent": 2, "snipsish:slots": 1}
+    assert summary["multitask"]["train"]["train_steps"] == 4 == sum(steps.values())
+    for name, n in steps.items():
+        assert summary[f"single:{name}"]["train"]["train_steps"] == n
+    encoder_steps = sum(m["train_steps"] for m in summary["encoder"]["eval"].values())
+    assert encoder_steps == 4
+    compute = {c["approach"]: c for c in summary["compute"]}
+    assert compute["single-task LoRA (all)"]["train steps"] == compute["multi-task"]["train steps"] == 4
+    # The topic task was scored on the given file (3 rows), the joint task on its official test file (4 rows).
+    assert summary["multitask"]["eval"]["news:topic"]["n"] == 3
+    assert summary["multitask"]["eval"]["snipsish:intent_slots"]["n"] == 4
+    assert "--test_path" in summary["scored"]["news:topic"]
+    results = (tmp_path / "run" / "results.md").read_text()
+    assert "baseline_budget=split_by_mixture" in results and "other_test.jsonl (--test_path)" in results
 
 
 @pytest.mark.slow  # two fresh Python processes importing torch + transformers + bitsandbytes: ~45 s on 2 busy cores

@@ -47,9 +47,37 @@ def test_sequence_classifier_string_labels_and_errors(tiny_bert_dir):
         finetune_sequence_classifier(str(tiny_bert_dir), ds.select([]), None, ds, max_steps=1)
     with pytest.raises(ValueError, match="no 'sentence' column"):
         finetune_sequence_classifier(str(tiny_bert_dir), ds, None, ds, text_column="sentence", max_steps=1)
-    bad = datasets.Dataset.from_dict({"text": ["a"], "label": ["z"]})
-    with pytest.raises(ValueError, match="not among"):
-        finetune_sequence_classifier(str(tiny_bert_dir), ds, None, bad, label_names=["x", "y"], max_steps=1)
+    bad = datasets.Dataset.from_dict({"text": ["a", "b"], "label": ["z", "x"]})
+    with pytest.raises(ValueError, match="not among"):  # a train label outside the label set cannot be trained on
+        finetune_sequence_classifier(str(tiny_bert_dir), bad, None, ds, label_names=["x", "y"], max_steps=1)
+
+
+def test_sequence_classifier_label_set_from_train_and_unseen_test_gold(tiny_bert_dir):
+    """Issue 12 item 15: labels come from train; a test-only gold is scored as an error, not a crash or a class."""
+    train = datasets.Dataset.from_dict({"text": ["a", "b", "c", "d"], "label": ["x", "y", "x", "y"]})
+    test = datasets.Dataset.from_dict({"text": ["a", "b", "e"], "label": ["x", "y", "z"]})
+    out = finetune_sequence_classifier(str(tiny_bert_dir), train, None, test, max_steps=2, batch_size=2, max_length=8)
+    assert out["labels"] == ["x", "y"] and out["golds"] == ["x", "y", "z"]
+    assert set(out["predictions"]) <= {"x", "y"} and out["accuracy"] <= 2 / 3
+    # Compute is reported: steps, tokens trained (2 steps x 2 rows x mean length), CPU-seconds.
+    assert out["train_steps"] == 2 and out["train_cpu_seconds"] > 0 and out["train_tokens"] > 0
+
+
+def test_encoder_and_llm_scoring_give_the_same_macro_f1(tiny_bert_dir):
+    """Issue 12 item 15: one macro-F1 definition. The encoder's predictions, written as LLM answers and scored by
+    toolkit.multitask.score_task, give the encoder's own numbers, also when a train label is absent from test."""
+    from toolkit.multitask import score_task
+
+    train, test = _cls_split(16), _cls_split(6)
+    names = ["neg", "pos", "neutral"]  # the train label set; "neutral" has no test row
+    out = finetune_sequence_classifier(
+        str(tiny_bert_dir), train, None, test, label_names=names, max_steps=3, learning_rate=5e-3, batch_size=8
+    )
+    rows = [{"text": t, "label": g} for t, g in zip(test["text"], out["golds"])]
+    m, _ = score_task("topic", rows, [f"topic: {p}" for p in out["predictions"]], names)
+    assert out["macro_f1"] == pytest.approx(m["macro_f1"])
+    assert out["accuracy"] == pytest.approx(m["topic_accuracy"])
+    assert m["macro_f1"] > 0  # otherwise the comparison proves nothing
 
 
 def test_token_classifier_aligns_words(tiny_bert_dir):

@@ -115,8 +115,8 @@ def test_parse_answer():
 def test_snap_label():
     labels = ["PlayMusic", "GetWeather", "BookRestaurant"]
     assert mt.snap_label("PlayMusic", labels) == ("PlayMusic", True)
-    assert mt.snap_label("playmusic", labels) == ("PlayMusic", False)  # snapped, but counted invalid
-    assert mt.snap_label("Get Weather", labels) == ("GetWeather", False)
+    assert mt.snap_label(" playmusic ", labels) == ("PlayMusic", True)  # whitespace + case normalised: a label
+    assert mt.snap_label("Get Weather", labels) == ("GetWeather", False)  # snapped, but counted invalid
     assert mt.snap_label("", labels) == (None, False)
     assert mt.snap_label(None, labels) == (None, False)
 
@@ -133,13 +133,16 @@ def test_score_task_strict_vs_snapped_and_exact_match():
         "garbage",  # invalid, no slots field
     ]
     m, preds = mt.score_task("intent_slots", rows, outputs, ["GetWeather", "PlayMusic"])
-    assert m["intent_accuracy"] == pytest.approx(2 / 3)
-    assert m["intent_accuracy_strict"] == pytest.approx(1 / 3)
+    # Headline = strict: "get weather" is not a label, so it is wrong there; snapped credits it, in its own key.
+    assert m["intent_accuracy"] == pytest.approx(1 / 3)
+    assert m["intent_accuracy_snapped"] == pytest.approx(2 / 3)
+    assert "intent_accuracy_strict" not in m
     assert m["intent_invalid"] == 2
     assert m["slots_not_found"] == 1 and m["slots_missing_field"] == 1
     assert m["slot_f1"] == pytest.approx(2 * 2 / (2 * 2 + 0 + 1))  # tp=2, fp=0, fn=1
-    assert m["exact_match"] == pytest.approx(2 / 3)
+    assert m["exact_match"] == pytest.approx(1 / 3)  # strict intent too: row 2's snapped intent does not count
     assert preds[1]["tags"] == ["O", "O", "B-city"] and preds[2]["label"] is None
+    assert preds[1]["label"] is None and preds[1]["snapped_label"] == "GetWeather"
     with pytest.raises(ValueError, match="needs its label set"):
         mt.score_task("intent", rows, outputs)
     with pytest.raises(ValueError, match="3 gold rows but 1 outputs"):
@@ -155,6 +158,36 @@ def test_score_topic_macro_f1_and_two_model_em():
     assert mt.two_model_exact_match(intent, slots) == 0.5
     with pytest.raises(ValueError):
         mt.two_model_exact_match(intent, slots[:1])
+
+
+def test_headline_accuracy_is_strict_snapped_is_a_labelled_column():
+    """Issue 12 item 14: out-of-set answers snapped to the closest label must not lift the headline accuracy."""
+    from toolkit import multitask_report as report
+
+    rows = [{"text": "t", "label": lab} for lab in ("sci.space", "rec.autos", "rec.autos", "sci.space")]
+    outputs = ["topic: sci.space", "topic:  REC.AUTOS ", "topic: rec autos", "topic: space"]
+    m, preds = mt.score_task("topic", rows, outputs, ["rec.autos", "sci.space"])
+    assert [p["label"] for p in preds] == ["sci.space", "rec.autos", None, None]
+    assert m["topic_accuracy"] == pytest.approx(2 / 4)  # exact label after whitespace/case normalisation
+    assert m["topic_accuracy_snapped"] == pytest.approx(4 / 4)
+    assert m["topic_invalid"] == 2
+    row = report.headline_row("m", {"news:topic": m}, {})
+    assert row["news acc"] == pytest.approx(0.5) and row["news acc (snapped)"] == pytest.approx(1.0)
+    assert list(row).index("news acc") < list(row).index("news acc (snapped)")
+    intent = report.headline_row(
+        "m", {"snips:intent_slots": {"intent_accuracy": 0.1, "intent_accuracy_snapped": 0.9}}, {}
+    )
+    assert intent["snips intent acc"] == 0.1 and intent["snips intent acc (snapped)"] == 0.9
+
+
+def test_score_macro_f1_over_train_labels_and_unseen_gold():
+    """Issue 12 item 15: macro-F1 averages over the train label set (+ test-only golds, which score 0)."""
+    rows = [{"text": "t", "label": "a"}, {"text": "t", "label": "a"}, {"text": "t", "label": "z"}]
+    m, _ = mt.score_task("topic", rows, ["topic: a", "topic: b", "topic: z"], ["a", "b", "c"])
+    # Classes a, b, c (train) + z (test only; "z" is not a label, so the answer is invalid).
+    # a: tp 1, fn 1 -> 2/3; b: fp 1 -> 0; c: nothing -> 0; z: fn 1 -> 0.
+    assert m["macro_f1"] == pytest.approx((2 / 3) / 4)
+    assert m["topic_invalid"] == 1
 
 
 # ---------------------------------------------------------------------------------------------------- mixture
@@ -202,8 +235,63 @@ def test_load_task_splits_from_folder(tmp_path):
     sp = mt.load_task_splits(f"{tmp_path}:topic", train_size=5, test_size=-1)
     assert (len(sp.train), len(sp.test)) == (5, 4)
     assert sp.labels == ["neg", "pos"] and sp.name == f"{tmp_path.name}:topic"
+    assert sp.dev is None and "official" in sp.origin["test"]
     with pytest.raises(ValueError, match="must look like"):
         mt.parse_task_spec("snips")
+
+
+def _write_jsonl(path, rows):
+    with open(path, "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+
+
+def _intent_rows(intents):
+    return [{"tokens": ["w", str(i)], "slot_tags": ["O", "O"], "intent": intent} for i, intent in enumerate(intents)]
+
+
+def test_label_set_is_built_from_train_only(tmp_path):
+    """Issue 12 item 15: an intent / topic that only the test file shows never enters the label set."""
+    _write_jsonl(tmp_path / "train.jsonl", _intent_rows(["PlayMusic", "GetWeather"] * 3))
+    _write_jsonl(tmp_path / "test.jsonl", _intent_rows(["PlayMusic", "SearchScreening"]))
+    sp = mt.load_task_splits(f"{tmp_path}:intent_slots")
+    assert sp.labels == ["GetWeather", "PlayMusic"]
+    topic = tmp_path / "topic"
+    topic.mkdir()
+    _write_jsonl(topic / "train.jsonl", [{"text": "x", "label": "neg"}, {"text": "y", "label": "pos"}])
+    _write_jsonl(topic / "test.jsonl", [{"text": "z", "label": "neutral"}])
+    assert mt.load_task_splits(f"{topic}:topic").labels == ["neg", "pos"]
+
+
+def test_official_splits_and_path_overrides(tmp_path):
+    """Issue 12 item 7: official dev/test files are used, --test_path/--dev_path replace them, carving is a fallback."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    _write_jsonl(folder / "train.jsonl", _intent_rows(["A", "B"] * 10))
+    _write_jsonl(folder / "valid.jsonl", _intent_rows(["A"] * 3))
+    _write_jsonl(folder / "test.jsonl", _intent_rows(["B"] * 4))
+    other = tmp_path / "other_test.jsonl"
+    _write_jsonl(other, _intent_rows(["A", "B", "A", "B", "A"]))
+
+    sp = mt.load_task_splits(f"{folder}:intent")
+    assert (len(sp.train), len(sp.dev), len(sp.test)) == (20, 3, 4)  # official: nothing carved from train
+    assert sp.origin["dev"].endswith("valid (official)") and sp.origin["test"].endswith("test (official)")
+
+    sp = mt.load_task_splits(f"{folder}:intent", test_path=str(other), dev_path=str(other))
+    assert (len(sp.train), len(sp.dev), len(sp.test)) == (20, 5, 5)
+    assert "--test_path" in sp.origin["test"] and "--dev_path" in sp.origin["dev"]
+
+    only_train = tmp_path / "only_train"
+    only_train.mkdir()
+    _write_jsonl(only_train / "train.jsonl", _intent_rows(["A", "B"] * 10))
+    sp = mt.load_task_splits(f"{only_train}:intent", test_size=4, need_dev=True)
+    assert (len(sp.train), len(sp.dev), len(sp.test)) == (12, 4, 4)  # carved: no official test, no path given
+    assert sp.origin["test"].startswith("carved") and sp.origin["dev"].startswith("carved")
+    assert not set(sp.train["tokens"][i][1] for i in range(12)) & set(t[1] for t in sp.test["tokens"])
+    sp = mt.load_task_splits(f"{only_train}:intent", test_path=str(other))
+    assert (len(sp.train), len(sp.test)) == (20, 5) and sp.dev is None  # a given test file: nothing carved
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        mt.load_task_splits(f"{folder}:intent", test_path=str(tmp_path / "missing.jsonl"))
 
 
 def test_load_task_splits_real(data_root):
@@ -211,8 +299,11 @@ def test_load_task_splits_real(data_root):
     assert len(snips.labels) == 7 and len(snips.train) == 20 and len(snips.test) == 10
     news = mt.load_task_splits("20ng:topic", train_size=5, test_size=5, data_dir=str(data_root))
     assert len(news.labels) == 20 and isinstance(news.train[0]["label"], str) and news.train[0]["label"] in news.labels
+    assert news.origin["test"] == "20ng:test (official)" and news.dev is None
+    assert snips.origin["dev"] == "snips:valid (official)" and len(snips.dev) == 10
     slurp = mt.load_task_splits("slurp:intent", train_size=-1, test_size=100, data_dir=str(data_root))
-    assert len(slurp.test) == 100 and len(slurp.train) == 2033 - 100
+    assert len(slurp.test) == 100 and len(slurp.train) == 2033 - 100 and slurp.origin["test"].startswith("carved")
+    assert set(slurp.labels) == set(slurp.train["intent"])  # train only: the carved test never adds intents
 
 
 def test_truncate_texts(tiny_llama_dir):

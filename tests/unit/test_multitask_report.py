@@ -1,0 +1,24 @@
+"""toolkit.multitask_report: headline rows carry strict + snapped accuracy and compute; totals compare compute."""
+
+from __future__ import annotations
+
+import pytest
+
+from toolkit import multitask_report as report
+
+
+def test_rows_carry_compute_and_totals_compare_to_multitask():
+    """Issue 12 item 16: every row says what it cost; the summary shows the baselines' multiple of it."""
+    mt_info = {"train_steps": 20, "train_tokens": 4000, "train_cpu_seconds": 10.0, "train_seconds": 6.0}
+    intent = {"train_steps": 20, "train_tokens": 1500, "train_cpu_seconds": 7.0, "train_seconds": 4.0}
+    slots = {"train_steps": 20, "train_tokens": 1600, "train_cpu_seconds": 8.0, "train_seconds": 4.5}
+    pair = report.compute_of(intent, slots)
+    assert pair == {"train_steps": 40, "train_tokens": 3100, "train_cpu_seconds": 15.0, "train_seconds": 8.5}
+    row = report.headline_row("single x2", {"snips:intent_slots": {"intent_accuracy": 0.5, "slot_f1": 0.4}}, pair)
+    assert row["train steps"] == 40 and row["train tokens"] == 3100 and row["train CPU-s"] == 15.0
+    totals = report.compute_totals(
+        [{"approach": "multi-task", "models": 1} | mt_info, {"approach": "single", "models": 2} | pair], "multi-task"
+    )
+    assert totals[0]["CPU-s × multi-task"] == 1.0 and totals[1]["CPU-s × multi-task"] == pytest.approx(1.5)
+    md = report.render_results([row], totals, [], {"snips:intent_slots": "700 rows of snips:test (official)"}, "x")
+    assert "train CPU-s" in md and "CPU-s × multi-task" in md and "snips:test (official)" in md
