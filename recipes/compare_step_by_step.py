@@ -1,13 +1,17 @@
 """Compare standard training vs distilling step-by-step: same student, data, steps and seed; one table + curve.
 
-Runs ``recipes/step_by_step.py`` once per (train fraction, label source, mode), sequentially, each into
-``<output_dir>/<label_source>-<mode>-f<fraction>/``, then writes ``<output_dir>/results.md`` (every run side by
-side, the step-by-step gain over standard with the same labels and data, and the teacher's own test accuracy),
+Runs ``recipes/step_by_step.py`` once per (train fraction, label source, mode[, seed]), sequentially, each into
+``<output_dir>/<label_source>-<mode>-f<fraction>[-s<seed>]/``, then writes ``<output_dir>/results.md`` (every run
+side by side, the step-by-step gain over standard with the same labels, data and seed, McNemar's exact test on the
+paired test predictions, the parse failures each run kept/dropped, and the teacher's own test accuracy),
 ``<output_dir>/comparison.json`` and ``<output_dir>/data_fraction_curve.png`` (test accuracy vs train fraction).
+With ``--seeds`` (several training seeds) it also writes ``<output_dir>/summary.md``: mean ± std test accuracy per
+(fraction, labels, mode) and McNemar's test on the predictions pooled over seeds (pairs = (seed, test row)).
+``--skip_finished`` reuses runs that already wrote ``metrics.json`` and ``predictions.jsonl`` (resume a grid).
 
 Launch:
     OMP_NUM_THREADS=1 python recipes/compare_step_by_step.py --config recipes/configs/step_by_step/svamp.yaml \
-        --output_dir runs/sbs-svamp --label_sources gt llm --train_fractions 0.5 1.0
+        --output_dir runs/sbs-svamp --label_sources gt llm --train_fractions 0.5 1.0 --seeds 0 1 2
     # or: accelerate launch recipes/compare_step_by_step.py --config ... (same flags)
 """
 
@@ -17,6 +21,7 @@ import json
 import logging
 import math
 import os
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +55,14 @@ class CompareArguments:
     train_fractions: list[float] = field(
         default_factory=lambda: [1.0], metadata={"help": "Train fractions: more than one draws the data-size curve."}
     )
+    seeds: list[int] | None = field(
+        default=None,
+        metadata={"help": "Training seeds: every run repeats per seed (mean ± std, McNemar pooled over seeds). "
+                  "Default: one run with the TrainingArguments seed."},
+    )  # fmt: skip
+    skip_finished: bool = field(
+        default=False, metadata={"help": "Reuse runs whose metrics.json and predictions.jsonl exist (resume)."}
+    )
 
     def __post_init__(self):
         from toolkit.step_by_step import LABEL_SOURCES, MODES
@@ -60,6 +73,8 @@ class CompareArguments:
             raise ValueError(f"label_sources must be a non-empty subset of {LABEL_SOURCES}, got {self.label_sources}")
         if not self.train_fractions or any(not 0 < f <= 1 for f in self.train_fractions):
             raise ValueError(f"train_fractions must be in (0, 1], got {self.train_fractions}")
+        if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
+            raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
 
 
 def mcnemar_p(wins: int, losses: int) -> float:
@@ -84,6 +99,38 @@ def _discordant(run: dict, base: dict, root: str) -> tuple[int, int]:
     return sum(a[k] and not b[k] for k in a), sum(b[k] and not a[k] for k in a)
 
 
+def _group(run: dict) -> tuple:
+    return run["train_fraction"], run["label_source"], run["mode"]
+
+
+def seed_summary(runs: list[dict], root: str, base_mode: str) -> list[dict]:
+    """Per (fraction, labels, mode): mean ± std test accuracy over seeds, and McNemar vs ``base_mode`` on the
+    paired predictions pooled over seeds (each pair = one test row under one seed, matched seed by seed)."""
+    rows = []
+    for key in dict.fromkeys(_group(r) for r in runs):
+        group = [r for r in runs if _group(r) == key]
+        accs = [r["test_accuracy"] for r in group]
+        row = {
+            "train_fraction": key[0],
+            "labels": key[1],
+            "mode": key[2],
+            "seeds": len(group),
+            "test_acc_mean": statistics.fmean(accs),
+            "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            "n_train": group[0]["n_train"],
+            "steps": group[0]["global_steps"],
+        }
+        if key[2] != base_mode:
+            wins = losses = 0
+            for r in group:
+                base = next(b for b in runs if _group(b) == (key[0], key[1], base_mode) and b["seed"] == r["seed"])
+                w, lo = _discordant(r, base, root)
+                wins, losses = wins + w, losses + lo
+            row.update({"pooled wins/losses": f"{wins}/{losses}", "pooled McNemar p": mcnemar_p(wins, losses)})
+        rows.append(row)
+    return rows
+
+
 def make_parser():
     return _make_parser([recipe.StepByStepArguments, TrainingArguments, CompareArguments])
 
@@ -96,35 +143,41 @@ def main(script_args, training_args: TrainingArguments, compare_args: CompareArg
     if training_args.push_to_hub:
         logger.warning("compare_step_by_step does not push (one repo per run would collide); use the recipe")
     runs: list[dict] = []
+    seeds = compare_args.seeds or [training_args.seed]
     for fraction in compare_args.train_fractions:
         for source in compare_args.label_sources:
             for mode in compare_args.modes:
-                name = f"{source}-{mode}-f{fraction:g}"
-                logger.info("==== run %s ====", name)
-                args = dataclasses.replace(script_args, mode=mode, label_source=source, train_fraction=fraction)
-                targs = dataclasses.replace(training_args, output_dir=os.path.join(root, name), push_to_hub=False)
-                runs.append({"run": name, **recipe.main(args, targs)})
+                for seed in seeds:
+                    name = f"{source}-{mode}-f{fraction:g}" + (f"-s{seed}" if compare_args.seeds else "")
+                    run_dir = os.path.join(root, name)
+                    if compare_args.skip_finished and _finished(run_dir):
+                        logger.info("==== run %s: reusing %s ====", name, run_dir)
+                        runs.append({"run": name, **json.loads(Path(run_dir, "metrics.json").read_text())})
+                        continue
+                    logger.info("==== run %s ====", name)
+                    args = dataclasses.replace(script_args, mode=mode, label_source=source, train_fraction=fraction)
+                    targs = dataclasses.replace(training_args, output_dir=run_dir, push_to_hub=False, seed=seed)
+                    runs.append({"run": name, **recipe.main(args, targs)})
 
+    base_mode = compare_args.modes[0]
     rows = []
     for m in runs:
-        base = next(
-            r
-            for r in runs
-            if r["mode"] == compare_args.modes[0]
-            and r["label_source"] == m["label_source"]
-            and r["train_fraction"] == m["train_fraction"]
-        )
+        base = next(r for r in runs if _group(r) == (m["train_fraction"], m["label_source"], base_mode)
+                    and r["seed"] == m["seed"])  # fmt: skip
+        excl = m["train_exclusions"]
         rows.append(
             {
                 "train_fraction": m["train_fraction"],
                 "labels": m["label_source"],
                 "mode": m["mode"],
+                "seed": m["seed"],
                 "alpha": m["alpha"],
                 "n_train": m["n_train"],
+                "parse-fail kept/dropped": f"{excl['kept_parse_failure']}/{excl['excluded_parse_failure']}",
                 "steps": m["global_steps"],
                 "dev_acc": m["dev_accuracy"],
                 "test_acc": m["test_accuracy"],
-                f"Δ vs {compare_args.modes[0]}": m["test_accuracy"] - base["test_accuracy"],
+                f"Δ vs {base_mode}": m["test_accuracy"] - base["test_accuracy"],
                 "wins/losses": "–" if m is base else "{}/{}".format(*_discordant(m, base, root)),
                 "McNemar p": None if m is base else mcnemar_p(*_discordant(m, base, root)),
                 "train_s": m["train_wall_s"],
@@ -136,14 +189,18 @@ def main(script_args, training_args: TrainingArguments, compare_args: CompareArg
         rows.append({"mode": "teacher (few-shot CoT)", "test_acc": teacher["teacher_accuracy_all"]})
     os.makedirs(root, exist_ok=True)
     reporting.write_table(root, rows, floatfmt=".4f")
+    summary = seed_summary(runs, root, base_mode) if len(seeds) > 1 else []
+    if summary:
+        reporting.write_table(root, summary, name="summary.md", floatfmt=".4f")
     Path(root, "comparison.json").write_text(json.dumps(runs, indent=2, default=str) + "\n", encoding="utf-8")
+    # One point per (fraction, labels, mode): the mean over seeds.
     points = [
         {
-            "train_fraction": m["train_fraction"],
-            "test_accuracy": m["test_accuracy"],
-            "series": m["run"].rsplit("-", 1)[0],
+            "train_fraction": key[0],
+            "test_accuracy": statistics.fmean(r["test_accuracy"] for r in runs if _group(r) == key),
+            "series": f"{key[1]}-{key[2]}",
         }
-        for m in runs
+        for key in dict.fromkeys(map(_group, runs))
     ]
     reporting.plot_xy(
         points,
@@ -154,7 +211,13 @@ def main(script_args, training_args: TrainingArguments, compare_args: CompareArg
         title=f"{script_args.task}: test accuracy vs training data ({script_args.model_name_or_path})",
     )
     print(reporting.markdown_table(rows, floatfmt=".4f"))
+    if summary:
+        print(reporting.markdown_table(summary, floatfmt=".4f"))
     return runs
+
+
+def _finished(run_dir: str) -> bool:
+    return all(Path(run_dir, f).is_file() for f in ("metrics.json", "predictions.jsonl"))
 
 
 if __name__ == "__main__":

@@ -210,6 +210,51 @@ def test_compare_command(tiny_t5_dir, tmp_path, capsys):
     table = (out / "results.md").read_text()
     assert table.count("task_prefix") == 2 and "Δ vs standard" in table
     assert "Δ vs standard" in capsys.readouterr().out and "McNemar p" in table
+    assert "parse-fail kept/dropped" in table and not (out / "summary.md").exists()  # one seed: no pooled summary
+    assert all("carved" in r["data_splits"]["dev"] for r in runs)  # no validation file given: carved from train
+
+
+def _fake_run(args, targs):
+    """Stands in for recipes/step_by_step.py main: writes per-row predictions whose correctness depends on the
+    mode and the seed, so the pooled counts are known: task_prefix wins rows 0-5 and loses row 9 under every seed."""
+    from toolkit import reporting
+
+    correct = [args.mode == "task_prefix"] * 6 + [True, True, False, args.mode == "standard"]
+    correct[8] = targs.seed == 1  # both modes get row 8 right under seed 1 only: concordant, never counted
+    reporting.write_jsonl(
+        Path(targs.output_dir, "predictions.jsonl"), ({"id": str(i), "correct": c} for i, c in enumerate(correct))
+    )
+    metrics = {"task": args.task, "mode": args.mode, "label_source": args.label_source, "alpha": args.alpha,
+               "train_fraction": args.train_fraction, "seed": targs.seed, "test_accuracy": sum(correct) / 10,
+               "dev_accuracy": 0.5, "n_train": 20, "global_steps": 2, "train_wall_s": 1.0, "train_tokens_per_s": 9.0,
+               "train_exclusions": {"kept_parse_failure": 0, "excluded_parse_failure": 1},
+               "teacher_test": {"n_parsed": 0}}  # fmt: skip
+    reporting.write_metrics(targs.output_dir, metrics)
+    return metrics
+
+
+def test_compare_seed_loop_and_pooled_mcnemar(tmp_path, monkeypatch):
+    """Issue 14 groundwork: every (mode, labels, fraction) repeats per seed; McNemar pools the paired rows."""
+    compare = _load("compare_step_by_step")
+    calls = []
+    monkeypatch.setattr(compare.recipe, "main", lambda a, t: calls.append((a.mode, t.seed)) or _fake_run(a, t))
+    train, test = _write_data(tmp_path)
+    out = tmp_path / "cmp"
+    argv = _args("unused-model", train, test, out, "--seeds", "0", "1", "2", "--skip_finished")
+    runs = compare.main(*compare.make_parser().parse_args_and_config(argv))
+    assert calls == [("standard", 0), ("standard", 1), ("standard", 2), ("task_prefix", 0), ("task_prefix", 1),
+                     ("task_prefix", 2)]  # fmt: skip
+    assert [r["run"] for r in runs][:2] == ["gt-standard-f1-s0", "gt-standard-f1-s1"]
+    summary = compare.seed_summary(runs, str(out), "standard")
+    step = next(r for r in summary if r["mode"] == "task_prefix")
+    assert step["seeds"] == 3 and step["pooled wins/losses"] == "18/3"  # 6 wins and 1 loss per seed, 3 seeds
+    assert step["pooled McNemar p"] == pytest.approx(compare.mcnemar_p(18, 3)) and step["pooled McNemar p"] < 0.01
+    assert step["test_acc_mean"] == pytest.approx((0.8 + 0.9 + 0.8) / 3) and step["test_acc_std"] > 0
+    assert "pooled McNemar p" in (out / "summary.md").read_text()
+    # Resuming reuses finished runs instead of training them again.
+    calls.clear()
+    rerun = compare.main(*compare.make_parser().parse_args_and_config(argv))
+    assert calls == [] and [r["test_accuracy"] for r in rerun] == [r["test_accuracy"] for r in runs]
 
 
 def test_mcnemar_p():
