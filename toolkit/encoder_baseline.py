@@ -294,8 +294,8 @@ def finetune_token_classifier(
         model_name_or_path: Encoder checkpoint (``local:minilm-l6``, a path, or a Hub id). Needs a *fast* tokenizer
             (``word_ids()``).
         train, dev, test: Datasets with ``tokens_column`` (list of words) and ``tags_column`` (BIO tags per word).
-        tag_names: Tag vocabulary; defaults to the sorted union over all splits (``O`` first). Tags unseen in train
-            still get an id so test rows never crash.
+        tag_names: Tag vocabulary; defaults to the sorted tags *of train* (``O`` first), so test tags never enter
+            the head. A scored tag train never shows cannot be predicted: its spans count as misses.
         Other args: as in :func:`finetune_sequence_classifier`.
 
     Returns:
@@ -322,7 +322,7 @@ def finetune_token_classifier(
             if col not in ds.column_names:
                 raise ValueError(f"dataset has no {col!r} column (columns: {ds.column_names})")
     if tag_names is None:
-        seen = {t for ds in splits for tags in ds[tags_column] for t in tags}
+        seen = {t for tags in train[tags_column] for t in tags}
         tag_names = ["O"] + sorted(seen - {"O"})
     tag_names = list(tag_names)
     index = {t: i for i, t in enumerate(tag_names)}
@@ -339,7 +339,7 @@ def finetune_token_classifier(
         ignore_mismatched_sizes=True,
     )
 
-    def encode(ds):
+    def encode(ds, is_train=False):
         enc = tokenizer(list(ds[tokens_column]), is_split_into_words=True, truncation=True, max_length=max_length)
         rows, first_positions = [], []
         for i, tags in enumerate(ds[tags_column]):
@@ -350,14 +350,16 @@ def finetune_token_classifier(
                 if wid is None or wid == prev:
                     labels.append(-100)
                 else:
-                    labels.append(index[tags[wid]])
+                    if is_train and tags[wid] not in index:
+                        raise ValueError(f"train row {i}: tag {tags[wid]!r} is not among the {len(index)} known tags")
+                    labels.append(index.get(tags[wid], -100))  # a scored split's unseen tag: never a target
                     firsts[wid] = pos
                 prev = wid
             rows.append({k: enc[k][i] for k in enc} | {"labels": labels})
             first_positions.append(firsts)
         return rows, first_positions
 
-    train_rows, _ = encode(train)
+    train_rows, _ = encode(train, is_train=True)
     with tempfile.TemporaryDirectory() as tmp:
         args = _training_args(
             output_dir or tmp,

@@ -101,3 +101,14 @@ def test_token_classifier_aligns_words(tiny_bert_dir):
     bad = datasets.Dataset.from_dict({"tokens": [["a", "b"]], "slot_tags": [["O"]]})
     with pytest.raises(ValueError, match="2 tokens but 1 tags"):
         finetune_token_classifier(str(tiny_bert_dir), bad, None, ds, max_steps=1)
+
+
+def test_token_classifier_tag_set_from_train_only(tiny_bert_dir):
+    """A slot type only the test split shows never enters the tagger's head; its spans are scored as misses."""
+    train = datasets.Dataset.from_dict({"tokens": [["play", "jazz"]] * 4, "slot_tags": [["O", "B-genre"]] * 4})
+    test = datasets.Dataset.from_dict({"tokens": [["in", "paris"]], "slot_tags": [["O", "B-city"]]})
+    out = finetune_token_classifier(str(tiny_bert_dir), train, None, test, max_steps=1, batch_size=4)
+    assert out["tags"] == ["O", "B-genre"] and out["golds"] == [["O", "B-city"]]
+    assert out["slot_f1"] == 0.0 and out["train_steps"] == 1 and out["train_tokens"] > 0
+    with pytest.raises(ValueError, match="not among"):
+        finetune_token_classifier(str(tiny_bert_dir), train, None, test, tag_names=["O"], max_steps=1)
