@@ -162,9 +162,13 @@ def test_qlora_multitask_plain_lora_and_merge_matches(tmp_path, tiny_llama_dir):
     recipe = _recipe()
     topic, slots = _write_tasks(tmp_path)
     argv = _common(tmp_path, tiny_llama_dir, topic, slots) + ["--quantization", "false", "--baselines", "none"]
-    script_args, training_args = _parse(recipe, argv)
+    script_args, training_args = _parse(recipe, argv + ["--eval_split", "dev"])
     summary = recipe.main(script_args, training_args)
     assert not any(k.startswith(("single:", "encoder")) for k in summary)
+    # No dev file in the task folders: dev is carved from train (test_size rows, at most half of the 16), and the
+    # table says so.
+    assert summary["multitask"]["eval"]["news:topic"]["n"] == 8
+    assert summary["scored"]["news:topic"].startswith("8 rows of carved from")
     run = tmp_path / "run"
     assert "LoRA on the full-precision model" in (run / "README.md").read_text()
 
