@@ -126,7 +126,7 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args)
         t0 = time.perf_counter()
         predictions = students.generate(trainer.model, tokenizer, test_inputs, show_progress=True, **gen_kwargs)
         timings["generate_s"] = time.perf_counter() - t0
-        results = evaluate_run(script_args, test_rows, test_inputs, predictions)
+        results = evaluate_run(script_args, test_rows, test_inputs, predictions, dev_rows=splits["dev"])
         results["learning_curve"] = callbacks[0].history if callbacks else []
         results["training"] = {
             **train_result.metrics,

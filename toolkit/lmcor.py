@@ -14,10 +14,11 @@ corrector is trained on ``(input + candidates) -> reference`` and, at test time,
   data expanded to *one example per reference* (every reference is a valid rewrite; picking one at random would
   throw data away, and concatenating them is not a target),
 * **training-free baselines** on the same rows: source copy, first (greedy) candidate, seeded random candidate,
-  MBR/consensus selection (highest mean sentence-chrF to the other candidates), and the per-row oracle (best
-  candidate against the references: an upper bound for any selector, not a real system),
+  MBR/consensus selection (highest mean sentence-chrF to the other candidates), and one oracle row per headline
+  metric (the selection that maximises that corpus metric, uses the references: not a real system; see
+  :mod:`toolkit.lmcor_scoring`),
 * **scoring** per task family with :mod:`toolkit.metrics` (GEC: GLEU + BLEU + chrF; MT: BLEU + chrF;
-  data-to-text: BLEU + ROUGE-L).
+  data-to-text: BLEU + ROUGE-L), every hypothesis preprocessed the same way (PTB tokenisation for JFLEG).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from toolkit.lmcor_scoring import best_single_system, oracle_label, oracle_selection, score_outputs  # re-exported
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +249,11 @@ def mbr_select(candidates: Sequence[str], utility: Callable[[str, str], float] |
 def oracle_select(
     candidates: Sequence[str], references: Sequence[str], utility: Callable[[str, str], float] | None = None
 ) -> int:
-    """Index of the candidate with the best sentence score (max over references): the selection upper bound."""
+    """Index of the best candidate by a sentence score (default sentence chrF, max over references).
+
+    A per-sentence pick, not a bound on corpus metrics (corpus BLEU / GLEU / chrF do not decompose over sentences);
+    the table's oracle rows come from :func:`toolkit.lmcor_scoring.oracle_selection`.
+    """
     if not candidates or not references:
         raise ValueError("oracle_select needs candidates and references")
     utility = utility or _sentence_chrf
@@ -262,12 +269,18 @@ def baseline_outputs(
     systems: Sequence[str] | None = None,
     seed: int = 0,
     utility: Callable[[str, str], float] | None = None,
+    tokenize: str | None = None,
+    extra_starts: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, list[str]]:
     """Outputs of every training-free baseline on ``rows``, computed from the same k candidates the corrector sees.
 
+    One oracle row per metric of the task (:func:`toolkit.lmcor_scoring.oracle_selection`, scored with the same
+    ``tokenize`` as the table): each is >= every selector here on its own metric, and >= each ``extra_starts``
+    output (e.g. the best single system) that is a selection among the same candidates.
+
     Returns:
         ``{"source copy" (GEC only), "first candidate", "random candidate", "MBR (chrF consensus)",
-        "oracle (upper bound)"}`` → one output per row.
+        oracle_label(metric) for each metric of the task}`` → one output per row.
     """
     if task not in TASK_TYPES:
         raise ValueError(f"task must be one of {TASK_TYPES}, got {task!r}")
@@ -275,7 +288,7 @@ def baseline_outputs(
     out: dict[str, list[str]] = {}
     if task == "gec":
         out["source copy"] = [clean_text(r["source"]) for r in rows]
-    first, rand, mbr, oracle = [], [], [], []
+    first, rand, mbr, pools = [], [], [], []
     for row in rows:
         cands = pick_candidates(row, k=k, systems=systems)
         if not cands:
@@ -283,78 +296,15 @@ def baseline_outputs(
         first.append(cands[0])
         rand.append(cands[rng.randrange(len(cands))])
         mbr.append(cands[mbr_select(cands, utility)])
-        oracle.append(cands[oracle_select(cands, [clean_text(r) for r in row["references"]], utility)])
+        pools.append(cands)
     out["first candidate"] = first
     out["random candidate"] = rand
     out["MBR (chrF consensus)"] = mbr
-    out["oracle (upper bound)"] = oracle
+    starts = {"first candidate": first, "random candidate": rand, "MBR (chrF consensus)": mbr, **(extra_starts or {})}
+    sources, refs = [r["source"] for r in rows], [r["references"] for r in rows]
+    for metric in TASK_METRICS[task]:
+        out[oracle_label(metric)] = oracle_selection(metric, sources, pools, refs, starts, tokenize=tokenize)
     return out
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Scoring
-# --------------------------------------------------------------------------------------------------------------
-def _value(result: Any) -> float:
-    return float(getattr(result, "score", result))
-
-
-def score_outputs(
-    task: str, sources: Sequence[str], hyps: Sequence[str], refs: Sequence[Sequence[str]]
-) -> tuple[dict[str, float], dict[str, str]]:
-    """Corpus metrics of ``hyps`` for the task family.
-
-    Returns:
-        ``(scores, signatures)``: e.g. ``{"bleu": 23.1, "chrf": 51.0}`` and the sacrebleu signatures by metric.
-    """
-    from toolkit import metrics
-
-    if task not in TASK_TYPES:
-        raise ValueError(f"task must be one of {TASK_TYPES}, got {task!r}")
-    if not (len(sources) == len(hyps) == len(refs)):
-        raise ValueError(f"length mismatch: {len(sources)} sources, {len(hyps)} hyps, {len(refs)} refs")
-    refs = [[clean_text(r) for r in rr] for rr in refs]
-    hyps = [clean_text(h) for h in hyps]
-    scores: dict[str, float] = {}
-    sigs: dict[str, str] = {}
-    for name in TASK_METRICS[task]:
-        if name == "gleu":
-            result = metrics.gleu([clean_text(s) for s in sources], hyps, refs)
-        elif name == "rougeL":
-            result = metrics.rouge(hyps, refs)["rougeL"]
-        else:
-            result = getattr(metrics, name)(hyps, refs)
-        scores[name] = _value(result)
-        if getattr(result, "signature", None):
-            sigs[name] = str(result.signature)
-    return scores, sigs
-
-
-def best_single_system(
-    rows: Sequence[Mapping[str, Any]], *, task: str, systems: Sequence[str]
-) -> tuple[str, dict[str, dict[str, float]], list[str]]:
-    """Score each system's own outputs on ``rows`` and return the best one by the task's headline metric.
-
-    Returns:
-        ``(best_name, {system: scores}, best_outputs)``.
-    """
-    if not systems:
-        raise ValueError("best_single_system needs at least one system")
-    per_system: dict[str, dict[str, float]] = {}
-    outputs: dict[str, list[str]] = {}
-    sources = [r["source"] for r in rows]
-    refs = [r["references"] for r in rows]
-    for name in systems:
-        hyps = []
-        for row in rows:
-            by_system = dict(zip(row["systems"], row["candidates"]))
-            if name not in by_system:
-                raise ValueError(f"row {row.get('id')}: system {name!r} has no output")
-            hyps.append(clean_text(by_system[name]))
-        per_system[name], _ = score_outputs(task, sources, hyps, refs)
-        outputs[name] = hyps
-    headline = TASK_METRICS[task][0]
-    best = max(systems, key=lambda s: per_system[s][headline])
-    return best, per_system, outputs[best]
 
 
 # --------------------------------------------------------------------------------------------------------------

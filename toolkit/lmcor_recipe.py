@@ -1,4 +1,5 @@
-"""Run plumbing for ``recipes/lmcor.py``: config dataclasses, row filtering, candidates, scoring, card, push.
+"""Run plumbing for ``recipes/lmcor.py``: config dataclasses, scoring, card, push (rows, candidates and
+corrector examples live in :mod:`toolkit.lmcor_data`, re-exported here).
 
 Kept out of the recipe so the script stays a thin, readable pipeline, and out of :mod:`toolkit.lmcor` so that
 module stays about the method (pools, input format, selectors) rather than one script's I/O.
@@ -7,34 +8,25 @@ module stays about the method (pools, input format, selectors) rather than one s
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from toolkit import lmcor
+from toolkit.lmcor_data import (  # noqa: F401 - re-exported: the recipe and tests import them from here
+    NAMED_SPLITS,
+    candidates_for_splits,
+    check_split_spec,
+    corrector_examples,
+    filter_rows,
+    load_split_rows,
+    split_and_subsample,
+)
 
 logger = logging.getLogger(__name__)
 
 CORRECTOR = "LMCor corrector"
-# Official splits a named loader serves, for --test_path / --dev_path "name:split" (JFLEG test is not in the data
-# folder: pass its files as a local JSONL instead).
-NAMED_SPLITS = ("jfleg:dev", "e2e:dev", "e2e:test")
-
-
-def check_split_spec(name: str, spec: str | None) -> None:
-    """Validate a ``--test_path`` / ``--dev_path`` value: an existing file/folder or one of :data:`NAMED_SPLITS`."""
-    if spec and not Path(spec).exists() and spec not in NAMED_SPLITS:
-        raise ValueError(f"{name}={spec!r} is neither an existing file/folder nor one of {NAMED_SPLITS}")
-
-
-def load_split_rows(spec: str, args: LMCorArguments) -> list[dict]:
-    """Rows of a given dev/test set (see :func:`check_split_spec`), in the pool's row format."""
-    if spec in NAMED_SPLITS and not Path(spec).exists():
-        task, split = spec.split(":")
-        return lmcor.load_pool(task, data_dir=args.data_dir, split=split)
-    return lmcor.load_pool("jsonl", pool_path=spec)
 
 
 @dataclass
@@ -93,6 +85,13 @@ class LMCorArguments:
         default_factory=list, metadata={"help": "Also decode + score the test rows at these steps (learning curve)."}
     )
     baseline_seed: int = field(default=0, metadata={"help": "Seed of the random-candidate baseline."})
+    eval_tokenize: str = field(
+        default="auto",
+        metadata={
+            "help": "Tokenise every hypothesis (corrector, baselines, systems) before scoring: 'ptb' (Penn Treebank, "
+            "as JFLEG's references), 'none', or 'auto' (ptb for task=jfleg, else none)."
+        },
+    )
 
     def __post_init__(self):
         if self.task not in lmcor.POOL_TASKS:
@@ -104,6 +103,10 @@ class LMCorArguments:
             raise ValueError("task=jsonl needs --pool_path")
         if self.k < 1 or self.augment < 1 or self.num_beams < 1:
             raise ValueError("k, augment and num_beams must be >= 1")
+        if self.eval_tokenize == "auto":
+            self.eval_tokenize = "ptb" if self.task == "jfleg" else "none"
+        if self.eval_tokenize not in ("ptb", "none"):
+            raise ValueError(f"eval_tokenize must be auto, ptb or none, got {self.eval_tokenize!r}")
         if set(self.train_systems) & set(self.test_systems):
             raise ValueError(f"train and test systems overlap: {set(self.train_systems) & set(self.test_systems)}")
         if bool(self.train_systems) != bool(self.test_systems):
@@ -147,138 +150,62 @@ class ModelArguments:
             raise ValueError("max_source_len must be >= 8 and max_target_len >= 2")
 
 
-def _size(x: float) -> int | float:
-    return int(x) if x >= 1 else float(x)
-
-
-def filter_rows(rows: list[dict], args: LMCorArguments) -> list[dict]:
-    """Apply ``max_source_words`` (keeps CPU runs short); logs how many rows were dropped."""
-    if not args.max_source_words:
-        return rows
-    kept = [r for r in rows if len(r["source"].split()) <= args.max_source_words]
-    logger.info("max_source_words=%d kept %d / %d rows", args.max_source_words, len(kept), len(rows))
-    return kept
-
-
-def split_and_subsample(rows: list[dict], args: LMCorArguments) -> dict[str, list[dict]]:
-    """Train/dev/test rows: given ``test_path`` / ``dev_path`` files, else carved from the pool; then subsamples.
-
-    The pool is carved (group-aware, deterministic) only for the splits not given as files. Pool rows whose source
-    is also in a given dev/test file are dropped from the carved splits (logged), so no test sentence is trained
-    on. The ``max_*_rows`` caps then draw seeded subsamples (original order kept), of given files too.
-    """
-    files = {name: spec for name, spec in (("test", args.test_path), ("dev", args.dev_path)) if spec}
-    given = {name: load_split_rows(spec, args) for name, spec in files.items()}
-    held = {lmcor.clean_text(r["source"]) for part in given.values() for r in part}
-    if held:
-        kept = [r for r in rows if lmcor.clean_text(r["source"]) not in held]
-        if len(kept) < len(rows):
-            logger.warning("Dropped %d pool rows whose source is in the given dev/test file", len(rows) - len(kept))
-        rows = kept
-    sizes = {name: 0 if name in given else _size(getattr(args, f"{name}_size")) for name in ("dev", "test")}
-    splits = lmcor.split_pool(rows, dev_size=sizes["dev"], test_size=sizes["test"], seed=args.split_seed)
-    splits.update(given)
-    if files:
-        logger.info("Official splits from files (not carved from the pool): %s", files)
-    caps = {"train": args.max_train_rows, "dev": args.max_dev_rows, "test": args.max_test_rows}
-    rng = random.Random(args.split_seed)
-    for name, cap in caps.items():
-        if cap is not None and len(splits[name]) > cap:
-            keep = sorted(rng.sample(range(len(splits[name])), cap))
-            splits[name] = [splits[name][i] for i in keep]
-    logger.info("Split sizes: %s", {k: len(v) for k, v in splits.items()})
-    return splits
-
-
-def candidates_for_splits(splits: dict[str, list[dict]], args: LMCorArguments) -> dict[str, list[dict]]:
-    """Fill in teacher candidates for the rows that have none (demos come from the train split).
-
-    Rows that already carry candidates (a generated pool, WMT system outputs) keep them, so a given test file
-    without candidates gets the teacher's while the pool keeps its own. All splits go through one engine run, so
-    ``max_cost`` bounds the whole run's spend; rows whose generation failed are dropped.
-    """
-    todo = {f"{name}/{i}": r for name, rows in splits.items() for i, r in enumerate(rows) if not r.get("candidates")}
-    if not todo:
-        return splits
-    demos = splits["train"][: args.num_demos + 1]  # the spare replaces a training row's own demo
-    # Work ids carry the split: a given dev/test file may reuse the pool's ids.
-    generated = lmcor.generate_candidates(
-        [{**r, "id": key} for key, r in todo.items()], args.teacher_config(), task=args.task_type, demos=demos,
-        num_demos=args.num_demos, k=args.k, temperature=args.teacher_temperature, top_p=args.teacher_top_p,
-        max_tokens=args.teacher_max_tokens, seed=args.teacher_seed, cache_path=args.cache_path,
-        max_cost=args.max_cost,
-    )  # fmt: skip
-    done = {r["id"]: r for r in generated}
-    out = {}
-    for name, rows in splits.items():
-        keys = [f"{name}/{i}" for i in range(len(rows))]
-        out[name] = [
-            r if key not in todo else {**done[key], "id": r["id"]}
-            for key, r in zip(keys, rows)
-            if key not in todo or key in done
-        ]
-    return out
-
-
-def corrector_examples(splits: dict[str, list[dict]], args: LMCorArguments, fmt, *, seed: int) -> dict[str, Any]:
-    """Training and dev examples and the test inputs, all with the candidate choice the evaluation uses.
-
-    With ``single_candidate`` every split sees the first (greedy) candidate only: order shuffling cannot swap it
-    for another one, and random k-subsets are drawn only for the full-k training examples.
-
-    Args:
-        splits: rows with candidates.
-        args: the script arguments.
-        fmt: a :class:`~toolkit.lmcor.CorrectorFormat`, or a :class:`~toolkit.lmcor_truncation.BudgetedFormat`
-            (then how many inputs of each split it had to cut is logged and returned).
-        seed: seeds the training subsets / orders.
-
-    Returns:
-        ``{"train": examples, "dev": examples, "test": inputs, "inputs_cut": {split: count}}``.
-    """
-    k = 1 if args.single_candidate else args.k
-    common = {"k": k, "systems": args.train_systems or None, "seed": seed}
-    out: dict[str, Any] = {"inputs_cut": {}}
-
-    def cut(name: str) -> None:
-        out["inputs_cut"][name] = fmt.log_cut(name) if hasattr(fmt, "log_cut") else 0
-
-    out["train"] = lmcor.build_training_examples(
-        splits["train"], fmt, shuffle=args.shuffle_candidates, augment=args.augment,
-        multi_reference=args.multi_reference, subset=not args.single_candidate, **common,
-    )  # fmt: skip
-    cut("train")
-    out["dev"] = lmcor.build_training_examples(splits["dev"], fmt, subset=False, **common)
-    cut("dev")
-    out["test"] = lmcor.build_eval_inputs(splits["test"], fmt, k=k, systems=args.test_systems or None)
-    cut("test")
-    return out
+def hyp_tokenize(args: LMCorArguments) -> str | None:
+    """The hypothesis tokenisation every row of the run's tables uses (``None`` = whitespace only)."""
+    return None if args.eval_tokenize == "none" else args.eval_tokenize
 
 
 def corrector_scores(args: LMCorArguments, rows: Sequence[Mapping], predictions: Sequence[str]):
     return lmcor.score_outputs(
-        args.task_type, [r["source"] for r in rows], predictions, [r["references"] for r in rows]
+        args.task_type,
+        [r["source"] for r in rows],
+        predictions,
+        [r["references"] for r in rows],
+        tokenize=hyp_tokenize(args),
     )
 
 
-def evaluate_run(args: LMCorArguments, rows: list[dict], inputs: list[str], predictions: list[str]) -> dict[str, Any]:
-    """Score the corrector and every baseline on the same test rows; build the results table."""
+def evaluate_run(
+    args: LMCorArguments,
+    rows: list[dict],
+    inputs: list[str],
+    predictions: list[str],
+    *,
+    dev_rows: Sequence[Mapping] = (),
+) -> dict[str, Any]:
+    """Score the corrector and every baseline on the same test rows; build the results table.
+
+    The best single system (held-out-system runs) is chosen on ``dev_rows`` and their references, then reported on
+    the test rows; without dev rows that row is left out. Every hypothesis gets the same preprocessing
+    (``args.eval_tokenize``); oracle rows are >= every selector row on their own metric.
+    """
     k = 1 if args.single_candidate else args.k
     systems = args.test_systems or None
-    outputs = lmcor.baseline_outputs(rows, task=args.task_type, k=k, systems=systems, seed=args.baseline_seed)
-    best_name, per_system = None, {}
-    if systems:
-        best_name, per_system, best_out = lmcor.best_single_system(rows, task=args.task_type, systems=systems)
-        outputs = {**outputs, f"best single system ({best_name})": best_out}
+    tokenize = hyp_tokenize(args)
+    best_name, per_system_dev, single = None, {}, {}
+    if systems and dev_rows:
+        best_name, per_system_dev, best_out = lmcor.best_single_system(
+            dev_rows, rows, task=args.task_type, systems=systems, tokenize=tokenize
+        )
+        single = {f"best single system ({best_name}, chosen on dev)": best_out}
+    elif systems:
+        logger.warning("No dev rows: the best-single-system row is left out (it must not be chosen on test rows)")
+    baselines = lmcor.baseline_outputs(
+        rows, task=args.task_type, k=k, systems=systems, seed=args.baseline_seed, tokenize=tokenize,
+        extra_starts=single,
+    )  # fmt: skip
+    metric_names = list(lmcor.TASK_METRICS[args.task_type])
+    oracles = [lmcor.oracle_label(m) for m in metric_names]
+    outputs = {n: o for n, o in baselines.items() if n not in oracles}
+    outputs.update(single)
+    outputs.update({n: baselines[n] for n in oracles})
     outputs[CORRECTOR] = predictions
     sources, refs = [r["source"] for r in rows], [r["references"] for r in rows]
     scores, signatures = {}, {}
     for name, hyps in outputs.items():
-        scores[name], sigs = lmcor.score_outputs(args.task_type, sources, hyps, refs)
+        scores[name], sigs = lmcor.score_outputs(args.task_type, sources, hyps, refs, tokenize=tokenize)
         signatures.update(sigs)
-    metric_names = list(lmcor.TASK_METRICS[args.task_type])
-    order = [n for n in outputs if n not in (CORRECTOR, "oracle (upper bound)")] + ["oracle (upper bound)", CORRECTOR]
-    table = [{"method": n, **{m: scores[n][m] for m in metric_names}} for n in order]
+    table = [{"method": n, **{m: scores[n][m] for m in metric_names}} for n in outputs]
     preds = [
         {"id": r.get("id"), "input": x, "prediction": p, "references": r["references"],
          **{f"baseline:{n}": outputs[n][i] for n in outputs if n != CORRECTOR}}
@@ -289,7 +216,7 @@ def evaluate_run(args: LMCorArguments, rows: list[dict], inputs: list[str], pred
         "task_type": args.task_type,
         "scores": scores,
         "corrector": scores[CORRECTOR],
-        "per_system": per_system,
+        "per_system_dev": per_system_dev,
         "best_single_system": best_name,
         "signatures": signatures,
         "table": table,

@@ -111,17 +111,14 @@ def test_oracle_beats_every_selector_on_hand_made_pools():
         {"id": "c", "source": "s", "references": ["ok ."], "candidates": ["ok .", "okay", "ok"]},
     ]
     out = lmcor.baseline_outputs(pools, task="mt", k=3, seed=0)
-    assert out["oracle (upper bound)"] == ["the dog runs home .", "I like tea", "ok ."]
-    from toolkit.metrics import sentence_chrf
-
-    for i, row in enumerate(pools):
-        best = sentence_chrf(out["oracle (upper bound)"][i], row["references"])
-        for name, hyps in out.items():
-            assert best >= sentence_chrf(hyps[i], row["references"]) - 1e-9, name
-    scores = {
-        n: lmcor.score_outputs("mt", ["s"] * 3, h, [r["references"] for r in pools])[0]["chrf"] for n, h in out.items()
-    }
-    assert scores["oracle (upper bound)"] >= max(scores.values()) - 1e-9
+    oracle_chrf = lmcor.oracle_label("chrf")
+    assert out[oracle_chrf] == ["the dog runs home .", "I like tea", "ok ."]
+    # The per-sentence chrF pick (oracle_select) agrees here.
+    assert [p["candidates"][lmcor.oracle_select(p["candidates"], p["references"])] for p in pools] == out[oracle_chrf]
+    refs = [r["references"] for r in pools]
+    scores = {n: lmcor.score_outputs("mt", ["s"] * 3, h, refs)[0] for n, h in out.items()}
+    for metric in ("bleu", "chrf"):
+        assert scores[lmcor.oracle_label(metric)][metric] >= max(s[metric] for s in scores.values()) - 1e-9
     assert "source copy" not in out
 
 
@@ -140,9 +137,9 @@ def test_score_outputs_and_best_single_system():
     scores, sigs = lmcor.score_outputs("gec", [r["source"] for r in POOL], [r["references"][0] for r in POOL], refs)
     assert set(scores) == {"gleu", "bleu", "chrf"} and scores["bleu"] > 99
     assert "nrefs" in sigs["bleu"]
-    best, per_system, outputs = lmcor.best_single_system(POOL, task="mt", systems=["A", "B", "C"])
-    assert best == "B" and outputs == ["she went to school yesterday .", "the dog runs home ."]
-    assert per_system["B"]["bleu"] > per_system["A"]["bleu"]
+    best, per_system_dev, outputs = lmcor.best_single_system(POOL, POOL[:1], task="mt", systems=["A", "B", "C"])
+    assert best == "B" and outputs == ["she went to school yesterday ."]  # chosen on dev, outputs on test
+    assert per_system_dev["B"]["bleu"] > per_system_dev["A"]["bleu"]
     d2t, _ = lmcor.score_outputs("d2t", ["mr"] * 2, ["a b", "c d"], [["a b"], ["c e"]])
     assert set(d2t) == {"bleu", "rougeL"}
     with pytest.raises(ValueError, match="length"):
