@@ -1,0 +1,145 @@
+"""LMCor run data: train/dev/test rows (carved from the pool, or official files), teacher candidates, examples.
+
+Split out of :mod:`toolkit.lmcor_recipe` (config, scoring, card) so each stays short: everything here decides
+*which rows and which candidates* the corrector trains and is tested on.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from toolkit import lmcor
+
+if TYPE_CHECKING:
+    from toolkit.lmcor_recipe import LMCorArguments
+
+logger = logging.getLogger(__name__)
+
+# Official splits a named loader serves, for --test_path / --dev_path "name:split" (JFLEG test is not in the data
+# folder: pass its files as a local JSONL instead).
+NAMED_SPLITS = ("jfleg:dev", "e2e:dev", "e2e:test")
+
+
+def check_split_spec(name: str, spec: str | None) -> None:
+    """Validate a ``--test_path`` / ``--dev_path`` value: an existing file/folder or one of :data:`NAMED_SPLITS`."""
+    if spec and not Path(spec).exists() and spec not in NAMED_SPLITS:
+        raise ValueError(f"{name}={spec!r} is neither an existing file/folder nor one of {NAMED_SPLITS}")
+
+
+def load_split_rows(spec: str, args: LMCorArguments) -> list[dict]:
+    """Rows of a given dev/test set (see :func:`check_split_spec`), in the pool's row format."""
+    if spec in NAMED_SPLITS and not Path(spec).exists():
+        task, split = spec.split(":")
+        return lmcor.load_pool(task, data_dir=args.data_dir, split=split)
+    return lmcor.load_pool("jsonl", pool_path=spec)
+
+
+def _size(x: float) -> int | float:
+    return int(x) if x >= 1 else float(x)
+
+
+def filter_rows(rows: list[dict], args: LMCorArguments) -> list[dict]:
+    """Apply ``max_source_words`` (keeps CPU runs short); logs how many rows were dropped."""
+    if not args.max_source_words:
+        return rows
+    kept = [r for r in rows if len(r["source"].split()) <= args.max_source_words]
+    logger.info("max_source_words=%d kept %d / %d rows", args.max_source_words, len(kept), len(rows))
+    return kept
+
+
+def split_and_subsample(rows: list[dict], args: LMCorArguments) -> dict[str, list[dict]]:
+    """Train/dev/test rows: given ``test_path`` / ``dev_path`` files, else carved from the pool; then subsamples.
+
+    The pool is carved (group-aware, deterministic) only for the splits not given as files. Pool rows whose source
+    is also in a given dev/test file are dropped from the carved splits (logged), so no test sentence is trained
+    on. The ``max_*_rows`` caps then draw seeded subsamples (original order kept), of given files too.
+    """
+    files = {name: spec for name, spec in (("test", args.test_path), ("dev", args.dev_path)) if spec}
+    given = {name: load_split_rows(spec, args) for name, spec in files.items()}
+    held = {lmcor.clean_text(r["source"]) for part in given.values() for r in part}
+    if held:
+        kept = [r for r in rows if lmcor.clean_text(r["source"]) not in held]
+        if len(kept) < len(rows):
+            logger.warning("Dropped %d pool rows whose source is in the given dev/test file", len(rows) - len(kept))
+        rows = kept
+    sizes = {name: 0 if name in given else _size(getattr(args, f"{name}_size")) for name in ("dev", "test")}
+    splits = lmcor.split_pool(rows, dev_size=sizes["dev"], test_size=sizes["test"], seed=args.split_seed)
+    splits.update(given)
+    if files:
+        logger.info("Official splits from files (not carved from the pool): %s", files)
+    caps = {"train": args.max_train_rows, "dev": args.max_dev_rows, "test": args.max_test_rows}
+    rng = random.Random(args.split_seed)
+    for name, cap in caps.items():
+        if cap is not None and len(splits[name]) > cap:
+            keep = sorted(rng.sample(range(len(splits[name])), cap))
+            splits[name] = [splits[name][i] for i in keep]
+    logger.info("Split sizes: %s", {k: len(v) for k, v in splits.items()})
+    return splits
+
+
+def candidates_for_splits(splits: dict[str, list[dict]], args: LMCorArguments) -> dict[str, list[dict]]:
+    """Fill in teacher candidates for the rows that have none (demos come from the train split).
+
+    Rows that already carry candidates (a generated pool, WMT system outputs) keep them, so a given test file
+    without candidates gets the teacher's while the pool keeps its own. All splits go through one engine run, so
+    ``max_cost`` bounds the whole run's spend; rows whose generation failed are dropped.
+    """
+    todo = {f"{name}/{i}": r for name, rows in splits.items() for i, r in enumerate(rows) if not r.get("candidates")}
+    if not todo:
+        return splits
+    demos = splits["train"][: args.num_demos + 1]  # the spare replaces a training row's own demo
+    # Work ids carry the split: a given dev/test file may reuse the pool's ids.
+    generated = lmcor.generate_candidates(
+        [{**r, "id": key} for key, r in todo.items()], args.teacher_config(), task=args.task_type, demos=demos,
+        num_demos=args.num_demos, k=args.k, temperature=args.teacher_temperature, top_p=args.teacher_top_p,
+        max_tokens=args.teacher_max_tokens, seed=args.teacher_seed, cache_path=args.cache_path,
+        max_cost=args.max_cost,
+    )  # fmt: skip
+    done = {r["id"]: r for r in generated}
+    out = {}
+    for name, rows in splits.items():
+        keys = [f"{name}/{i}" for i in range(len(rows))]
+        out[name] = [
+            r if key not in todo else {**done[key], "id": r["id"]}
+            for key, r in zip(keys, rows)
+            if key not in todo or key in done
+        ]
+    return out
+
+
+def corrector_examples(splits: dict[str, list[dict]], args: LMCorArguments, fmt, *, seed: int) -> dict[str, Any]:
+    """Training and dev examples and the test inputs, all with the candidate choice the evaluation uses.
+
+    With ``single_candidate`` every split sees the first (greedy) candidate only: order shuffling cannot swap it
+    for another one, and random k-subsets are drawn only for the full-k training examples.
+
+    Args:
+        splits: rows with candidates.
+        args: the script arguments.
+        fmt: a :class:`~toolkit.lmcor.CorrectorFormat`, or a :class:`~toolkit.lmcor_truncation.BudgetedFormat`
+            (then how many inputs of each split it had to cut is logged and returned).
+        seed: seeds the training subsets / orders.
+
+    Returns:
+        ``{"train": examples, "dev": examples, "test": inputs, "inputs_cut": {split: count}}``.
+    """
+    k = 1 if args.single_candidate else args.k
+    common = {"k": k, "systems": args.train_systems or None, "seed": seed}
+    out: dict[str, Any] = {"inputs_cut": {}}
+
+    def cut(name: str) -> None:
+        out["inputs_cut"][name] = fmt.log_cut(name) if hasattr(fmt, "log_cut") else 0
+
+    out["train"] = lmcor.build_training_examples(
+        splits["train"], fmt, shuffle=args.shuffle_candidates, augment=args.augment,
+        multi_reference=args.multi_reference, subset=not args.single_candidate, **common,
+    )  # fmt: skip
+    cut("train")
+    out["dev"] = lmcor.build_training_examples(splits["dev"], fmt, subset=False, **common)
+    cut("dev")
+    out["test"] = lmcor.build_eval_inputs(splits["test"], fmt, k=k, systems=args.test_systems or None)
+    cut("test")
+    return out
