@@ -85,6 +85,13 @@ class LMCorArguments:
         default_factory=list, metadata={"help": "Also decode + score the test rows at these steps (learning curve)."}
     )
     baseline_seed: int = field(default=0, metadata={"help": "Seed of the random-candidate baseline."})
+    eval_tokenize: str = field(
+        default="auto",
+        metadata={
+            "help": "Tokenise every hypothesis (corrector, baselines, systems) before scoring: 'ptb' (Penn Treebank, "
+            "as JFLEG's references), 'none', or 'auto' (ptb for task=jfleg, else none)."
+        },
+    )
 
     def __post_init__(self):
         if self.task not in lmcor.POOL_TASKS:
@@ -96,6 +103,10 @@ class LMCorArguments:
             raise ValueError("task=jsonl needs --pool_path")
         if self.k < 1 or self.augment < 1 or self.num_beams < 1:
             raise ValueError("k, augment and num_beams must be >= 1")
+        if self.eval_tokenize == "auto":
+            self.eval_tokenize = "ptb" if self.task == "jfleg" else "none"
+        if self.eval_tokenize not in ("ptb", "none"):
+            raise ValueError(f"eval_tokenize must be auto, ptb or none, got {self.eval_tokenize!r}")
         if set(self.train_systems) & set(self.test_systems):
             raise ValueError(f"train and test systems overlap: {set(self.train_systems) & set(self.test_systems)}")
         if bool(self.train_systems) != bool(self.test_systems):
@@ -139,30 +150,62 @@ class ModelArguments:
             raise ValueError("max_source_len must be >= 8 and max_target_len >= 2")
 
 
+def hyp_tokenize(args: LMCorArguments) -> str | None:
+    """The hypothesis tokenisation every row of the run's tables uses (``None`` = whitespace only)."""
+    return None if args.eval_tokenize == "none" else args.eval_tokenize
+
+
 def corrector_scores(args: LMCorArguments, rows: Sequence[Mapping], predictions: Sequence[str]):
     return lmcor.score_outputs(
-        args.task_type, [r["source"] for r in rows], predictions, [r["references"] for r in rows]
+        args.task_type,
+        [r["source"] for r in rows],
+        predictions,
+        [r["references"] for r in rows],
+        tokenize=hyp_tokenize(args),
     )
 
 
-def evaluate_run(args: LMCorArguments, rows: list[dict], inputs: list[str], predictions: list[str]) -> dict[str, Any]:
-    """Score the corrector and every baseline on the same test rows; build the results table."""
+def evaluate_run(
+    args: LMCorArguments,
+    rows: list[dict],
+    inputs: list[str],
+    predictions: list[str],
+    *,
+    dev_rows: Sequence[Mapping] = (),
+) -> dict[str, Any]:
+    """Score the corrector and every baseline on the same test rows; build the results table.
+
+    The best single system (held-out-system runs) is chosen on ``dev_rows`` and their references, then reported on
+    the test rows; without dev rows that row is left out. Every hypothesis gets the same preprocessing
+    (``args.eval_tokenize``); oracle rows are >= every selector row on their own metric.
+    """
     k = 1 if args.single_candidate else args.k
     systems = args.test_systems or None
-    outputs = lmcor.baseline_outputs(rows, task=args.task_type, k=k, systems=systems, seed=args.baseline_seed)
-    best_name, per_system = None, {}
-    if systems:
-        best_name, per_system, best_out = lmcor.best_single_system(rows, task=args.task_type, systems=systems)
-        outputs = {**outputs, f"best single system ({best_name})": best_out}
+    tokenize = hyp_tokenize(args)
+    best_name, per_system_dev, single = None, {}, {}
+    if systems and dev_rows:
+        best_name, per_system_dev, best_out = lmcor.best_single_system(
+            dev_rows, rows, task=args.task_type, systems=systems, tokenize=tokenize
+        )
+        single = {f"best single system ({best_name}, chosen on dev)": best_out}
+    elif systems:
+        logger.warning("No dev rows: the best-single-system row is left out (it must not be chosen on test rows)")
+    baselines = lmcor.baseline_outputs(
+        rows, task=args.task_type, k=k, systems=systems, seed=args.baseline_seed, tokenize=tokenize,
+        extra_starts=single,
+    )  # fmt: skip
+    metric_names = list(lmcor.TASK_METRICS[args.task_type])
+    oracles = [lmcor.oracle_label(m) for m in metric_names]
+    outputs = {n: o for n, o in baselines.items() if n not in oracles}
+    outputs.update(single)
+    outputs.update({n: baselines[n] for n in oracles})
     outputs[CORRECTOR] = predictions
     sources, refs = [r["source"] for r in rows], [r["references"] for r in rows]
     scores, signatures = {}, {}
     for name, hyps in outputs.items():
-        scores[name], sigs = lmcor.score_outputs(args.task_type, sources, hyps, refs)
+        scores[name], sigs = lmcor.score_outputs(args.task_type, sources, hyps, refs, tokenize=tokenize)
         signatures.update(sigs)
-    metric_names = list(lmcor.TASK_METRICS[args.task_type])
-    order = [n for n in outputs if n not in (CORRECTOR, "oracle (upper bound)")] + ["oracle (upper bound)", CORRECTOR]
-    table = [{"method": n, **{m: scores[n][m] for m in metric_names}} for n in order]
+    table = [{"method": n, **{m: scores[n][m] for m in metric_names}} for n in outputs]
     preds = [
         {"id": r.get("id"), "input": x, "prediction": p, "references": r["references"],
          **{f"baseline:{n}": outputs[n][i] for n in outputs if n != CORRECTOR}}
@@ -173,7 +216,7 @@ def evaluate_run(args: LMCorArguments, rows: list[dict], inputs: list[str], pred
         "task_type": args.task_type,
         "scores": scores,
         "corrector": scores[CORRECTOR],
-        "per_system": per_system,
+        "per_system_dev": per_system_dev,
         "best_single_system": best_name,
         "signatures": signatures,
         "table": table,
