@@ -29,6 +29,7 @@ from transformers import TrainingArguments
 
 from toolkit.configs import make_parser as _make_parser
 from toolkit.configs import setup_logging
+from toolkit.runtime import configure_threads
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ def main(script_args, training_args: TrainingArguments, compare_args: CompareArg
     from toolkit import reporting
 
     setup_logging()
+    configure_threads()
     root = training_args.output_dir
     if training_args.push_to_hub:
         logger.warning("compare_step_by_step does not push (one repo per run would collide); use the recipe")

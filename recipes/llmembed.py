@@ -24,6 +24,7 @@ from toolkit import llmembed as le
 from toolkit.configs import make_parser as _make_parser
 from toolkit.configs import save_config, setup_logging
 from toolkit.llmembed_tables import MethodResult, build_tables, render_tables
+from toolkit.runtime import configure_threads
 
 logger = logging.getLogger("recipes.llmembed")
 DATASETS = ("sst2", "ag_news", "r8", "20newsgroups")
@@ -210,6 +211,7 @@ def main(data_args, model_args, base_args, run_args):
     from toolkit.models import cache_dir as toolkit_cache
 
     setup_logging()
+    configure_threads()
     state = PartialState()
     if not state.is_main_process:  # see module docstring: nothing here is worth sharding
         state.wait_for_everyone()

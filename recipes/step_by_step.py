@@ -25,6 +25,7 @@ from transformers import TrainingArguments
 
 from toolkit.configs import apply_cpu_safe_defaults, save_config, setup_logging
 from toolkit.configs import make_parser as _make_parser
+from toolkit.runtime import configure_threads
 
 logger = logging.getLogger(__name__)
 TASK_LOSSES = ("label_loss", "rationale_loss")  # logged by StepByStepTrainer next to the combined loss
@@ -123,6 +124,7 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
     from toolkit.students import load_student
 
     setup_logging()
+    configure_threads()
     apply_cpu_safe_defaults(training_args)
     training_args.remove_unused_columns = False  # features are raw text; the collator tokenises them
     push, training_args.push_to_hub = training_args.push_to_hub, False  # pushed by toolkit.hub below
