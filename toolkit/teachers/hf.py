@@ -4,6 +4,10 @@ Requests are grouped by sampling parameters (one ``generate`` call needs one set
 within a group (less padding), and run ``batch_size`` prompts at a time with ``num_return_sequences = n``, left
 padding, and the tokenizer's chat template for chat requests. ``temperature == 0`` means greedy decoding (one
 sequence, repeated n times). Sampling is seeded per batch, so the same requests give the same texts.
+
+Shared prefixes (``prefix_reuse``, on by default): the KV cache of the prompts' longest common token prefix (a
+few-shot job's instruction + demonstrations) is computed once and reused by every prompt and sample, and each
+prompt's own part is prefilled once for its ``n`` samples (see :mod:`toolkit.teachers.prefix_cache`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ class HFTeacher(Teacher):
         self._model = None
         self._tokenizer = None
         self._device = None
+        # Reuse the common prompt prefix's KV cache (same greedy outputs, less prefill); False = plain batches.
+        self.prefix_reuse = bool(getattr(config, "prefix_reuse", True))
+        self._prefix_store = None
+        self._job_prefix: list[int] = []
 
     def __repr__(self) -> str:
         return f"HFTeacher(id={self.id!r}, batch_size={self.batch_size})"
@@ -54,6 +62,9 @@ class HFTeacher(Teacher):
         self._tokenizer = load_tokenizer(self.config.model, padding_side="left")
         self._model = load_causal_lm(self.config.model, dtype=self.config.dtype).to(self._device)
         self._model.eval()
+        from toolkit.teachers.prefix_cache import PrefixKVStore
+
+        self._prefix_store = PrefixKVStore(self._model, self._device)
         return self
 
     @property
@@ -92,6 +103,9 @@ class HFTeacher(Teacher):
         encoded = [
             self._tokenizer(t, add_special_tokens=r.messages is None)["input_ids"] for t, r in zip(texts, requests)
         ]
+        from toolkit.teachers.prefix_cache import common_prefix_len
+
+        self._job_prefix = encoded[0][: common_prefix_len(encoded)] if encoded else []
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, r in enumerate(requests):
             key = (r.is_greedy, r.temperature, r.top_p, r.max_tokens, tuple(r.stop or ()), 1 if r.is_greedy else r.n)
@@ -123,13 +137,22 @@ class HFTeacher(Teacher):
         tok, model = self._tokenizer, self._model
         first = reqs[0]
         pad_id = tok.pad_token_id
-        width = max(len(x) for x in ids)
-        input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(ids), width), dtype=torch.long)
-        for row, x in enumerate(ids):  # left padding: generation continues right after each prompt
-            input_ids[row, width - len(x) :] = torch.tensor(x, dtype=torch.long)
-            attention[row, width - len(x) :] = 1
         num_seq = 1 if first.is_greedy else first.n
+        prefix_len = self._batch_prefix_len(ids) if self.prefix_reuse else 0
+        with torch.inference_mode():
+            if prefix_len or (self.prefix_reuse and num_seq > 1):
+                from toolkit.teachers.prefix_cache import prepare_batch
+
+                input_ids, attention, cache = prepare_batch(self._prefix_store, ids, prefix_len, num_seq, pad_id)
+            else:
+                width = max(len(x) for x in ids)
+                input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+                attention = torch.zeros((len(ids), width), dtype=torch.long)
+                for row, x in enumerate(ids):  # left padding: generation continues right after each prompt
+                    input_ids[row, width - len(x) :] = torch.tensor(x, dtype=torch.long)
+                    attention[row, width - len(x) :] = 1
+                cache = None
+        width = input_ids.shape[1]
         kwargs: dict[str, Any] = {
             "max_new_tokens": first.max_tokens,
             "pad_token_id": pad_id,
@@ -144,6 +167,8 @@ class HFTeacher(Teacher):
         seed = first.sample_seed(0)
         torch.manual_seed(0 if seed is None else seed)
         with torch.inference_mode():
+            if cache is not None:
+                kwargs["past_key_values"] = cache
             out = model.generate(
                 input_ids=input_ids.to(self._device), attention_mask=attention.to(self._device), **kwargs
             )
@@ -159,6 +184,16 @@ class HFTeacher(Teacher):
                 gens += [Generation(gens[0].text, gens[0].finish_reason, Usage(0, 0)) for _ in range(req.n - 1)]
             results.append(gens)
         return results
+
+    def _batch_prefix_len(self, ids: list[list[int]]) -> int:
+        """Shared prefix to reuse: the job's common prefix (one cache for all batches) unless this batch shares one
+        more than twice as long (a job mixing templates); always leaves every prompt at least one token of its own."""
+        from toolkit.teachers.prefix_cache import common_prefix_len
+
+        batch = common_prefix_len(ids)
+        job = len(self._job_prefix) if ids[0][: len(self._job_prefix)] == self._job_prefix else 0
+        chosen = job if 2 * job >= batch else batch
+        return max(0, min(chosen, min(len(x) for x in ids) - 1))
 
     def _decode(self, toks: list[int], eos_ids: set, pad_id: int, req: GenerationRequest, prompt_tokens: int):
         finish = "length"
