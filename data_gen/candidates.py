@@ -33,6 +33,7 @@ from data_gen.common import (  # noqa: E402
     merge_shards,
     shard,
 )
+from toolkit.runtime import configure_threads
 from toolkit.teachers.base import GenerationRequest, TeacherConfig, usage_json  # noqa: E402
 
 logger = logging.getLogger("data_gen.candidates")
@@ -165,6 +166,7 @@ def jobs_item(item_id: str, requests: list[GenerationRequest]):
 
 if __name__ == "__main__":
     init_logging()
+    configure_threads()  # the local hf teacher decodes on every core
     summary = main(*make_parser().parse_args_and_config())
     sys.exit(0 if not summary.get("aborted") else 2)
 

@@ -35,6 +35,7 @@ from data_gen.common import (  # noqa: E402
     shard,
     write_outputs,
 )
+from toolkit.runtime import configure_threads
 from toolkit.teachers.base import GenerationRequest, TeacherConfig, usage_json  # noqa: E402
 
 logger = logging.getLogger("data_gen.rationales")
@@ -217,6 +218,7 @@ def main(teacher_cfg: TeacherConfig, job: JobConfig, prompt: PromptConfig, rat: 
 
 if __name__ == "__main__":
     init_logging()
+    configure_threads()  # the local hf teacher decodes on every core
     summary = main(*make_parser().parse_args_and_config())
     sys.exit(0 if not summary.get("aborted") else 2)
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from toolkit.configs import apply_cpu_safe_defaults, save_config, setup_logging
 from toolkit.configs import make_parser as _make_parser
 from toolkit.lmcor_recipe import LMCorArguments, ModelArguments
+from toolkit.runtime import configure_threads
 
 logger = logging.getLogger("lmcor")
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "lmcor" / "default.yaml"
@@ -53,6 +54,7 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args)
     from toolkit.lmcor_truncation import BudgetedFormat
 
     setup_logging()
+    configure_threads()
     apply_cpu_safe_defaults(training_args)
     push, training_args.push_to_hub = training_args.push_to_hub, False  # we push ourselves (toolkit.hub) at the end
     out_dir = Path(training_args.output_dir)

@@ -45,6 +45,7 @@ from toolkit.configs import apply_cpu_safe_defaults, redact, save_config, setup_
 from toolkit.configs import make_parser as _make_parser
 from toolkit.label_scoring import averaging_labels
 from toolkit.multitask_baselines import run_encoder_baselines
+from toolkit.runtime import configure_threads
 from toolkit.train_budget import BASELINE_BUDGETS, baseline_steps
 
 logger = logging.getLogger(__name__)
@@ -196,6 +197,7 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig):
     from toolkit.models import load_tokenizer
 
     setup_logging()
+    configure_threads()
     apply_cpu_safe_defaults(training_args)
     push, training_args.push_to_hub = training_args.push_to_hub, False  # we push ourselves, once, at the end
     if push and not training_args.hub_model_id:
