@@ -355,6 +355,7 @@ def load_causal_lm(
     quantization: str | None = None,
     dtype: Any = None,
     device_map: Any = None,
+    attn_implementation: str | None = "sdpa",
 ):
     """Load a decoder-only LM.
 
@@ -365,6 +366,8 @@ def load_causal_lm(
             own dtype (``"auto"``) on GPU.
         device_map: passed to ``from_pretrained``. With 4-bit and no map, the model goes to
             :func:`default_device` (bitsandbytes quantizes while placing weights).
+        attn_implementation: ``"sdpa"`` (default: fused attention keeps no ``seq x seq`` probabilities per layer
+            for backward, as ``"eager"`` does), or ``None`` for transformers' own choice per architecture.
 
     Returns:
         The ``AutoModelForCausalLM`` instance in eval mode.
@@ -390,7 +393,7 @@ def load_causal_lm(
     if device_map is not None:
         kwargs["device_map"] = device_map
     t0 = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation=attn_implementation, **kwargs)
     logger.info("Loaded causal LM %s (quantization=%s) in %.1f s", name, quantization, time.perf_counter() - t0)
     model.eval()
     return model

@@ -288,16 +288,21 @@ def padding_stats(batch: Mapping[str, Any]) -> dict[str, int]:
 # Training
 # --------------------------------------------------------------------------------------------------------------
 def make_trainer(model, tokenizer, training_args, train_features, eval_features=None, callbacks=None):
-    """A plain ``transformers.Trainer`` over :func:`tokenize_pairs` features with a dynamic-padding collator.
+    """A ``transformers.Trainer`` over :func:`tokenize_pairs` features with a dynamic-padding collator.
 
     Length-grouped batches come from ``training_args.train_sampling_strategy = "group_by_length"``: the sampler
-    reads ``len(input_ids)`` of each feature, so no extra column is needed.
+    reads ``len(input_ids)`` of each feature, so no extra column is needed. Causal students get
+    :class:`toolkit.target_loss.TargetOnlyLossTrainer` (logits and loss on target positions only: same loss and
+    gradients, a fraction of the memory); seq2seq students the plain ``Trainer``.
     """
     from transformers import Trainer
 
+    from toolkit.target_loss import TargetOnlyLossTrainer
+
+    seq2seq = bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
     # Our features only carry model inputs; the column filter would otherwise inspect forward() of PEFT wrappers.
     training_args.remove_unused_columns = False
-    return Trainer(
+    return (Trainer if seq2seq else TargetOnlyLossTrainer)(
         model=model,
         args=training_args,
         train_dataset=train_features,
