@@ -85,6 +85,9 @@ def test_sampling_with_reuse_is_seeded_and_returns_n(teacher):
     assert [len(o) for o in first] == [3] * len(SOURCES)
     assert first == _texts(_run(teacher, reqs, reuse=True)), "same seed, same samples"
     assert any(len(set(o)) > 1 for o in first), "the n samples of one prompt should differ"
+    # Each prompt is prefilled once and its cache repeated n times: the same draws as n full prefills (a flip
+    # would need a uniform draw within ~1e-7 of a category boundary).
+    assert first == _texts(_run(teacher, reqs, reuse=False))
 
 
 @pytest.mark.slow

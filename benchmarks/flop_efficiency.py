@@ -1,0 +1,325 @@
+"""FLOP efficiency and peak memory: this machine's fp32 matmul rate next to what training and decoding achieve.
+
+Rows (each in its own subprocess, so every peak RSS is that row's alone):
+
+* ``matmul`` — a large fp32 ``torch.mm`` (n x n x n), 2·n³ FLOPs: the rate the machine reaches on pure matmul.
+* ``lora_*`` — LMCor corrector LoRA steps (SmolLM2-135M, r=16, all-linear) on ``--batch`` rows of ``--seq_len``
+  tokens whose last ``--target_len`` are the target (the JFLEG config: batch 8 x up to 320 tokens), through the
+  ``Trainer`` (AdamW); variants: full-vocabulary logits on every position with eager or SDPA attention (before),
+  logits on target positions only (``toolkit.target_loss``, what ``students.make_trainer`` uses now), and that
+  plus gradient checkpointing.
+* ``full_ft`` — the same step training every weight.
+* ``teacher_decode`` — the hf teacher's model decoding ``--decode_tokens`` tokens for ``--decode_batch`` prompts
+  (prefill timed separately and subtracted).
+
+FLOPs are counted, not measured: a forward pass is ``2·N_body·T + 2·V·H·T_head + 2·layers·H·Σ L²`` (matmul weights
+of the transformer blocks over all T tokens, the LM head over the T_head positions it runs on — all positions, or the
+target positions only — and causal attention scores + weighted sum). Full fine-tuning = 3 x forward (the 6·N·T rule).
+LoRA = 2 x forward: the backward pass needs activation gradients through the frozen weights (as many FLOPs as the
+forward) but no weight gradients; the adapters' own FLOPs (< 1 %) are left out. Decoding = a forward per token with
+attention over the growing context. ``--profile`` adds one profiled step per training row and reports where the CPU
+time goes (matmul / attention / softmax + cross-entropy / optimizer / other).
+
+    python benchmarks/flop_efficiency.py                         # every row, SmolLM2-135M, 3 timed steps
+    python benchmarks/flop_efficiency.py --rows matmul lora_target_only --steps 2 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # toolkit from a checkout
+
+TRAIN_ROWS = {
+    # name: (lora, target-only loss, attention, gradient checkpointing, description)
+    "lora_full_logits_eager": (True, False, "eager", False, "LoRA, full logits, eager attention (before)"),
+    "lora_full_logits_sdpa": (True, False, "sdpa", False, "LoRA, full logits, SDPA"),
+    "lora_target_only": (True, True, "sdpa", False, "LoRA, target-only logits, SDPA (now)"),
+    "lora_target_only_ckpt": (True, True, "sdpa", True, "LoRA, target-only, SDPA, grad checkpointing"),
+    "full_ft": (False, True, "sdpa", False, "full fine-tune, target-only logits, SDPA"),
+}
+ALL_ROWS = ["matmul", *TRAIN_ROWS, "teacher_decode"]
+PROFILE_GROUPS = {
+    "matmul": ("mm", "addmm", "bmm", "matmul", "linear", "baddbmm"),
+    "attention": ("scaled_dot_product", "flash_attention", "efficient_attention"),
+    "softmax+CE": ("softmax", "log_softmax", "nll_loss", "cross_entropy"),
+    "optimizer": ("foreach", "addcdiv", "lerp", "adam"),
+    "dropout": ("bernoulli", "dropout", "native_dropout"),
+}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def model_dims(model) -> dict:
+    """Parameter counts the FLOP formulas need (N_body: matmul weights of the blocks; V·H: the LM head)."""
+    from toolkit.target_loss import output_head
+
+    cfg = model.config
+    head = output_head(model)
+    head_params = head.weight.numel()
+    layers = [m for n, m in model.named_modules() if n.endswith("layers")][0]
+    body = sum(p.numel() for n, p in layers.named_parameters() if p.dim() == 2 and "lora_" not in n)
+    return {
+        "n_body": body,
+        "n_head": head_params,
+        "layers": cfg.num_hidden_layers,
+        "attn_width": cfg.num_attention_heads * getattr(cfg, "head_dim", cfg.hidden_size // cfg.num_attention_heads),
+    }
+
+
+def forward_flops(d: dict, tokens: int, head_positions: int, sum_sq_len: float) -> float:
+    return 2 * d["n_body"] * tokens + 2 * d["n_head"] * head_positions + 2 * d["layers"] * d["attn_width"] * sum_sq_len
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Rows (run in a child process)
+# ---------------------------------------------------------------------------------------------------------------
+def row_matmul(args) -> dict:
+    import torch
+
+    n = args.matmul_n
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # warm-up
+    reps, t0 = 0, time.perf_counter()
+    while reps < 3 or time.perf_counter() - t0 < 3.0:
+        torch.mm(a, b)
+        reps += 1
+    seconds = time.perf_counter() - t0
+    return {"what": f"torch.mm fp32 {n}x{n}x{n}", "gflop_per_s": 2 * n**3 * reps / seconds / 1e9, "seconds": seconds}
+
+
+def _features(vocab: int, args) -> list[dict]:
+    import random
+
+    rng = random.Random(0)
+    feats = []
+    for _ in range(args.batch * (args.steps + 2)):
+        ids = [rng.randrange(10, vocab) for _ in range(args.seq_len)]
+        labels = [-100] * (args.seq_len - args.target_len) + ids[-args.target_len :]
+        feats.append({"input_ids": ids, "attention_mask": [1] * args.seq_len, "labels": labels})
+    return feats
+
+
+def row_train(name: str, args) -> dict:
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from toolkit import students
+
+    lora, target_only, attn, ckpt, desc = TRAIN_ROWS[name]
+    model, tok, _ = students.load_student(args.model, lora=lora, lora_r=16)
+    model.set_attn_implementation(attn)
+    rss_loaded = peak_rss_mb()
+    dims = model_dims(model)
+    profile = args.profile
+    total_steps = 1 + args.steps + (1 if profile else 0)
+    training_args = TrainingArguments(
+        output_dir=tempfile.mkdtemp(prefix="flops-"), max_steps=total_steps, per_device_train_batch_size=args.batch,
+        learning_rate=1e-4, report_to=[], save_strategy="no", logging_steps=10**6, use_cpu=True, seed=0,
+        disable_tqdm=True, gradient_checkpointing=ckpt, dataloader_num_workers=0,
+    )  # fmt: skip
+    feats = _features(model.config.vocab_size, args)
+    if target_only:
+        trainer = students.make_trainer(model, tok, training_args, feats)
+    else:
+        training_args.remove_unused_columns = False
+        trainer = Trainer(
+            model=model, args=training_args, train_dataset=feats,
+            data_collator=students.PairCollator(pad_token_id=tok.pad_token_id),
+        )  # fmt: skip
+    times, prof_box = [], {}
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, a, state, control, **kw):
+            self.t0 = time.perf_counter()
+            if profile and state.global_step == total_steps - 1:
+                prof_box["p"] = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+                prof_box["p"].__enter__()
+
+        def on_step_end(self, a, state, control, **kw):
+            if "p" in prof_box and state.global_step == total_steps:
+                prof_box["p"].__exit__(None, None, None)
+            else:
+                times.append(time.perf_counter() - self.t0)
+
+    trainer.add_callback(Timer())
+    trainer.train()
+    timed = times[1:]  # the first step warms up allocator and kernels
+    tokens = args.batch * args.seq_len
+    n_targets = args.batch * (args.target_len - 1)  # the last target token predicts nothing
+    fwd = forward_flops(dims, tokens, n_targets if target_only else tokens, args.batch * args.seq_len**2 / 2)
+    step_flops = (2 if lora else 3) * fwd
+    step_s = sum(timed) / len(timed)
+    out = {
+        "what": desc,
+        "gflop_per_s": step_flops / step_s / 1e9,
+        "tokens_per_s": tokens / step_s,
+        "step_s": step_s,
+        "rss_after_load_mb": rss_loaded,
+        "flops_per_step": step_flops,
+        "lm_head_share_%": 100 * 2 * dims["n_head"] * (n_targets if target_only else tokens) / fwd,
+    }
+    if "p" in prof_box:
+        out["profile"] = _profile_groups(prof_box["p"])
+    return out
+
+
+def _profile_groups(prof) -> dict:
+    """Self CPU time per op group (percent of all self time) and the top ops."""
+    totals: dict[str, float] = {}
+    ops = []
+    for evt in prof.key_averages():
+        t = evt.self_cpu_time_total
+        key = evt.key.removeprefix("aten::").lstrip("_")
+        group = next((g for g, pats in PROFILE_GROUPS.items() if any(key.startswith(p) for p in pats)), "other")
+        totals[group] = totals.get(group, 0.0) + t
+        ops.append((t, evt.key))
+    whole = sum(totals.values()) or 1.0
+    ops.sort(reverse=True)
+    return {
+        "groups_%": {g: round(100 * t / whole, 1) for g, t in sorted(totals.items(), key=lambda kv: -kv[1])},
+        "top_ops_%": [(k, round(100 * t / whole, 1)) for t, k in ops[:8]],
+    }
+
+
+def row_teacher_decode(args) -> dict:
+    import torch
+
+    from toolkit.models import load_causal_lm
+
+    model = load_causal_lm(args.model)
+    rss_loaded = peak_rss_mb()
+    dims = model_dims(model)
+    b, p, n = args.decode_batch, args.decode_prompt_len, args.decode_tokens
+    ids = torch.randint(10, model.config.vocab_size, (b, p))
+    common = {
+        "do_sample": False,
+        "pad_token_id": model.generation_config.pad_token_id or 0,
+        "top_k": None,
+        "top_p": None,
+    }
+    with torch.inference_mode():
+        model.generate(ids[:, :16], max_new_tokens=2, min_new_tokens=2, **common)  # warm-up
+        t0 = time.perf_counter()
+        model.generate(ids, max_new_tokens=1, min_new_tokens=1, **common)
+        prefill = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model.generate(ids, max_new_tokens=n, min_new_tokens=n, **common)
+        total = time.perf_counter() - t0
+    decode_s = total - prefill
+    # n-1 decode forwards of b tokens, each attending to a context of p+1 .. p+n-1 tokens.
+    steps = n - 1
+    ctx = sum(p + i for i in range(1, n))
+    flops = 2 * (dims["n_body"] + dims["n_head"]) * b * steps + 4 * dims["layers"] * dims["attn_width"] * b * ctx
+    return {
+        "what": f"teacher greedy decode, batch {b}, prompt {p}, {n} new tokens",
+        "gflop_per_s": flops / decode_s / 1e9,
+        "tokens_per_s": b * steps / decode_s,
+        "step_s": decode_s / steps,
+        "rss_after_load_mb": rss_loaded,
+        "prefill_s": prefill,
+    }
+
+
+def run_row(name: str, args) -> dict:
+    import torch
+
+    if name == "matmul":
+        out = row_matmul(args)
+    elif name == "teacher_decode":
+        out = row_teacher_decode(args)
+    else:
+        out = row_train(name, args)
+    return {"row": name, "threads": torch.get_num_threads(), **out, "peak_rss_mb": peak_rss_mb()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parent: one subprocess per row, then the table
+# ---------------------------------------------------------------------------------------------------------------
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="local:smollm2-135m")
+    parser.add_argument("--rows", nargs="+", default=ALL_ROWS, choices=ALL_ROWS)
+    parser.add_argument("--steps", type=int, default=3, help="Timed training steps per row (after 1 warm-up).")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq_len", type=int, default=320)
+    parser.add_argument("--target_len", type=int, default=32, help="Target tokens at the end of each row.")
+    parser.add_argument("--matmul_n", type=int, default=2048)
+    parser.add_argument("--decode_batch", type=int, default=16)
+    parser.add_argument("--decode_prompt_len", type=int, default=160)
+    parser.add_argument("--decode_tokens", type=int, default=32)
+    parser.add_argument("--profile", action="store_true", help="Profile one extra step per training row.")
+    parser.add_argument("--out", default=None, help="Optional dir for results.md / metrics.json.")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        from toolkit.configs import setup_logging
+
+        setup_logging()
+        print("ROW_JSON " + json.dumps(run_row(args.child, args)), flush=True)
+        return []
+    rows = []
+    passthrough = [a for a in (argv if argv is not None else sys.argv[1:])]
+    for name in args.rows:
+        cmd = [sys.executable, os.path.abspath(__file__), *_strip_rows(passthrough), "--child", name]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("ROW_JSON ")]
+        if proc.returncode or not lines:
+            print(f"row {name} failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
+            continue
+        rows.append(json.loads(lines[-1][len("ROW_JSON ") :]))
+        print(f"done: {name}", file=sys.stderr, flush=True)
+    return report(rows, args)
+
+
+def _strip_rows(argv: list[str]) -> list[str]:
+    """The parent's arguments minus ``--rows ...`` (the child gets one row through ``--child``)."""
+    out, skipping = [], False
+    for a in argv:
+        if a == "--rows":
+            skipping = True
+            continue
+        if skipping and not a.startswith("--"):
+            continue
+        skipping = False
+        out.append(a)
+    return out
+
+
+def report(rows: list[dict], args) -> list[dict]:
+    from toolkit import reporting
+
+    peak = next((r["gflop_per_s"] for r in rows if r["row"] == "matmul"), None)
+    for r in rows:
+        r["%_of_matmul"] = 100 * r["gflop_per_s"] / peak if peak else None
+    columns = ["row", "what", "threads", "gflop_per_s", "%_of_matmul", "tokens_per_s", "step_s", "peak_rss_mb"]
+    print(
+        f"\nmodel={args.model} batch={args.batch} seq_len={args.seq_len} target_len={args.target_len} "
+        f"timed steps={args.steps} cpu_count={os.cpu_count()} OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}\n"
+    )
+    print(reporting.markdown_table(rows, columns=columns))
+    for r in rows:
+        if "lm_head_share_%" in r:
+            print(
+                f"- {r['row']}: LM head = {r['lm_head_share_%']:.0f}% of forward FLOPs; RSS after load {r['rss_after_load_mb']:.0f} MB"
+            )
+        if "profile" in r:
+            print(f"  profile (self CPU time): {r['profile']['groups_%']}; top ops {r['profile']['top_ops_%'][:5]}")
+    if args.out:
+        reporting.write_table(args.out, rows, columns=columns)
+        reporting.write_metrics(args.out, {"args": vars(args), "rows": rows})
+    return rows
+
+
+if __name__ == "__main__":
+    main()
