@@ -3,7 +3,7 @@ PY ?= python
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast lint format
+.PHONY: install demo test test-fast lint format results-step-by-step
 
 # Versions are constrained to the known-good set in requirements-lock.txt; torch is pinned: this machine's disk holds the 2.13.0 CPU build; an unpinned torch pulls a CUDA build.
 install:
@@ -28,3 +28,8 @@ lint:
 
 format:
 	ruff check --fix . && ruff format .
+
+# Every distilling step-by-step table (SVAMP, CQA: 4 rows x 3 seeds; SVAMP data-fraction curve; a SmolLM2 teacher's
+# rationales -> student) into results/step_by_step/; resumable (finished runs are skipped). ~100 core-minutes here.
+results-step-by-step:
+	$(PY) recipes/results_step_by_step.py --plan recipes/configs/step_by_step/results_cpu.yaml

@@ -1,0 +1,330 @@
+"""Reproduce the distilling step-by-step tables (SVAMP, CQA, data-fraction curve, a teacher of our own): one command.
+
+    make results-step-by-step
+    # = python recipes/results_step_by_step.py --plan recipes/configs/step_by_step/results_cpu.yaml
+
+The plan (YAML) names *namespaces* (a base recipe config + overrides shared by every run in it: same student,
+steps, batch, test rows), *blocks* (which label sources x modes x train fractions x seeds to run, in priority order)
+and *tables* (which runs of a namespace each table shows). Every finished run is saved as
+``<results_dir>/runs/<namespace>/<run>.json`` (metrics, process CPU seconds, per-row test correctness), and a run
+with that file is skipped, so a killed command resumes where it stopped. The tables are re-rendered after every
+run from those JSON files: ``<results_dir>/<table>.md`` + ``<table>.json`` (+ ``data_fraction.png``).
+
+Per table: mean ± std test accuracy over seeds per (labels, mode), the gain of step-by-step (``task_prefix``) over
+``standard`` with the same labels, and McNemar's exact test on the paired test predictions pooled over seeds
+(pairs = (seed, test row), matched seed by seed). The ``teacher`` block runs ``data_gen/rationales.py`` first
+(skipped when its ``summary.json`` exists) and trains its namespace on the rationales it wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling recipe scripts (recipes/ is not a package)
+import compare_step_by_step as compare  # noqa: E402
+
+from toolkit.runtime import configure_threads  # noqa: E402
+
+logger = logging.getLogger("results_step_by_step")
+BASE_MODE = "standard"
+
+
+def run_name(label_source: str, mode: str, fraction: float, seed: int) -> str:
+    return f"{label_source}-{mode}-f{fraction:g}-s{seed}"
+
+
+def load_plan(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        plan = yaml.safe_load(f)
+    for key in ("results_dir", "runs_dir", "namespaces", "blocks", "tables"):
+        if key not in plan:
+            raise ValueError(f"plan {path} has no {key!r}")
+    for block in plan["blocks"]:
+        if block["namespace"] not in plan["namespaces"]:
+            raise ValueError(f"block names unknown namespace {block['namespace']!r}")
+    return plan
+
+
+def planned_runs(plan: dict) -> list[dict]:
+    """Every (namespace, labels, mode, fraction, seed) of the plan's blocks, in block order, without repeats."""
+    runs, seen = [], set()
+    for block in plan["blocks"]:
+        for fraction in block.get("train_fractions", [1.0]):
+            for seed in block.get("seeds", [0]):
+                for source in block.get("label_sources", ["gt"]):
+                    for mode in block.get("modes", ["standard", "task_prefix"]):
+                        key = (block["namespace"], run_name(source, mode, fraction, seed))
+                        if key not in seen:
+                            seen.add(key)
+                            runs.append(
+                                {"namespace": key[0], "run": key[1], "label_source": source, "mode": mode,
+                                 "train_fraction": fraction, "seed": seed}
+                            )  # fmt: skip
+    return runs
+
+
+def run_args(plan: dict, spec: dict, extra: dict | None = None):
+    """(StepByStepArguments, TrainingArguments) of one run: namespace config + overrides + the run's axes."""
+    ns = plan["namespaces"][spec["namespace"]]
+    with open(ns["config"], encoding="utf-8") as f:
+        values = yaml.safe_load(f)
+    values.update(ns.get("overrides") or {})
+    values.update(extra or {})
+    values.update(
+        mode=spec["mode"],
+        label_source=spec["label_source"],
+        train_fraction=spec["train_fraction"],
+        seed=spec["seed"],
+        output_dir=os.path.join(plan["runs_dir"], spec["namespace"], spec["run"]),
+        push_to_hub=False,
+    )
+    return compare.recipe.make_parser().parse_dict(values)
+
+
+def result_path(plan: dict, spec: dict) -> Path:
+    return Path(plan["results_dir"], "runs", spec["namespace"], spec["run"] + ".json")
+
+
+def execute(plan: dict, spec: dict, extra: dict | None = None) -> dict:
+    """Train + test one run; save its result JSON (with CPU seconds and per-row correctness); drop the weights."""
+    script_args, training_args = run_args(plan, spec, extra)
+    wall, cpu = time.perf_counter(), time.process_time()
+    metrics = compare.recipe.main(script_args, training_args)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    out = training_args.output_dir
+    preds = [json.loads(line) for line in Path(out, "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    result = {
+        **spec,
+        **{k: v for k, v in metrics.items() if k not in ("lineage",)},
+        "run_cpu_s": cpu,
+        "run_wall_s": wall,
+        "threads": int(os.environ.get("TOOLKIT_NUM_THREADS") or 0) or None,
+        "predictions": [{"id": p["id"], "prediction": p["prediction"], "correct": p["correct"]} for p in preds],
+    }
+    path = result_path(plan, spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)  # a run counts as finished only once its whole JSON is in place
+    # The weights (540 MB per SmolLM2 run) are not part of the results; the run dir keeps logs and plots.
+    for p in Path(out).glob("*.safetensors"):
+        p.unlink()
+    for p in Path(out).glob("checkpoint-*"):
+        shutil.rmtree(p, ignore_errors=True)
+    return result
+
+
+def load_results(plan: dict) -> list[dict]:
+    root = Path(plan["results_dir"], "runs")
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(root.glob("*/*.json"))]
+
+
+def pooled_mcnemar(runs: list[dict], base_runs: list[dict]) -> tuple[int, int, float]:
+    """Discordant pairs of ``runs`` vs ``base_runs`` matched by seed then test row id, pooled; exact McNemar p."""
+    wins = losses = 0
+    for r in runs:
+        base = next((b for b in base_runs if b["seed"] == r["seed"]), None)
+        if base is None:
+            continue
+        a = {p["id"]: p["correct"] for p in r["predictions"]}
+        b = {p["id"]: p["correct"] for p in base["predictions"]}
+        if a.keys() != b.keys():
+            raise ValueError(f"{r['run']} and {base['run']} were scored on different test rows")
+        wins += sum(a[k] and not b[k] for k in a)
+        losses += sum(b[k] and not a[k] for k in a)
+    return wins, losses, compare.mcnemar_p(wins, losses)
+
+
+def summarize(runs: list[dict], by: tuple[str, ...]) -> list[dict]:
+    """One row per group of ``by`` (seeds pooled): mean ± std accuracy, cost, and McNemar vs standard."""
+    rows = []
+    keys = sorted({tuple(r[k] for k in by) for r in runs}, key=lambda k: tuple(str(x) for x in k))
+    for key in keys:
+        group = sorted((r for r in runs if tuple(r[k] for k in by) == key), key=lambda r: r["seed"])
+        accs = [r["test_accuracy"] for r in group]
+        row = dict(zip(by, key))
+        row.update(
+            seeds=",".join(str(r["seed"]) for r in group),
+            n_train=group[0]["n_train"],
+            steps=group[0]["global_steps"],
+            train_tokens=round(statistics.fmean(r["train_tokens"] for r in group)),
+            test_acc_mean=statistics.fmean(accs),
+            test_acc_std=statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        )
+        row.update({"Δ vs standard": None, "pooled wins/losses": None, "pooled McNemar p": None})
+        if key[by.index("mode")] != BASE_MODE:
+            base_key = tuple(BASE_MODE if k == "mode" else v for k, v in zip(by, key))
+            base = [r for r in runs if tuple(r[k] for k in by) == base_key]
+            if base:
+                w, lo, p = pooled_mcnemar(group, base)
+                paired = [r for r in group if any(b["seed"] == r["seed"] for b in base)]
+                base_acc = [next(b for b in base if b["seed"] == r["seed"])["test_accuracy"] for r in paired]
+                row["Δ vs standard"] = statistics.fmean(r["test_accuracy"] for r in paired) - statistics.fmean(
+                    base_acc
+                )
+                row["pooled wins/losses"] = f"{w}/{lo}"
+                row["pooled McNemar p"] = p
+        row["CPU-s/run"] = statistics.fmean(r["run_cpu_s"] for r in group)
+        row["train tok/s"] = statistics.fmean(r["train_tokens_per_s"] for r in group)
+        rows.append(row)
+    return rows
+
+
+def per_run_rows(runs: list[dict]) -> list[dict]:
+    return [
+        {
+            "run": r["run"],
+            "n_train": r["n_train"],
+            "steps": r["global_steps"],
+            "train_tokens": r["train_tokens"],
+            "test_acc": r["test_accuracy"],
+            "train_s": r["train_wall_s"],
+            "test_gen_s": r["test_generation_s"],
+            "CPU-s": r["run_cpu_s"],
+            "wall-s": r["run_wall_s"],
+            "tok/s": r["train_tokens_per_s"],
+        }
+        for r in sorted(runs, key=lambda r: (r["train_fraction"], r["label_source"], r["mode"], r["seed"]))
+    ]
+
+
+def select(runs: list[dict], table: dict) -> list[dict]:
+    return [r for r in runs if all(r.get(k) == v for k, v in table.items())]
+
+
+def render(plan: dict, command: str) -> dict[str, Path]:
+    """Write every table of the plan from the finished runs' JSON (tables with no finished run are skipped)."""
+    from toolkit import reporting
+
+    results = load_results(plan)
+    out_dir = Path(plan["results_dir"])
+    written = {}
+    for name, table in plan["tables"].items():
+        runs = select(results, table)
+        if not runs:
+            continue
+        by = ("train_fraction", "label_source", "mode") if name == "data_fraction" else ("label_source", "mode")
+        summary = summarize(runs, by)
+        first = runs[0]
+        teacher = first["teacher_test"]
+        header = [
+            f"# step-by-step: {name}",
+            "",
+            f"Command: `{command}` (plan `{plan.get('_path', '')}`); {len(runs)} finished runs.",
+            f"Student `{first['student']}` (full fine-tune); task `{first['task']}`; {first['data_splits']['test']} "
+            "(the same rows for every run). Steps are the same for every row of a table (batch 8 examples; a "
+            "task_prefix step also trains the rationale of each example, so it processes more tokens: see "
+            "train_tokens). No model selection: the last step is tested.",
+            f"Teacher (PaLM-540B few-shot CoT) on these test rows: {teacher.get('teacher_accuracy_all')} "
+            f"(parse rate {teacher.get('parse_rate')}).",
+            "",
+            "## Mean ± std over seeds; McNemar exact p on predictions pooled over seeds (vs standard, same labels)",
+            "",
+            reporting.markdown_table(summary, floatfmt=".4f"),
+            "",
+            "## Per run",
+            "",
+            reporting.markdown_table(per_run_rows(runs), floatfmt=".4g"),
+            "",
+        ]
+        extra = plan.get("_teacher_summary") if name == "teacher_chain" else None
+        if extra:
+            header[5:5] = [
+                "",
+                "Rationales by our own teacher (`data_gen/rationales.py`, offline SmolLM2-135M-Instruct, few-shot, "
+                f"SVAMP train): {json.dumps(extra)}",
+            ]
+        md = out_dir / f"{name}.md"
+        md.parent.mkdir(parents=True, exist_ok=True)
+        md.write_text("\n".join(header), encoding="utf-8")
+        payload = {"table": name, "select": table, "summary": summary, "runs": per_run_rows(runs)}
+        if extra:
+            payload["teacher"] = extra
+        (out_dir / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+        written[name] = md
+        if name == "data_fraction":
+            points = [
+                {"train_fraction": r["train_fraction"], "test_accuracy": r["test_acc_mean"],
+                 "series": f"{r['label_source']}-{r['mode']}"}
+                for r in summary
+            ]  # fmt: skip
+            reporting.plot_xy(
+                points, "train_fraction", "test_accuracy", "series", out_dir / "data_fraction.png",
+                title=f"{first['task']}: test accuracy vs fraction of train ({first['global_steps']} steps)",
+            )  # fmt: skip
+    return written
+
+
+def run_teacher(plan: dict) -> dict | None:
+    """Run the plan's rationales job (once) and return its summary; its dataset trains the teacher namespace."""
+    teacher = plan.get("teacher")
+    if not teacher:
+        return None
+    out = Path(plan["runs_dir"], "teacher_rationales")
+    if not (out / "summary.json").is_file():
+        cmd = [sys.executable, "data_gen/rationales.py", "--config", teacher["config"], "--output_dir", str(out)]
+        for key, value in (teacher.get("args") or {}).items():
+            cmd += [f"--{key}", str(value)]
+        logger.info("==== teacher: %s ====", " ".join(cmd))
+        cpu = os.times()
+        subprocess.run(cmd, check=True)
+        done = os.times()
+        (out / "job_cpu_s.json").write_text(
+            json.dumps({"cpu_s": done.children_user + done.children_system - cpu.children_user - cpu.children_system})
+        )
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    cpu_file = out / "job_cpu_s.json"
+    keep = ("teacher_id", "split", "n", "items", "parse_rate", "teacher_accuracy", "teacher_accuracy_parsed")
+    info = {k: summary[k] for k in keep if k in summary}
+    if cpu_file.is_file():
+        info["job_cpu_s"] = round(json.loads(cpu_file.read_text())["cpu_s"], 1)
+    info["dataset"] = str(out / "dataset")
+    return info
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plan", default="recipes/configs/step_by_step/results_cpu.yaml")
+    parser.add_argument("--only", nargs="*", help="Run only these namespaces (tables are rendered for all).")
+    parser.add_argument("--render_only", action="store_true", help="Re-render the tables; run nothing.")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_threads()
+    plan = load_plan(args.plan)
+    plan["_path"] = args.plan
+    command = "make results-step-by-step"
+    done = []
+    specs = [] if args.render_only else planned_runs(plan)
+    for spec in specs:
+        if args.only and spec["namespace"] not in args.only:
+            continue
+        if result_path(plan, spec).is_file():
+            logger.info("==== %s/%s: finished, skipped ====", spec["namespace"], spec["run"])
+            continue
+        extra = None
+        if plan.get("teacher") and spec["namespace"] == plan["teacher"]["namespace"]:
+            plan["_teacher_summary"] = run_teacher(plan)
+            extra = {"train_source": plan["_teacher_summary"]["dataset"]}
+        logger.info("==== %s/%s ====", spec["namespace"], spec["run"])
+        done.append(execute(plan, spec, extra))
+        render(plan, command)
+    if plan.get("teacher") and Path(plan["runs_dir"], "teacher_rationales", "summary.json").is_file():
+        plan["_teacher_summary"] = run_teacher(plan)
+    for name, path in render(plan, command).items():
+        logger.info("table %s -> %s", name, path)
+    return done
+
+
+if __name__ == "__main__":
+    main()
