@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.configs import save_config, setup_logging
+from toolkit.configs import redact, save_config, setup_logging
 from toolkit.prompts import DEMO_SELECTIONS, PROMPT_FORMATS, FewShotTemplate, select_demos, template_hash
+from toolkit.report_artifacts import report_from_data_gen_dir
 
 logger = logging.getLogger("data_gen")
 
@@ -209,7 +210,7 @@ def write_outputs(
     configs: dict[str, Any],
     card: dict[str, Any],
 ) -> Path:
-    """Write dataset (Arrow) + JSONL + failures + summary + redacted config + dataset card into ``out_dir``."""
+    """Write dataset (Arrow) + JSONL + failures + summary + redacted config + card + report.html into ``out_dir``."""
     from datasets import Dataset
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -226,6 +227,7 @@ def write_outputs(
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
     save_config(out_dir / "config.json", **configs)
     _write_card(out_dir, rows, summary, configs, card)
+    report_from_data_gen_dir(out_dir)  # a view of the files above: a report failure is logged, never fatal
     return out_dir
 
 
@@ -250,7 +252,6 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _write_card(out_dir: Path, rows, summary, configs, card: dict[str, Any]) -> None:
-    from toolkit.configs import redact
     from toolkit.hub import Lineage, render_dataset_card, save_card
 
     lineage = Lineage.from_generated(rows, generated_dataset=str(out_dir))

@@ -1,0 +1,168 @@
+"""toolkit.report_html / report_artifacts: self-contained pages, best row, GEC diff, samples, lineage, redaction."""
+
+from __future__ import annotations
+
+import json
+import re
+from html import unescape
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.report_runs import RESULT_ROWS, SECRET, make_gec_run_dir
+from toolkit.report_artifacts import parse_markdown_tables, report_from_run_dir, samples_from_predictions
+from toolkit.report_html import ResultsTable, best_row_index, redact_argv, word_diff_html, write_run_report
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _offline(html: str) -> None:
+    """Nothing in the page is fetched from elsewhere: no remote src/href, no stylesheet or script files."""
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html), "page loads a remote resource"
+    assert "<link" not in html and not re.search(r"<script[^>]+src=", html)
+    assert "@import" not in html and "url(http" not in html
+
+
+def test_best_row_index_rules():
+    rows = [{"m": "a", "bleu": 10.0, "ter": 60.0}, {"m": "b", "bleu": 30.0, "ter": 40.0}, {"m": "c", "bleu": 30.0}]
+    assert best_row_index(rows) == (1, "bleu")  # ties: the first row wins
+    assert best_row_index(rows, metric="ter") == (1, "ter")  # lower is better
+    with_oracle = [*rows, {"m": "oracle selection (corpus BLEU search)", "bleu": 99.0}]
+    assert best_row_index(with_oracle) == (1, "bleu")  # an upper bound is not a system
+    # A test-split column wins over a dev one; markdown strings are read by their leading number.
+    sbs = [
+        {"system": "student", "dev_acc": "0.9", "test_acc": "0.70"},
+        {"system": "t", "dev_acc": "–", "test_acc": "0.8"},
+    ]
+    assert best_row_index(sbs) == (1, "test_acc")
+    assert best_row_index([{"m": "a", "note": "x"}]) == (None, None)
+    assert ResultsTable(rows=rows, best=-1).best is None and ResultsTable(rows=rows).best == 1
+
+
+def test_word_diff_marks_gec_edits_and_escapes():
+    html = str(word_diff_html("she go to <b>school</b> .", "she goes to <b>school</b> today ."))
+    assert "<del>go</del> <ins>goes</ins>" in html and "<ins>today</ins>" in html
+    assert "&lt;b&gt;school&lt;/b&gt;" in html and "<b>" not in html
+    assert str(word_diff_html("same words", "same words")) == "same words"
+
+
+def test_redact_argv_hides_secret_flag_values():
+    argv = [
+        "recipes/lmcor.py",
+        "--api_key",
+        "sk-1",
+        "--hub_token=hf_2",
+        "--openai-api-key",
+        "sk-3",
+        "--max_tokens",
+        "64",
+    ]
+    assert redact_argv(argv) == [
+        "recipes/lmcor.py", "--api_key", "<redacted>", "--hub_token=<redacted>", "--openai-api-key", "<redacted>",
+        "--max_tokens", "64",
+    ]  # fmt: skip
+
+
+def test_run_report_is_self_contained_marks_best_diffs_and_redacts(tmp_path, monkeypatch):
+    env_secret = "hf_ENVSECRET_abcdefgh"
+    monkeypatch.setenv("HF_TOKEN", env_secret)
+    info = make_gec_run_dir(tmp_path / "run")
+    page = write_run_report(
+        tmp_path / "run",
+        title="LMCor on JFLEG",
+        results=RESULT_ROWS,
+        best="LMCor corrector",
+        images=[tmp_path / "run" / "training_curves.png", tmp_path / "run" / "missing.png"],
+        samples=[
+            {
+                "id": "x<1>",
+                "input": "she go <script>alert(1)</script> .",
+                "outputs": {"copy": "she go ."},
+                "student": f"she goes . {env_secret}",
+                "references": ["she goes ."],
+            },
+        ],  # fmt: skip
+        diff=True,
+        lineage={"teacher_id": "openai:gpt-4o-mini", "base_model": "t5-small", "extra": {"api_key": SECRET}},
+        command=["recipes/lmcor.py", "--api_key", SECRET],
+        config={"api_key": SECRET, "lr": 0.1},
+    )
+    html = page.read_text()
+    _offline(html)
+    assert page == tmp_path / "run" / "report.html" and info["n_results"] == 5
+    assert SECRET not in html and env_secret not in html and "&lt;redacted&gt;" in html
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    body = html.split('<table class="results"', 1)[1].split("</table>", 1)[0]
+    assert body.count("<tr") == 1 + len(RESULT_ROWS)
+    best = re.findall(r'<tr class="best">\s*<td[^>]*>([^<]*)<span class="badge">best', body)
+    assert best == ["LMCor corrector"]
+    assert len(re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"', html)) == 1
+    assert "<del>go &lt;script&gt;alert(1)&lt;/script&gt;</del> <ins>goes</ins>" in html  # diffed vs the input
+
+
+def test_report_from_run_dir_reads_every_artifact(tmp_path):
+    run = tmp_path / "run"
+    info = make_gec_run_dir(run)
+    html = report_from_run_dir(run, strict=True).read_text()
+    _offline(html)
+    assert (run / "learning_curve.png").is_file()  # drawn from metrics.json's learning_curve
+    files = re.findall(r'data-file="([^"]+)"', html)
+    assert sorted(files) == sorted(info["figures"])
+    assert html.index("Training and evaluation curves") < html.index("Learning curve")
+    assert "lmcor · gec: run" in html  # title from the model card
+    assert re.search(r'<tr class="best">\s*<td[^>]*>LMCor corrector<span class="badge">', html)
+    assert html.count('class="sample-row"') == info["n_rows"]
+    # GEC: outputs diffed against the source (LMCor's source-copy baseline); the markup-like source is escaped.
+    assert "she <del>go</del> <ins>goes</ins> to school 3 ." in html and "&lt;b&gt;school&lt;/b&gt;" in html
+    for fact in ("openai:gpt-4o-mini@api.openai.com", "runs/candidates-jfleg", "google/flan-t5-small", str(run)):
+        assert fact in html, fact  # lineage: teacher -> data -> student
+    assert SECRET not in html and '"learning_rate": 0.005' in unescape(html)  # the redacted run config
+    assert html.index('data-stage="Teacher"') < html.index('data-stage="Data"') < html.index('data-stage="Student"')
+
+
+def test_report_from_run_dir_never_fails_a_run(tmp_path, caplog):
+    (tmp_path / "metrics.json").write_text("{not json")
+    assert report_from_run_dir(tmp_path) is None and "could not write" in caplog.text
+    with pytest.raises(json.JSONDecodeError):
+        report_from_run_dir(tmp_path, strict=True)
+
+
+def test_parse_markdown_tables_titles_notes_and_pipes():
+    text = (
+        "# Tables\n\nAll rows score 40 test rows.\n\n## all rows\n| method | accuracy |\n| --- | --- |\n"
+        "| a \\| b | 0.5 |\n| c | 0.75 |\n\n## subset\n| method | accuracy | energy_wh |\n|---|---|---|\n"
+        "| a | 0.6 | 1 |\n\nEnergy in Wh.\n| not | a table |\n"
+    )
+    tables = parse_markdown_tables(text)
+    assert [t.title for t in tables] == ["all rows", "subset"]
+    assert tables[0].rows[0] == {"method": "a | b", "accuracy": "0.5"} and tables[0].best == 1
+    assert tables[0].note == "All rows score 40 test rows."
+    assert tables[1].metric == "accuracy" and "Energy in Wh." in tables[1].note and "| not |" in tables[1].note
+
+
+def test_samples_from_each_recipes_predictions():
+    sbs = samples_from_predictions([{"id": "1", "input": "q?", "gold": "4", "prediction": "5", "correct": False}])
+    assert sbs == [{"id": "1", "input": "q?", "student": "5", "references": ["4"], "extra": {"correct": False},
+                    "outputs": {}}]  # fmt: skip
+    emb = samples_from_predictions([{"text": "good film", "gold": "pos", "llmembed_mlp": "pos", "few_shot": "neg"}])
+    assert emb[0]["input"] == "good film" and emb[0]["outputs"] == {"llmembed_mlp": "pos", "few_shot": "neg"}
+    long = [
+        {"model": m, "task": t, "output": f"{m}-{t}-{i}", "gold": f"g{i}"}
+        for m in ("multitask", "single", "encoder")
+        for t in ("topic", "intent")
+        for i in range(3)
+    ]
+    pivot = samples_from_predictions(long, max_samples=4)
+    assert [s["id"] for s in pivot] == ["intent #1", "topic #1", "intent #2", "topic #2"]
+    assert pivot[1]["student"] == "multitask-topic-0" and pivot[1]["outputs"] == {
+        "single": "single-topic-0", "encoder": "encoder-topic-0"
+    } and pivot[1]["references"] == ["g0"]  # fmt: skip
+    tags = samples_from_predictions([{"model": "encoder", "task": "slots", "tags": ["O", "B-x"], "gold_tags": ["O"]}])
+    assert tags[0]["references"] == [["O"]]  # a tag list is one reference
+
+
+def test_templates_ship_as_package_data():
+    tomllib = pytest.importorskip("tomllib")
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["toolkit"]
+    templates = sorted(p.relative_to(REPO / "toolkit") for p in (REPO / "toolkit" / "templates").glob("*"))
+    assert templates and all(any(t.match(p) for p in patterns) for t in templates), (templates, patterns)
