@@ -363,9 +363,9 @@ def write_run_report(
         rows = [dict(r) for r in results]
         if isinstance(best, str):
             first = next(iter(rows[0]), None)
-            name, best = best, next((i for i, r in enumerate(rows) if str(r.get(first)) == best), None)
+            wanted, best = best, next((i for i, r in enumerate(rows) if str(r.get(first)) == best), None)
             if best is None:
-                logger.warning("report: no results row is named %r; the best row is inferred", name)
+                logger.warning("report: no results row is named %r; the best row is inferred", wanted)
         results = [ResultsTable(rows=rows, best=best)]
     return render(
         "run_report.html.j2",

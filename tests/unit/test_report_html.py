@@ -166,3 +166,9 @@ def test_templates_ship_as_package_data():
     patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["toolkit"]
     templates = sorted(p.relative_to(REPO / "toolkit") for p in (REPO / "toolkit" / "templates").glob("*"))
     assert templates and all(any(t.match(p) for p in patterns) for t in templates), (templates, patterns)
+
+
+def test_unknown_best_name_is_inferred_with_a_warning(tmp_path, caplog):
+    page = write_run_report(tmp_path, title="t", results=RESULT_ROWS, best="no such row", command="x")
+    assert page.name == "report.html" and "no results row is named 'no such row'" in caplog.text
+    assert re.search(r'<tr class="best">\s*<td[^>]*>LMCor corrector<span', page.read_text())
