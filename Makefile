@@ -32,4 +32,4 @@ format:
 # Every distilling step-by-step table (SVAMP, CQA: 4 rows x 3 seeds; SVAMP data-fraction curve; a SmolLM2 teacher's
 # rationales -> student) into results/step_by_step/; resumable (finished runs are skipped). ~100 core-minutes here.
 results-step-by-step:
-	$(PY) recipes/results_step_by_step.py --plan recipes/configs/step_by_step/results_cpu.yaml
+	$(PY) recipes/results_step_by_step.py --plan recipes/configs/step_by_step/plans/results_cpu.yaml

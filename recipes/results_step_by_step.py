@@ -1,7 +1,7 @@
 """Reproduce the distilling step-by-step tables (SVAMP, CQA, data-fraction curve, a teacher of our own): one command.
 
     make results-step-by-step
-    # = python recipes/results_step_by_step.py --plan recipes/configs/step_by_step/results_cpu.yaml
+    # = python recipes/results_step_by_step.py --plan recipes/configs/step_by_step/plans/results_cpu.yaml
 
 The plan (YAML) names *namespaces* (a base recipe config + overrides shared by every run in it: same student,
 steps, batch, test rows), *blocks* (which label sources x modes x train fractions x seeds to run, in priority order)
@@ -295,7 +295,7 @@ def run_teacher(plan: dict) -> dict | None:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--plan", default="recipes/configs/step_by_step/results_cpu.yaml")
+    parser.add_argument("--plan", default="recipes/configs/step_by_step/plans/results_cpu.yaml")
     parser.add_argument("--only", nargs="*", help="Run only these namespaces (tables are rendered for all).")
     parser.add_argument("--render_only", action="store_true", help="Re-render the tables; run nothing.")
     args = parser.parse_args(argv)
