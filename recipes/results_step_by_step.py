@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     plan = load_plan(args.plan)
     plan["_path"] = args.plan
     command = "make results-step-by-step"
-    done = []
+    done, failed = [], []
     specs = [] if args.render_only else planned_runs(plan)
     for spec in specs:
         if args.only and spec["namespace"] not in args.only:
@@ -312,17 +312,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if result_path(plan, spec).is_file():
             logger.info("==== %s/%s: finished, skipped ====", spec["namespace"], spec["run"])
             continue
-        extra = None
-        if plan.get("teacher") and spec["namespace"] == plan["teacher"]["namespace"]:
-            plan["_teacher_summary"] = run_teacher(plan)
-            extra = {"train_source": plan["_teacher_summary"]["dataset"]}
         logger.info("==== %s/%s ====", spec["namespace"], spec["run"])
-        done.append(execute(plan, spec, extra))
+        try:
+            extra = None
+            if plan.get("teacher") and spec["namespace"] == plan["teacher"]["namespace"]:
+                plan["_teacher_summary"] = run_teacher(plan)
+                extra = {"train_source": plan["_teacher_summary"]["dataset"]}
+            done.append(execute(plan, spec, extra))
+        except Exception:  # noqa: BLE001 - one failed run must not cost the rest of a 2-hour grid; rerun resumes it
+            logger.exception("run %s/%s failed; continuing with the next run", spec["namespace"], spec["run"])
+            failed.append(f"{spec['namespace']}/{spec['run']}")
+            continue
         render(plan, command)
     if plan.get("teacher") and Path(plan["runs_dir"], "teacher_rationales", "summary.json").is_file():
         plan["_teacher_summary"] = run_teacher(plan)
     for name, path in render(plan, command).items():
         logger.info("table %s -> %s", name, path)
+    if failed:
+        raise SystemExit(f"{len(failed)} runs failed (rerun to retry them): {', '.join(failed)}")
     return done
 
 

@@ -149,3 +149,20 @@ def test_paper_scale_gpu_configs(task, size):
     assert a.max_train_samples is None and a.max_test_samples is None and a.train_fraction == 1.0
     assert (t.max_steps, t.per_device_train_batch_size, t.learning_rate) == (10000, 64, 5e-5)
     assert a.alpha == 0.5 and t.load_best_model_at_end and t.metric_for_best_model == "accuracy"
+
+
+def test_a_failed_run_does_not_stop_the_grid(driver, tmp_path, monkeypatch):
+    fake = _fake_recipe({0: 1, 1: 1, 2: 1})
+
+    def flaky(script_args, training_args):
+        if script_args.mode == "task_prefix" and training_args.seed == 1:
+            raise RuntimeError("boom")
+        return fake(script_args, training_args)
+
+    monkeypatch.setattr(driver.compare.recipe, "main", flaky)
+    with pytest.raises(SystemExit, match="1 runs failed.*svamp/gt-task_prefix-f1-s1"):
+        driver.main(["--plan", str(_tiny_plan(tmp_path))])
+    assert len(fake.calls) == 7  # every other run of the plan still ran
+    table = json.loads((tmp_path / "results" / "svamp.json").read_text())
+    step = next(r for r in table["summary"] if r["mode"] == "task_prefix")
+    assert step["seeds"] == "0,2" and step["pooled wins/losses"] == "2/0"  # pooled over the seeds both modes have
