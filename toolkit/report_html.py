@@ -108,7 +108,8 @@ def best_row_index(
     first cell says oracle / upper bound are bounds, not systems, and are never marked.
 
     Returns:
-        ``(index, metric)``, or ``(None, None)`` when no column holds numbers.
+        ``(index, metric)``; index ``None`` when fewer than two rows compete, ``(None, None)`` when no column holds
+        numbers.
     """
     columns = list(columns or dict.fromkeys(k for row in rows for k in row))
     if not rows or not columns:
@@ -127,7 +128,7 @@ def best_row_index(
         for i, r in enumerate(rows)
         if _number(r.get(metric)) is not None and not _NOT_A_CANDIDATE.search(str(r.get(name_col, "")))
     ]
-    return (-max(scored)[1], metric) if scored else (None, metric)
+    return (-max(scored)[1], metric) if len(scored) >= 2 else (None, metric)  # one row: nothing was compared
 
 
 def word_diff_html(source: str, text: str):
@@ -238,6 +239,9 @@ def lineage_stages(lineage: Any, student: bool = True) -> list[dict]:
     out = []
     if not student:  # a data-gen job ends at the data; the student is trained later by a recipe
         del stages["Student"]
+    for key, value in data.items():  # lineage collected from rows lists the distinct values: one needs no brackets
+        if isinstance(value, list) and len(value) == 1:
+            data[key] = value[0]
     for stage, keys in stages.items():
         fields = [(k, cell_text(data.pop(k))) for k in keys if k in data]
         out.append({"name": stage, "fields": fields})

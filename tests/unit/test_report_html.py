@@ -137,7 +137,12 @@ def test_parse_markdown_tables_titles_notes_and_pipes():
     assert [t.title for t in tables] == ["all rows", "subset"]
     assert tables[0].rows[0] == {"method": "a | b", "accuracy": "0.5"} and tables[0].best == 1
     assert tables[0].note == "All rows score 40 test rows."
-    assert tables[1].metric == "accuracy" and "Energy in Wh." in tables[1].note and "| not |" in tables[1].note
+    assert (
+        tables[1].metric == "accuracy"
+        and tables[1].best is None
+        and "Energy in Wh." in tables[1].note
+        and "| not |" in tables[1].note
+    )
 
 
 def test_samples_from_each_recipes_predictions():
@@ -172,3 +177,13 @@ def test_unknown_best_name_is_inferred_with_a_warning(tmp_path, caplog):
     page = write_run_report(tmp_path, title="t", results=RESULT_ROWS, best="no such row", command="x")
     assert page.name == "report.html" and "no results row is named 'no such row'" in caplog.text
     assert re.search(r'<tr class="best">\s*<td[^>]*>LMCor corrector<span', page.read_text())
+
+
+def test_lineage_stages_order_and_single_values():
+    from toolkit.report_html import lineage_stages
+
+    stages = lineage_stages({"teacher_id": ["openai:x"], "sampling": ["a", "b"], "base_model": "t5", "api_key": "sk"})
+    assert [s["name"] for s in stages] == ["Teacher", "Data", "Student", "Other"]
+    assert stages[0]["fields"] == [("teacher_id", "openai:x"), ("sampling", '["a", "b"]')]
+    assert stages[3]["fields"] == [("api_key", "<redacted>")]
+    assert [s["name"] for s in lineage_stages({"teacher_id": "t"}, student=False)] == ["Teacher", "Data"]
