@@ -3,7 +3,7 @@ PY ?= python
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast lint format results-step-by-step
+.PHONY: install demo test test-fast lint format results-lmcor results-step-by-step
 
 # Versions are constrained to the known-good set in requirements-lock.txt; torch is pinned: this machine's disk holds the 2.13.0 CPU build; an unpinned torch pulls a CUDA build.
 install:
@@ -28,6 +28,11 @@ lint:
 
 format:
 	ruff check --fix . && ruff format .
+
+# Every LMCor table (WMT22 de-en unseen/seen systems + learning curve, JFLEG, Gemma plug-and-play) into
+# results/lmcor/; resumable (finished stages are skipped). ~100 core-minutes on this machine's CPU.
+results-lmcor:
+	$(PY) recipes/lmcor_results.py
 
 # Every distilling step-by-step table (SVAMP, CQA: 4 rows x 3 seeds; SVAMP data-fraction curve; a SmolLM2 teacher's
 # rationales -> student) into results/step_by_step/; resumable (finished runs are skipped). ~100 core-minutes here.

@@ -310,7 +310,8 @@ def baseline_outputs(
 # --------------------------------------------------------------------------------------------------------------
 # Pools: loading, splitting, teacher candidates
 # --------------------------------------------------------------------------------------------------------------
-POOL_TASKS = {"demo_gec": "gec", "jfleg": "gec", "wmt22_ende": "mt", "e2e": "d2t", "jsonl": None}
+WMT22_POOLS = {"wmt22_ende": "en-de", "wmt22_deen": "de-en", "wmt22_zhen": "zh-en", "wmt22_csen": "cs-en"}
+POOL_TASKS = {"demo_gec": "gec", "jfleg": "gec", **dict.fromkeys(WMT22_POOLS, "mt"), "e2e": "d2t", "jsonl": None}
 GEC_TEMPLATE = {
     "instruction": "Correct the grammar and spelling mistakes in the sentence. Change as little as possible.",
     "input_template": "Sentence: {source}",
@@ -340,7 +341,8 @@ def load_pool(
 
     Args:
         task: ``demo_gec`` (shipped demo set), ``jfleg`` (JFLEG dev), ``e2e`` (E2E dev, grouped per MR),
-            ``wmt22_ende`` (WMT22 en-de with the 9 system outputs as candidates) or ``jsonl`` (``pool_path``).
+            ``wmt22_ende`` / ``wmt22_deen`` / ``wmt22_zhen`` / ``wmt22_csen`` (WMT22 with every system's output as
+            candidates) or ``jsonl`` (``pool_path``).
         data_dir: real-data root override.
         pool_path: a candidates dataset (JSONL / Arrow dir written by ``data_gen/candidates.py``) whose
             ``candidates`` replace the task's own; for ``jsonl`` the pool itself.
@@ -369,10 +371,10 @@ def load_pool(
         from toolkit.tasks.data_to_text import load_e2e
 
         rows = [{"source": r["mr"], **dict(r)} for r in load_e2e(split, data_dir=data_dir)]
-    elif task == "wmt22_ende":
+    elif task in WMT22_POOLS:
         from toolkit.tasks.translation import load_wmt22
 
-        rows = [dict(r) for r in load_wmt22("en-de", data_dir=data_dir)]
+        rows = [dict(r) for r in load_wmt22(WMT22_POOLS[task], data_dir=data_dir)]
     else:
         raise ValueError("task 'jsonl' needs pool_path")
     for i, row in enumerate(rows):

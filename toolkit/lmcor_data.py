@@ -42,7 +42,13 @@ def _size(x: float) -> int | float:
 
 
 def filter_rows(rows: list[dict], args: LMCorArguments) -> list[dict]:
-    """Apply ``max_source_words`` (keeps CPU runs short); logs how many rows were dropped."""
+    """Group rows into ``split_block`` blocks (pool order), then apply ``max_source_words``; logs what was dropped.
+
+    Blocks are assigned before filtering, so a block is the same run of consecutive segments whatever the length
+    cap: neighbouring segments (often one document) never straddle train and test.
+    """
+    if args.split_block:
+        rows = [{**r, "group": f"block-{i // args.split_block}"} for i, r in enumerate(rows)]
     if not args.max_source_words:
         return rows
     kept = [r for r in rows if len(r["source"].split()) <= args.max_source_words]
@@ -126,6 +132,8 @@ def corrector_examples(splits: dict[str, list[dict]], args: LMCorArguments, fmt,
     Returns:
         ``{"train": examples, "dev": examples, "test": inputs, "inputs_cut": {split: count}}``.
     """
+    if args.no_candidates:
+        return source_only_examples(splits, args)
     k = 1 if args.single_candidate else args.k
     common = {"k": k, "systems": args.train_systems or None, "seed": seed}
     out: dict[str, Any] = {"inputs_cut": {}}
@@ -143,3 +151,29 @@ def corrector_examples(splits: dict[str, list[dict]], args: LMCorArguments, fmt,
     out["test"] = lmcor.build_eval_inputs(splits["test"], fmt, k=k, systems=args.test_systems or None)
     cut("test")
     return out
+
+
+def source_only_examples(splits: dict[str, list[dict]], args: LMCorArguments) -> dict[str, Any]:
+    """The no-candidates baseline's data: ``source_prefix + source -> reference``, the corrector's rows and references.
+
+    Same rows, same references (one example per reference with ``multi_reference``) and the same source prefix as
+    the corrector, so the only difference is that no candidate is shown.
+    """
+
+    def inputs(rows: list[dict]) -> list[str]:
+        return [f"{args.source_prefix}{lmcor.clean_text(r['source'])}" for r in rows]
+
+    def examples(rows: list[dict]) -> list[dict[str, str]]:
+        out = []
+        for row, x in zip(rows, inputs(rows)):
+            refs = [lmcor.clean_text(r) for r in row["references"] if r and r.strip()]
+            for j, ref in enumerate(refs if args.multi_reference else refs[:1]):
+                out.append({"id": f"{row.get('id', '')}/ref{j}", "source": x, "target": ref})
+        return out
+
+    return {
+        "train": examples(splits["train"]),
+        "dev": examples(splits["dev"]),
+        "test": inputs(splits["test"]),
+        "inputs_cut": {"train": 0, "dev": 0, "test": 0},
+    }

@@ -27,6 +27,7 @@ from toolkit.lmcor_data import (  # noqa: F401 - re-exported: the recipe and tes
 logger = logging.getLogger(__name__)
 
 CORRECTOR = "LMCor corrector"
+NO_CANDIDATES = "no-candidates model (source -> reference)"
 
 
 @dataclass
@@ -57,6 +58,17 @@ class LMCorArguments:
     max_dev_rows: int | None = field(default=None, metadata={"help": "Seeded subsample of the dev split."})
     max_test_rows: int | None = field(default=None, metadata={"help": "Seeded subsample of the test split."})
     k: int = field(default=5, metadata={"help": "Candidates per corrector input."})
+    no_candidates: bool = field(
+        default=False,
+        metadata={"help": "Baseline: the same student trained source -> reference (no candidates), same budget."},
+    )
+    split_block: int = field(
+        default=0,
+        metadata={
+            "help": "Split by blocks of this many consecutive pool rows (set before max_source_words filtering): "
+            "a stand-in for documents where the data has no document ids (WMT22 here). 0 = the pool's groups."
+        },
+    )
     single_candidate: bool = field(default=False, metadata={"help": "Ablation: the first (greedy) candidate only."})
     separator: str = field(default=" <extra_id_0> ", metadata={"help": "Between source and candidates."})
     source_prefix: str = field(default="source: ", metadata={"help": "Before the source."})
@@ -101,8 +113,10 @@ class LMCorArguments:
             raise ValueError(f"task_type must be one of {lmcor.TASK_TYPES} (set it for task=jsonl)")
         if self.task == "jsonl" and not self.pool_path:
             raise ValueError("task=jsonl needs --pool_path")
-        if self.k < 1 or self.augment < 1 or self.num_beams < 1:
-            raise ValueError("k, augment and num_beams must be >= 1")
+        if self.k < 1 or self.augment < 1 or self.num_beams < 1 or self.split_block < 0:
+            raise ValueError("k, augment and num_beams must be >= 1, split_block >= 0")
+        if self.no_candidates and self.single_candidate:
+            raise ValueError("no_candidates and single_candidate exclude each other")
         if self.eval_tokenize == "auto":
             self.eval_tokenize = "ptb" if self.task == "jfleg" else "none"
         if self.eval_tokenize not in ("ptb", "none"):
@@ -199,7 +213,8 @@ def evaluate_run(
     outputs = {n: o for n, o in baselines.items() if n not in oracles}
     outputs.update(single)
     outputs.update({n: baselines[n] for n in oracles})
-    outputs[CORRECTOR] = predictions
+    model_row = NO_CANDIDATES if args.no_candidates else CORRECTOR
+    outputs[model_row] = predictions
     sources, refs = [r["source"] for r in rows], [r["references"] for r in rows]
     scores, signatures = {}, {}
     for name, hyps in outputs.items():
@@ -208,14 +223,15 @@ def evaluate_run(
     table = [{"method": n, **{m: scores[n][m] for m in metric_names}} for n in outputs]
     preds = [
         {"id": r.get("id"), "input": x, "prediction": p, "references": r["references"],
-         **{f"baseline:{n}": outputs[n][i] for n in outputs if n != CORRECTOR}}
+         **{f"baseline:{n}": outputs[n][i] for n in outputs if n != model_row}}
         for i, (r, x, p) in enumerate(zip(rows, inputs, predictions))
     ]  # fmt: skip
     return {
         "task": args.task,
         "task_type": args.task_type,
         "scores": scores,
-        "corrector": scores[CORRECTOR],
+        "corrector": scores[model_row],
+        "model_row": model_row,
         "per_system_dev": per_system_dev,
         "best_single_system": best_name,
         "signatures": signatures,
@@ -254,11 +270,12 @@ def build_lineage(args: LMCorArguments, model_args: ModelArguments, splits: dict
     from toolkit.hub import Lineage
 
     train_rows = splits["train"]
-    if args.task == "wmt22_ende":
+    if args.task in lmcor.WMT22_POOLS:
         systems = args.train_systems or sorted({s for r in train_rows for s in r.get("systems", [])})
+        pair = lmcor.WMT22_POOLS[args.task]
         return Lineage(
-            teacher_id="WMT22 en-de system outputs: " + ", ".join(systems),
-            generated_dataset="wmt22_general (en-de system-outputs)",
+            teacher_id=f"WMT22 {pair} system outputs: " + ", ".join(systems),
+            generated_dataset=f"wmt22_general ({pair} system-outputs)",
             base_model=model_args.model_name_or_path,
             extra={"test_systems (unseen)": ", ".join(args.test_systems)} if args.test_systems else {},
         )

