@@ -6,8 +6,9 @@ Rows (each in its own subprocess, so every peak RSS is that row's alone):
 * ``lora_*`` — LMCor corrector LoRA steps (SmolLM2-135M, r=16, all-linear) on ``--batch`` rows of ``--seq_len``
   tokens whose last ``--target_len`` are the target (the JFLEG config: batch 8 x up to 320 tokens), through the
   ``Trainer`` (AdamW); variants: full-vocabulary logits on every position with eager or SDPA attention (before),
-  logits on target positions only (``toolkit.target_loss``, what ``students.make_trainer`` uses now), and that
-  plus gradient checkpointing.
+  logits on target positions only (``toolkit.target_loss``, what ``students.make_trainer`` uses now), that plus
+  activation checkpointing of every layer / every 2nd layer, and that with ``lora_dropout=0`` (PEFT's dropout keeps
+  a dropped copy of every adapted layer's input for backward).
 * ``full_ft`` — the same step training every weight.
 * ``teacher_decode`` — the hf teacher's model decoding ``--decode_tokens`` tokens for ``--decode_batch`` prompts
   (prefill timed separately and subtracted).
@@ -17,11 +18,11 @@ of the transformer blocks over all T tokens, the LM head over the T_head positio
 target positions only — and causal attention scores + weighted sum). Full fine-tuning = 3 x forward (the 6·N·T rule).
 LoRA = 2 x forward: the backward pass needs activation gradients through the frozen weights (as many FLOPs as the
 forward) but no weight gradients; the adapters' own FLOPs (< 1 %) are left out. Decoding = a forward per token with
-attention over the growing context. ``--profile`` adds one profiled step per training row and reports where the CPU
-time goes (matmul / attention / softmax + cross-entropy / optimizer / other).
+attention over the growing context. ``--profile ROW ...`` adds one profiled step to those rows and reports where the CPU
+time goes (matmul / attention / softmax + cross-entropy / dropout / optimizer / other).
 
     python benchmarks/flop_efficiency.py                         # every row, SmolLM2-135M, 3 timed steps
-    python benchmarks/flop_efficiency.py --rows matmul lora_target_only --steps 2 --profile
+    python benchmarks/flop_efficiency.py --rows matmul lora_target_only --steps 2 --profile lora_target_only
 """
 
 from __future__ import annotations
@@ -39,14 +40,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # toolkit from a checkout
 
 TRAIN_ROWS = {
-    # name: (lora, target-only loss, attention, gradient checkpointing, description)
-    "lora_full_logits_eager": (True, False, "eager", False, "LoRA, full logits, eager attention (before)"),
-    "lora_full_logits_sdpa": (True, False, "sdpa", False, "LoRA, full logits, SDPA"),
-    "lora_target_only": (True, True, "sdpa", False, "LoRA, target-only logits, SDPA (now)"),
-    "lora_target_only_ckpt": (True, True, "sdpa", True, "LoRA, target-only, SDPA, grad checkpointing"),
-    "full_ft": (False, True, "sdpa", False, "full fine-tune, target-only logits, SDPA"),
+    # name: (lora, lora_dropout, target-only loss, attention, checkpoint every n layers (0 = off), description)
+    "lora_full_logits_eager": (True, 0.05, False, "eager", 0, "LoRA, full logits, eager attention (before)"),
+    "lora_full_logits_sdpa": (True, 0.05, False, "sdpa", 0, "LoRA, full logits, SDPA"),
+    "lora_target_only": (True, 0.05, True, "sdpa", 0, "LoRA, target-only logits, SDPA (now)"),
+    "lora_target_only_ckpt": (True, 0.05, True, "sdpa", 1, "LoRA, target-only, SDPA, checkpoint every layer"),
+    "lora_target_only_ckpt2": (True, 0.05, True, "sdpa", 2, "LoRA, target-only, SDPA, checkpoint every 2nd layer"),
+    "lora_target_only_nodrop": (True, 0.0, True, "sdpa", 0, "LoRA, target-only, SDPA, lora_dropout=0"),
+    "full_ft": (False, 0.0, True, "sdpa", 0, "full fine-tune, target-only logits, SDPA"),
 }
 ALL_ROWS = ["matmul", *TRAIN_ROWS, "teacher_decode"]
+# "full logits, SDPA" sits between before and now; it needs as much memory as before, so it is opt-in.
+DEFAULT_ROWS = [r for r in ALL_ROWS if r != "lora_full_logits_sdpa"]
 PROFILE_GROUPS = {
     "matmul": ("mm", "addmm", "bmm", "matmul", "linear", "baddbmm"),
     "attention": ("scaled_dot_product", "flash_attention", "efficient_attention"),
@@ -116,17 +121,18 @@ def row_train(name: str, args) -> dict:
 
     from toolkit import students
 
-    lora, target_only, attn, ckpt, desc = TRAIN_ROWS[name]
-    model, tok, _ = students.load_student(args.model, lora=lora, lora_r=16)
+    lora, dropout, target_only, attn, every_n, desc = TRAIN_ROWS[name]
+    model, tok, _ = students.load_student(args.model, lora=lora, lora_r=16, lora_dropout=dropout)
     model.set_attn_implementation(attn)
     rss_loaded = peak_rss_mb()
     dims = model_dims(model)
-    profile = args.profile
+    profile = name in args.profile
     total_steps = 1 + args.steps + (1 if profile else 0)
     training_args = TrainingArguments(
         output_dir=tempfile.mkdtemp(prefix="flops-"), max_steps=total_steps, per_device_train_batch_size=args.batch,
         learning_rate=1e-4, report_to=[], save_strategy="no", logging_steps=10**6, use_cpu=True, seed=0,
-        disable_tqdm=True, gradient_checkpointing=ckpt, dataloader_num_workers=0,
+        disable_tqdm=True, dataloader_num_workers=0, activation_checkpointing=bool(every_n),
+        activation_checkpointing_kwargs={"every_n_layers": every_n} if every_n else None,
     )  # fmt: skip
     feats = _features(model.config.vocab_size, args)
     if target_only:
@@ -158,6 +164,7 @@ def row_train(name: str, args) -> dict:
     tokens = args.batch * args.seq_len
     n_targets = args.batch * (args.target_len - 1)  # the last target token predicts nothing
     fwd = forward_flops(dims, tokens, n_targets if target_only else tokens, args.batch * args.seq_len**2 / 2)
+    # Recomputing the checkpointed layers' forward in backward is extra work, not useful FLOPs: not counted.
     step_flops = (2 if lora else 3) * fwd
     step_s = sum(timed) / len(timed)
     out = {
@@ -249,7 +256,7 @@ def run_row(name: str, args) -> dict:
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="local:smollm2-135m")
-    parser.add_argument("--rows", nargs="+", default=ALL_ROWS, choices=ALL_ROWS)
+    parser.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, choices=ALL_ROWS)
     parser.add_argument("--steps", type=int, default=3, help="Timed training steps per row (after 1 warm-up).")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq_len", type=int, default=320)
@@ -258,7 +265,9 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--decode_batch", type=int, default=16)
     parser.add_argument("--decode_prompt_len", type=int, default=160)
     parser.add_argument("--decode_tokens", type=int, default=32)
-    parser.add_argument("--profile", action="store_true", help="Profile one extra step per training row.")
+    parser.add_argument(
+        "--profile", nargs="*", default=[], choices=list(TRAIN_ROWS), help="Training rows to profile (1 extra step)."
+    )
     parser.add_argument("--out", default=None, help="Optional dir for results.md / metrics.json.")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -286,7 +295,7 @@ def _strip_rows(argv: list[str]) -> list[str]:
     """The parent's arguments minus ``--rows ...`` (the child gets one row through ``--child``)."""
     out, skipping = [], False
     for a in argv:
-        if a == "--rows":
+        if a == "--rows" or a.startswith("--rows="):
             skipping = True
             continue
         if skipping and not a.startswith("--"):

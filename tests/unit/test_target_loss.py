@@ -93,3 +93,35 @@ def test_causal_loader_picks_sdpa(tiny_llama_dir, monkeypatch):
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", spy)
     load_student(str(tiny_llama_dir))
     assert seen.get("attn_implementation") == "sdpa", "ask for SDPA explicitly, not whatever the default is"
+
+
+@pytest.mark.parametrize("every_n_layers", [1, 2])
+def test_activation_checkpointing_trains_lora_the_same(tiny_llama_dir, tmp_path, every_n_layers):
+    # The memory fix for big batches: activations recomputed in backward, the update unchanged (frozen base
+    # weights and embeddings must not cut the LoRA adapters off from the graph).
+    import torch
+    from transformers import TrainingArguments
+
+    trained = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)  # same LoRA A init in both runs
+        model, tok, _ = load_student(str(tiny_llama_dir), lora=True, lora_dropout=0.0)
+        for name, p in model.named_parameters():  # LoRA B starts at zero: make every adapter matter
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.02)
+        args = TrainingArguments(
+            output_dir=str(tmp_path), report_to=[], use_cpu=True, max_steps=1, per_device_train_batch_size=3,
+            optim="sgd", learning_rate=1.0, save_strategy="no", disable_tqdm=True, activation_checkpointing=ckpt,
+            activation_checkpointing_kwargs={"every_n_layers": every_n_layers} if ckpt else None,
+        )  # fmt: skip
+        feats = tokenize_pairs(ROWS, tok, is_seq2seq=False, max_source_len=64, max_target_len=32)
+        before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_A" in n}
+        make_trainer(model, tok, args, feats).train()
+        after = dict(model.named_parameters())
+        assert all(not torch.equal(after[n], v) for n, v in before.items()), "every adapter must get a gradient"
+        flags = [m.gradient_checkpointing for m in model.modules() if hasattr(m, "gradient_checkpointing")]
+        assert any(flags) == ckpt
+        trained.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
+    assert trained[0].keys() == trained[1].keys()
+    for name, value in trained[0].items():
+        torch.testing.assert_close(trained[1][name], value, rtol=1e-5, atol=1e-6, msg=name)
