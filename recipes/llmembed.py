@@ -25,6 +25,7 @@ from toolkit.configs import make_parser as _make_parser
 from toolkit.configs import save_config, setup_logging
 from toolkit.llmembed_tables import MethodResult, build_tables, render_tables
 from toolkit.runtime import configure_threads
+from toolkit.tracking import check_report_to, write_history
 
 logger = logging.getLogger("recipes.llmembed")
 DATASETS = ("sst2", "ag_news", "r8", "20newsgroups")
@@ -120,8 +121,12 @@ class RunArguments:
     hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo id for --push_to_hub."})
     hub_token: str | None = field(default=None, metadata={"help": "Hub token (never saved)."})
     hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo private."})
+    report_to: list[str] = field(
+        default_factory=list, metadata={"help": "none | tensorboard: head curves in <output_dir>/runs/<variant>."}
+    )
 
     def __post_init__(self):
+        self.report_to = check_report_to(self.report_to)
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id")
 
@@ -269,6 +274,8 @@ def main(data_args, model_args, base_args, run_args):
                 weight_decay=model_args.weight_decay, batch_size=model_args.batch_size, patience=model_args.patience,
                 seed=run_args.seed,
             )  # fmt: skip
+        if "tensorboard" in run_args.report_to:  # one run per variant, x axis = head epoch
+            write_history(hist["history"], out / "runs" / variant)
         with le.CostMeter() as infer_m:
             preds = le.predict_logits(head, te).argmax(-1).tolist()
         used = ["encoder"] if variant == "encoder_only" else (["llm", "encoder"] if variant == "llmembed" else ["llm"])
@@ -298,7 +305,8 @@ def main(data_args, model_args, base_args, run_args):
             res = finetune_sequence_classifier(
                 model_args.encoder_model, ds[0], None, ds[1], epochs=base_args.encoder_epochs,
                 learning_rate=base_args.encoder_learning_rate, batch_size=base_args.encoder_batch_size,
-                max_length=model_args.max_length, seed=run_args.seed,
+                max_length=model_args.max_length, seed=run_args.seed, report_to=run_args.report_to,
+                output_dir=str(out / "baselines" / "finetuned_encoder") if run_args.report_to else None,
             )  # fmt: skip
         predictions["finetuned_encoder"] = res["predictions"]
         # CPU time is measured for the whole call; split between train/infer by their wall-time shares.

@@ -27,6 +27,7 @@ from toolkit.configs import apply_cpu_safe_defaults, save_config, setup_logging
 from toolkit.configs import make_parser as _make_parser
 from toolkit.lmcor_recipe import LMCorArguments, ModelArguments
 from toolkit.runtime import configure_threads
+from toolkit.tracking import require_tensorboard, resume_checkpoint
 
 logger = logging.getLogger("lmcor")
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "lmcor" / "default.yaml"
@@ -56,6 +57,8 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args)
     setup_logging()
     configure_threads()
     apply_cpu_safe_defaults(training_args)
+    require_tensorboard(training_args.report_to)  # fail now, not after the teacher calls
+    resume = resume_checkpoint(training_args)  # a path, or `true` = the latest checkpoint in output_dir
     push, training_args.push_to_hub = training_args.push_to_hub, False  # we push ourselves (toolkit.hub) at the end
     out_dir = Path(training_args.output_dir)
     timings: dict[str, float] = {}
@@ -118,7 +121,7 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args)
 
     # ---- Train ----
     t0 = time.perf_counter()
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_result = trainer.train(resume_from_checkpoint=resume)
     timings["train_s"] = time.perf_counter() - t0
     tokens_seen = int(trainer.state.num_input_tokens_seen or 0)
 

@@ -46,6 +46,7 @@ from toolkit.configs import make_parser as _make_parser
 from toolkit.label_scoring import averaging_labels
 from toolkit.multitask_baselines import run_encoder_baselines
 from toolkit.runtime import configure_threads
+from toolkit.tracking import require_tensorboard, resume_checkpoint
 from toolkit.train_budget import BASELINE_BUDGETS, baseline_steps
 
 logger = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ def _train_one(name, train_splits, eval_splits, script_args, training_args, toke
     if max_steps is not None:  # equal-total-budget baselines: this model's share of the multi-task steps
         args.max_steps = max_steps
     if output_dir != training_args.output_dir:  # baselines: metrics only, no checkpoints on disk
-        args.output_dir, args.save_strategy = output_dir, "no"
+        args.output_dir, args.save_strategy, args.resume_from_checkpoint = output_dir, "no", None
     datasets = {
         sp.name: mt.to_prompt_completion(sp, sp.train, use_chat=bool(tokenizer.chat_template)) for sp in train_splits
     }
@@ -199,6 +200,9 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig):
     setup_logging()
     configure_threads()
     apply_cpu_safe_defaults(training_args)
+    require_tensorboard(training_args.report_to)
+    # Resolved here (`true` = the latest checkpoint in output_dir); only the multi-task model has checkpoints.
+    training_args.resume_from_checkpoint = resume_checkpoint(training_args)
     push, training_args.push_to_hub = training_args.push_to_hub, False  # we push ourselves, once, at the end
     if push and not training_args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id")

@@ -26,6 +26,7 @@ from transformers import TrainingArguments
 from toolkit.configs import apply_cpu_safe_defaults, save_config, setup_logging
 from toolkit.configs import make_parser as _make_parser
 from toolkit.runtime import configure_threads
+from toolkit.tracking import require_tensorboard, resume_checkpoint
 
 logger = logging.getLogger(__name__)
 TASK_LOSSES = ("label_loss", "rationale_loss")  # logged by StepByStepTrainer next to the combined loss
@@ -126,6 +127,8 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
     setup_logging()
     configure_threads()
     apply_cpu_safe_defaults(training_args)
+    require_tensorboard(training_args.report_to)
+    resume = resume_checkpoint(training_args)  # a path, or `true` = the latest checkpoint in output_dir
     training_args.remove_unused_columns = False  # features are raw text; the collator tokenises them
     push, training_args.push_to_hub = training_args.push_to_hub, False  # pushed by toolkit.hub below
     a, out = script_args, training_args.output_dir
@@ -182,7 +185,7 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
 
     # ---- Train ----
     start = time.perf_counter()
-    train_result = trainer.train()
+    train_result = trainer.train(resume_from_checkpoint=resume)
     train_wall = time.perf_counter() - start
     best_checkpoint = trainer.state.best_model_checkpoint
 

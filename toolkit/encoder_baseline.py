@@ -95,7 +95,9 @@ def _rows_seen(trainer) -> int:
     )
 
 
-def _training_args(output_dir, *, epochs, max_steps, learning_rate, batch_size, seed, logging_steps, warmup_ratio):
+def _training_args(
+    output_dir, *, epochs, max_steps, learning_rate, batch_size, seed, logging_steps, warmup_ratio, report_to=None
+):
     from transformers import TrainingArguments
 
     from toolkit.configs import apply_cpu_safe_defaults
@@ -111,7 +113,7 @@ def _training_args(output_dir, *, epochs, max_steps, learning_rate, batch_size, 
         logging_steps=logging_steps,
         save_strategy="no",
         eval_strategy="no",
-        report_to=[],
+        report_to=report_to or [],  # tensorboard: <output_dir>/runs/<date>_<host>
         seed=seed,
         dataloader_num_workers=0,
     )
@@ -143,6 +145,7 @@ def finetune_sequence_classifier(
     warmup_ratio: float = 0.0,
     logging_steps: int = 10,
     output_dir: str | None = None,
+    report_to: str | list[str] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune an encoder with a fresh classification head and score it on ``test`` (and ``dev``).
 
@@ -156,6 +159,7 @@ def finetune_sequence_classifier(
         learning_rate, batch_size, max_length, seed, warmup_ratio, logging_steps: Usual trainer knobs; texts are
             truncated to ``max_length`` tokens.
         output_dir: Trainer scratch dir (a temp dir when ``None``; no checkpoints are saved).
+        report_to: Trainer integrations (``tensorboard`` logs under ``output_dir``; default none).
 
     Returns:
         ``{"accuracy", "macro_f1", "dev_accuracy", "dev_macro_f1", "train_seconds", "train_cpu_seconds",
@@ -209,6 +213,7 @@ def finetune_sequence_classifier(
             seed=seed,
             logging_steps=logging_steps,
             warmup_ratio=warmup_ratio,
+            report_to=report_to,
         )
         trainer = Trainer(
             model=model, args=args, train_dataset=train_rows, data_collator=DataCollatorWithPadding(tokenizer)
@@ -284,6 +289,7 @@ def finetune_token_classifier(
     warmup_ratio: float = 0.0,
     logging_steps: int = 10,
     output_dir: str | None = None,
+    report_to: str | list[str] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune an encoder for BIO slot tagging over pre-split words and score span slot F1 on ``test``.
 
@@ -370,6 +376,7 @@ def finetune_token_classifier(
             seed=seed,
             logging_steps=logging_steps,
             warmup_ratio=warmup_ratio,
+            report_to=report_to,
         )
         trainer = Trainer(
             model=model,

@@ -579,7 +579,8 @@ def train_lora_sft(model_name: str, train_dataset, args, *, quantization: bool =
         model_name: Causal LM reference (``local:smollm2-135m``, a path, a Hub id).
         train_dataset: ``prompt`` / ``completion`` dataset (see :func:`to_prompt_completion`); extra columns such
             as ``task`` are dropped.
-        args: A ``trl.SFTConfig``; ``completion_only_loss`` is forced on, ``gradient_checkpointing`` is honoured.
+        args: A ``trl.SFTConfig``; ``completion_only_loss`` is forced on, ``gradient_checkpointing`` is honoured,
+            ``resume_from_checkpoint`` is a checkpoint folder (see :func:`toolkit.tracking.resume_checkpoint`).
         quantization: 4-bit NF4 (QLoRA) when True, plain LoRA on the full-precision model otherwise.
         **lora_kwargs: ``lora_r``, ``lora_alpha``, ``lora_dropout``, ``target_modules`` for :func:`build_lora_model`.
 
@@ -588,6 +589,7 @@ def train_lora_sft(model_name: str, train_dataset, args, *, quantization: bool =
         "train_tokens_per_second", "train_loss", "trainable_params", "log_history"}`` where ``train_tokens`` counts
         the non-padding tokens (prompt + answer) of the rows actually trained on.
     """
+    import torch
     from trl import SFTTrainer
 
     from toolkit.configs import apply_cpu_safe_defaults
@@ -607,9 +609,14 @@ def train_lora_sft(model_name: str, train_dataset, args, *, quantization: bool =
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    # TRL casts QLoRA adapters to bf16; keep them fp32 (PEFT's default): a resumed run gets fp32 adapters (PEFT
+    # upcasts what it loads), so bf16 ones would make a killed-and-resumed run drift from an uninterrupted one.
+    for param in trainer.model.parameters():
+        if param.requires_grad and param.dtype == torch.bfloat16:
+            param.data = param.data.float()
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     with ComputeMeter() as meter:
-        out = trainer.train()
+        out = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint or None)
     seconds = meter.wall_s
     world = max(1, args.world_size)
     rows_seen = trainer.state.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps * world

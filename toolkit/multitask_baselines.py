@@ -7,9 +7,11 @@ argmax, macro-F1 over the train label set), and each row reports the same comput
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from toolkit.encoder_baseline import finetune_sequence_classifier, finetune_token_classifier
+from toolkit.tracking import report_to_list
 
 __all__ = ["run_encoder_baselines"]
 
@@ -31,7 +33,8 @@ def run_encoder_baselines(
     Args:
         model_name_or_path: Encoder checkpoint (``local:minilm-l6``).
         splits: Objects with ``name``, ``task``, ``train``, ``test``, ``labels`` (``toolkit.multitask.TaskSplits``).
-        training_args: The recipe's ``TrainingArguments`` (budget and seed are read from it).
+        training_args: The recipe's ``TrainingArguments`` (budget, seed and ``report_to`` are read from it; logged
+            models write to ``<output_dir>/baselines/encoder_<model>/runs/``).
         learning_rate: Encoder learning rate (encoders want a larger one than LoRA-on-LLM defaults suggest).
         steps: ``{model_name: max_steps}`` keyed like :func:`toolkit.train_budget.model_parts` (``20ng:topic``,
             ``snips:intent``, ``snips:slots``); ``None`` = the per-model budget above.
@@ -60,9 +63,19 @@ def run_encoder_baselines(
     def with_text(ds):
         return ds if "text" in ds.column_names else ds.map(lambda r: {"text": " ".join(r["tokens"])})
 
+    report_to = report_to_list(training_args.report_to)
+
     def budget_for(sp, task):
         name = model_names[(sp.name, task if sp.task == "intent_slots" else sp.task)]
-        return budget | ({"max_steps": steps[name]} if steps is not None else {})
+        args = budget | ({"max_steps": steps[name]} if steps is not None else {})
+        if report_to:  # one folder (one TensorBoard run) per model, next to the single-task baselines'
+            folder = f"encoder_{name.replace(':', '_')}"
+            args |= {
+                "report_to": report_to,
+                "output_dir": os.path.join(training_args.output_dir, "baselines", folder),
+                "logging_steps": training_args.logging_steps,  # curves as fine as the LoRA models'
+            }
+        return args
 
     for sp in splits:
         metrics: dict[str, Any] = {"n": len(sp.test)}
