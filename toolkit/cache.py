@@ -15,13 +15,18 @@ Writes, durability and what a ``kill -9`` can lose
   one request always land in the same transaction (all or none). Requests are committed in submission order
   (a later submission of the same key wins).
 - Bound: at most ``max_batch`` submitted requests are ever uncommitted: :meth:`submit` blocks (back-pressure)
-  while ``max_batch`` requests are pending (submitted, not yet committed). So a ``kill -9`` of the process loses at most the requests in
-  flight at the teacher plus at most ``max_batch`` completed-but-uncommitted requests — in steady state only
-  those completed within the last ``max_delay`` seconds (plus one commit's duration). Everything older is on
-  disk and a re-run does not pay for it again.
-- :meth:`flush` blocks until everything submitted so far is committed; :meth:`close` (and the context manager,
-  and an ``atexit`` hook) flush. :meth:`get_many` flushes first, so a reader of the same cache object always
-  sees its own writes. ``run_generation`` flushes on return and on any exception.
+  while ``max_batch`` requests are pending (submitted, not yet committed). So a ``kill -9`` of the process
+  loses at most the requests in flight at the teacher plus at most ``max_batch`` completed-but-uncommitted
+  requests — in steady state only those completed within the last ``max_delay`` seconds (plus one commit's
+  duration). Everything older is on disk and a re-run does not pay for it again.
+- ``submit(..., on_commit=fn, token=t)`` calls ``fn([t, ...])`` from the writer thread once the request is
+  committed (batched per group commit; :mod:`toolkit.cache_writer`). The engine acknowledges an answer
+  (progress, item completion) only there, so nothing it reported as done can be lost by a kill: what a kill
+  can lose is only answers the engine had not acknowledged yet.
+- :meth:`flush` blocks until everything submitted so far is committed (and its ``on_commit`` callbacks
+  returned); :meth:`close` (and the context manager, and an ``atexit`` hook) flush. :meth:`get_many` flushes
+  first, so a reader of the same cache object always sees its own writes. ``run_generation`` flushes on return
+  and on any exception.
 - A failed commit (disk full, database locked past the timeout, ...) is not swallowed: the next
   :meth:`submit`, :meth:`flush` or :meth:`close` raises :class:`CacheWriteError` (the batch is lost, the error
   is the cause) and the writer accepts nothing further.
@@ -47,7 +52,10 @@ import time
 import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
+from toolkit.cache_writer import INSERT_SQL as _INSERT
+from toolkit.cache_writer import CacheWriteError, CommitCallback, GroupCommitWriter
 from toolkit.teachers.base import Generation, GenerationRequest, Usage
 
 logger = logging.getLogger(__name__)
@@ -69,7 +77,6 @@ CREATE TABLE IF NOT EXISTS generations (
     created_at REAL NOT NULL
 )
 """
-_INSERT = "INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?)"
 
 
 def default_cache_path() -> Path:
@@ -96,130 +103,6 @@ def cache_keys(teacher_id: str, request: GenerationRequest, sample_indices: Iter
     """:func:`cache_key` for several sample indices of one request (the fingerprint is built once)."""
     fp = request_fingerprint(teacher_id, request).encode() + b"\x00"
     return [hashlib.sha256(fp + str(int(i)).encode()).hexdigest() for i in sample_indices]
-
-
-class CacheWriteError(RuntimeError):
-    """The cache's writer thread failed to commit; the cause is the SQLite error."""
-
-
-class _GroupCommitWriter:
-    """Background thread committing submitted rows in groups (see the module docstring for the contract).
-
-    Cheap for the producer: ``submit`` appends under an uncontended lock and wakes the writer only when the
-    writer is idle (first pending request) or the batch is full, not once per request: a cross-thread wake-up
-    per request costs more than the commit it saves on a loaded 2-core box (the woken thread preempts the
-    event loop and competes for the GIL).
-    """
-
-    def __init__(self, path: str, *, max_batch: int, max_delay: float, timeout: float):
-        self.path, self.max_batch, self.max_delay, self.timeout = path, max_batch, max_delay, timeout
-        self.error: BaseException | None = None
-        self.commits = 0
-        self._cond = threading.Condition(threading.Lock())
-        self._buf: list[list[tuple]] = []  # submitted, not yet taken by the writer
-        self._first_at = 0.0  # when the oldest request in _buf was submitted
-        self._submitted = 0  # requests ever submitted
-        self._committed = 0  # requests ever committed
-        self._flushers = 0  # threads waiting in flush(): commit at once
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name="generation-cache-writer", daemon=True)
-        self._thread.start()
-
-    @property
-    def pending(self) -> int:
-        """Submitted but not yet committed requests (never more than ``max_batch``)."""
-        return self._submitted - self._committed
-
-    # -- producer side (any thread) -------------------------------------------------------------------------
-    def submit(self, rows: list[tuple]) -> None:
-        with self._cond:
-            while self.error is None and self._submitted - self._committed >= self.max_batch:
-                self._cond.notify_all()  # back-pressure: the batch is full, commit it; wait for a slot
-                self._cond.wait(0.5)
-            self._raise_if_failed()
-            if self._stop:
-                raise CacheWriteError(f"generation cache {self.path}: the writer was closed")
-            if not self._buf:
-                self._first_at = time.monotonic()
-            self._buf.append(rows)
-            self._submitted += 1
-            pending = self._submitted - self._committed
-            if pending == 1 or pending >= self.max_batch:
-                self._cond.notify_all()  # the writer is idle, or the batch is full
-
-    def flush(self) -> None:
-        with self._cond:
-            target = self._submitted
-            self._flushers += 1
-            try:
-                self._cond.notify_all()
-                while self.error is None and self._committed < target and self._thread.is_alive():
-                    self._cond.wait(0.5)
-            finally:
-                self._flushers -= 1
-            self._raise_if_failed()
-
-    def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            with self._cond:
-                self._stop = True
-                self._cond.notify_all()
-            self._thread.join()
-
-    def _raise_if_failed(self) -> None:
-        if self.error is not None:
-            raise CacheWriteError(f"generation cache {self.path}: a commit failed ({self.error!r})") from self.error
-
-    # -- writer thread --------------------------------------------------------------------------------------
-    def _take_batch(self) -> list[list[tuple]] | None:
-        """Wait until a batch is due (full, ``max_delay`` old, flush or close); None when stopping idle."""
-        with self._cond:
-            while not self._buf and not self._stop:
-                self._cond.wait()
-            if not self._buf:
-                return None
-            while len(self._buf) < self.max_batch and not self._flushers and not self._stop:
-                left = self._first_at + self.max_delay - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            batch, self._buf = self._buf[: self.max_batch], self._buf[self.max_batch :]
-            if self._buf:
-                self._first_at = time.monotonic()
-            return batch
-
-    def _run(self) -> None:
-        conn = None
-        try:
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            conn.execute("PRAGMA synchronous=NORMAL")
-            while True:
-                batch = self._take_batch()
-                if batch is None:
-                    return
-                try:
-                    conn.execute("BEGIN")
-                    conn.executemany(_INSERT, [row for rows in batch for row in rows])
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-                with self._cond:
-                    self.commits += 1
-                    self._committed += len(batch)
-                    self._cond.notify_all()  # flushers and producers waiting for a slot
-        except BaseException as exc:  # noqa: BLE001 - reported to the producer by the next submit/flush/close
-            logger.error("generation cache %s: group commit failed: %r", self.path, exc)
-            with self._cond:
-                self.error = exc
-                self._buf = []
-                self._cond.notify_all()
-        finally:
-            if conn is not None:
-                conn.close()
 
 
 def _close_at_exit(ref: weakref.ref) -> None:
@@ -263,7 +146,7 @@ class GenerationCache:
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(_SCHEMA)
-        self._writer: _GroupCommitWriter | None = None
+        self._writer: GroupCommitWriter | None = None
         self._writer_lock = threading.Lock()
         self._pending = False  # something was submitted since the last flush
         self.hits = 0
@@ -311,12 +194,18 @@ class GenerationCache:
 
     # -- writes --------------------------------------------------------------------------------------------
     def _rows(
-        self, teacher_id: str, request: GenerationRequest, first_index: int, generations: Iterable[Generation]
+        self,
+        teacher_id: str,
+        request: GenerationRequest,
+        first_index: int,
+        generations: Iterable[Generation],
+        keys: Sequence[str] | None = None,
     ) -> list[tuple]:
         if self.read_only:
             raise PermissionError(f"cache {self.path} was opened read-only")
         gens = list(generations)
-        keys = cache_keys(teacher_id, request, range(first_index, first_index + len(gens)))
+        if keys is None or len(keys) != len(gens):
+            keys = cache_keys(teacher_id, request, range(first_index, first_index + len(gens)))
         now = time.time()
         return [
             (
@@ -353,26 +242,45 @@ class GenerationCache:
         self.put_many(teacher_id, request, sample_index, [generation])
 
     def submit(
-        self, teacher_id: str, request: GenerationRequest, first_index: int, generations: Iterable[Generation]
+        self,
+        teacher_id: str,
+        request: GenerationRequest,
+        first_index: int,
+        generations: Iterable[Generation],
+        *,
+        keys: Sequence[str] | None = None,
+        on_commit: CommitCallback | None = None,
+        token: Any = None,
     ) -> None:
         """Like :meth:`put_many` but group-committed by the writer thread (see the module docstring).
+
+        Args:
+            keys: The samples' :func:`cache_key` s when the caller has them already (the engine computed them
+                while planning); saves hashing the request again on the hot path.
+            on_commit: Called as ``on_commit([token, ...])`` once this request's rows are *committed*, batched with
+                the consecutive submissions that share the callback (see :mod:`toolkit.cache_writer`). It runs in
+                the writer thread (in the caller's, for a ``":memory:"`` cache) and must not call back into
+                the cache's write methods.
+            token: Passed to ``on_commit`` for this request.
 
         Raises:
             CacheWriteError: an earlier group commit failed.
         """
-        rows = self._rows(teacher_id, request, first_index, generations)
+        rows = self._rows(teacher_id, request, first_index, generations, keys)
         if self.path == ":memory:":
             self._write_now(rows)
+            if on_commit is not None:
+                on_commit([token])
             return
         if self._writer is None:
             with self._writer_lock:
                 if self._writer is None:
-                    self._writer = _GroupCommitWriter(
+                    self._writer = GroupCommitWriter(
                         self.path, max_batch=self.max_batch, max_delay=self.max_delay, timeout=60.0
                     )
                     atexit.register(_close_at_exit, weakref.ref(self))
         self._pending = True
-        self._writer.submit(rows)
+        self._writer.submit(rows, on_commit, token)
 
     def flush(self) -> None:
         """Block until every submitted request is committed. Raises :class:`CacheWriteError` if one failed."""
@@ -413,3 +321,13 @@ class GenerationCache:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+__all__ = [
+    "CacheWriteError",
+    "GenerationCache",
+    "cache_key",
+    "cache_keys",
+    "default_cache_path",
+    "request_fingerprint",
+]

@@ -8,22 +8,35 @@ sampled one). :func:`run_generation`
 2. estimates the cost of the plan and raises :class:`BudgetExceededError` *before any call* when it exceeds
    ``max_cost`` (the estimate is an upper bound: prompt tokens + ``max_tokens`` per sample);
 3. streams the plan through :meth:`Teacher.generate_each`, handing each completed request to the cache's
-   group-commit writer at once (:meth:`GenerationCache.submit`: a killed job loses at most the in-flight
-   requests plus at most ``cache.max_batch`` completed-but-uncommitted ones, in steady state those completed in
-   the last ``cache.max_delay`` seconds; see :mod:`toolkit.cache`) and reserving each request's estimated cost
-   before it is sent, so that spending never crosses ``max_cost``: the run stops sending and finishes cleanly.
-   The cache is flushed before the function returns *and* when it raises (Ctrl-C, a teacher bug, ...), so
-   everything that completed is on disk;
-   Progress (the tqdm bar, with ETA, and ``on_progress``) counts *samples*, not items: an item is complete only
-   when all its requests are, and a backend may finish every item's greedy request before any sampled one (the
-   hf teacher groups requests by sampling settings), so an item count would sit at 0% for most of the run;
+   group-commit writer at once (:meth:`GenerationCache.submit`, see :mod:`toolkit.cache`) and reserving each
+   request's estimated cost before it is sent, so that spending never crosses ``max_cost``: the run stops
+   sending and finishes cleanly. The cache is flushed before the function returns *and* when it raises
+   (Ctrl-C, a teacher bug, ...), so everything that completed is on disk;
 4. returns an :class:`ItemOutcome` per item — complete, failed after retries (with error type / message /
    attempts, for the failures file), or pending (not sent because the budget ran out).
+
+Acknowledged answers (what a ``kill -9`` cannot take back)
+---------------------------------------------------------
+An *answer* is the samples of one completed request. The engine **acknowledges** it when it counts it done:
+its samples enter the progress bar and :attr:`GenerationProgress.samples_done`, its item enters
+``items_done`` and :attr:`GenerationProgress.completed_items` when it was the item's last outstanding request,
+and it counts in the item's outcome (``new_samples``, ``generations``). The engine acknowledges an answer only
+*after the cache transaction holding its samples has committed*: the cache's writer thread calls back once per
+group commit with the answers it committed. So every acknowledged answer is on disk, and a re-run after a kill
+never asks the teacher for it again. A kill can lose only unacknowledged answers: requests in flight plus
+answers received but not yet committed (at most ``cache.max_batch``; in steady state those that arrived in the
+last ``cache.max_delay`` seconds). A failed request has nothing to store and is acknowledged at once. Spending
+is not acknowledgement: an answer's cost counts against ``max_cost`` the moment it arrives.
+
+Progress (the tqdm bar, with ETA, and ``on_progress``) counts *samples*, not items: an item is complete only when
+all its requests are, and a backend may finish every item's greedy request before any sampled one (the hf
+teacher groups requests by sampling settings), so an item count would sit at 0% for most of the run.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -111,12 +124,19 @@ class GenerationSummary:
 
 @dataclass
 class GenerationProgress:
-    """Where a run stands, passed to ``on_progress`` after every finished request (samples include cached ones)."""
+    """Where a run stands, passed to ``on_progress`` after every acknowledgement (see the module docstring).
+
+    Attributes:
+        samples_done: Acknowledged samples, cached ones included (failed requests count as done too).
+        items_done: Items with no request outstanding (complete or failed), fully cached ones included.
+        completed_items: Ids of the items that became complete (every sample on disk) since the previous call.
+    """
 
     samples_done: int
     samples_total: int
     items_done: int
     items_total: int
+    completed_items: tuple[str, ...] = ()
 
 
 @dataclass
@@ -126,6 +146,7 @@ class _Planned:
     first_index: int
     sub: GenerationRequest
     estimate: float
+    keys: list[str]  # the cache keys of sub's samples (computed while planning; the hand-off reuses them)
 
 
 def _missing_runs(found: Sequence[Generation | None]) -> list[tuple[int, int]]:
@@ -163,11 +184,13 @@ def _plan(
         per_req = []
         for r, req in enumerate(item.requests):
             got = looked_up[pos : pos + req.n]
+            req_keys = keys[pos : pos + req.n]
             pos += req.n
             per_req.append(got)
             for first, length in _missing_runs(got):
                 sub = req.replace(n=length, sample_offset=req.sample_offset + first)
-                plan.append(_Planned(j, r, first, sub, estimate_request_cost(teacher, sub)))
+                estimate = estimate_request_cost(teacher, sub)
+                plan.append(_Planned(j, r, first, sub, estimate, req_keys[first : first + length]))
         found.append(per_req)
     return found, plan
 
@@ -198,7 +221,10 @@ def run_generation(
 
     Args:
         progress: Show a tqdm bar over samples (rate and ETA), with items done and spend in its postfix.
-        on_progress: Called with a :class:`GenerationProgress` after each finished (or failed) request.
+        on_progress: Called with a :class:`GenerationProgress` after each acknowledgement: once per group commit
+            for the answers it made durable (from the cache's writer thread; per answer for a ``":memory:"``
+            cache) and once per failed request (from the teacher's thread). Calls never overlap. It must be quick
+            and must not use the cache; an exception it raises stops the run (re-raised by this function).
 
     Raises:
         BudgetExceededError: the pre-run estimate exceeds ``max_cost`` (no request was sent).
@@ -240,6 +266,51 @@ def run_generation(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_samples, initial=summary.cached_samples, desc=desc, unit="sample", dynamic_ncols=True)
+    # Acknowledgements arrive from the cache's writer thread (answers) and the teacher's thread (failures).
+    ack_lock = threading.Lock()
+    ack_errors: list[BaseException] = []  # raised by on_progress / the bar in the writer thread: re-raised here
+
+    def finish(i: int, completed: list[str]) -> int:
+        """Under ``ack_lock``: plan entry ``i`` is acknowledged; returns its sample count."""
+        p = plan[i]
+        remaining[p.item] -= 1
+        if remaining[p.item] == 0:
+            state["items_done"] += 1
+            if outcomes[p.item].error is None:
+                completed.append(outcomes[p.item].item_id)
+        return p.sub.n
+
+    def report(samples: int, completed: list[str]) -> None:
+        """Under ``ack_lock``: advance the bar and tell ``on_progress``."""
+        state["samples_done"] += samples  # a failed request is done too: the bar reaches 100%
+        if bar is not None:
+            bar.update(samples)
+            now = time.monotonic()
+            if now >= state["postfix_at"]:  # formatting the postfix per request is wasted work: ~2x per second
+                state["postfix_at"] = now + 0.5
+                tokens = state["prompt"] + state["completion"]
+                bar.set_postfix_str(
+                    f"items={state['items_done']}/{len(items)} tok={tokens:,} cost=${state['spent']:.4f}",
+                    refresh=False,
+                )
+        if on_progress is not None:
+            done = GenerationProgress(
+                state["samples_done"], total_samples, state["items_done"], len(items), tuple(completed)
+            )
+            on_progress(done)
+
+    def acknowledge(indices: list[int]) -> None:
+        """The cache committed the answers of plan entries ``indices`` (one call per group commit)."""
+        try:
+            with ack_lock:
+                completed: list[str] = []
+                samples = 0
+                for i in indices:
+                    outcomes[plan[i].item].new_samples += plan[i].sub.n
+                    samples += finish(i, completed)
+                report(samples, completed)
+        except BaseException as exc:  # noqa: BLE001 - the writer thread must go on committing; raised below
+            ack_errors.append(exc)
 
     def admit(i: int) -> bool:
         if max_cost is not None:
@@ -253,61 +324,55 @@ def run_generation(
         return True
 
     def on_result(i: int, result: list[Generation] | BaseException) -> None:
+        if ack_errors:
+            raise ack_errors[0]
         p = plan[i]
         if max_cost is not None:
             state["reserved"] -= p.estimate
-        outcome = outcomes[p.item]
         if isinstance(result, BaseException):
-            if outcome.error is None:
-                outcome.error = {
-                    "item_id": outcome.item_id,
-                    "request_index": p.request,
-                    "error_type": getattr(result, "error_type", type(result).__name__),
-                    "message": str(result)[:2000],
-                    "attempts": getattr(result, "attempts", 1),
-                }
-        else:
-            cache.submit(tid, items[p.item].requests[p.request], p.first_index, result)  # group commit
-            got = found[p.item][p.request]
-            p_tok = c_tok = 0
-            for k, gen in enumerate(result):
-                got[p.first_index + k] = gen
-                p_tok += gen.usage.prompt_tokens
-                c_tok += gen.usage.completion_tokens
-            state["prompt"] += p_tok
-            state["completion"] += c_tok
-            state["spent"] += teacher.cost(Usage(p_tok, c_tok))
-            outcome.new_samples += len(result)
-        remaining[p.item] -= 1
-        state["items_done"] += remaining[p.item] == 0
-        state["samples_done"] += p.sub.n  # a failed request is done too: the bar reaches 100%
-        if bar is not None:
-            bar.update(p.sub.n)
-            now = time.monotonic()
-            if now >= state["postfix_at"]:  # formatting the postfix per request is wasted work: ~2x per second
-                state["postfix_at"] = now + 0.5
-                tokens = state["prompt"] + state["completion"]
-                bar.set_postfix_str(
-                    f"items={state['items_done']}/{len(items)} tok={tokens:,} cost=${state['spent']:.4f}",
-                    refresh=False,
-                )
-        if on_progress is not None:
-            on_progress(GenerationProgress(state["samples_done"], total_samples, state["items_done"], len(items)))
+            with ack_lock:
+                outcome = outcomes[p.item]
+                if outcome.error is None:
+                    outcome.error = {
+                        "item_id": outcome.item_id,
+                        "request_index": p.request,
+                        "error_type": getattr(result, "error_type", type(result).__name__),
+                        "message": str(result)[:2000],
+                        "attempts": getattr(result, "attempts", 1),
+                    }
+                report(finish(i, []), [])
+            return
+        got = found[p.item][p.request]
+        p_tok = c_tok = 0
+        for k, gen in enumerate(result):
+            got[p.first_index + k] = gen
+            p_tok += gen.usage.prompt_tokens
+            c_tok += gen.usage.completion_tokens
+        # Spend counts at once (the money is gone even if the process dies before the commit).
+        state["prompt"] += p_tok
+        state["completion"] += c_tok
+        state["spent"] += teacher.cost(Usage(p_tok, c_tok))
+        # Not under ack_lock: submit may wait for the writer (back-pressure), whose callback takes the lock.
+        req = items[p.item].requests[p.request]
+        cache.submit(tid, req, p.first_index, result, keys=p.keys, on_commit=acknowledge, token=i)
 
     try:
-        if plan:
-            teacher.generate_each([p.sub for p in plan], on_result, admit)
-    except BaseException:
-        # Keep everything that completed before the error (Ctrl-C, a bug): commit it, then re-raise.
         try:
-            cache.flush()
-        except Exception:  # noqa: BLE001 - the original error is the one to report
-            logger.exception("%s: flushing the generation cache after an error failed", desc)
-        raise
+            if plan:
+                teacher.generate_each([p.sub for p in plan], on_result, admit)
+        except BaseException:
+            # Keep everything that completed before the error (Ctrl-C, a bug): commit it, then re-raise.
+            try:
+                cache.flush()
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                logger.exception("%s: flushing the generation cache after an error failed", desc)
+            raise
+        cache.flush()  # everything completed is committed *and acknowledged* when run_generation returns
     finally:
         if bar is not None:
             bar.close()
-    cache.flush()  # everything completed is committed when run_generation returns
+    if ack_errors:
+        raise ack_errors[0]
 
     # -- 3. assemble ----------------------------------------------------------------------------------------
     for j, outcome in enumerate(outcomes):

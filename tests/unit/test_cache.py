@@ -182,3 +182,46 @@ def test_put_many_after_submit_keeps_order_and_is_committed(tmp_path):
 
 def test_cache_keys_match_cache_key():
     assert cache_keys("t", _req(), [0, 3]) == [cache_key("t", _req(), 0), cache_key("t", _req(), 3)]
+
+
+def test_on_commit_runs_after_the_commit_once_per_group(tmp_path):
+    # The engine acknowledges answers in this callback, so it must never run before the rows are on disk.
+    path = tmp_path / "c.sqlite"
+    calls = []
+
+    def on_commit(tokens):
+        calls.append((list(tokens), _count_on_disk(path)))  # what a restarted job would see at that moment
+
+    with GenerationCache(path, max_batch=3, max_delay=30.0) as cache:  # only a full batch or a flush commits
+        for i in range(7):
+            cache.submit("t", _req(seed=i), 0, _gen(i), on_commit=on_commit, token=i)
+        assert calls == [([0, 1, 2], 3), ([3, 4, 5], 6)], "one call per group commit, after it, tokens in order"
+        cache.flush()
+        assert calls[-1] == ([6], 7), "flush returns only after the callbacks of what it committed ran"
+
+
+def test_on_commit_failure_does_not_stop_the_writer(tmp_path):
+    path = tmp_path / "c.sqlite"
+
+    def broken(tokens):
+        raise RuntimeError("callback bug")
+
+    with GenerationCache(path, max_batch=1, max_delay=30.0) as cache:
+        cache.submit("t", _req(seed=1), 0, _gen(1), on_commit=broken, token=1)
+        cache.submit("t", _req(seed=2), 0, _gen(2))
+        cache.flush()
+    assert _count_on_disk(path) == 2
+
+
+def test_memory_cache_on_commit_is_synchronous():
+    got = []
+    with GenerationCache(":memory:") as cache:
+        cache.submit("t", _req(), 0, _gen(0), on_commit=got.extend, token="a")
+        assert got == ["a"] and cache.get("t", _req(), 0).text == "text 0"
+
+
+def test_submit_with_precomputed_keys_stores_under_them(tmp_path):
+    with GenerationCache(tmp_path / "c.sqlite") as cache:
+        keys = cache_keys("t", _req(), [2, 3])
+        cache.submit("t", _req(), 2, [Generation("c"), Generation("d")], keys=keys)
+        assert [g.text for g in cache.get_many("t", _req(), [2, 3])] == ["c", "d"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.cache import GenerationCache
+from toolkit.cache import GenerationCache, cache_keys
 from toolkit.generation import BudgetExceededError, WorkItem, plan_cost, run_generation
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 from toolkit.teachers.base import Generation, Teacher
@@ -145,7 +146,7 @@ def test_cache_is_flushed_when_the_run_returns(tmp_path, fake_openai):
 
 _KILL_JOB = """
 import sys
-from toolkit.cache import GenerationCache
+from toolkit.cache import GenerationCache, cache_keys
 from toolkit.generation import WorkItem, run_generation
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 
@@ -185,6 +186,95 @@ def test_sigkill_loses_at_most_in_flight_plus_one_uncommitted_batch(fake_openai,
         )
     assert s.completed == 80 and s.cached_samples == 2 * committed
     assert len(fake_openai.requests) - received == 80 - committed, "a committed request was re-sent"
+
+
+def test_on_progress_reports_only_committed_answers(fake_openai, tmp_path):
+    # "Acknowledged" (toolkit/generation.py): an answer is counted done only once its cache write has committed.
+    path, seen = tmp_path / "c.sqlite", []
+    items = _items(10)
+    teacher = _teacher(fake_openai, max_concurrency=2)
+
+    def check(p):  # an independent reader: what a job restarted at this instant would find
+        with sqlite3.connect(path) as conn:
+            on_disk = {key for (key,) in conn.execute("SELECT key FROM generations")}
+        seen.append((p.samples_done, len(on_disk), getattr(p, "completed_items", ()), on_disk))
+
+    with GenerationCache(path, max_batch=3, max_delay=30.0) as cache:  # commits lag: full batch or flush only
+        _, s = run_generation(items, teacher, cache, progress=False, on_progress=check)
+    assert s.completed == 10 and seen[-1][0] == 20
+    for samples_done, on_disk, _, _ in seen:
+        assert samples_done <= on_disk, f"progress showed {samples_done} samples with only {on_disk} on disk"
+    by_id = {item.item_id: item for item in items}
+    for _, _, completed, keys in seen:
+        for item_id in completed:
+            assert set(cache_keys(teacher.id, by_id[item_id].requests[0], range(2))) <= keys
+    assert sorted(i for _, _, completed, _ in seen for i in completed) == sorted(by_id)
+
+
+_ACK_JOB = """
+import json, sys
+from toolkit.cache import GenerationCache, cache_keys
+from toolkit.generation import WorkItem, run_generation
+from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
+
+base_url, path, log_path = sys.argv[1:4]
+teacher = load_teacher(TeacherConfig(backend="openai", model="fake", base_url=base_url, api_key="k", max_concurrency=4))
+items = [WorkItem(f"i{k}", [GenerationRequest(prompt=f"ack p{k}", n=2, seed=0)]) for k in range(400)]
+log = open(log_path, "a")
+
+def on_progress(p):  # what a job shows its user; flushed so that the line survives the kill
+    done = list(getattr(p, "completed_items", ()))
+    log.write(json.dumps({"samples_done": p.samples_done, "completed": done}) + "\\n")
+    log.flush()
+
+with GenerationCache(path, max_batch=8, max_delay=30.0) as cache:
+    run_generation(items, teacher, cache, progress=False, on_progress=on_progress)
+"""
+
+
+def _acknowledged(log_path):
+    """(highest samples_done, completed item ids) from the progress lines the killed job wrote."""
+    best, ids = 0, set()
+    for line in log_path.read_text().splitlines() if log_path.exists() else []:
+        try:
+            rec = json.loads(line)
+        except ValueError:  # a line cut by the kill
+            continue
+        best, ids = max(best, rec["samples_done"]), ids | set(rec["completed"])
+    return best, ids
+
+
+def test_sigkill_never_reasks_an_acknowledged_answer(fake_openai, tmp_path):
+    # Kill window: everything the engine had acknowledged (progress, completed items) before a kill -9 is on disk,
+    # so the restart asks the teacher for none of it. max_delay=30 s: only a full batch of 8 commits, so a
+    # job that acknowledged answers before committing them would be caught with up to 7 of them.
+    fake_openai.latency = 0.05
+    script, path, log_path = tmp_path / "job.py", tmp_path / "c.sqlite", tmp_path / "progress.jsonl"
+    script.write_text(_ACK_JOB)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, str(script), fake_openai.base_url, str(path), str(log_path)]
+    proc = subprocess.Popen(argv, cwd=REPO, env=env)
+    try:
+        deadline = time.time() + 120
+        while _acknowledged(log_path)[0] < 2 * 12 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        assert proc.poll() is None, "job finished (or died) before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    samples_done, acked = _acknowledged(log_path)
+    received = len(fake_openai.requests)
+    with sqlite3.connect(path) as conn:
+        on_disk = conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+    assert 24 <= samples_done <= on_disk, f"the job showed {samples_done} samples done, {on_disk} survived the kill"
+    assert acked, "no completed item was reported before the kill: the test proves nothing"
+    items = [WorkItem(f"i{k}", [GenerationRequest(prompt=f"ack p{k}", n=2, seed=0)]) for k in range(400)]
+    with GenerationCache(path) as cache:
+        _, s = run_generation(items, _teacher(fake_openai, max_concurrency=4), cache, progress=False)
+    assert s.completed == 400
+    reasked = {r.prompt for r in fake_openai.requests[received:]}
+    assert not reasked & {f"ack p{i[1:]}" for i in acked}, "an acknowledged answer was asked for again"
 
 
 class _GreedyFirstTeacher(Teacher):
