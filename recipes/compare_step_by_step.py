@@ -29,6 +29,7 @@ from transformers import TrainingArguments
 
 from toolkit.configs import make_parser as _make_parser
 from toolkit.configs import setup_logging
+from toolkit.report_artifacts import report_from_run_dir
 from toolkit.runtime import configure_threads
 
 logger = logging.getLogger(__name__)
@@ -212,6 +213,7 @@ def main(script_args, training_args: TrainingArguments, compare_args: CompareArg
         os.path.join(root, "data_fraction_curve.png"),
         title=f"{script_args.task}: test accuracy vs training data ({script_args.model_name_or_path})",
     )
+    report_from_run_dir(root)
     print(reporting.markdown_table(rows, floatfmt=".4f"))
     if summary:
         print(reporting.markdown_table(summary, floatfmt=".4f"))

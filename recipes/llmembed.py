@@ -24,6 +24,7 @@ from toolkit import llmembed as le
 from toolkit.configs import make_parser as _make_parser
 from toolkit.configs import save_config, setup_logging
 from toolkit.llmembed_tables import MethodResult, build_tables, render_tables
+from toolkit.report_artifacts import report_from_run_dir
 from toolkit.runtime import configure_threads
 from toolkit.tracking import check_report_to, write_history
 
@@ -379,6 +380,7 @@ def main(data_args, model_args, base_args, run_args):
             head_dir, run_args.hub_model_id, token=run_args.hub_token, private=run_args.hub_private
         )
     reporting.write_metrics(out, metrics)
+    report_from_run_dir(out)  # report.html: tables, curves, sample rows, lineage, command
     print(table)
     return metrics
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from toolkit.configs import apply_cpu_safe_defaults, save_config, setup_logging
 from toolkit.configs import make_parser as _make_parser
 from toolkit.lmcor_recipe import LMCorArguments, ModelArguments
+from toolkit.report_artifacts import report_from_run_dir
 from toolkit.runtime import configure_threads
 from toolkit.tracking import require_tensorboard, resume_checkpoint
 
@@ -158,6 +159,7 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args)
         save_config(out_dir / "run_config.json", script=script_args, model=model_args, training=training_args)
         lineage = build_lineage(script_args, model_args, splits)
         write_model_card(out_dir, script_args, model_args, training_args, results, lineage)
+        report_from_run_dir(out_dir)  # report.html: tables, curves, sample rows, lineage, command
         print(f"\nLMCor on {script_args.task}: {len(test_rows)} test rows\n")
         print(reporting.markdown_table(results["table"], columns=results["columns"]))
         for name, sig in results["signatures"].items():

@@ -45,6 +45,7 @@ from toolkit.configs import apply_cpu_safe_defaults, redact, save_config, setup_
 from toolkit.configs import make_parser as _make_parser
 from toolkit.label_scoring import averaging_labels
 from toolkit.multitask_baselines import run_encoder_baselines
+from toolkit.report_artifacts import report_from_run_dir
 from toolkit.runtime import configure_threads
 from toolkit.tracking import require_tensorboard, resume_checkpoint
 from toolkit.train_budget import BASELINE_BUDGETS, baseline_steps
@@ -351,6 +352,7 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig):
     )
     with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as fh:
         fh.write(card)
+    report_from_run_dir(out)  # report.html: tables, curves, sample rows, lineage, command
     if script_args.merge_adapter or (push and script_args.hub_push == "merged"):
         merged = mt.merge_adapter(out, script_args.model_name_or_path, os.path.join(out, "merged"))
         with open(os.path.join(merged, "README.md"), "w", encoding="utf-8") as fh:

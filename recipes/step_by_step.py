@@ -25,6 +25,7 @@ from transformers import TrainingArguments
 
 from toolkit.configs import apply_cpu_safe_defaults, save_config, setup_logging
 from toolkit.configs import make_parser as _make_parser
+from toolkit.report_artifacts import report_from_run_dir
 from toolkit.runtime import configure_threads
 from toolkit.tracking import require_tensorboard, resume_checkpoint
 
@@ -264,6 +265,7 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
         )
         save_config(os.path.join(out, "run_config.json"), script_args=a, training_args=training_args)
         _write_card(out, a, training_args, metrics, lineage)
+        report_from_run_dir(out)  # report.html: tables, curves, sample rows, lineage, command
         if push:
             from toolkit.hub import push_to_hub
 

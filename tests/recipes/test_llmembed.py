@@ -80,7 +80,7 @@ def test_recipe_end_to_end_cache_and_push(toy_data, tiny_llama_dir, tiny_bert_di
         assert len({ln.strip("|").split("|")[col].strip() for ln in lines[2:]}) == 1, section
     assert not rows["llmembed"]["features_cached"]
     for f in ("metrics.json", "results.md", "predictions.jsonl", "accuracy_vs_energy.png", "accuracy_vs_inference_cpu.png", "confusion_matrix.png",
-              "config.json", "head/model.safetensors", "head/head_config.json", "head/README.md"):  # fmt: skip
+              "config.json", "report.html", "head/model.safetensors", "head/head_config.json", "head/README.md"):  # fmt: skip
         assert (out / f).is_file(), f
     assert "| llmembed |" in (out / "results.md").read_text()
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]

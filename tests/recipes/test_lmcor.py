@@ -13,7 +13,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "recipes" / "lmcor.py"
-RUN_FILES = {"metrics.json", "results.md", "predictions.jsonl", "training_curves.png", "README.md", "run_config.json"}
+RUN_FILES = {
+    "metrics.json", "results.md", "predictions.jsonl", "training_curves.png", "README.md", "run_config.json", "report.html"
+}  # fmt: skip
 
 
 def _recipe():

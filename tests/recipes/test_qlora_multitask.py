@@ -98,7 +98,7 @@ def test_qlora_multitask_end_to_end_4bit(tmp_path, tiny_llama_dir, tiny_bert_dir
 
     expected = {
         "adapter_config.json", "adapter_model.safetensors", "metrics.json", "results.md", "predictions.jsonl",
-        "training_curves.png", "confusion_news_topic.png", "confusion_snipsish_intent_slots.png", "README.md",
+        "training_curves.png", "confusion_news_topic.png", "confusion_snipsish_intent_slots.png", "README.md", "report.html",
         "config.json", "merged",
     }  # fmt: skip
     assert expected <= {p.name for p in run.iterdir()}

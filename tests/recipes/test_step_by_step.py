@@ -102,7 +102,7 @@ def test_recipe_end_to_end(arch, mode, labels, tiny_t5_dir, tiny_llama_dir, tmp_
     metrics = recipe.main(*recipe.make_parser().parse_args_and_config(args))
 
     for name in ("model.safetensors", "metrics.json", "results.md", "predictions.jsonl", "training_curves.png",
-                 "task_losses.png", "run_config.json", "README.md", "checkpoint-2", "checkpoint-4"):  # fmt: skip
+                 "task_losses.png", "run_config.json", "README.md", "report.html", "checkpoint-2", "checkpoint-4"):  # fmt: skip
         assert (out / name).exists(), name
     # Training happened: loss logged (with the per-task losses) and the weights moved.
     logs = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
@@ -205,7 +205,7 @@ def test_compare_command(tiny_t5_dir, tmp_path, capsys):
     # Same data and steps for both modes at each fraction; the smaller fraction trains on fewer rows.
     assert runs[0]["n_train"] == runs[1]["n_train"] < runs[2]["n_train"] == runs[3]["n_train"]
     assert all(r["global_steps"] == 2 for r in runs)
-    for name in ("results.md", "comparison.json", "data_fraction_curve.png"):
+    for name in ("results.md", "comparison.json", "data_fraction_curve.png", "report.html"):
         assert (out / name).exists()
     table = (out / "results.md").read_text()
     assert table.count("task_prefix") == 2 and "Δ vs standard" in table
