@@ -43,7 +43,7 @@ REPORT_NAME = "report.html"
 _LOWER_IS_BETTER = re.compile(
     r"(^|_)(ter|loss|error|err|cost|usd|energy|wh|time|latency|params|runtime)|_(s|ms)$|_ms_", re.I
 )
-# Rows that are upper bounds or references, not systems a user could deploy: never marked best.
+# Rows chosen with the references (oracles), not systems a user could deploy: never marked best.
 _NOT_A_CANDIDATE = re.compile(r"oracle|upper bound", re.I)
 _NUMBER = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
 
@@ -105,7 +105,7 @@ def best_row_index(
 
     Without ``metric`` the first numeric column whose name mentions ``test`` wins, else the first numeric column
     that is not a cost / loss / time (see ``_LOWER_IS_BETTER``). Lower-is-better metrics pick the minimum. Rows whose
-    first cell says oracle / upper bound are bounds, not systems, and are never marked.
+    first cell says oracle / upper bound were chosen with the references, not systems, and are never marked.
 
     Returns:
         ``(index, metric)``; index ``None`` when fewer than two rows compete, ``(None, None)`` when no column holds
