@@ -20,7 +20,9 @@ waves of ``concurrency``: every response of a wave is handled one after the othe
 server's event loops, so each request waits on average about half a wave's worth of that CPU
 (``concurrency x cpu_ms / 2``) on top of the latency. At 50 ms that alone keeps every Python client below 0.9 on a
 small box; longer latencies show the rate where it does not matter. The last row re-runs the toolkit job on a full
-cache (0 requests).
+cache (0 requests). A second table splits the toolkit's client CPU per request into phases (SDK request build,
+transport, JSON parse, cache hand-off, bookkeeping, ...; see ``generation_cpu_phases.py``), from one extra
+instrumented run per latency, next to every variant's uninstrumented total from the same run.
 
 Part 2 (local HF): the ``hf`` teacher's batched sampling (``num_return_sequences``, length-sorted batches)
 vs a per-example ``model.generate`` loop (one prompt, one sample per call) on the same model and prompts.
@@ -161,6 +163,23 @@ class _ApiBench:
             cached = self._measure(job, 0, per=len(prompts)) if rerun else None
         return first, cached
 
+    def toolkit_phases(self, prompts: list[str]) -> dict[str, float]:
+        """One instrumented toolkit run: client CPU ms/req per phase (``generation_cpu_phases``)."""
+        from benchmarks.generation_cpu_phases import measure_phases
+        from toolkit.cache import GenerationCache
+        from toolkit.generation import run_generation
+        from toolkit.teachers import TeacherConfig, load_teacher
+
+        cfg = TeacherConfig(
+            backend="openai", model="fake", base_url=self.server.base_url, api_key="bench",
+            max_concurrency=self.args.concurrency, price_input_per_mtok=0.0, price_output_per_mtok=0.0,
+        )  # fmt: skip
+        teacher, items, count0 = load_teacher(cfg), self._items(prompts), self.server.request_count()
+        with tempfile.TemporaryDirectory() as tmp, GenerationCache(Path(tmp) / "c.sqlite") as cache:
+            out = measure_phases(lambda: run_generation(items, teacher, cache, progress=False), teacher, len(prompts))
+        assert self.server.request_count() - count0 == len(prompts)
+        return out
+
 
 # name -> table label; "plain" is the baseline of the best/plain column.
 VARIANTS = {
@@ -182,8 +201,10 @@ def _run_variant(bench: _ApiBench, name: str, prompts: list[str], rerun: bool = 
     return bench.toolkit(prompts, rerun=rerun, transport="httpx" if name == "toolkit_httpx" else "auto")
 
 
-def _api_part(args) -> tuple[list[dict], list[dict]]:
-    rows, runs_rows = [], []
+def _api_part(args) -> tuple[list[dict], list[dict], list[dict]]:
+    from benchmarks.generation_cpu_phases import phase_rows
+
+    rows, runs_rows, phases, cpu_totals = [], [], {}, {}
     cached_row = None
     for latency in args.latencies:
         bench = _ApiBench(args, latency)
@@ -200,10 +221,12 @@ def _api_part(args) -> tuple[list[dict], list[dict]]:
                     runs[name].append(first)
                     if cached is not None:
                         cached_row = {"latency_s": latency, **cached}
+            phases[latency] = bench.toolkit_phases(bench.prompts)  # one extra, instrumented run
         finally:
             bench.close()
         ideal = args.concurrency / latency
         best = {name: max(rs, key=lambda m: m["rate"]) for name, rs in runs.items()}
+        cpu_totals[latency] = {VARIANTS[n]: statistics.median(m["cpu_ms"] for m in rs) for n, rs in runs.items()}
         for name, label in VARIANTS.items():
             b = best[name]
             server_ms = [m["server_cpu_ms"] for m in runs[name] if m["server_cpu_ms"] is not None]
@@ -241,7 +264,7 @@ def _api_part(args) -> tuple[list[dict], list[dict]]:
                 "server_cpu_ms_per_req": None,
             }
         )
-    return rows, runs_rows
+    return rows, runs_rows, phase_rows(phases, cpu_totals)
 
 
 def _hf_part(args) -> tuple[list[dict], str]:
@@ -357,10 +380,14 @@ def main() -> None:
             f"## API: {args.n_prompts} prompts x n={args.n}, concurrency {args.concurrency}, "
             f"latencies {args.latencies} s, best of {args.repeats} interleaved runs\n"
         )
-        rows, runs_rows = _api_part(args)
+        rows, runs_rows, breakdown = _api_part(args)
         _print(rows)
         print()
         _print(runs_rows)
+        print(
+            "\n## Where the toolkit's client CPU goes (one extra instrumented run per latency; share of its total)\n"
+        )
+        _print(breakdown)
     if not args.skip_hf:
         rows, note = _hf_part(args)
         print(

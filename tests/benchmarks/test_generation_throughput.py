@@ -24,6 +24,11 @@ def test_api_part_prints_all_variants_and_the_cached_rerun():
         "toolkit teacher+cache+engine, http_transport=httpx",
         "reference: bare aiohttp",
         "fully cached (0 requests)",
+        "Where the toolkit's client CPU goes",
+        "request build (toolkit body + SDK options",
+        "cache hand-off",
+        "engine bookkeeping",
+        "JSON parse",
     ):
         assert label in out, out
     # Each measured run asserts the server saw exactly one request per prompt; a rate of 0 would mean no work.
