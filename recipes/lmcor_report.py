@@ -112,6 +112,50 @@ def deen_tables() -> None:
               [f"The de-en k = 4 corrector reads the first 4 training systems ({', '.join(seen['systems_read'])}) "
                f"on the same {seen['test_rows']} test segments; baselines select among the same 4."], {})  # fmt: skip
     curve(k4, nc, train_args.max_steps)
+    significance()
+
+
+def predictions(stage: str) -> list[dict] | None:
+    path = RUNS / stage / "predictions.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else None
+
+
+def significance() -> None:
+    """Paired bootstrap resampling (sacrebleu, 1,000 samples) of the de-en models against two baselines."""
+    from sacrebleu.metrics import BLEU, CHRF
+    from sacrebleu.significance import PairedTest
+
+    k4 = predictions("deen_k4")
+    if not k4:
+        return
+    refs = [[p["references"][j] for p in k4] for j in range(len(k4[0]["references"]))]
+    best = next(k for k in k4[0] if k.startswith("baseline:best single"))
+    models = [("corrector k = 4", [p["prediction"] for p in k4])]
+    for stage, label in (("deen_k1", "corrector k = 1"), ("deen_nocand", "no-candidates model")):
+        preds = predictions(stage)
+        if preds and [p["id"] for p in preds] == [p["id"] for p in k4]:
+            models.append((label, [p["prediction"] for p in preds]))
+    rows = []
+    for base_name, key in (
+        (best[len("baseline:") :], best),
+        ("MBR (chrF consensus)", "baseline:MBR (chrF consensus)"),
+    ):
+        systems = [(base_name, [p[key] for p in k4]), *models]
+        _, out = PairedTest(systems, {"bleu": BLEU(), "chrf": CHRF()}, refs, test_type="bs", n_samples=1000)()
+        # sacrebleu keys them by its own names ("System", "BLEU", "chrF2"), in the order given
+        scores = dict(zip(("bleu", "chrf"), [v for k, v in out.items() if k != "System"]))
+        for i, (name, _) in enumerate(systems[1:], start=1):
+            rows.append({
+                "model": name, "vs": base_name,
+                **{f"{m} delta": round(float(scores[m][i].score - scores[m][0].score), 2) for m in ("bleu", "chrf")},
+                **{f"{m} p": round(float(scores[m][i].p_value), 3) for m in ("bleu", "chrf")},
+                **{f"{m} 95% CI": round(float(scores[m][i].ci), 2) for m in ("bleu", "chrf")},
+            })  # fmt: skip
+    cols = ["model", "vs", "bleu delta", "bleu p", "bleu 95% CI", "chrf delta", "chrf p", "chrf 95% CI"]
+    write("wmt22_deen_significance", "WMT22 de-en unseen systems: paired bootstrap (sacrebleu, 1,000 samples)", rows,
+          cols, ["p: sacrebleu's paired bootstrap p-value for the difference with the baseline named in 'vs' on "
+                 "the same test segments; CI: the model's own 95% half-width. p > 0.05 = not distinguishable."],
+          {})  # fmt: skip
 
 
 def curve(k4: dict, nc: dict | None, max_steps: int) -> None:
