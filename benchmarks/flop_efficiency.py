@@ -6,7 +6,8 @@ Rows (each in its own subprocess, so every peak RSS is that row's alone):
 * ``lora_*`` — LMCor corrector LoRA steps (SmolLM2-135M, r=16, all-linear) on ``--batch`` rows of ``--seq_len``
   tokens whose last ``--target_len`` are the target (the JFLEG config: batch 8 x up to 320 tokens), through the
   ``Trainer`` (AdamW); variants: full-vocabulary logits on every position with eager or SDPA attention (before),
-  logits on target positions only (``toolkit.target_loss``, what ``students.make_trainer`` uses now), that plus
+  logits on target positions only (``toolkit.target_loss``, what ``students.make_trainer`` uses now) with glibc's
+  default heap and with the heap tuning ``students.load_student`` now applies (``toolkit.allocator``), that plus
   activation checkpointing of every layer / every 2nd layer, and that with ``lora_dropout=0`` (PEFT's dropout keeps
   a dropped copy of every adapted layer's input for backward).
 * ``full_ft`` — the same step training every weight.
@@ -40,14 +41,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # toolkit from a checkout
 
 TRAIN_ROWS = {
-    # name: (lora, lora_dropout, target-only loss, attention, checkpoint every n layers (0 = off), description)
-    "lora_full_logits_eager": (True, 0.05, False, "eager", 0, "LoRA, full logits, eager attention (before)"),
-    "lora_full_logits_sdpa": (True, 0.05, False, "sdpa", 0, "LoRA, full logits, SDPA"),
-    "lora_target_only": (True, 0.05, True, "sdpa", 0, "LoRA, target-only logits, SDPA (now)"),
-    "lora_target_only_ckpt": (True, 0.05, True, "sdpa", 1, "LoRA, target-only, SDPA, checkpoint every layer"),
-    "lora_target_only_ckpt2": (True, 0.05, True, "sdpa", 2, "LoRA, target-only, SDPA, checkpoint every 2nd layer"),
-    "lora_target_only_nodrop": (True, 0.0, True, "sdpa", 0, "LoRA, target-only, SDPA, lora_dropout=0"),
-    "full_ft": (False, 0.0, True, "sdpa", 0, "full fine-tune, target-only logits, SDPA"),
+    # name: (lora, lora_dropout, target-only loss, attention, checkpoint every n layers (0 = off), glibc heap tuned,
+    #        description)
+    "lora_full_logits_eager": (True, 0.05, False, "eager", 0, False, "LoRA, full logits, eager attention (before)"),
+    "lora_full_logits_sdpa": (True, 0.05, False, "sdpa", 0, False, "LoRA, full logits, SDPA"),
+    "lora_target_only_glibc": (True, 0.05, True, "sdpa", 0, False, "LoRA, target-only logits, SDPA, default heap"),
+    "lora_target_only": (True, 0.05, True, "sdpa", 0, True, "LoRA, target-only, SDPA, tuned heap (now)"),
+    "lora_target_only_ckpt": (True, 0.05, True, "sdpa", 1, True, "now + checkpoint every layer"),
+    "lora_target_only_ckpt2": (True, 0.05, True, "sdpa", 2, True, "now + checkpoint every 2nd layer"),
+    "lora_target_only_nodrop": (True, 0.0, True, "sdpa", 0, True, "now with lora_dropout=0"),
+    "full_ft": (False, 0.0, True, "sdpa", 0, True, "full fine-tune, target-only, SDPA, tuned heap"),
 }
 ALL_ROWS = ["matmul", *TRAIN_ROWS, "teacher_decode"]
 # "full logits, SDPA" sits between before and now; it needs as much memory as before, so it is opt-in.
@@ -121,7 +124,11 @@ def row_train(name: str, args) -> dict:
 
     from toolkit import students
 
-    lora, dropout, target_only, attn, every_n, desc = TRAIN_ROWS[name]
+    lora, dropout, target_only, attn, every_n, tuned_heap, desc = TRAIN_ROWS[name]
+    if not tuned_heap:  # what load_student did before toolkit.allocator existed
+        from toolkit import allocator
+
+        allocator.return_large_frees_to_os = lambda *a, **k: False
     model, tok, _ = students.load_student(args.model, lora=lora, lora_r=16, lora_dropout=dropout)
     model.set_attn_implementation(attn)
     rss_loaded = peak_rss_mb()
@@ -159,7 +166,9 @@ def row_train(name: str, args) -> dict:
                 times.append(time.perf_counter() - self.t0)
 
     trainer.add_callback(Timer())
+    faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     trainer.train()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
     timed = times[1:]  # the first step warms up allocator and kernels
     tokens = args.batch * args.seq_len
     n_targets = args.batch * (args.target_len - 1)  # the last target token predicts nothing
@@ -173,6 +182,8 @@ def row_train(name: str, args) -> dict:
         "tokens_per_s": tokens / step_s,
         "step_s": step_s,
         "rss_after_load_mb": rss_loaded,
+        # Fresh pages the kernel had to hand out (and zero): the cost side of returning freed memory to the OS.
+        "page_faults_per_step": faults / total_steps,
         "flops_per_step": step_flops,
         "lm_head_share_%": 100 * 2 * dims["n_head"] * (n_targets if target_only else tokens) / fwd,
     }
@@ -312,6 +323,7 @@ def report(rows: list[dict], args) -> list[dict]:
     for r in rows:
         r["%_of_matmul"] = 100 * r["gflop_per_s"] / peak if peak else None
     columns = ["row", "what", "threads", "gflop_per_s", "%_of_matmul", "tokens_per_s", "step_s", "peak_rss_mb"]
+    columns.append("page_faults_per_step")
     print(
         f"\nmodel={args.model} batch={args.batch} seq_len={args.seq_len} target_len={args.target_len} "
         f"timed steps={args.steps} cpu_count={os.cpu_count()} OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}\n"

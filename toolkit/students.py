@@ -74,13 +74,17 @@ def load_student(
         dtype: torch dtype (name) for the weights; default fp32 on CPU.
 
     Returns:
-        ``(model, tokenizer, is_seq2seq)``; the model is in train mode, the tokenizer pads on the right.
+        ``(model, tokenizer, is_seq2seq)``; the model is in train mode, the tokenizer pads on the right. Loading
+        also fixes glibc's mmap threshold for the process (:mod:`toolkit.allocator`): freed activations go back
+        to the OS instead of piling up in the heap.
 
     Raises:
         ValueError: 4-bit requested for a seq2seq model, or bad LoRA settings.
     """
-    from toolkit import models
+    from toolkit import allocator, models
 
+    # Training frees and re-allocates MB-sized activations every step; keep glibc from hoarding them (see module).
+    allocator.return_large_frees_to_os()
     if lora_r <= 0:
         raise ValueError(f"lora_r must be positive, got {lora_r}")
     seq2seq = models.is_seq2seq(name_or_path)
