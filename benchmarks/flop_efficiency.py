@@ -6,10 +6,10 @@ Rows (each in its own subprocess, so every peak RSS is that row's alone):
 * ``lora_*`` — LMCor corrector LoRA steps (SmolLM2-135M, r=16, all-linear) on ``--batch`` rows of ``--seq_len``
   tokens whose last ``--target_len`` are the target (the JFLEG config: batch 8 x up to 320 tokens), through the
   ``Trainer`` (AdamW); variants: full-vocabulary logits on every position with eager or SDPA attention (before),
-  logits on target positions only (``toolkit.target_loss``, what ``students.make_trainer`` uses now) with glibc's
-  default heap and with the heap tuning ``students.load_student`` now applies (``toolkit.allocator``), that plus
-  activation checkpointing of every layer / every 2nd layer, and that with ``lora_dropout=0`` (PEFT's dropout keeps
-  a dropped copy of every adapted layer's input for backward).
+  logits on target positions only (``toolkit.target_loss``, what ``students.make_trainer`` uses now), that with
+  glibc's heap tuned (``toolkit.allocator``: freed memory returned to the OS, paid in page faults), with activation
+  checkpointing of every layer / every 2nd layer (``make_trainer`` then tunes the heap by default), and with
+  ``lora_dropout=0`` (PEFT's dropout keeps a dropped copy of every adapted layer's input for backward).
 * ``full_ft`` — the same step training every weight.
 * ``teacher_decode`` — the hf teacher's model decoding ``--decode_tokens`` tokens for ``--decode_batch`` prompts
   (prefill timed separately and subtracted).
@@ -41,16 +41,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # toolkit from a checkout
 
 TRAIN_ROWS = {
-    # name: (lora, lora_dropout, target-only loss, attention, checkpoint every n layers (0 = off), glibc heap tuned,
-    #        description)
+    # name: (lora, lora_dropout, target-only loss, attention, checkpoint every n layers (0 = off),
+    #        glibc heap tuned (toolkit.allocator), description)
     "lora_full_logits_eager": (True, 0.05, False, "eager", 0, False, "LoRA, full logits, eager attention (before)"),
     "lora_full_logits_sdpa": (True, 0.05, False, "sdpa", 0, False, "LoRA, full logits, SDPA"),
-    "lora_target_only_glibc": (True, 0.05, True, "sdpa", 0, False, "LoRA, target-only logits, SDPA, default heap"),
-    "lora_target_only": (True, 0.05, True, "sdpa", 0, True, "LoRA, target-only, SDPA, tuned heap (now)"),
-    "lora_target_only_ckpt": (True, 0.05, True, "sdpa", 1, True, "now + checkpoint every layer"),
-    "lora_target_only_ckpt2": (True, 0.05, True, "sdpa", 2, True, "now + checkpoint every 2nd layer"),
-    "lora_target_only_nodrop": (True, 0.0, True, "sdpa", 0, True, "now with lora_dropout=0"),
-    "full_ft": (False, 0.0, True, "sdpa", 0, True, "full fine-tune, target-only, SDPA, tuned heap"),
+    "lora_target_only": (True, 0.05, True, "sdpa", 0, False, "LoRA, target-only logits, SDPA (now, default)"),
+    "lora_target_only_tuned": (True, 0.05, True, "sdpa", 0, True, "now + heap tuning"),
+    "lora_target_only_ckpt": (True, 0.05, True, "sdpa", 1, True, "now + checkpoint every layer (+ heap tuning)"),
+    "lora_target_only_ckpt2": (True, 0.05, True, "sdpa", 2, True, "now + checkpoint every 2nd layer (+ heap tuning)"),
+    "lora_target_only_nodrop": (True, 0.0, True, "sdpa", 0, True, "now + heap tuning, lora_dropout=0"),
+    "full_ft": (False, 0.0, True, "sdpa", 0, True, "full fine-tune, target-only, SDPA, heap tuning"),
 }
 ALL_ROWS = ["matmul", *TRAIN_ROWS, "teacher_decode"]
 # "full logits, SDPA" sits between before and now; it needs as much memory as before, so it is opt-in.
@@ -62,6 +62,11 @@ PROFILE_GROUPS = {
     "optimizer": ("foreach", "addcdiv", "lerp", "adam"),
     "dropout": ("bernoulli", "dropout", "native_dropout"),
 }
+
+
+def _cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 def peak_rss_mb() -> float:
@@ -125,10 +130,6 @@ def row_train(name: str, args) -> dict:
     from toolkit import students
 
     lora, dropout, target_only, attn, every_n, tuned_heap, desc = TRAIN_ROWS[name]
-    if not tuned_heap:  # what load_student did before toolkit.allocator existed
-        from toolkit import allocator
-
-        allocator.return_large_frees_to_os = lambda *a, **k: False
     model, tok, _ = students.load_student(args.model, lora=lora, lora_r=16, lora_dropout=dropout)
     model.set_attn_implementation(attn)
     rss_loaded = peak_rss_mb()
@@ -143,18 +144,18 @@ def row_train(name: str, args) -> dict:
     )  # fmt: skip
     feats = _features(model.config.vocab_size, args)
     if target_only:
-        trainer = students.make_trainer(model, tok, training_args, feats)
+        trainer = students.make_trainer(model, tok, training_args, feats, return_freed_memory=tuned_heap)
     else:
         training_args.remove_unused_columns = False
         trainer = Trainer(
             model=model, args=training_args, train_dataset=feats,
             data_collator=students.PairCollator(pad_token_id=tok.pad_token_id),
         )  # fmt: skip
-    times, prof_box = [], {}
+    times, cpu, prof_box = [], [], {}
 
     class Timer(TrainerCallback):
         def on_step_begin(self, a, state, control, **kw):
-            self.t0 = time.perf_counter()
+            self.t0, self.cpu0 = time.perf_counter(), _cpu_s()
             if profile and state.global_step == total_steps - 1:
                 prof_box["p"] = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
                 prof_box["p"].__enter__()
@@ -164,6 +165,7 @@ def row_train(name: str, args) -> dict:
                 prof_box["p"].__exit__(None, None, None)
             else:
                 times.append(time.perf_counter() - self.t0)
+                cpu.append(_cpu_s() - self.cpu0)
 
     trainer.add_callback(Timer())
     faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -181,6 +183,8 @@ def row_train(name: str, args) -> dict:
         "gflop_per_s": step_flops / step_s / 1e9,
         "tokens_per_s": tokens / step_s,
         "step_s": step_s,
+        # CPU seconds (user + system, all threads) per step: unlike wall time, barely moved by other processes.
+        "cpu_s_per_step": sum(cpu[1:]) / len(cpu[1:]),
         "rss_after_load_mb": rss_loaded,
         # Fresh pages the kernel had to hand out (and zero): the cost side of returning freed memory to the OS.
         "page_faults_per_step": faults / total_steps,
@@ -323,7 +327,7 @@ def report(rows: list[dict], args) -> list[dict]:
     for r in rows:
         r["%_of_matmul"] = 100 * r["gflop_per_s"] / peak if peak else None
     columns = ["row", "what", "threads", "gflop_per_s", "%_of_matmul", "tokens_per_s", "step_s", "peak_rss_mb"]
-    columns.append("page_faults_per_step")
+    columns += ["cpu_s_per_step", "page_faults_per_step"]
     print(
         f"\nmodel={args.model} batch={args.batch} seq_len={args.seq_len} target_len={args.target_len} "
         f"timed steps={args.steps} cpu_count={os.cpu_count()} OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}\n"

@@ -74,17 +74,13 @@ def load_student(
         dtype: torch dtype (name) for the weights; default fp32 on CPU.
 
     Returns:
-        ``(model, tokenizer, is_seq2seq)``; the model is in train mode, the tokenizer pads on the right. Loading
-        also fixes glibc's mmap threshold for the process (:mod:`toolkit.allocator`): freed activations go back
-        to the OS instead of piling up in the heap.
+        ``(model, tokenizer, is_seq2seq)``; the model is in train mode, the tokenizer pads on the right.
 
     Raises:
         ValueError: 4-bit requested for a seq2seq model, or bad LoRA settings.
     """
-    from toolkit import allocator, models
+    from toolkit import models
 
-    # Training frees and re-allocates MB-sized activations every step; keep glibc from hoarding them (see module).
-    allocator.return_large_frees_to_os()
     if lora_r <= 0:
         raise ValueError(f"lora_r must be positive, got {lora_r}")
     seq2seq = models.is_seq2seq(name_or_path)
@@ -291,18 +287,30 @@ def padding_stats(batch: Mapping[str, Any]) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------------------------
-def make_trainer(model, tokenizer, training_args, train_features, eval_features=None, callbacks=None):
+def make_trainer(
+    model, tokenizer, training_args, train_features, eval_features=None, callbacks=None, return_freed_memory=None
+):
     """A ``transformers.Trainer`` over :func:`tokenize_pairs` features with a dynamic-padding collator.
 
     Length-grouped batches come from ``training_args.train_sampling_strategy = "group_by_length"``: the sampler
     reads ``len(input_ids)`` of each feature, so no extra column is needed. Causal students get
     :class:`toolkit.target_loss.TargetOnlyLossTrainer` (logits and loss on target positions only: same loss and
     gradients, a fraction of the memory); seq2seq students the plain ``Trainer``.
+
+    ``return_freed_memory`` (default: on when ``training_args.activation_checkpointing`` is) fixes glibc's mmap
+    threshold (:func:`toolkit.allocator.return_large_frees_to_os`): peak RSS drops to what the tensors need, at the
+    price of page faults on every large allocation (measured: +50 % CPU per step). With checkpointing the user
+    chose memory over speed, and without it glibc keeps most of what checkpointing frees.
     """
     from transformers import Trainer
 
+    from toolkit import allocator
     from toolkit.target_loss import TargetOnlyLossTrainer
 
+    if return_freed_memory is None:
+        return_freed_memory = bool(getattr(training_args, "activation_checkpointing", False))
+    if return_freed_memory:
+        allocator.return_large_frees_to_os()
     seq2seq = bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
     # Our features only carry model inputs; the column filter would otherwise inspect forward() of PEFT wrappers.
     training_args.remove_unused_columns = False

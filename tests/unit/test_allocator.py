@@ -45,10 +45,22 @@ def test_freed_tensor_memory_returns_to_the_os():
     assert _kept_mb("default") > 200
 
 
-def test_load_student_applies_the_tuning(tiny_llama_dir, monkeypatch):
+@pytest.mark.parametrize(
+    ("checkpointing", "explicit", "applied"), [(True, None, True), (False, None, False), (False, True, True)]
+)
+def test_make_trainer_tunes_the_heap_in_memory_mode(
+    tiny_llama_dir, tmp_path, monkeypatch, checkpointing, explicit, applied
+):
+    # Returning freed memory costs page faults (CPU): only when checkpointing says memory matters, or when asked.
+    from transformers import TrainingArguments
+
     from toolkit import allocator, students
 
     calls = []
     monkeypatch.setattr(allocator, "return_large_frees_to_os", lambda *a, **k: calls.append(1) or True)
-    students.load_student(str(tiny_llama_dir))
-    assert calls
+    model, tok, _ = students.load_student(str(tiny_llama_dir))
+    args = TrainingArguments(
+        output_dir=str(tmp_path), report_to=[], use_cpu=True, activation_checkpointing=checkpointing
+    )
+    students.make_trainer(model, tok, args, [], return_freed_memory=explicit)
+    assert bool(calls) == applied
