@@ -8,8 +8,9 @@ Rows (each in its own subprocess, so every peak RSS is that row's alone):
   ``Trainer`` (AdamW); variants: full-vocabulary logits on every position with eager or SDPA attention (before),
   logits on target positions only (``toolkit.target_loss``, what ``students.make_trainer`` uses now), that with
   glibc's heap tuned (``toolkit.allocator``: freed memory returned to the OS, paid in page faults), with activation
-  checkpointing of every layer / every 2nd layer (``make_trainer`` then tunes the heap by default), and with
-  ``lora_dropout=0`` (PEFT's dropout keeps a dropped copy of every adapted layer's input for backward).
+  checkpointing of every layer / every 2nd layer (``make_trainer`` then tunes the heap by default), in micro-batches
+  of 2 with gradient accumulation (same update), and with ``lora_dropout=0`` (PEFT's dropout keeps a dropped copy
+  of every adapted layer's input for backward).
 * ``full_ft`` — the same step training every weight.
 * ``teacher_decode`` — the hf teacher's model decoding ``--decode_tokens`` tokens for ``--decode_batch`` prompts
   (prefill timed separately and subtracted).
@@ -49,9 +50,13 @@ TRAIN_ROWS = {
     "lora_target_only_tuned": (True, 0.05, True, "sdpa", 0, True, "now + heap tuning"),
     "lora_target_only_ckpt": (True, 0.05, True, "sdpa", 1, True, "now + checkpoint every layer (+ heap tuning)"),
     "lora_target_only_ckpt2": (True, 0.05, True, "sdpa", 2, True, "now + checkpoint every 2nd layer (+ heap tuning)"),
+    "lora_target_only_mb2": (True, 0.05, True, "sdpa", 0, False, "now, micro-batches of 2 x 4 accumulation steps"),
     "lora_target_only_nodrop": (True, 0.0, True, "sdpa", 0, True, "now + heap tuning, lora_dropout=0"),
     "full_ft": (False, 0.0, True, "sdpa", 0, True, "full fine-tune, target-only, SDPA, heap tuning"),
 }
+# Rows that split each optimizer step of --batch rows into micro-batches (gradient accumulation; the Trainer
+# normalises the loss over the whole accumulated batch, so the update is the same).
+MICRO_BATCH = {"lora_target_only_mb2": 2}
 ALL_ROWS = ["matmul", *TRAIN_ROWS, "teacher_decode"]
 # "full logits, SDPA" sits between before and now; it needs as much memory as before, so it is opt-in.
 DEFAULT_ROWS = [r for r in ALL_ROWS if r != "lora_full_logits_sdpa"]
@@ -135,9 +140,11 @@ def row_train(name: str, args) -> dict:
     rss_loaded = peak_rss_mb()
     dims = model_dims(model)
     profile = name in args.profile
+    micro = MICRO_BATCH.get(name, args.batch)
     total_steps = 1 + args.steps + (1 if profile else 0)
     training_args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(prefix="flops-"), max_steps=total_steps, per_device_train_batch_size=args.batch,
+        output_dir=tempfile.mkdtemp(prefix="flops-"), max_steps=total_steps, per_device_train_batch_size=micro,
+        gradient_accumulation_steps=args.batch // micro,
         learning_rate=1e-4, report_to=[], save_strategy="no", logging_steps=10**6, use_cpu=True, seed=0,
         disable_tqdm=True, dataloader_num_workers=0, activation_checkpointing=bool(every_n),
         activation_checkpointing_kwargs={"every_n_layers": every_n} if every_n else None,
