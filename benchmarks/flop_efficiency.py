@@ -51,8 +51,8 @@ TRAIN_ROWS = {
     "lora_target_only_ckpt": (True, 0.05, True, "sdpa", 1, True, "now + checkpoint every layer (+ heap tuning)"),
     "lora_target_only_ckpt2": (True, 0.05, True, "sdpa", 2, True, "now + checkpoint every 2nd layer (+ heap tuning)"),
     "lora_target_only_mb2": (True, 0.05, True, "sdpa", 0, False, "now, micro-batches of 2 x 4 accumulation steps"),
-    "lora_target_only_nodrop": (True, 0.0, True, "sdpa", 0, True, "now + heap tuning, lora_dropout=0"),
-    "full_ft": (False, 0.0, True, "sdpa", 0, True, "full fine-tune, target-only, SDPA, heap tuning"),
+    "lora_target_only_nodrop": (True, 0.0, True, "sdpa", 0, False, "now with lora_dropout=0"),
+    "full_ft": (False, 0.0, True, "sdpa", 0, False, "full fine-tune, target-only logits, SDPA"),
 }
 # Rows that split each optimizer step of --batch rows into micro-batches (gradient accumulation; the Trainer
 # normalises the loss over the whole accumulated batch, so the update is the same).
