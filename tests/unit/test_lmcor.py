@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from tests.fakes.recording_teacher import RecordingTeacher
 from toolkit import lmcor
 from toolkit.lmcor import CorrectorFormat
 
@@ -219,30 +220,6 @@ def test_single_candidate_training_uses_the_greedy_candidate_even_when_shuffling
     assert all("went to the school" not in o for o in orders) and len(orders) == 2
 
 
-class _EchoTeacher:
-    """Records every request; answers ``c<i>`` per sample with a fixed usage (priced, so cost is visible)."""
-
-    def __init__(self):
-        from toolkit.teachers.base import Teacher
-
-        class Echo(Teacher):
-            id = "fake:echo"
-            price_per_mtok = (1.0, 2.0)
-
-            def __init__(self, log):
-                self.log = log
-
-            def generate_each(self, requests, on_result, admit=None):
-                from toolkit.teachers.base import Generation, Usage
-
-                for i, req in enumerate(requests):
-                    self.log.append(req)
-                    on_result(i, [Generation(f"c{j}", usage=Usage(100, 10)) for j in range(req.n)])
-
-        self.requests: list = []
-        self.teacher = Echo(self.requests)
-
-
 def _demo_pool(n=6):
     return [{"id": f"d{i}", "source": f"sentence {i} bad", "references": [f"sentence {i} good ."]} for i in range(n)]
 
@@ -255,8 +232,8 @@ def test_generate_candidates_never_uses_a_row_as_its_own_demo(monkeypatch, tmp_p
     """Issue 12 item 5: a training row that is also a demo gets the spare demo instead of its own answer."""
     import toolkit.teachers
 
-    echo = _EchoTeacher()
-    monkeypatch.setattr(toolkit.teachers, "load_teacher", lambda config: echo.teacher)
+    echo = RecordingTeacher()
+    monkeypatch.setattr(toolkit.teachers, "load_teacher", lambda config: echo)
     rows = _demo_pool()
     out = lmcor.generate_candidates(
         rows, None, task="gec", demos=rows[:3], num_demos=2, k=3, cache_path=str(tmp_path / "c.sqlite")
@@ -278,8 +255,8 @@ def test_generate_candidates_usage_counts_calls_and_cost(monkeypatch, tmp_path):
     import toolkit.teachers
     from toolkit.hub import Lineage
 
-    echo = _EchoTeacher()
-    monkeypatch.setattr(toolkit.teachers, "load_teacher", lambda config: echo.teacher)
+    echo = RecordingTeacher()
+    monkeypatch.setattr(toolkit.teachers, "load_teacher", lambda config: echo)
     rows = _demo_pool(4)
     out = lmcor.generate_candidates(rows, None, task="gec", demos=rows[:1], k=3, cache_path=str(tmp_path / "c.sqlite"))
     usage = json.loads(out[0]["usage"])

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from tests.fakes.recording_teacher import RecordingTeacher
 from toolkit import lmcor
 from toolkit.lmcor_recipe import (
     LMCorArguments,
@@ -148,32 +149,12 @@ def test_named_official_test_split_real_data(data_root):
     assert len(splits["dev"]) >= 30 and len(splits["train"]) + len(splits["dev"]) <= len(pool)
 
 
-class _FakeTeacher:
-    def __init__(self):
-        from toolkit.teachers.base import Generation, Teacher, Usage
-
-        class Priced(Teacher):
-            id = "fake:priced"
-            price_per_mtok = (1.0, 2.0)
-
-            def __init__(self, log):
-                self.log = log
-
-            def generate_each(self, requests, on_result, admit=None):
-                for i, req in enumerate(requests):
-                    self.log.append(req)
-                    on_result(i, [Generation(f"out {j}", usage=Usage(100, 10)) for j in range(req.n)])
-
-        self.requests: list = []
-        self.teacher = Priced(self.requests)
-
-
 def test_candidates_only_for_rows_without_and_lineage_counts_every_split(monkeypatch, tmp_path):
     """Items 7 + 8: a candidate-less test file gets teacher candidates; the card counts train+dev+test calls."""
     import toolkit.teachers
 
-    fake = _FakeTeacher()
-    monkeypatch.setattr(toolkit.teachers, "load_teacher", lambda config: fake.teacher)
+    fake = RecordingTeacher(answer="out {j}")
+    monkeypatch.setattr(toolkit.teachers, "load_teacher", lambda config: fake)
     splits = {
         "train": _rows(6, "p", with_candidates=False),
         "dev": _rows(2, "d", with_candidates=False),
