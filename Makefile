@@ -3,7 +3,7 @@ PY ?= python
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast lint format results-lmcor results-step-by-step
+.PHONY: install demo test test-fast lint format results-lmcor results-step-by-step results-multitask results-llmembed
 
 # Versions are constrained to the known-good set in requirements-lock.txt; torch is pinned: this machine's disk holds the 2.13.0 CPU build; an unpinned torch pulls a CUDA build.
 install:
@@ -38,3 +38,8 @@ results-lmcor:
 # rationales -> student) into results/step_by_step/; resumable (finished runs are skipped). ~100 core-minutes here.
 results-step-by-step:
 	$(PY) recipes/results_step_by_step.py --plan recipes/configs/step_by_step/plans/results_cpu.yaml
+
+# Every multi-task QLoRA table (4-bit multi-task vs single-task at equal total and per-task budget vs MiniLM; fp32
+# LoRA) into results/qlora_multitask/; resumable (finished runs are skipped).
+results-multitask:
+	$(PY) recipes/results_multitask.py

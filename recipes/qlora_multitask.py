@@ -80,6 +80,13 @@ class MultitaskArguments:
         default="test", metadata={"help": "Split the results table scores: test | dev (for tuning; never both)."}
     )
     test_size: int = field(default=200, metadata={"help": "Test rows per task (subsample, -1 = all)."})
+    dev_curve_rows: int = field(
+        default=0,
+        metadata={
+            "help": "Dev rows per task scored for the multi-task model's dev-loss curve every eval_steps (0 = no "
+            "curve); with eval_strategy=steps."
+        },
+    )
     max_text_tokens: int = field(default=128, metadata={"help": "Truncate topic texts to this many LM tokens."})
     quantization: bool = field(default=True, metadata={"help": "4-bit NF4 + double quant (QLoRA); false = LoRA."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
@@ -95,11 +102,18 @@ class MultitaskArguments:
         metadata={
             "help": "Training steps of the baseline models: per_model (each gets max_steps: the baselines together "
             "cost 2-3x the multi-task model) | split_by_mixture | split_evenly (the models share the multi-task "
-            "model's total steps)."
+            "model's total steps) | match_task_rows (each sees as many rows of its task as the multi-task model)."
         },
     )
     encoder_model: str = field(default="local:minilm-l6", metadata={"help": "Encoder baseline checkpoint."})
     encoder_learning_rate: float = field(default=1e-4, metadata={"help": "Encoder baseline learning rate."})
+    label_decoding: str = field(
+        default="constrained",
+        metadata={
+            "help": "constrained: the label field is decoded over the train label set (a token trie, so answers "
+            "are always labels; scales past the 20 labels a prompt lists) | free: plain greedy decoding."
+        },
+    )
     max_new_tokens: int = field(default=48, metadata={"help": "Generation budget per answer."})
     eval_batch_size: int = field(default=16, metadata={"help": "Generation batch size."})
     merge_adapter: bool = field(default=False, metadata={"help": "Also save a merged full checkpoint in merged/."})
@@ -127,6 +141,8 @@ class MultitaskArguments:
             raise ValueError("eval_split must be 'test' or 'dev'")
         if self.baseline_budget not in BASELINE_BUDGETS:
             raise ValueError(f"baseline_budget must be one of {BASELINE_BUDGETS}")
+        if self.label_decoding not in ("constrained", "free"):
+            raise ValueError("label_decoding must be 'constrained' or 'free'")
         if self.hub_push not in ("adapter", "merged"):
             raise ValueError("hub_push must be 'adapter' or 'merged'")
 
@@ -146,6 +162,8 @@ def _evaluate(name, model, tokenizer, splits, script_args):
             prompts,
             max_new_tokens=script_args.max_new_tokens,
             batch_size=script_args.eval_batch_size,
+            task=sp.task,
+            labels=sp.labels if script_args.label_decoding == "constrained" else None,
         )
         metrics, preds = mt.score_task(sp.task, list(sp.test), outputs, sp.labels)
         results[sp.name] = metrics | {
@@ -164,9 +182,8 @@ def _train_one(name, train_splits, eval_splits, script_args, training_args, toke
         args.max_steps = max_steps
     if output_dir != training_args.output_dir:  # baselines: metrics only, no checkpoints on disk
         args.output_dir, args.save_strategy, args.resume_from_checkpoint = output_dir, "no", None
-    datasets = {
-        sp.name: mt.to_prompt_completion(sp, sp.train, use_chat=bool(tokenizer.chat_template)) for sp in train_splits
-    }
+    chat = bool(tokenizer.chat_template)
+    datasets = {sp.name: mt.to_prompt_completion(sp, sp.train, use_chat=chat) for sp in train_splits}
     weights = dict(zip(script_args.tasks, script_args.task_weights or [1.0] * len(script_args.tasks)))
     probs = mt.mixture_probabilities(
         {k: len(v) for k, v in datasets.items()},
@@ -178,10 +195,19 @@ def _train_one(name, train_splits, eval_splits, script_args, training_args, toke
     steps = args.max_steps if args.max_steps > 0 else None
     n = (steps or 0) * args.per_device_train_batch_size * args.gradient_accumulation_steps * world
     mixture = mt.sample_mixture(datasets, probs, n or sum(len(d) for d in datasets.values()), seed=args.seed)
+    dev = None
+    if name == "multitask" and script_args.dev_curve_rows > 0:  # where the dev curve flattens sets the step budget
+        dev = _concat(
+            mt.to_prompt_completion(sp, sp.dev.select(range(min(script_args.dev_curve_rows, len(sp.dev)))), chat)
+            for sp in train_splits
+        )
+    else:
+        args.eval_strategy = "no"
     trainer, info = mt.train_lora_sft(
         script_args.model_name_or_path,
         mixture,
         args,
+        eval_dataset=dev,
         quantization=script_args.quantization,
         lora_r=script_args.lora_r,
         lora_alpha=script_args.lora_alpha,
@@ -229,14 +255,16 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig):
             data_dir=script_args.data_dir,
             test_path=test_path,
             dev_path=dev_path,
-            need_dev=script_args.eval_split == "dev",
+            need_dev=script_args.eval_split == "dev" or script_args.dev_curve_rows > 0,
         )
         sp.spec = spec
         if script_args.eval_split == "dev":  # every model below scores sp.test: point it at dev
             sp.test = sp.dev
         if sp.task == "topic":  # cut long posts on the text, so answers are never truncated away
-            for part in ("train", "test"):
+            for part in ("train", "test", "dev"):
                 ds = getattr(sp, part)
+                if ds is None:
+                    continue
                 texts = mt.truncate_texts(ds["text"], tokenizer, script_args.max_text_tokens)
                 setattr(sp, part, ds.remove_columns("text").add_column("text", texts))
         scored[sp.name] = f"{len(sp.test)} rows of {sp.origin[script_args.eval_split]}; train {sp.origin['train']}"
@@ -277,7 +305,9 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig):
             if sp.task == "intent_slots":
                 merged_results[sp.name]["exact_match"] = mt.two_model_exact_match(by_task["intent"], by_task["slots"])
                 summary[f"single:{sp.name}:two_model_exact_match"] = merged_results[sp.name]["exact_match"]
-            label = "single-task LoRA" + (" x2 (intent model + slot model)" if len(parts) == 2 else "")
+            label = ("single-task QLoRA" if script_args.quantization else "single-task LoRA") + (
+                " x2 (intent model + slot model)" if len(parts) == 2 else ""
+            )
             table.append(report.headline_row(f"{label}: {sp.name}", merged_results, report.compute_of(*infos)))
             single_infos += infos
         totals.append({"approach": "single-task LoRA (all)", "models": len(single_infos)})
@@ -296,12 +326,15 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig):
         n_enc = sum(1 + (sp.task == "intent_slots") for sp in splits)
         totals.append({"approach": f"encoder {script_args.encoder_model}", "models": n_enc} | enc_compute)
     summary["compute"] = report.compute_totals(totals, "multi-task")
+    summary["table"], summary["validity"] = table, validity  # results drivers merge tables across runs
     budget_note = {
         "per_model": "baseline_budget=per_model: every baseline model trains the multi-task model's full step budget",
         "split_by_mixture": "baseline_budget=split_by_mixture: each family of baseline models shares the multi-task "
         "model's total steps by its task mixture",
         "split_evenly": "baseline_budget=split_evenly: each family of baseline models shares the multi-task model's "
         "total steps evenly",
+        "match_task_rows": "baseline_budget=match_task_rows: each baseline model trains as many rows of its task as "
+        "the multi-task model saw (equal per-task budget)",
     }[script_args.baseline_budget]
 
     # ---- Save / push ----
@@ -369,6 +402,12 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig):
         logger.info("Pushed %s to %s", script_args.hub_push, url)
     print(results_md)
     return summary
+
+
+def _concat(datasets):
+    from datasets import concatenate_datasets
+
+    return concatenate_datasets(list(datasets))
 
 
 def _as_task(sp, task):

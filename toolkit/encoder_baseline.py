@@ -249,6 +249,7 @@ def finetune_sequence_classifier(
     result.update(
         train_seconds=train_seconds,
         train_cpu_seconds=meter.cpu_s,
+        train_peak_rss_mb=meter.peak_rss_mb,
         train_steps=trainer.state.global_step,
         train_tokens=tokens_trained([len(r["input_ids"]) for r in train_rows], _rows_seen(trainer)),
         infer_seconds=infer_seconds,
@@ -413,6 +414,7 @@ def finetune_token_classifier(
         "dev_slot_f1": dev_f1,
         "train_seconds": train_seconds,
         "train_cpu_seconds": meter.cpu_s,
+        "train_peak_rss_mb": meter.peak_rss_mb,
         "train_steps": trainer.state.global_step,
         "train_tokens": tokens_trained([len(r["input_ids"]) for r in train_rows], _rows_seen(trainer)),
         "infer_seconds": infer_seconds,

@@ -30,6 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from toolkit.label_constraint import LabelTrie, label_paths
 from toolkit.label_scoring import snap_label
 from toolkit.multitask_data import TaskSplits, load_task_splits, parse_task_spec
 from toolkit.train_budget import ComputeMeter, tokens_trained
@@ -176,8 +177,8 @@ def build_prompt(task: str, row: Mapping[str, Any], labels: Sequence[str] | None
         task: One of :data:`TASK_TYPES`.
         row: ``{"text"}`` for ``topic``; ``{"tokens"}`` (or ``{"text"}``) for the intent / slot tasks.
         labels: Label set (topic labels or intents); listed in the prompt when there are at most ``max_listed`` of
-            them (20 topics or 71 SLURP intents would cost more prompt tokens than the input itself — fine-tuning
-            teaches them, and snapping catches near misses).
+            them (71 SLURP intents would cost more prompt tokens than the utterance itself: larger label sets are
+            given at decoding time instead, see :mod:`toolkit.label_constraint`).
     """
     _check_task(task)
     text = row["text"] if task == "topic" or "tokens" not in row else " ".join(row["tokens"])
@@ -435,9 +436,19 @@ def chat_prompt(tokenizer, user_message: str) -> str:
 
 
 def generate_answers(
-    model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 32, batch_size: int = 16
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+    task: str | None = None,
+    labels: Sequence[str] | None = None,
 ) -> tuple[list[str], dict[str, float]]:
     """Greedy answers for user messages, batched with left padding.
+
+    With ``task`` and ``labels`` the label field is decoded under a :class:`~toolkit.label_constraint.LabelTrie`
+    (constrained decoding: the answer's label is always one of ``labels``).
 
     Returns:
         ``(texts, stats)`` with ``stats = {"seconds", "prompt_tokens", "generated_tokens", "tokens_per_second"}``
@@ -453,6 +464,10 @@ def generate_answers(
         eos.append(im_end)  # chat templates end turns with <|im_end|>, not always the tokenizer's EOS
     device = next(model.parameters()).device
     _guard_bnb_cpu_packing(model)
+    trie = None
+    if labels and task in ("topic", "intent", "intent_slots"):
+        vocab = model.get_output_embeddings().weight.shape[0]
+        trie = LabelTrie(label_paths(tokenizer, task, labels, eos), vocab)
     texts, n_prompt, n_gen = [], 0, 0
     t0 = time.perf_counter()
     was_training = model.training
@@ -468,6 +483,7 @@ def generate_answers(
                     do_sample=False,
                     eos_token_id=eos,
                     pad_token_id=tokenizer.pad_token_id,
+                    prefix_allowed_tokens_fn=trie.prefix_fn(enc["input_ids"].shape[1]) if trie else None,
                 )
             new = out[:, enc["input_ids"].shape[1] :]
             n_prompt += int(enc["attention_mask"].sum())
@@ -572,7 +588,9 @@ def _has_tokenizer(path: str) -> bool:
     return any((Path(path) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json"))
 
 
-def train_lora_sft(model_name: str, train_dataset, args, *, quantization: bool = True, **lora_kwargs):
+def train_lora_sft(
+    model_name: str, train_dataset, args, *, quantization: bool = True, eval_dataset=None, **lora_kwargs
+):
     """Fine-tune a (Q)LoRA adapter with TRL's ``SFTTrainer`` on a prompt-completion dataset, loss on completions.
 
     Args:
@@ -582,6 +600,7 @@ def train_lora_sft(model_name: str, train_dataset, args, *, quantization: bool =
         args: A ``trl.SFTConfig``; ``completion_only_loss`` is forced on, ``gradient_checkpointing`` is honoured,
             ``resume_from_checkpoint`` is a checkpoint folder (see :func:`toolkit.tracking.resume_checkpoint`).
         quantization: 4-bit NF4 (QLoRA) when True, plain LoRA on the full-precision model otherwise.
+        eval_dataset: Optional prompt-completion dev rows: the dev loss is logged every ``args.eval_steps``.
         **lora_kwargs: ``lora_r``, ``lora_alpha``, ``lora_dropout``, ``target_modules`` for :func:`build_lora_model`.
 
     Returns:
@@ -606,6 +625,7 @@ def train_lora_sft(model_name: str, train_dataset, args, *, quantization: bool =
         model=model,
         args=args,
         train_dataset=train_dataset.remove_columns(keep) if keep else train_dataset,
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
     )
@@ -624,6 +644,8 @@ def train_lora_sft(model_name: str, train_dataset, args, *, quantization: bool =
     info = {
         "train_seconds": seconds,
         "train_cpu_seconds": meter.cpu_s,
+        "train_peak_rss_mb": meter.peak_rss_mb,
+        "model_memory_mb": trainer.model.get_memory_footprint() / 2**20,  # weights + buffers: what 4-bit shrinks
         "train_steps": trainer.state.global_step,
         "train_tokens": tokens,
         "train_tokens_per_second": tokens / seconds if seconds else 0.0,

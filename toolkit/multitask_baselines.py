@@ -106,6 +106,9 @@ def run_encoder_baselines(
         for out in (cls, tag):
             for key in compute if out is not None else ():
                 compute[key] += out[key]
+        peaks = [out["train_peak_rss_mb"] for out in (cls, tag) if out is not None and "train_peak_rss_mb" in out]
+        if peaks:
+            compute["train_peak_rss_mb"] = max(peaks)
         if cls is not None and tag is not None:
             hits = sum(
                 p == g and pt == gt

@@ -20,13 +20,22 @@ __all__ = ["COMPUTE_COLUMNS", "compute_of", "compute_totals", "headline_row", "r
 COMPUTE_KEYS = ("train_steps", "train_tokens", "train_cpu_seconds", "train_seconds")
 COMPUTE_COLUMNS = {"train_steps": "train steps", "train_tokens": "train tokens", "train_cpu_seconds": "train CPU-s"}
 COMPUTE_COLUMNS["train_seconds"] = "train s"
+COMPUTE_COLUMNS["train_peak_rss_mb"] = "peak RSS MB"
+COMPUTE_COLUMNS["model_memory_mb"] = "model MB"
+# Summed over a family of models, except memory, which is the largest of theirs.
+_MAX_KEYS = ("train_peak_rss_mb", "model_memory_mb")
 # (metric key, column suffix) in table order; label fields are prefixed by "intent " for intent tasks.
 _LABEL_METRICS = (("accuracy", "acc"), ("accuracy_snapped", "acc (snapped)"))
 
 
 def compute_of(*infos: Mapping[str, Any]) -> dict[str, float]:
-    """Sum the compute keys (steps, tokens, CPU-s, wall s) of one or more trained models."""
-    return {key: sum(info.get(key) or 0 for info in infos) for key in COMPUTE_KEYS}
+    """Sum the compute keys (steps, tokens, CPU-s, wall s) of one or more trained models; the peak RSS is a max."""
+    out = {key: sum(info.get(key) or 0 for info in infos) for key in COMPUTE_KEYS}
+    for key in _MAX_KEYS:
+        values = [info[key] for info in infos if info.get(key) is not None]
+        if values:
+            out[key] = max(values)
+    return out
 
 
 def headline_row(model: str, results: Mapping[str, Mapping[str, Any]], compute: Mapping[str, Any]) -> dict:

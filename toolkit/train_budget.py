@@ -8,7 +8,10 @@ baselines together cost 2-3× as much, so every results row reports what it cost
 - ``per_model``: every baseline model trains the full budget (the setting of most papers, including Zhao et al.);
 - ``split_by_mixture``: the baseline models share the multi-task model's *total* steps in proportion to its task
   mixture (a joint task's share is halved between its intent model and its slot model);
-- ``split_evenly``: the models share the total steps evenly.
+- ``split_evenly``: the models share the total steps evenly;
+- ``match_task_rows``: equal *per-task* budget: every baseline model trains as many rows of its task as the
+  multi-task model saw of that task (mixture share × steps; both models of a joint task get the full share, so the
+  family costs more than the multi-task model when there is a joint task).
 
 In both split modes the steps of all baseline models of one family sum exactly to the multi-task model's steps
 (largest-remainder rounding, at least one step each).
@@ -17,27 +20,59 @@ In both split modes the steps of all baseline models of one family sum exactly t
 from __future__ import annotations
 
 import math
+import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-BASELINE_BUDGETS = ("per_model", "split_by_mixture", "split_evenly")
+BASELINE_BUDGETS = ("per_model", "split_by_mixture", "split_evenly", "match_task_rows")
 
 __all__ = ["BASELINE_BUDGETS", "ComputeMeter", "baseline_steps", "model_parts", "split_step_budget", "tokens_trained"]
 
 
 class ComputeMeter:
-    """``with ComputeMeter() as m: ...`` then ``m.wall_s`` and ``m.cpu_s`` (``time.process_time``: this process,
-    all threads; on a GPU run it is the host side only)."""
+    """``with ComputeMeter() as m: ...`` then ``m.wall_s``, ``m.cpu_s`` (``time.process_time``: this process,
+    all threads; on a GPU run it is the host side only) and ``m.peak_rss_mb``.
+
+    The peak is sampled from ``/proc/self/statm`` every ``interval`` seconds while the block runs (the process-wide
+    ``ru_maxrss`` would carry an earlier model's peak into every later one); elsewhere it falls back to
+    ``ru_maxrss``.
+    """
+
+    def __init__(self, interval: float = 0.05):
+        self.interval = interval
 
     def __enter__(self) -> ComputeMeter:
         self._t, self._c = time.perf_counter(), time.process_time()
         self.wall_s = self.cpu_s = 0.0
+        self.peak_rss_mb = _rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
         return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak_rss_mb = max(self.peak_rss_mb, _rss_mb())
 
     def __exit__(self, *exc) -> None:
         self.wall_s = time.perf_counter() - self._t
         self.cpu_s = time.process_time() - self._c
+        self._stop.set()
+        self._thread.join()
+        self.peak_rss_mb = max(self.peak_rss_mb, _rss_mb())
+
+
+def _rss_mb() -> float:
+    """Resident set size of this process in MB (``/proc``), or its lifetime peak where ``/proc`` is missing."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def tokens_trained(lengths: Sequence[int], rows_seen: int) -> int:
@@ -111,6 +146,8 @@ def baseline_steps(
     if mode == "split_evenly":
         return split_step_budget(total_steps, {name: 1.0 for name, _, _ in parts})
     if mixture is None:
-        raise ValueError("split_by_mixture needs the multi-task mixture probabilities")
+        raise ValueError(f"{mode} needs the multi-task mixture probabilities")
+    if mode == "match_task_rows":
+        return {name: max(1, round(total_steps * mixture[entry])) for name, _, entry in parts}
     per_entry = {entry: sum(e == entry for _, _, e in parts) for _, _, entry in parts}
     return split_step_budget(total_steps, {name: mixture[entry] / per_entry[entry] for name, _, entry in parts})

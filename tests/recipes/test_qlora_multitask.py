@@ -105,7 +105,7 @@ def test_qlora_multitask_end_to_end_4bit(tmp_path, tiny_llama_dir, tiny_bert_dir
 
     # Every model of the table is there, side by side, with the same task columns.
     results = (run / "results.md").read_text()
-    for model in ("multi-task QLoRA", "single-task LoRA: news:topic", "intent model + slot model", "encoder"):
+    for model in ("multi-task QLoRA", "single-task QLoRA: news:topic", "intent model + slot model", "encoder"):
         assert model in results
     header = results.splitlines()[0]
     for column in (

@@ -56,3 +56,16 @@ def test_tokens_trained_and_meter():
     with tb.ComputeMeter() as meter:
         sum(i * i for i in range(200_000))
     assert meter.cpu_s > 0 and meter.wall_s > 0
+
+
+def test_match_task_rows_gives_each_model_its_task_share_of_the_rows():
+    from types import SimpleNamespace
+
+    from toolkit.train_budget import baseline_steps
+
+    splits = [
+        SimpleNamespace(name="snips:intent_slots", task="intent_slots"),
+        SimpleNamespace(name="20ng:topic", task="topic"),
+    ]
+    steps = baseline_steps("match_task_rows", 100, splits, {"snips:intent_slots": 0.6, "20ng:topic": 0.4})
+    assert steps == {"snips:intent": 60, "snips:slots": 60, "20ng:topic": 40}
