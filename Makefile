@@ -43,3 +43,8 @@ results-step-by-step:
 # LoRA) into results/qlora_multitask/; resumable (finished runs are skipped).
 results-multitask:
 	$(PY) recipes/results_multitask.py
+
+# Every LLMEmbed table (SST-2, AG News, R8: fused / LLM-only / last layer / encoder-only / last-token pooling vs a
+# fine-tuned MiniLM, with extraction / head / inference CPU) into results/llmembed/; resumable (embedding cache).
+results-llmembed:
+	$(PY) recipes/results_llmembed.py

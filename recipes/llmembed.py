@@ -87,7 +87,9 @@ class LLMEmbedArguments:
         for v in self.variants:
             if v not in le.VARIANTS:
                 raise ValueError(f"unknown variant {v!r}; expected {le.VARIANTS}")
-        if not self.encoder_model and any(v in ("llmembed", "encoder_only") for v in self.variants):
+        if not self.encoder_model and any(
+            v in ("llmembed", "encoder_only", "llmembed_last_token") for v in self.variants
+        ):
             raise ValueError("variants llmembed/encoder_only need encoder_model")
         for p in (self.llm_pooling, self.encoder_pooling):
             if p not in le.POOLING_CHOICES:
@@ -233,27 +235,34 @@ def main(data_args, model_args, base_args, run_args):
     # ---- Extract ----
     cache = model_args.cache_dir or str(toolkit_cache() / "llmembed")
     sources = {"llm": (model_args.llm_model, model_args.llm_layers, model_args.llm_pooling)}
+    if "llmembed_last_token" in model_args.variants:  # pooling ablation: same forward passes, last real token
+        sources["llm_last"] = (model_args.llm_model, model_args.llm_layers, "last")
     if model_args.encoder_model:
         sources["encoder"] = (model_args.encoder_model, [-1], model_args.encoder_pooling)
     feats, extract_cost, params = {}, {}, {}
-    for name, (model, layers, pooling) in sources.items():
-        spec = le.ExtractionSpec(model, list(layers), pooling, model_args.max_length, model_args.extract_batch_size)
+    for group in (["llm", "llm_last"], ["encoder"]):
+        group = [g for g in group if g in sources]
+        if not group:
+            continue
+        specs = [
+            le.ExtractionSpec(sources[g][0], list(sources[g][1]), sources[g][2], model_args.max_length,
+                              model_args.extract_batch_size)
+            for g in group
+        ]  # fmt: skip
         loaded: dict = {}
 
-        def lazy(spec=spec, loaded=loaded):  # load the backbone once, only on a cache miss
+        def lazy(model=specs[0].model, loaded=loaded):  # load the backbone once, only on a cache miss
             if "bb" not in loaded:
-                loaded["bb"] = le.load_backbone(spec.model, padding_side="right")
+                loaded["bb"] = le.load_backbone(model, padding_side="right")
             return loaded["bb"]
 
-        parts = [le.get_or_extract(spec, texts, cache, backbone=lazy) for texts, _ in (train, val, test)]
-        feats[name] = [p[0] for p in parts]
-        costs = [le.Cost(p[1]["extract_wall_s"], p[1]["extract_cpu_s"]) for p in parts]
-        extract_cost[name] = {
-            "train": costs[0] + costs[1],
-            "test": costs[2],
-            "cached": all(p[1]["cache_hit"] for p in parts),
-        }
-        params[name] = le.checkpoint_num_params(model)
+        parts = [le.get_or_extract_many(specs, texts, cache, backbone=lazy) for texts, _ in (train, val, test)]
+        for j, name in enumerate(group):
+            feats[name] = [p[j][0] for p in parts]
+            costs = [le.Cost(p[j][1]["extract_wall_s"], p[j][1]["extract_cpu_s"]) for p in parts]
+            cached = all(p[j][1]["cache_hit"] for p in parts)
+            extract_cost[name] = {"train": costs[0] + costs[1], "test": costs[2], "cached": cached}
+            params[name] = le.checkpoint_num_params(sources[name][0])
 
     # ---- Train / Evaluate: LLMEmbed and ablations ----
     results, predictions, best_head = [], {}, None
@@ -279,8 +288,14 @@ def main(data_args, model_args, base_args, run_args):
             write_history(hist["history"], out / "runs" / variant)
         with le.CostMeter() as infer_m:
             preds = le.predict_logits(head, te).argmax(-1).tolist()
-        used = ["encoder"] if variant == "encoder_only" else (["llm", "encoder"] if variant == "llmembed" else ["llm"])
-        train_cost = train_m.cost + sum((extract_cost[s]["train"] for s in used), le.Cost())
+        used = {
+            "encoder_only": ["encoder"],
+            "llmembed": ["llm", "encoder"],
+            "llmembed_last_token": ["llm_last", "encoder"],
+        }
+        used = used.get(variant, ["llm"])
+        extract_train = sum((extract_cost[s]["train"] for s in used), le.Cost())
+        train_cost = train_m.cost + extract_train
         infer_cost = infer_m.cost + sum((extract_cost[s]["test"] for s in used), le.Cost())
         predictions[variant] = [names[p] for p in preds]
         n_head = le.count_parameters(head)
@@ -288,7 +303,7 @@ def main(data_args, model_args, base_args, run_args):
         cached = all(extract_cost[s]["cached"] for s in used)
         results.append(
             MethodResult(variant, preds, train_cost, infer_cost, len(train[0]), n_head, infer_params,
-                         extra={"best_epoch": hist["best_epoch"], "features_cached": cached})
+                         extract_train, extra={"best_epoch": hist["best_epoch"], "features_cached": cached})
         )  # fmt: skip
         if variant == "llmembed" or best_head is None:
             best_head = (variant, head, hist)

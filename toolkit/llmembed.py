@@ -39,7 +39,7 @@ from toolkit.backbone_inputs import forward_params, model_inputs
 logger = logging.getLogger(__name__)
 
 POOLING_CHOICES = ("mean", "last")
-VARIANTS = ("llmembed", "llm_only", "last_layer_only", "encoder_only")
+VARIANTS = ("llmembed", "llm_only", "last_layer_only", "encoder_only", "llmembed_last_token")
 # Rough power draw of one fully busy CPU core, used to turn CPU-seconds into an energy estimate. Server parts
 # sit around 4-8 W per core at TDP (e.g. 250 W / 64 cores), desktop parts 10-15 W (125 W / 8 cores); 10 W is a
 # middle-of-the-road figure. It is an estimate, not a measurement: override it for your hardware.
@@ -179,12 +179,15 @@ def extract_embeddings(
     texts: Sequence[str],
     *,
     layers: Sequence[int],
-    pooling: str = "mean",
+    pooling: str | Sequence[str] = "mean",
     max_length: int = 128,
     batch_size: int = 16,
     show_progress: bool = True,
 ):
     """Pooled hidden states of ``layers`` for every text, from one forward pass per batch.
+
+    ``pooling`` may be a list (e.g. ``["mean", "last"]``): the features are then a ``{pooling: tensor}`` dict, all
+    from the same forward passes (a pooling ablation costs no second pass through the LLM).
 
     Args:
         model: A bare backbone (see :func:`load_backbone`); any model returning ``hidden_states``.
@@ -206,7 +209,8 @@ def extract_embeddings(
     idx = resolve_layers(layers, model.config.num_hidden_layers)
     device = next(model.parameters()).device
     hidden_size = model.config.hidden_size
-    out = torch.empty(len(texts), len(idx), hidden_size, dtype=torch.float32)
+    poolings = [pooling] if isinstance(pooling, str) else list(pooling)
+    outs = {p: torch.empty(len(texts), len(idx), hidden_size, dtype=torch.float32) for p in poolings}
     n_tokens = 0
     bar = tqdm(total=len(texts), desc="extract", unit="text", disable=not show_progress)
     params = forward_params(model)
@@ -220,12 +224,12 @@ def extract_embeddings(
                     f"got {len(hidden_states)}"
                 )
             mask = inputs["attention_mask"]
-            pooled = torch.stack([pool_hidden(hidden_states[i], mask, pooling) for i in idx], dim=1)
-            out[torch.tensor(rows)] = pooled.cpu()
+            for p, out in outs.items():
+                out[torch.tensor(rows)] = torch.stack([pool_hidden(hidden_states[i], mask, p) for i in idx], 1).cpu()
             n_tokens += int(mask.sum())
             bar.update(len(rows))
     bar.close()
-    return out, n_tokens
+    return (outs[pooling] if isinstance(pooling, str) else outs), n_tokens
 
 
 def bare_forward(model, tokenizer, texts: Sequence[str], *, max_length: int = 128, batch_size: int = 16) -> int:
@@ -323,38 +327,57 @@ def get_or_extract(
         ``extract_cpu_s``, ``load_wall_s``): on a hit these are the *original* costs, so reports can still
         charge a method for its features.
     """
+    return get_or_extract_many(
+        [spec], texts, cache_dir, device=device, backbone=backbone, show_progress=show_progress
+    )[0]
+
+
+def get_or_extract_many(
+    specs: Sequence[ExtractionSpec],
+    texts: Sequence[str],
+    cache_dir: str | os.PathLike | None,
+    *,
+    device: str | None = None,
+    backbone: tuple | None = None,
+    show_progress: bool = True,
+) -> list[tuple]:
+    """:func:`get_or_extract` for specs that differ only in pooling: the cache misses share one extraction pass.
+
+    Each entry is cached under its own spec and charged the whole pass (what it would cost alone).
+    """
     from safetensors.torch import load_file, save_file
 
-    path = None
-    if cache_dir is not None:
-        path = _cache_path(cache_dir, spec, cache_key(spec, texts_fingerprint(texts)))
+    if len({(s.model, tuple(s.layers), s.max_length, s.batch_size) for s in specs}) != 1:
+        raise ValueError("get_or_extract_many: the specs may differ only in pooling")
+    results: dict[int, tuple] = {}
+    paths = {}
+    for i, spec in enumerate(specs):
+        if cache_dir is None:
+            continue
+        paths[i] = path = _cache_path(cache_dir, spec, cache_key(spec, texts_fingerprint(texts)))
         if path.exists():
             from safetensors import safe_open
 
             with safe_open(str(path), framework="pt") as fh:
                 meta = json.loads(fh.metadata()["info"])
-            feats = load_file(str(path))["features"]
             logger.info("Embedding cache hit: %s (%d texts)", path.name, len(texts))
-            return feats, {**meta, "cache_hit": True, "path": str(path)}
+            results[i] = (load_file(str(path))["features"], {**meta, "cache_hit": True, "path": str(path)})
+    missing = [i for i in range(len(specs)) if i not in results]
+    if not missing:
+        return [results[i] for i in range(len(specs))]
     t0, c0 = time.perf_counter(), time.process_time()
     if backbone is None:
-        backbone = load_backbone(spec.model, device=device)
+        backbone = load_backbone(specs[0].model, device=device)
     elif callable(backbone):
         backbone = backbone()
     load_wall = time.perf_counter() - t0
     t1, c1 = time.perf_counter(), time.process_time()
+    spec0 = specs[missing[0]]
     feats, n_tokens = extract_embeddings(
-        backbone[0],
-        backbone[1],
-        texts,
-        layers=spec.layers,
-        pooling=spec.pooling,
-        max_length=spec.max_length,
-        batch_size=spec.batch_size,
-        show_progress=show_progress,
-    )
-    info = {
-        "spec": asdict(spec),
+        backbone[0], backbone[1], texts, layers=spec0.layers, pooling=[specs[i].pooling for i in missing],
+        max_length=spec0.max_length, batch_size=spec0.batch_size, show_progress=show_progress,
+    )  # fmt: skip
+    cost = {
         "n_texts": len(texts),
         "n_tokens": n_tokens,
         "load_wall_s": load_wall,
@@ -364,18 +387,19 @@ def get_or_extract(
     }
     logger.info(
         "Extracted %s layers %s for %d texts (%d tokens) in %.1f s",
-        spec.model,
-        spec.layers,
-        len(texts),
-        n_tokens,
-        info["extract_wall_s"],
-    )
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        save_file({"features": feats.contiguous()}, str(tmp), metadata={"info": json.dumps(info)})
-        os.replace(tmp, path)  # atomic: a killed run never leaves a truncated entry under the real name
-    return feats, {**info, "cache_hit": False, "path": str(path) if path else None}
+        spec0.model, spec0.layers, len(texts), n_tokens, cost["extract_wall_s"],
+    )  # fmt: skip
+    for i in missing:
+        info = {"spec": asdict(specs[i]), **cost}
+        feat = feats[specs[i].pooling]
+        path = paths.get(i)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp-{os.getpid()}")
+            save_file({"features": feat.contiguous()}, str(tmp), metadata={"info": json.dumps(info)})
+            os.replace(tmp, path)  # atomic: a killed run never leaves a truncated entry under the real name
+        results[i] = (feat, {**info, "cache_hit": False, "path": str(path) if path else None})
+    return [results[i] for i in range(len(specs))]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -419,9 +443,11 @@ def select_views(features: dict, variant: str) -> tuple[list, list[int]]:
     """Pick the views (one [N, d] tensor each) and the mean group for an LLMEmbed variant or ablation.
 
     Args:
-        features: ``{"llm": [N, L, H], "encoder": [N, 1, H']}`` (either may be missing).
+        features: ``{"llm": [N, L, H], "encoder": [N, 1, H'], "llm_last": [N, L, H]}`` (any may be missing;
+            ``llm_last`` = last-token pooled LLM states).
         variant: ``llmembed`` (every LLM layer + encoder, mean over LLM layers), ``llm_only``,
-            ``last_layer_only`` (last entry of the LLM layer list) or ``encoder_only``.
+            ``last_layer_only`` (last entry of the LLM layer list), ``encoder_only`` or ``llmembed_last_token``
+            (``llmembed`` on ``llm_last``).
 
     Returns:
         ``(views, mean_group)``: the view tensors and the indices of the views averaged into the "layer mean".
@@ -429,6 +455,8 @@ def select_views(features: dict, variant: str) -> tuple[list, list[int]]:
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     llm, enc = features.get("llm"), features.get("encoder")
+    if variant == "llmembed_last_token":  # the fused model on last-token instead of mean-pooled LLM states
+        llm, variant = features.get("llm_last"), "llmembed"
     need_llm = variant != "encoder_only"
     need_enc = variant in ("llmembed", "encoder_only")
     if need_llm and llm is None:

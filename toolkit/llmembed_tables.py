@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 from toolkit.llmembed import DEFAULT_WATTS_PER_CORE, Cost
 
-ALL_COLUMNS = ["method", "n_train", "n_test", "accuracy", "macro_f1", "invalid", "train_s", "infer_s",
-               "infer_ms_per_ex", "infer_cpu_ms_per_ex", "cpu_s", "energy_wh", "trainable_params",
-               "inference_params", "features_cached"]  # fmt: skip
+ALL_COLUMNS = ["method", "n_train", "n_test", "accuracy", "macro_f1", "invalid", "extract_cpu_s", "head_cpu_s",
+               "train_cpu_s", "infer_cpu_s_per_1k", "train_s", "infer_s", "infer_ms_per_ex", "infer_cpu_ms_per_ex",
+               "cpu_s", "energy_wh", "trainable_params", "inference_params", "features_cached"]  # fmt: skip
 # Totals over the rows a method scored: not comparable on a subset, so dropped there.
 _TOTALS = ("infer_s", "cpu_s", "energy_wh")
 SUBSET_COLUMNS = [c for c in ALL_COLUMNS if c not in _TOTALS]
@@ -36,6 +36,8 @@ class MethodResult:
         method: Row name.
         pred_ids: Predicted label ids for the first ``len(pred_ids)`` test rows (``-1`` = invalid output).
         train_cost: Cost of training (feature extraction included).
+        extract_cost: The feature-extraction part of ``train_cost`` (train + validation rows; zero for methods
+            that train end to end).
         infer_cost: Cost of predicting the ``len(pred_ids)`` rows.
         n_train: Training examples (demonstrations for a prompted method).
         trainable_params: Parameters trained.
@@ -50,6 +52,7 @@ class MethodResult:
     n_train: int
     trainable_params: int | None = None
     inference_params: int | None = None
+    extract_cost: Cost = field(default_factory=Cost)
     extra: dict = field(default_factory=dict)
 
 
@@ -61,7 +64,8 @@ def score_row(
     When fewer rows than ``result`` predicted are scored, the inference cost is charged pro rata, so the
     per-example columns keep the measured rate.
     """
-    from toolkit.metrics import accuracy, macro_f1
+    from toolkit.label_scoring import label_scores
+    from toolkit.metrics import accuracy
 
     n = len(gold_ids)
     if len(result.pred_ids) < n:
@@ -74,7 +78,13 @@ def score_row(
     total = result.train_cost + infer
     return {
         "method": result.method, "n_train": result.n_train, "n_test": n, "accuracy": accuracy(preds, golds),
-        "macro_f1": macro_f1(preds, golds), "invalid": sum(p < 0 for p in pred_ids),
+        # One macro-F1 for every recipe: over the training label set, invalid answers count as wrong.
+        "macro_f1": label_scores([p if p >= 0 else None for p in pred_ids], list(gold_ids), range(len(names)))[
+            "macro_f1"
+        ],
+        "invalid": sum(p < 0 for p in pred_ids), "extract_cpu_s": result.extract_cost.cpu_s,
+        "head_cpu_s": result.train_cost.cpu_s - result.extract_cost.cpu_s, "train_cpu_s": result.train_cost.cpu_s,
+        "infer_cpu_s_per_1k": 1000 * infer.cpu_s / max(n, 1),
         "train_s": result.train_cost.wall_s, "infer_s": infer.wall_s,
         "infer_ms_per_ex": 1000 * infer.wall_s / max(n, 1), "infer_cpu_ms_per_ex": 1000 * infer.cpu_s / max(n, 1),
         "cpu_s": total.cpu_s, "energy_wh": total.energy_wh(watts_per_core),

@@ -54,7 +54,8 @@ def test_recipe_end_to_end_cache_and_push(toy_data, tiny_llama_dir, tiny_bert_di
         *recipe.make_parser().parse_args_and_config(_args(toy_data, out, cache, tiny_llama_dir, tiny_bert_dir, *push))
     )
 
-    methods = {"llmembed", "llm_only", "last_layer_only", "encoder_only", "finetuned_encoder", "few_shot_prompt"}
+    methods = {"llmembed", "llm_only", "last_layer_only", "encoder_only", "llmembed_last_token", "finetuned_encoder"}
+    methods |= {"few_shot_prompt"}
     # Every row of a table is scored on the same test rows: the prompt covered the first 6 of 20 rows, so it is
     # not in the all-rows table, and a second table scores every method on those 6 rows.
     assert {len({r["n_test"] for r in t["rows"]}) for t in metrics["tables"].values()} == {1}
@@ -71,6 +72,13 @@ def test_recipe_end_to_end_cache_and_push(toy_data, tiny_llama_dir, tiny_bert_di
         assert row["energy_wh"] == pytest.approx(row["cpu_s"] * 10.0 / 3600)
     # The toy problem is separable by bag of words: the LLMEmbed head must beat chance clearly.
     assert rows["llmembed"]["accuracy"] >= 0.8
+    # Cost columns: extraction + head = training CPU; the pooling ablation shares the LLM's forward passes.
+    for name in ("llmembed", "llmembed_last_token", "llm_only"):
+        row = rows[name]
+        assert row["extract_cpu_s"] > 0 and row["head_cpu_s"] > 0 and row["infer_cpu_s_per_1k"] > 0, name
+        assert row["train_cpu_s"] == pytest.approx(row["extract_cpu_s"] + row["head_cpu_s"])
+    assert rows["finetuned_encoder"]["extract_cpu_s"] == 0 and rows["finetuned_encoder"]["head_cpu_s"] > 0
+    assert metrics["extraction"]["llm_last"]["train"] == metrics["extraction"]["llm"]["train"]
     # The rendered tables say which rows they score, and each has one n_test value.
     sections = (out / "results.md").read_text().split("### ")[1:]
     assert [s.splitlines()[0] for s in sections][0] == "All 20 test rows" and len(sections) == 2

@@ -90,7 +90,7 @@ def test_llmembed_head_curves_per_variant(toy_data, tiny_llama_dir, tiny_bert_di
     argv += ["--epochs", "5", "--patience", "5", "--run_few_shot", "false", "--report_to", "tensorboard"]
     metrics = recipe.main(*recipe.make_parser().parse_args_and_config(argv))
 
-    variants = ("llmembed", "llm_only", "last_layer_only", "encoder_only")
+    variants = ("llmembed", "llm_only", "last_layer_only", "encoder_only", "llmembed_last_token")
     assert {d.name for d in (out / "runs").iterdir()} == set(variants)
     for variant in variants:
         scalars = _scalars(out / "runs" / variant)
