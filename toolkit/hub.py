@@ -66,25 +66,6 @@ TASK_TYPES = {
     "qa": "question-answering",
 }
 
-RECIPE_DESCRIPTIONS = {
-    "lmcor": (
-        "LMCor corrector: a small model trained to read the input together with several candidate outputs "
-        "sampled from the teacher LLM and to write one corrected output (Vernikos et al., 2024)."
-    ),
-    "step_by_step": (
-        "Distilling step-by-step: the student is trained multi-task on the gold/teacher label and on the "
-        "teacher's chain-of-thought rationale, with task prefixes (Hsieh et al., 2023)."
-    ),
-    "qlora_multitask": (
-        "QLoRA multi-task fine-tuning: LoRA adapters on a 4-bit NF4-quantised base model, trained on an "
-        "instruction mixture of classification, intent and slot-filling tasks."
-    ),
-    "llmembed": (
-        "LLMEmbed: hidden states pooled from several layers of small LLMs are fused and fed to a light "
-        "classifier; the backbones stay frozen."
-    ),
-}
-
 _SPLIT_NAMES = {"train", "validation", "dev", "eval", "test"}
 _HPARAM_KEYS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size", "seed")
 _HPARAM_KEYS += ("gradient_accumulation_steps", "lr_scheduler_type", "warmup_ratio", "weight_decay", "alpha")
@@ -291,6 +272,7 @@ def render_model_card(
     extra_sections: dict[str, str] | None = None,
     library_name: str | None = "transformers",
     summary: str | None = None,
+    description: str | None = None,
 ) -> str:
     """Render a Hub model card (README.md text) for a distilled student.
 
@@ -309,6 +291,8 @@ def render_model_card(
         extra_sections: ``{heading: markdown}`` appended after the standard sections.
         library_name: ``library_name`` metadata (``"peft"`` for adapters).
         summary: Custom first paragraph; a default one is written from the other fields.
+        description: How the recipe trains (the paper's method in a sentence or two), from the recipe itself: the
+            library knows no recipe names.
 
     Returns:
         The card text: YAML front matter then markdown sections.
@@ -358,7 +342,7 @@ def render_model_card(
         summary = f"**{model_name}** is a small student model for *{task}*, trained with the `{recipe}` recipe"
         summary += f" of distill-toolkit from `{base_model}`" if base_model else " of distill-toolkit"
         summary += f", distilled from the teacher `{teacher}`." if teacher else "."
-    training = RECIPE_DESCRIPTIONS.get(recipe, f"Recipe `{recipe}`.")
+    training = description or f"Recipe `{recipe}`."
     if datasets:
         training += "\n\nTraining / evaluation data: " + ", ".join(f"`{d}`" for d in datasets) + "."
     if training_config:

@@ -1,0 +1,1 @@
+"""Baselines every recipe compares against: a fine-tuned encoder, few-shot prompting."""
