@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.configs import is_secret_key
+from toolkit.lineage import Lineage
 from toolkit.report_html import (
     REPORT_NAME,
     cell_text,
@@ -103,15 +104,13 @@ def write_data_gen_report(
         summary: The job's ``summary.json`` dict (``toolkit.generation`` counts plus job statistics).
         rows: Generated rows (the first ``max_samples`` are shown, candidates / rationales side by side).
         failures: ``failures.jsonl`` rows (the first ``max_failures`` are listed).
-        lineage: ``toolkit.hub.Lineage`` or dict; default collected from ``rows``.
+        lineage: ``toolkit.lineage.Lineage`` or dict; default collected from ``rows``.
         config: The job's configs (redacted before rendering).
         command: Command line; default ``sys.argv``.
         label_column: Gold label column shown next to a rationale's teacher label.
         name: File name of the page.
     """
     if lineage is None and rows:
-        from toolkit.hub import Lineage
-
         lineage = Lineage.from_generated(list(rows), generated_dataset=str(out_dir))
     scalars = {k: v for k, v in summary.items() if not isinstance(v, (dict, list)) and not is_secret_key(k)}
     headline = [(k, cell_text(scalars.pop(k))) for k in _HEADLINE if k in scalars]

@@ -226,7 +226,7 @@ def _figures(images: Sequence[str | os.PathLike | tuple[str, str | os.PathLike]]
 
 
 def lineage_stages(lineage: Any, student: bool = True) -> list[dict]:
-    """Teacher -> data (-> student) boxes from a ``toolkit.hub.Lineage`` or a dict (secrets redacted)."""
+    """Teacher -> data (-> student) boxes from a ``toolkit.lineage.Lineage`` or a dict (secrets redacted)."""
     if lineage is None:
         return []
     data = lineage.to_dict() if hasattr(lineage, "to_dict") else redact(dict(lineage))
@@ -357,7 +357,7 @@ def write_run_report(
             "student": text, "student_name", "references": list | str, "extra": {field: value}}``.
         total_rows: How many test rows the samples were taken from (shown as "N of M").
         diff: Mark each output's word edits against the source (GEC).
-        lineage: ``toolkit.hub.Lineage`` or dict (teacher -> data -> student).
+        lineage: ``toolkit.lineage.Lineage`` or dict (teacher -> data -> student).
         command: The command line; default ``sys.argv``. Secret flag values are redacted.
         config: Run configs (redacted before rendering).
         notes: Short paragraphs shown under the title.

@@ -1,4 +1,4 @@
-"""Tests for toolkit.hub: cards with lineage, redaction, and pushing to the fake Hub (tests/fakes/hub_server.py)."""
+"""Tests for toolkit.cards / toolkit.lineage / toolkit.hub: cards with lineage, redaction, and pushing to the fake Hub (tests/fakes/hub_server.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from huggingface_hub import DatasetCard, HfApi, ModelCard, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
 
-from toolkit import hub
-from toolkit.hub import Lineage
+from toolkit import cards, hub
+from toolkit.lineage import Lineage
 
 SECRET_KEY = "sk-live-abcdef1234567890"
 SECRET_HF = "hf_SeCrEtToKeN0987654321"
@@ -50,7 +50,7 @@ def _model_card(**overrides) -> str:
         extra_sections={"Limitations": "English only."},
     )
     kwargs.update(overrides)
-    return hub.render_model_card(**kwargs)
+    return cards.render_model_card(**kwargs)
 
 
 def _safetensors_bytes() -> bytes:
@@ -127,7 +127,7 @@ def test_local_base_model_kept_out_of_metadata(tmp_path):
 
 
 def test_dataset_card_parses():
-    text = hub.render_dataset_card(
+    text = cards.render_dataset_card(
         name="JFLEG candidates (gpt-4o-mini)",
         description="Four teacher candidates per JFLEG sentence.",
         lineage=_lineage(),
@@ -190,7 +190,7 @@ def test_lineage_from_hf_dataset():
 def _run_folder(tmp_path, card_text: str):
     folder = tmp_path / "run"
     folder.mkdir()
-    hub.save_card(folder, card_text)
+    cards.save_card(folder, card_text)
     (folder / "model.safetensors").write_bytes(_safetensors_bytes())
     (folder / "metrics.json").write_text(json.dumps({"gleu": 61.2}, indent=2))
     ckpt = folder / "checkpoint-500"
@@ -205,7 +205,7 @@ def test_push_folder_roundtrip(fake_hub, tmp_path, repo_type):
     card = (
         _model_card()
         if repo_type == "model"
-        else hub.render_dataset_card(
+        else cards.render_dataset_card(
             name="gen", description="d", lineage=_lineage(), num_rows=3, columns=["a"], stats={}
         )
     )
@@ -304,14 +304,6 @@ def test_push_rejects_broken_card(fake_hub, tmp_path):
     with pytest.raises(ValueError):
         hub.push_to_hub(folder, "fake-user/bad", token=fake_hub.token)
     assert fake_hub.requests == []
-
-
-def test_fake_hub_validates_model_index(fake_hub):
-    api = HfApi(token=fake_hub.token)
-    bad = "---\nmodel-index:\n- name: x\n  results:\n  - metrics:\n    - type: acc\n---\n"
-    with pytest.raises(ValueError, match="task.type"):
-        api._validate_yaml(bad, repo_type="model")
-    assert api.whoami()["name"] == "fake-user"
 
 
 def test_metric_result_objects_use_their_score():
