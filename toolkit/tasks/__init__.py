@@ -2,7 +2,7 @@
 
 ``toolkit.tasks.load(name, split=None, data_dir=None)`` is the single entry point recipes use: a registry
 name (``"jfleg"``, ``"wmt22_ende"``, ``"sst2"``, ``"palm_cqa"`` ...), a local file / ``save_to_disk``
-folder, or a Hub id. Submodules import ``datasets`` inside functions, so importing this package is cheap.
+folder, or a Hub id. ``datasets`` is imported at module top (a hard dependency); torch is never imported here.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from datasets import DatasetDict
 
 from toolkit.tasks.base import DataFormatError, data_root, deterministic_split, load_local, read_lines
 
@@ -113,8 +115,6 @@ def load(name: str, split: str | None = None, data_dir: str | os.PathLike | None
         return loader(split=s, **call_kwargs) if spec.split_arg else loader(**call_kwargs)
 
     if split is None:
-        from datasets import DatasetDict
-
         return DatasetDict({s: _one(s) for s in spec.splits})
     if split not in spec.splits:
         raise ValueError(f"task {key!r} has no split {split!r} (available: {', '.join(spec.splits)})")

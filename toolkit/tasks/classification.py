@@ -13,12 +13,10 @@ import os
 import re
 import tarfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from datasets import ClassLabel, Dataset, Features, Value
 
 from toolkit.tasks.base import DataFormatError, data_root, read_delimited_numbered, read_lines, require_file
-
-if TYPE_CHECKING:  # pragma: no cover
-    from datasets import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +28,6 @@ NG20_SPLITS = {"train": "20news-bydate-train", "test": "20news-bydate-test"}
 
 
 def _make_dataset(texts: list[str], labels: list[int], names: list[str]) -> Dataset:
-    from datasets import ClassLabel, Dataset, Features, Value
-
     features = Features({"text": Value("string"), "label": ClassLabel(names=list(names))})
     return Dataset.from_dict({"text": texts, "label": labels}, features=features)
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING
+
+from datasets import Dataset
 
 from toolkit.tasks.base import DataFormatError, data_root, read_delimited_numbered
-
-if TYPE_CHECKING:  # pragma: no cover
-    from datasets import Dataset
 
 E2E_FILES = {"dev": "devset.csv", "test": "testset_w_refs.csv"}
 _ATTRIBUTE = re.compile(r"\s*([^\[\],]+?)\s*\[([^\]]*)\]\s*")
@@ -50,8 +48,6 @@ def load_e2e(split: str = "dev", data_dir: str | os.PathLike | None = None) -> D
     Raises:
         DataFormatError: Missing ``mr``/``ref`` columns, or an empty MR or reference (file + line).
     """
-    from datasets import Dataset
-
     if split not in E2E_FILES:
         raise ValueError(f"E2E split must be one of {tuple(E2E_FILES)}, got {split!r}")
     path = data_root(data_dir) / "e2e_nlg" / E2E_FILES[split]

@@ -7,12 +7,10 @@ so recipes split dev deterministically (:func:`toolkit.tasks.base.deterministic_
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+
+from datasets import Dataset
 
 from toolkit.tasks.base import data_root, read_aligned
-
-if TYPE_CHECKING:  # pragma: no cover
-    from datasets import Dataset
 
 JFLEG_SPLITS = ("dev",)
 N_JFLEG_REFS = 4
@@ -37,8 +35,6 @@ def load_jfleg(split: str = "dev", data_dir: str | os.PathLike | None = None, sp
         ValueError: Unknown split.
         DataFormatError: The source and reference files are not line-aligned.
     """
-    from datasets import Dataset
-
     if split not in JFLEG_SPLITS:
         raise ValueError(f"JFLEG split {split!r} not available here (have: {', '.join(JFLEG_SPLITS)})")
     folder = data_root(data_dir) / "jfleg" / split

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING
+
+from datasets import Dataset, DatasetDict
 
 from toolkit.tasks.base import (
     DataFormatError,
@@ -18,9 +19,6 @@ from toolkit.tasks.base import (
     read_jsonl_numbered,
     require_file,
 )
-
-if TYPE_CHECKING:  # pragma: no cover
-    from datasets import Dataset, DatasetDict
 
 SNIPS_SPLITS = ("train", "valid", "test")
 SLURP_SPLITS = ("devel",)
@@ -37,8 +35,6 @@ def load_snips(split: str = "train", data_dir: str | os.PathLike | None = None) 
     Raises:
         DataFormatError: Files not line-aligned, or a line whose token and tag counts differ (file + line).
     """
-    from datasets import Dataset
-
     if split not in SNIPS_SPLITS:
         raise ValueError(f"SNIPS split must be one of {SNIPS_SPLITS}, got {split!r}")
     folder = data_root(data_dir) / "snips" / split
@@ -137,8 +133,6 @@ def load_slurp(split: str = "devel", data_dir: str | os.PathLike | None = None) 
         return split_slurp(load_slurp("devel", data_dir))[split]
     if split not in SLURP_SPLITS:
         raise ValueError(f"SLURP split must be one of {SLURP_SPLITS + SLURP_DERIVED_SPLITS}, got {split!r}")
-    from datasets import Dataset
-
     path = require_file(data_root(data_dir) / "slurp" / f"{split}.jsonl")
     rows = []
     for lineno, raw in read_jsonl_numbered(path):

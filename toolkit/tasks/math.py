@@ -13,12 +13,10 @@ import math as _math
 import operator
 import os
 import re
-from typing import TYPE_CHECKING
+
+from datasets import Dataset
 
 from toolkit.tasks.base import DataFormatError, data_root, read_json_list, read_jsonl_numbered, require_file
-
-if TYPE_CHECKING:  # pragma: no cover
-    from datasets import Dataset
 
 SVAMP_PALM_SPLITS = ("train", "test")
 
@@ -164,8 +162,6 @@ def load_svamp(
     Raises:
         DataFormatError: A row lacks a field or its equation does not evaluate (names file and line/item).
     """
-    from datasets import Dataset
-
     root = data_root(data_dir)
     rows = []
     if source == "palm":

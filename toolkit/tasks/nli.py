@@ -9,12 +9,10 @@ the tests).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+
+from datasets import Dataset
 
 from toolkit.tasks.base import DataFormatError, data_root, read_aligned, read_jsonl_numbered, require_file
-
-if TYPE_CHECKING:  # pragma: no cover
-    from datasets import Dataset
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 ESNLI_SPLITS = ("dev", "test")
@@ -47,8 +45,6 @@ def load_esnli(split: str = "dev", data_dir: str | os.PathLike | None = None, so
         ValueError: Unknown split or source.
         DataFormatError: Misaligned files or an unknown label (file + line).
     """
-    from datasets import Dataset
-
     if split not in _ESNLI_FILE_SPLIT:
         raise ValueError(f"e-SNLI split must be one of dev/valid/test, got {split!r}")
     esnli_split, palm_split = _ESNLI_FILE_SPLIT[split]
@@ -96,8 +92,6 @@ def load_anli1(split: str = "valid", data_dir: str | os.PathLike | None = None) 
     Raises:
         DataFormatError: A row lacks a field or has an unknown label (file + line).
     """
-    from datasets import Dataset
-
     split = "valid" if split == "dev" else split
     if split not in ANLI1_SPLITS:
         raise ValueError(f"ANLI R1 split must be one of {ANLI1_SPLITS}, got {split!r}")

@@ -20,15 +20,14 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from datasets import Dataset, Value
 
 from toolkit.tasks.base import DataFormatError, data_root, read_json_list
 from toolkit.tasks.math import format_number, parse_number
 from toolkit.tasks.nli import NLI_LABELS, format_nli_input
 from toolkit.tasks.qa import CHOICE_LETTERS, format_cqa_input
-
-if TYPE_CHECKING:  # pragma: no cover
-    from datasets import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +237,5 @@ def load_palm(task: str, split: str, data_dir: str | os.PathLike | None = None) 
     inputs = inputs.add_column("input", [format_input(task, row) for row in inputs])
     inputs = inputs.add_column("teacher_completion", completions)
     inputs = inputs.add_column("rationale", [r for r, _ in parsed])
-    from datasets import Value
-
     inputs = inputs.add_column("teacher_label", [lab for _, lab in parsed], feature=Value("string"))
     return inputs.add_column("parse_ok", [lab is not None for _, lab in parsed])

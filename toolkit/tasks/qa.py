@@ -8,12 +8,10 @@ rationales refer to choices by those letters.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+
+from datasets import Dataset
 
 from toolkit.tasks.base import DataFormatError, data_root, read_jsonl_numbered, require_file
-
-if TYPE_CHECKING:  # pragma: no cover
-    from datasets import Dataset
 
 CQA_SPLITS = ("train", "test")
 CHOICE_LETTERS = "abcdefghij"
@@ -32,8 +30,6 @@ def load_cqa(split: str = "train", data_dir: str | os.PathLike | None = None) ->
     Raises:
         DataFormatError: A row lacks a field, or its answer is not one of its choices (file + line).
     """
-    from datasets import Dataset
-
     path = cqa_path(split, data_dir)
     rows = []
     for lineno, raw in read_jsonl_numbered(path):

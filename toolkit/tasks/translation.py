@@ -8,12 +8,10 @@ case-sensitively) so that candidate ``k`` always comes from the same system.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+
+from datasets import Dataset, Features, List, Value
 
 from toolkit.tasks.base import data_root, read_aligned
-
-if TYPE_CHECKING:  # pragma: no cover
-    from datasets import Dataset
 
 WMT22_PAIRS = ("en-de", "de-en", "zh-en", "cs-en")
 _PREFIX = "generaltest2022"
@@ -55,8 +53,6 @@ def load_wmt22(pair: str = "en-de", data_dir: str | os.PathLike | None = None, s
         ValueError: Unknown pair.
         DataFormatError: Some file is not line-aligned with the source (names both files).
     """
-    from datasets import Dataset, Features, List, Value
-
     if pair not in WMT22_PAIRS:
         raise ValueError(f"WMT22 pair {pair!r} not available (have: {', '.join(WMT22_PAIRS)})")
     src_lang, tgt_lang = pair.split("-")
