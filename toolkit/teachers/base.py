@@ -292,6 +292,13 @@ class TeacherConfig:
     )
     batch_size: int = field(default=16, metadata={"help": "hf: prompts per generate() call."})
     device: str | None = field(default=None, metadata={"help": "hf: torch device (default: cuda if available)."})
+    workers: int = field(
+        default=0,
+        metadata={
+            "help": "hf on CPU: decoding processes, each with a model copy and a share of the threads (0 = auto: "
+            "one per thread this process has, as many copies as fit in half the free memory; 1 = in-process)."
+        },
+    )
     dtype: str | None = field(default=None, metadata={"help": "hf/vllm: torch dtype name (default: fp32 on CPU)."})
 
     def __post_init__(self) -> None:
@@ -301,6 +308,8 @@ class TeacherConfig:
             raise ValueError("max_concurrency and batch_size must be >= 1")
         if self.max_retries < 0:
             raise ValueError("max_retries must be >= 0")
+        if self.workers < 0:
+            raise ValueError("workers must be >= 0 (0 = auto)")
         if self.http_transport not in HTTP_TRANSPORTS:
             raise ValueError(
                 f"TeacherConfig.http_transport must be one of {HTTP_TRANSPORTS}, got {self.http_transport!r}"

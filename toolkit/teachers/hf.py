@@ -110,26 +110,46 @@ class HFTeacher(Teacher):
         for i, r in enumerate(requests):
             key = (r.is_greedy, r.temperature, r.top_p, r.max_tokens, tuple(r.stop or ()), 1 if r.is_greedy else r.n)
             groups[key].append(i)
+        batches = []
         for idxs in groups.values():
             idxs.sort(key=lambda i: len(encoded[i]))  # similar lengths share a batch: less padding
-            for start in range(0, len(idxs), self.batch_size):
-                batch = idxs[start : start + self.batch_size]
-                admitted = []
-                for i in batch:
-                    if admit is not None and not admit(i):
-                        break
-                    admitted.append(i)
-                if admitted:
-                    try:
-                        results = self._generate_batch([requests[i] for i in admitted], [encoded[i] for i in admitted])
-                    except Exception as exc:  # noqa: BLE001 - reported per request, the job keeps going
-                        logger.exception("hf batch of %d failed", len(admitted))
-                        err = TeacherError(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
-                        results = [err] * len(admitted)
-                    for i, res in zip(admitted, results):
-                        on_result(i, res)
-                if len(admitted) < len(batch):
-                    return  # the budget said stop
+            batches += [idxs[start : start + self.batch_size] for start in range(0, len(idxs), self.batch_size)]
+        workers, threads = self._plan_workers(len(batches))
+        if workers > 1:
+            from toolkit.teachers.hf_pool import generate_batches_in_pool
+
+            generate_batches_in_pool(self, batches, requests, encoded, on_result, admit, workers, threads)
+            return
+        for batch in batches:
+            admitted = []
+            for i in batch:
+                if admit is not None and not admit(i):
+                    break
+                admitted.append(i)
+            if admitted:
+                try:
+                    results = self._generate_batch([requests[i] for i in admitted], [encoded[i] for i in admitted])
+                except Exception as exc:  # noqa: BLE001 - reported per request, the job keeps going
+                    logger.exception("hf batch of %d failed", len(admitted))
+                    err = TeacherError(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+                    results = [err] * len(admitted)
+                for i, res in zip(admitted, results):
+                    on_result(i, res)
+            if len(admitted) < len(batch):
+                return  # the budget said stop
+
+    def _plan_workers(self, n_batches: int) -> tuple[int, int]:
+        """Decoding processes for this job (see :mod:`toolkit.teachers.hf_pool`); ``(1, _)`` = in-process."""
+        import torch
+
+        if self._device != "cpu" or self.config.workers == 1 or n_batches < 2:
+            return 1, torch.get_num_threads()
+        from toolkit.teachers.hf_pool import available_memory_bytes, plan_workers
+
+        threads = torch.get_num_threads()
+        if self.config.workers > 1:
+            return min(self.config.workers, n_batches), max(1, threads // self.config.workers)
+        return plan_workers(threads, n_batches, self._model.get_memory_footprint(), available_memory_bytes())
 
     def _generate_batch(self, reqs: list[GenerationRequest], ids: list[list[int]]) -> list[list[Generation]]:
         import torch
