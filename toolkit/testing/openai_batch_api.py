@@ -1,6 +1,6 @@
 """The Files and Batches endpoints of the fake OpenAI server (``/v1/files``, ``/v1/batches``).
 
-:class:`FakeBatchAPI` is owned by :class:`tests.fakes.openai_server.FakeOpenAIServer` (``server.batch``):
+:class:`FakeBatchAPI` is owned by :class:`toolkit.testing.openai_server.FakeOpenAIServer` (``server.batch``):
 
 - ``POST /v1/files`` (multipart upload), ``GET /v1/files/{id}``, ``GET /v1/files/{id}/content``;
 - ``POST /v1/batches``, ``GET /v1/batches/{id}`` (retrieve), ``GET /v1/batches`` (list, newest first, ``after``
