@@ -67,7 +67,7 @@ class CompareArguments:
     )
 
     def __post_init__(self):
-        from toolkit.step_by_step import LABEL_SOURCES, MODES
+        from toolkit.methods.step_by_step import LABEL_SOURCES, MODES
 
         if not self.modes or any(m not in MODES for m in self.modes):
             raise ValueError(f"modes must be a non-empty subset of {MODES}, got {self.modes}")

@@ -85,7 +85,7 @@ def _weights(model_dir):
     ],
 )
 def test_recipe_end_to_end(arch, mode, labels, tiny_t5_dir, tiny_llama_dir, tmp_path, monkeypatch):
-    from toolkit import step_by_step as sbs
+    from toolkit.methods import step_by_step as sbs
 
     recipe = _load("step_by_step")
     model_dir = tiny_t5_dir if arch == "t5" else tiny_llama_dir
@@ -145,7 +145,7 @@ def test_recipe_end_to_end(arch, mode, labels, tiny_t5_dir, tiny_llama_dir, tmp_
 
 def test_test_split_rationales_are_refused(tiny_t5_dir, tmp_path):
     """Item 12: rationales generated from the test split (or rows sharing test inputs) never train the student."""
-    from toolkit.step_by_step_data import ContaminationError
+    from toolkit.methods.step_by_step_contamination import ContaminationError
 
     recipe = _load("step_by_step")
     train, test = _write_data(tmp_path)

@@ -1,4 +1,5 @@
-"""toolkit.step_by_step (+ step_by_step_data): answer matching, the collator, the exact loss weighting, data."""
+"""toolkit.methods.step_by_step (+ _data, _scoring, _contamination): answer matching, the collator, the exact loss
+weighting on both trainers, data, the contamination guard."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import json
 
 import pytest
 
-from toolkit import step_by_step as sbs
-from toolkit import step_by_step_data as sbsd
+from toolkit.methods import step_by_step as sbs
+from toolkit.methods import step_by_step_contamination as contamination
+from toolkit.methods import step_by_step_data as sbsd
+from toolkit.methods import step_by_step_scoring as scoring
 
 CHOICES = ["british columbia", "body of water", "wooded area", "pay debts", "zoo"]
 
@@ -31,11 +34,11 @@ CHOICES = ["british columbia", "body of water", "wooded area", "pay debts", "zoo
     ],
 )
 def test_match_choice(pred, expected):
-    assert sbs.match_choice(pred, CHOICES) == expected
+    assert scoring.match_choice(pred, CHOICES) == expected
 
 
 def test_match_choice_prefers_longest_contained_choice():
-    assert sbs.match_choice("go to the ice cream shop", ["ice", "ice cream shop", "bar"]) == 1
+    assert scoring.match_choice("go to the ice cream shop", ["ice", "ice cream shop", "bar"]) == 1
 
 
 @pytest.mark.parametrize(
@@ -49,7 +52,7 @@ def test_match_choice_prefers_longest_contained_choice():
     ],
 )
 def test_nli_label(pred, expected):
-    assert sbs.nli_label(pred) == expected
+    assert scoring.nli_label(pred) == expected
 
 
 @pytest.mark.parametrize(
@@ -67,41 +70,41 @@ def test_nli_label(pred, expected):
     ],
 )
 def test_svamp_correct(pred, correct):
-    assert sbs.is_correct("svamp", pred, "( 10.0 * 45.0 )") is correct
+    assert scoring.is_correct("svamp", pred, "( 10.0 * 45.0 )") is correct
 
 
 def test_svamp_tolerance_absorbs_division_rounding():
-    assert sbs.is_correct("svamp", "(10 / 3)", "( 3.33333 )")
-    assert not sbs.is_correct("svamp", "(10 / 3)", "( 3.3 )")
+    assert scoring.is_correct("svamp", "(10 / 3)", "( 3.33333 )")
+    assert not scoring.is_correct("svamp", "(10 / 3)", "( 3.3 )")
 
 
 def test_cqa_and_nli_correct():
-    assert sbs.is_correct("cqa", "(c) wooded area", "wooded area", CHOICES)
-    assert not sbs.is_correct("cqa", "zoo", "wooded area", CHOICES)
-    assert sbs.is_correct("esnli", "neutral", 1)
-    assert not sbs.is_correct("anli1", "neutral", "contradiction")
+    assert scoring.is_correct("cqa", "(c) wooded area", "wooded area", CHOICES)
+    assert not scoring.is_correct("cqa", "zoo", "wooded area", CHOICES)
+    assert scoring.is_correct("esnli", "neutral", 1)
+    assert not scoring.is_correct("anli1", "neutral", "contradiction")
     with pytest.raises(ValueError, match="choices"):
-        sbs.is_correct("cqa", "zoo", "zoo", [])
+        scoring.is_correct("cqa", "zoo", "zoo", [])
     with pytest.raises(ValueError, match="unknown task"):
-        sbs.is_correct("gsm8k", "1", "1")
+        scoring.is_correct("gsm8k", "1", "1")
 
 
 def test_canonical_label():
-    assert sbs.canonical_label("anli1", 2) == "contradiction"
-    assert sbs.canonical_label("esnli", "Entailment.") == "entailment"
-    assert sbs.canonical_label("cqa", "(c) wooded area", CHOICES) == "wooded area"
-    assert sbs.canonical_label("svamp", " (1 + 2) ") == "(1 + 2)"
-    assert sbs.canonical_label("svamp", None) is None
+    assert scoring.canonical_label("anli1", 2) == "contradiction"
+    assert scoring.canonical_label("esnli", "Entailment.") == "entailment"
+    assert scoring.canonical_label("cqa", "(c) wooded area", CHOICES) == "wooded area"
+    assert scoring.canonical_label("svamp", " (1 + 2) ") == "(1 + 2)"
+    assert scoring.canonical_label("svamp", None) is None
     with pytest.raises(ValueError, match="outside"):
-        sbs.canonical_label("anli1", 3)
+        scoring.canonical_label("anli1", 3)
 
 
 def test_score_predictions():
     rows = [{"gold": "neutral"}, {"gold": "entailment"}]
-    acc, correct = sbs.score_predictions("esnli", ["neutral", "contradiction"], rows)
+    acc, correct = scoring.score_predictions("esnli", ["neutral", "contradiction"], rows)
     assert acc == 0.5 and correct == [True, False]
     with pytest.raises(ValueError, match="2 rows"):
-        sbs.score_predictions("esnli", ["neutral"], rows)
+        scoring.score_predictions("esnli", ["neutral"], rows)
 
 
 # ---- collator --------------------------------------------------------------------------------------------------
@@ -181,33 +184,50 @@ def test_collator_standard_and_eval_batches(student):
 
 
 # ---- loss weighting --------------------------------------------------------------------------------------------
-def _trainer(model, tok, tmp_path, alpha):
+def _trainer(model, tok, tmp_path, alpha, seq2seq):
     from transformers import TrainingArguments
 
-    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, remove_unused_columns=False)
-    return sbs.StepByStepTrainer(model=model, args=args, processing_class=tok, alpha=alpha)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    collator = sbs.StepByStepCollator(tok, is_seq2seq=seq2seq)
+    return sbs.make_trainer(model, tok, args, is_seq2seq=seq2seq, collator=collator, train_examples=FEATURES,
+                            alpha=alpha)  # fmt: skip
+
+
+def test_make_trainer_picks_the_fields_trainer(student, tmp_path):
+    """Seq2seq students train with transformers' Seq2SeqTrainer, causal ones with TRL's SFTTrainer (no re-tokenising)."""
+    from transformers import Seq2SeqTrainer
+    from trl import SFTTrainer
+
+    model, tok, seq2seq = student
+    trainer = _trainer(model, tok, tmp_path, 0.5, seq2seq)
+    assert isinstance(trainer, Seq2SeqTrainer if seq2seq else SFTTrainer)
+    assert trainer.train_dataset[0] == FEATURES[0]  # raw text: the collator builds both task batches
 
 
 def test_loss_weighting_is_exact(student, tmp_path):
     import torch
+
+    from toolkit.target_loss import causal_target_loss
 
     model, tok, seq2seq = student
     both = sbs.StepByStepCollator(tok, is_seq2seq=seq2seq, mode="task_prefix")(FEATURES)
     # The same prompts without the rationale batch (standard mode itself has no prefix: compare like with like).
     only_label = sbs.StepByStepCollator(tok, is_seq2seq=seq2seq, mode="standard", label_prefix="predict: ")(FEATURES)
     with torch.no_grad():
-        label_loss = model(**both["label"]).loss
+        label_loss = model(**both["label"]).loss  # the model's own full-logits loss
         rationale_loss = model(**both["rationale"]).loss
         assert not torch.isclose(label_loss, rationale_loss)  # else the weighting test could not fail
-        standard = _trainer(model, tok, tmp_path, 0.5).compute_loss(model, only_label)
-        a1 = _trainer(model, tok, tmp_path, 1.0).compute_loss(model, both)
-        a0 = _trainer(model, tok, tmp_path, 0.0).compute_loss(model, both)
-        a03 = _trainer(model, tok, tmp_path, 0.3).compute_loss(model, both)
-    assert torch.equal(a1, standard) and torch.equal(standard, label_loss)  # a=1 is the label task alone, exactly
-    assert torch.equal(a0, rationale_loss)
+        standard = _trainer(model, tok, tmp_path, 0.5, seq2seq).compute_loss(model, only_label)
+        a1 = _trainer(model, tok, tmp_path, 1.0, seq2seq).compute_loss(model, both)
+        a0 = _trainer(model, tok, tmp_path, 0.0, seq2seq).compute_loss(model, both)
+        a03 = _trainer(model, tok, tmp_path, 0.3, seq2seq).compute_loss(model, both)
+        target_only, _ = causal_target_loss(model, both["label"])
+    assert torch.equal(a1, standard) and torch.equal(standard, target_only)  # a=1 is the label task alone, exactly
+    # Causal students: logits on target positions only, the same loss as the full-logits one.
+    assert torch.allclose(a1, label_loss, rtol=0, atol=1e-6) and torch.allclose(a0, rationale_loss, rtol=0, atol=1e-6)
     assert torch.allclose(a03, 0.3 * label_loss + 0.7 * rationale_loss, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="alpha"):
-        _trainer(model, tok, tmp_path, 1.5)
+        _trainer(model, tok, tmp_path, 1.5, seq2seq)
 
 
 # ---- data ------------------------------------------------------------------------------------------------------
@@ -261,7 +281,7 @@ def test_teacher_stats():
     rows = _rows()
     rows[0].update(parse_ok=False, teacher_label=None)
     rows[1].update(teacher_label="(7 * 7)")
-    stats = sbsd.teacher_stats("svamp", rows)
+    stats = scoring.teacher_stats("svamp", rows)
     assert stats["n_parsed"] == 9 and stats["parse_rate"] == 0.9
     assert stats["teacher_accuracy_parsed"] == pytest.approx(8 / 9)
     assert stats["teacher_accuracy_all"] == pytest.approx(0.8)
@@ -347,14 +367,14 @@ def _job_folder(tmp_path, split):
 
 
 def test_generation_split_reads_the_provenance(tmp_path):
-    assert sbsd.generation_split("palm:svamp", "test") == "test"
+    assert contamination.generation_split("palm:svamp", "test") == "test"
     out = _job_folder(tmp_path, "test")
     for source in (out, out / "dataset", out / "data.jsonl"):
-        assert sbsd.generation_split(str(source), "train") == "test"
-    assert sbsd.generation_split(str(_job_folder(tmp_path, "train") / "dataset"), "train") == "train"
+        assert contamination.generation_split(str(source), "train") == "test"
+    assert contamination.generation_split(str(_job_folder(tmp_path, "train") / "dataset"), "train") == "train"
     plain = tmp_path / "plain.jsonl"
     plain.write_text("{}\n")
-    assert sbsd.generation_split(str(plain), "train") is None
+    assert contamination.generation_split(str(plain), "train") is None
     rows, _ = sbsd.load_rows(str(out), "train", task="anli1")  # the job folder itself loads its dataset/
     assert len(rows) == 2
 
@@ -362,7 +382,7 @@ def test_generation_split_reads_the_provenance(tmp_path):
 def test_rationales_from_the_test_split_are_refused(tmp_path):
     test = ("palm:anli1", "test")
     clean = dict(test=test, seen_inputs=["a", "b"], test_inputs=["c"])
-    report = sbsd.check_contamination(train=("palm:anli1", "valid"), **clean)
+    report = contamination.check_contamination(train=("palm:anli1", "valid"), **clean)
     assert report["problems"] == [] and report["train_generated_from"] == "valid"
     generated_from_test = str(_job_folder(tmp_path, "test") / "dataset")
     for kwargs in (
@@ -370,11 +390,13 @@ def test_rationales_from_the_test_split_are_refused(tmp_path):
         dict(train=("palm:anli1", "test")),  # the PaLM test rationales
         dict(train=("palm:anli1", "valid"), dev=test),  # model selection on the test split
     ):
-        with pytest.raises(sbsd.ContaminationError, match="generated from the test split"):
-            sbsd.check_contamination(**kwargs, **clean)
-    with pytest.raises(sbsd.ContaminationError, match="1 of 2 test inputs"):
-        sbsd.check_contamination(train=("x.jsonl", "train"), test=test, seen_inputs=["a", "b"], test_inputs=["b", "z"])
-    report = sbsd.check_contamination(train=(generated_from_test, "train"), **clean, allow=True)
+        with pytest.raises(contamination.ContaminationError, match="generated from the test split"):
+            contamination.check_contamination(**kwargs, **clean)
+    with pytest.raises(contamination.ContaminationError, match="1 of 2 test inputs"):
+        contamination.check_contamination(
+            train=("x.jsonl", "train"), test=test, seen_inputs=["a", "b"], test_inputs=["b", "z"]
+        )
+    report = contamination.check_contamination(train=(generated_from_test, "train"), **clean, allow=True)
     assert report["allowed"] and report["problems"]  # the explicit override runs, and says so
 
 

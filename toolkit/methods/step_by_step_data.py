@@ -8,39 +8,45 @@ and no verified rationale, so it cannot train the teacher-label task (``label_so
 (``mode="task_prefix"``), but it is a valid row for the gold-label standard baseline, and the paper's code keeps it
 there. ``exclude_parse_failures=True`` drops it everywhere instead (every mode on the same examples).
 
-A rationale set generated from the test split must never train or select the student: :func:`check_contamination`
-refuses it (by provenance and by shared inputs) unless the caller explicitly allows it.
+:func:`prepare_data` turns a run's :class:`DataArguments` into its train / validation / test rows, training examples,
+teacher statistics and the test-contamination report (:mod:`toolkit.methods.step_by_step_contamination`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import math
+import random
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolkit.step_by_step import LABEL_SOURCES, MODES, TASKS, canonical_label, is_correct
+import datasets
+
+from toolkit.methods.step_by_step import LABEL_SOURCES, MODES
+from toolkit.methods.step_by_step_contamination import PALM_PREFIX, check_contamination
+from toolkit.methods.step_by_step_scoring import TASKS, canonical_label, teacher_stats
+from toolkit.tasks import math as math_task
+from toolkit.tasks import palm
+from toolkit.tasks.base import load_local
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DataArguments",
     "PALM_PREFIX",
     "PALM_TEACHER_ID",
-    "ContaminationError",
     "build_train_examples",
     "carve_dev",
-    "check_contamination",
     "drop_reason",
-    "generation_split",
     "load_rows",
     "parse_failure_accounting",
+    "prepare_data",
     "subsample",
     "svamp_teacher_equation",
-    "teacher_stats",
 ]
 
-PALM_PREFIX = "palm:"
 PALM_TEACHER_ID = "palm-540b (Hsieh et al. 2023 release)"
 
 
@@ -76,8 +82,6 @@ def load_rows(
     if source.startswith(PALM_PREFIX):
         if source[len(PALM_PREFIX) :] != task:
             raise ValueError(f"source {source!r} does not match task {task!r}")
-        from toolkit.tasks import palm
-
         kwargs = {"data_dir": data_dir} if data_dir else {}
         dataset = palm.load_palm(task, split, **kwargs)
         lineage = {"teacher_id": [PALM_TEACHER_ID], "template_hash": [], "sampling": []}
@@ -94,8 +98,6 @@ def load_rows(
         elif "input" in row and isinstance(row["input"], str):
             text = row["input"]
         else:
-            from toolkit.tasks import palm
-
             text = palm.format_input(task, row)
         gold_key = label_column or next((k for k in ("label", "answer") if k in row), None)
         if gold_key is None or gold_key not in row:
@@ -105,8 +107,6 @@ def load_rows(
             rationale, teacher_label = row.get("rationale"), row.get("teacher_label")
             parsed = bool(row.get("parse_ok", teacher_label is not None))
         elif row.get("teacher_completion") is not None:
-            from toolkit.tasks import palm
-
             rationale, teacher_label = palm.parse_completion(task, row["teacher_completion"])
             parsed = teacher_label is not None
         else:
@@ -138,8 +138,6 @@ _ANSWER_EXPR = re.compile(r"answer is\s*(.+)", re.IGNORECASE)
 def svamp_teacher_equation(completion: str, number_label: str) -> str:
     """The teacher's final arithmetic (``"The answer is (84 / 2)."`` -> ``"(84 / 2)"``) when it evaluates to the
     parsed numeric label; otherwise the numeric label itself (never a target the parser did not accept)."""
-    from toolkit.tasks import math as math_task
-
     head = re.split(r"\n\s*Q:", completion, maxsplit=1)[0]
     found = _ANSWER_EXPR.findall(head)
     if found:
@@ -157,8 +155,6 @@ _DEV_ALIASES = ("dev", "valid", "validation")
 
 
 def _load_saved(path: str, split: str):
-    import datasets
-
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"rationale dataset {path!r} not found (use a saved dataset path or 'palm:<task>')")
@@ -173,8 +169,6 @@ def _load_saved(path: str, split: str):
                 raise ValueError(f"{path} has splits {list(loaded)}, not {split!r}")
             return loaded[found]
         return loaded
-    from toolkit.tasks.base import load_local
-
     return load_local(str(p))
 
 
@@ -182,25 +176,8 @@ def _is_job_folder(p: Path) -> bool:
     return (p / "dataset").is_dir() and not any((p / f).exists() for f in ("dataset_dict.json", "state.json"))
 
 
-def teacher_stats(task: str, rows: Sequence[dict]) -> dict:
-    """Parse rate and teacher accuracy vs gold (over parsed rows, and over all rows with failures as wrong)."""
-    n = len(rows)
-    parsed = [r for r in rows if r["parse_ok"]]
-    correct = sum(is_correct(task, r["teacher_label"], r["gold"], r["choices"]) for r in parsed)
-    return {
-        "n": n,
-        "n_parsed": len(parsed),
-        "n_parse_failures": n - len(parsed),
-        "parse_rate": len(parsed) / n if n else 0.0,
-        "teacher_accuracy_parsed": correct / len(parsed) if parsed else None,
-        "teacher_accuracy_all": correct / n if n else None,
-    }
-
-
 def carve_dev(rows: Sequence[dict], dev_size: float | int, seed: int) -> tuple[list[dict], list[dict]]:
     """Deterministically split ``rows`` into (train, dev); ``dev_size`` is a fraction (<1) or a row count."""
-    import random
-
     n_dev = int(round(dev_size * len(rows))) if dev_size < 1 else int(dev_size)
     if not 0 < n_dev < len(rows):
         raise ValueError(f"dev_size={dev_size} gives {n_dev} dev rows out of {len(rows)}")
@@ -212,9 +189,6 @@ def carve_dev(rows: Sequence[dict], dev_size: float | int, seed: int) -> tuple[l
 
 def subsample(rows: Sequence[dict], fraction: float = 1.0, max_rows: int | None = None, seed: int = 0) -> list[dict]:
     """Seeded subset: the first ``ceil(fraction * n)`` of one fixed shuffle (nested across fractions), capped."""
-    import math
-    import random
-
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     order = list(range(len(rows)))
@@ -297,77 +271,125 @@ def parse_failure_accounting(rows: Sequence[dict], *, exclude_parse_failures: bo
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Test contamination
+# A run's data
 # ---------------------------------------------------------------------------------------------------------------
-class ContaminationError(ValueError):
-    """Training or validation rows come from the test split, or share inputs with the scored test rows."""
+@dataclass
+class DataArguments:
+    """Where a run's train / validation / test rows come from (the recipe's argument class extends this one)."""
+
+    task: str = field(default="svamp", metadata={"help": "cqa | svamp | anli1 | esnli (formatting and scoring)."})
+    train_source: str | None = field(
+        default=None, metadata={"help": "'palm:<task>' or a saved rationale dataset path; default palm:<task>."}
+    )
+    train_split: str = field(default="train", metadata={"help": "Split of train_source to train on."})
+    eval_source: str | None = field(
+        default=None, metadata={"help": "Validation source; with eval_split unset its 'dev' split is used."}
+    )
+    eval_split: str | None = field(
+        default=None,
+        metadata={"help": "Validation split of eval_source (default train_source); unset with no eval_source/dev_path"
+                  " = carve dev_size rows from train (seeded)."},
+    )  # fmt: skip
+    dev_path: str | None = field(
+        default=None, metadata={"help": "Official validation file/dataset; overrides eval_source, no carve."}
+    )
+    dev_size: float = field(default=0.1, metadata={"help": "Carved validation size: fraction (<1) or row count."})
+    test_source: str | None = field(default=None, metadata={"help": "Test source (default: palm:<task>)."})
+    test_split: str = field(default="test", metadata={"help": "Test split (never used for selection)."})
+    test_path: str | None = field(
+        default=None, metadata={"help": "Official test file/dataset (gold labels); overrides test_source."}
+    )
+    allow_test_contamination: bool = field(
+        default=False,
+        metadata={"help": "Run even if train/validation rows come from the test split or share test inputs "
+                  "(refused by default; recorded in metrics.json)."},
+    )  # fmt: skip
+    data_dir: str | None = field(default=None, metadata={"help": "Data root (default: TOOLKIT_DATA_DIR)."})
+    input_column: str | None = field(default=None, metadata={"help": "Input text column of a saved dataset."})
+    label_column: str | None = field(default=None, metadata={"help": "Gold label column of a saved dataset."})
+    svamp_equations: bool = field(
+        default=True, metadata={"help": "SVAMP targets are equations (paper) scored by value, not bare numbers."}
+    )
+    train_fraction: float = field(default=1.0, metadata={"help": "Fraction of train used (data-size curve)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Cap on train rows (after fraction)."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Cap on validation rows."})
+    max_test_samples: int | None = field(default=None, metadata={"help": "Cap on test rows."})
+    split_seed: int = field(default=42, metadata={"help": "Seed of the dev carve and subsampling."})
+    exclude_parse_failures: bool = field(
+        default=False,
+        metadata={"help": "Also drop teacher parse failures where they are valid rows (standard, gold labels), so "
+                  "every mode trains on the same examples. They are always dropped where they have no target."},
+    )  # fmt: skip
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        if self.dev_size <= 0:
+            raise ValueError("dev_size must be positive")
+        self.train_source = self.train_source or f"palm:{self.task}"
+        # The official-file flags win over a config's *_source (a YAML names the PaLM source by default).
+        self.eval_source = self.dev_path or self.eval_source
+        self.test_source = self.test_path or self.test_source or f"palm:{self.task}"
 
 
-def generation_split(source: str, split: str) -> str | None:
-    """The split a rationale source's rows were generated from, when that is recorded (else ``None``).
+def prepare_data(a: DataArguments, *, mode: str, label_source: str) -> dict:
+    """Train / validation / test rows of a run, its training examples, and what the run reports about its data.
 
-    ``palm:<task>`` and ``DatasetDict`` folders: ``split`` itself. A ``data_gen`` output (the job folder, its
-    ``dataset/`` or its ``data.jsonl``): the job's ``split`` in the folder's ``config.json``.
-    """
-    if source.startswith(PALM_PREFIX):
-        return split
-    p = Path(source)
-    if (p / "dataset_dict.json").is_file():
-        return split
-    for folder in ([p] if p.is_dir() else []) + [p.parent]:
-        config = folder / "config.json"
-        if not config.is_file():
-            continue
-        try:
-            job = json.loads(config.read_text(encoding="utf-8")).get("job")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(job, dict) and job.get("split"):
-            return str(job["split"])
-    return None
-
-
-def check_contamination(
-    *,
-    train: tuple[str, str],
-    test: tuple[str, str],
-    seen_inputs: Sequence[str],
-    test_inputs: Sequence[str],
-    dev: tuple[str, str] | None = None,
-    allow: bool = False,
-) -> dict:
-    """Refuse training or model selection on test rows: by provenance, and by inputs shared with the test rows.
-
-    Args:
-        train / dev / test: ``(source, split)`` of each part (``dev=None`` when it is carved from train).
-        seen_inputs: the inputs of every row that trains or selects the student (train and validation).
-        test_inputs: the inputs of the scored test rows.
-        allow: log the findings and go on instead of raising; the report says so.
+    Validation comes from ``eval_source``/``eval_split`` (``--dev_path``) when any is given, else it is carved from
+    the train pool (seeded). Raises :class:`~toolkit.methods.step_by_step_contamination.ContaminationError` before
+    any training when train or validation rows come from the test split (unless ``allow_test_contamination``).
 
     Returns:
-        ``{"train_generated_from", "dev_generated_from", "n_test_inputs_seen", "problems", "allowed"}``.
-
-    Raises:
-        ContaminationError: a part was generated from a ``test`` split or is the test source/split itself, or a test
-            input also trains/selects the student (the old warning, now an error), and ``allow`` is false.
+        ``{"train_rows", "dev_rows", "test_rows", "examples", "lineage", "report"}``; ``report`` holds the
+        ``metrics.json`` entries (``n_train``, ``data_splits``, ``test_contamination``, teacher statistics...).
     """
-    problems, report = [], {}
-    for role, part in (("train", train), ("dev", dev)):
-        generated = generation_split(*part) if part else None
-        report[f"{role}_generated_from"] = generated
-        if part and (generated == "test" or tuple(part) == tuple(test)):
-            problems.append(f"the {role} rows ({part[0]} [{part[1]}]) were generated from the test split")
-    seen = set(seen_inputs)
-    overlap = sum(x in seen for x in test_inputs)
-    if overlap:
-        problems.append(f"{overlap} of {len(test_inputs)} test inputs also train or select the student")
-    report.update(n_test_inputs_seen=overlap, problems=problems, allowed=bool(problems) and allow)
-    if problems and not allow:
-        raise ContaminationError(
-            "refusing to train on test data: " + "; ".join(problems) + ". The test score would be contaminated. "
-            "Use rationales generated from a train split (data_gen/rationales.py --split train), or pass "
-            "--allow_test_contamination true to run anyway (recorded in metrics.json)."
-        )
-    if problems:
-        logger.warning("test contamination allowed by the caller: %s", "; ".join(problems))
-    return report
+    load = dict(task=a.task, data_dir=a.data_dir, input_column=a.input_column, label_column=a.label_column,
+                svamp_equations=a.svamp_equations)  # fmt: skip
+    pool, lineage = load_rows(a.train_source, a.train_split, **load)
+    carved = not (a.eval_source or a.eval_split)
+    dev_part = None if carved else (a.eval_source or a.train_source, a.eval_split or "dev")
+    if carved:
+        pool, dev_rows = carve_dev(pool, a.dev_size, a.split_seed)
+    else:
+        dev_rows, _ = load_rows(*dev_part, **load)
+    train_rows = subsample(pool, a.train_fraction, a.max_train_samples, a.split_seed)
+    examples, exclusions = build_train_examples(
+        train_rows, mode=mode, label_source=label_source, exclude_parse_failures=a.exclude_parse_failures
+    )
+    dev_rows = subsample(dev_rows, 1.0, a.max_eval_samples, a.split_seed)
+    test_rows, _ = load_rows(a.test_source, a.test_split, **load)
+    n_test_split = len(test_rows)
+    test_rows = subsample(test_rows, 1.0, a.max_test_samples, a.split_seed)
+    contamination = check_contamination(
+        train=(a.train_source, a.train_split),
+        dev=dev_part,
+        test=(a.test_source, a.test_split),
+        seen_inputs=[r["input"] for r in train_rows + dev_rows],
+        test_inputs=[r["input"] for r in test_rows],
+        allow=a.allow_test_contamination,
+    )
+    train_name = f"{a.train_source} [{a.train_split}]"
+    dev_name = f"carved from {train_name} (dev_size={a.dev_size:g}, seed {a.split_seed})" if carved else None
+    splits = {
+        "train": f"{len(train_rows)} of {len(pool)} rows of {train_name}" + (" after the dev carve" if carved else ""),
+        "dev": f"{len(dev_rows)} rows " + (dev_name or "of {} [{}]".format(*dev_part)),
+        "test": f"{len(test_rows)} of {n_test_split} rows of {a.test_source} [{a.test_split}]",
+    }
+    report = {
+        "n_train": len(examples),
+        "n_dev": len(dev_rows),
+        "n_test": len(test_rows),
+        "data_splits": splits,
+        "train_test_overlap": contamination["n_test_inputs_seen"],
+        "test_contamination": contamination,
+        "train_exclusions": exclusions,
+        "parse_failures_by_mode": parse_failure_accounting(
+            train_rows, exclude_parse_failures=a.exclude_parse_failures
+        ),
+        "teacher_train": teacher_stats(a.task, pool),
+        "teacher_test": teacher_stats(a.task, test_rows),
+    }
+    return {"train_rows": train_rows, "dev_rows": dev_rows, "test_rows": test_rows, "examples": examples,
+            "lineage": lineage, "report": report}  # fmt: skip
