@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.report_runs import RESULT_ROWS, SECRET, make_gec_run_dir
+from toolkit import reporting
 from toolkit.report_artifacts import parse_markdown_tables, report_from_run_dir, samples_from_predictions
 from toolkit.report_html import ResultsTable, best_row_index, redact_argv, word_diff_html, write_run_report
 
@@ -100,12 +101,22 @@ def test_run_report_is_self_contained_marks_best_diffs_and_redacts(tmp_path, mon
     assert "<del>go &lt;script&gt;alert(1)&lt;/script&gt;</del> <ins>goes</ins>" in html  # diffed vs the input
 
 
-def test_report_from_run_dir_reads_every_artifact(tmp_path):
+def test_report_from_run_dir_reads_every_artifact(tmp_path, monkeypatch):
     run = tmp_path / "run"
     info = make_gec_run_dir(run)
+    drawn, save = [], reporting._save
+
+    def capture(fig, path):  # the figure as drawn, before it is written and closed
+        drawn.append((fig, Path(path).name))
+        return save(fig, path)
+
+    monkeypatch.setattr(reporting, "_save", capture)
     html = report_from_run_dir(run, strict=True).read_text()
     _offline(html)
-    assert (run / "learning_curve.png").is_file()  # drawn from metrics.json's learning_curve
+    # learning_curve.png is drawn from metrics.json's learning_curve: one series per metric, against the step
+    ((fig, name),) = drawn
+    series = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in fig.axes[0].get_lines()}
+    assert name == "learning_curve.png" and series == {"bleu": ([2, 4], [50.0, 57.0]), "gleu": ([2, 4], [41.0, 55.25])}
     files = re.findall(r'data-file="([^"]+)"', html)
     assert sorted(files) == sorted(info["figures"])
     assert html.index("Training and evaluation curves") < html.index("Learning curve")

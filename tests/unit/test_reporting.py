@@ -1,4 +1,4 @@
-"""Tests for toolkit.reporting: metrics JSON, markdown tables, JSONL and PNG plots."""
+"""Tests for toolkit.reporting: metrics JSON, markdown tables, JSONL, and what the PNG plots draw."""
 
 from __future__ import annotations
 
@@ -76,30 +76,68 @@ def _history(with_eval: bool):
     return history
 
 
-@pytest.mark.parametrize("with_eval", [True, False])
-def test_plot_training_curves(tmp_path, with_eval):
-    path = reporting.plot_training_curves(_history(with_eval), tmp_path / "plots" / "curves.png")
+@pytest.fixture
+def figures(monkeypatch):
+    """Every figure the plot functions save, captured just before it is written (and closed)."""
+    captured = []
+    save = reporting._save
+
+    def capture(fig, path):
+        captured.append(fig)
+        return save(fig, path)
+
+    monkeypatch.setattr(reporting, "_save", capture)
+    return captured
+
+
+def _lines(ax) -> dict:
+    """``{label: (xs, ys)}`` of the plotted lines of ``ax``."""
+    return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()}
+
+
+def test_plot_training_curves_loss_and_eval_panels(tmp_path, figures):
+    path = reporting.plot_training_curves(_history(True), tmp_path / "plots" / "curves.png", title="run")
     _assert_png(path)
+    (fig,) = figures
+    loss_ax, eval_ax = fig.axes
+    lines = _lines(loss_ax)
+    # train loss: the five logging steps only (the final train_loss summary entry is not a point)
+    assert lines["train loss"][0] == [5, 10, 15, 20, 25]
+    assert lines["train loss"][1] == pytest.approx([1.9, 1.8, 1.7, 1.6, 1.5])
+    assert lines["eval loss"] == ([10, 25], [1.7, 1.5])
+    assert (loss_ax.get_xlabel(), loss_ax.get_ylabel()) == ("step", "loss")
+    # eval metrics panel: accuracy, not the runtime bookkeeping
+    assert _lines(eval_ax) == {"accuracy": ([10, 25], [0.6, 0.7])}
+    assert [t.get_text() for t in eval_ax.get_legend().get_texts()] == ["accuracy"]
+    assert fig._suptitle.get_text() == "run"
 
 
-def test_plot_training_curves_eval_panel_changes_width(tmp_path):
-    # The eval-metrics panel doubles the figure width: proves eval entries were actually picked up.
-    with_eval = reporting.plot_training_curves(_history(True), tmp_path / "a.png").read_bytes()
-    without = reporting.plot_training_curves(_history(False), tmp_path / "b.png").read_bytes()
-    assert int.from_bytes(with_eval[16:20], "big") == 2 * int.from_bytes(without[16:20], "big")
+def test_plot_training_curves_without_eval_has_one_panel(tmp_path, figures):
+    reporting.plot_training_curves(_history(False), tmp_path / "curves.png")
+    (fig,) = figures
+    assert len(fig.axes) == 1 and list(_lines(fig.axes[0])) == ["train loss"]
 
 
-def test_plot_training_curves_empty_history(tmp_path):
+def test_plot_training_curves_empty_history_says_so(tmp_path, figures):
     _assert_png(reporting.plot_training_curves([], tmp_path / "empty.png"))
+    (ax,) = figures[0].axes
+    assert not ax.get_lines() and [t.get_text() for t in ax.texts] == ["no loss logged"]
 
 
-def test_plot_confusion_matrix(tmp_path):
+def test_plot_confusion_matrix_counts_other_predictions(tmp_path, figures):
     golds = ["pos", "neg", "pos", "neu"]
     preds = ["pos", "pos", None, "neu"]
     _assert_png(reporting.plot_confusion_matrix(golds, preds, ["neg", "neu", "pos"], tmp_path / "cm.png"))
-    _assert_png(
-        reporting.plot_confusion_matrix(golds, golds, ["neg", "neu", "pos"], tmp_path / "cm2.png", normalize=False)
-    )
+    reporting.plot_confusion_matrix(golds, golds, ["neg", "neu", "pos"], tmp_path / "cm2.png", normalize=False)
+    normalised, counts = (fig.axes[0] for fig in figures)  # axes[1] is the colorbar
+    # rows = gold (neg, neu, pos), columns = predicted (+ "other" for the unparsable None), row-normalised
+    assert normalised.images[0].get_array().tolist() == [[0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0.5, 0.5]]
+    assert [t.get_text() for t in normalised.get_xticklabels()] == ["neg", "neu", "pos", "other"]
+    assert (normalised.get_xlabel(), normalised.get_ylabel()) == ("predicted", "gold")
+    assert "0.50" in [t.get_text() for t in normalised.texts]
+    assert counts.images[0].get_array().tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 2]]
+    assert [t.get_text() for t in counts.get_xticklabels()] == ["neg", "neu", "pos"]
+    assert counts.get_title() == "confusion matrix"
 
 
 def test_plot_confusion_matrix_rejects_bad_input(tmp_path):
@@ -109,16 +147,20 @@ def test_plot_confusion_matrix_rejects_bad_input(tmp_path):
         reporting.plot_confusion_matrix(["zzz"], ["a"], ["a"], tmp_path / "x.png")
 
 
-def test_plot_xy(tmp_path):
+def test_plot_xy_one_sorted_series_per_label(tmp_path, figures):
     points = [
-        {"system": "student", "cost": 0.0, "acc": 0.7},
         {"system": "student", "cost": 1.0, "acc": 0.8},
+        {"system": "student", "cost": 0.0, "acc": 0.7},
         {"system": "teacher", "cost": 5.0, "acc": 0.85},
         {"system": "broken", "cost": None, "acc": 0.1},
     ]
-    path = reporting.plot_xy(points, "cost", "acc", "system", tmp_path / "xy.png", title="acc vs cost")
-    _assert_png(path)
-    _assert_png(reporting.plot_xy(points, "cost", "acc", None, tmp_path / "xy2.png"))
+    _assert_png(reporting.plot_xy(points, "cost", "acc", "system", tmp_path / "xy.png", title="acc vs cost"))
+    reporting.plot_xy(points, "cost", "acc", None, tmp_path / "xy2.png")
+    by_system, pooled = (fig.axes[0] for fig in figures)
+    assert _lines(by_system) == {"student": ([0.0, 1.0], [0.7, 0.8]), "teacher": ([5.0], [0.85])}
+    assert (by_system.get_xlabel(), by_system.get_ylabel(), by_system.get_title()) == ("cost", "acc", "acc vs cost")
+    assert by_system.get_legend() is not None
+    assert _lines(pooled) == {"acc": ([0.0, 1.0, 5.0], [0.7, 0.8, 0.85])} and pooled.get_legend() is None
 
 
 def test_redact_secrets_keeps_token_counts():
