@@ -23,7 +23,7 @@ TENSORBOARD_INSTALL = 'pip install "distill-toolkit[tensorboard]"'
 OWN_LOOP_REPORT_TO = ("none", "tensorboard")
 #: ``--resume_from_checkpoint`` values that mean "the latest checkpoint-* in output_dir".
 LATEST = ("true", "latest", "yes", "1")
-#: History keys of :func:`toolkit.llmembed.train_head` -> the Trainer's tag names, so curves line up in TensorBoard.
+#: History keys of :func:`toolkit.methods.llmembed.train_head` -> the Trainer's tag names, so curves line up in TensorBoard.
 HEAD_TAGS = {"train_loss": "train/loss", "val_loss": "eval/loss", "val_accuracy": "eval/accuracy"}
 
 

@@ -87,28 +87,36 @@ def test_recipe_end_to_end_cache_and_push(toy_data, tiny_llama_dir, tiny_bert_di
         col = [c.strip() for c in lines[0].strip("|").split("|")].index("n_test")
         assert len({ln.strip("|").split("|")[col].strip() for ln in lines[2:]}) == 1, section
     assert not rows["llmembed"]["features_cached"]
-    for f in ("metrics.json", "results.md", "predictions.jsonl", "accuracy_vs_energy.png", "accuracy_vs_inference_cpu.png", "confusion_matrix.png",
-              "config.json", "report.html", "head/model.safetensors", "head/head_config.json", "head/README.md"):  # fmt: skip
+    from toolkit.run import ARTIFACTS
+
+    for f in (*ARTIFACTS, "accuracy_vs_energy.png", "accuracy_vs_inference_cpu.png", "confusion_matrix.png",
+              "model.safetensors", "head_config.json"):  # fmt: skip
         assert (out / f).is_file(), f
+    assert recipe.DESCRIPTION in (out / "README.md").read_text()
+    # The saved head is the fused variant and predicts what the run reported.
+    from toolkit.methods.llmembed import load_head
+
+    head = load_head(out)
+    assert head.config.label_names == ["neg", "pos"] and len(head.config.view_dims) == 3  # 2 LLM layers + encoder
     assert "| llmembed |" in (out / "results.md").read_text()
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 20 and {"gold", "llmembed", "finetuned_encoder"} <= set(preds[0])
     assert "few_shot_prompt" in preds[0] and "few_shot_prompt" not in preds[-1]  # prompted on a prefix only
-    # Pushed the head to the fake Hub; the token is in no saved file.
+    # Pushed the run (head + card) to the fake Hub; the token is in no saved file.
     files = fake_hub.files("fake-user/llmembed-head")
-    assert {"model.safetensors", "head_config.json", "README.md"} <= set(files)
+    assert {"model.safetensors", "head_config.json", "README.md", "metrics.json"} <= set(files)
     assert metrics["hub_url"].startswith(fake_hub.url)
-    for f in ("config.json", "metrics.json"):
+    for f in ("run_config.json", "metrics.json", "README.md"):
         assert fake_hub.token not in (out / f).read_text()
 
     # Re-run: every feature comes from the cache, no backbone is loaded, no extraction forward pass runs.
-    from toolkit import llmembed
+    from toolkit import embeddings
 
     def boom(*a, **k):
         raise AssertionError("extraction ran on a cached re-run")
 
-    monkeypatch.setattr(llmembed, "extract_embeddings", boom)
-    monkeypatch.setattr(llmembed, "load_backbone", boom)
+    monkeypatch.setattr(embeddings, "extract_embeddings", boom)
+    monkeypatch.setattr(embeddings, "load_backbone", boom)
     again = recipe.main(
         *recipe.make_parser().parse_args_and_config(
             _args(

@@ -1,11 +1,11 @@
-"""toolkit.llmembed_tables: every row of a results table is scored on the same test rows."""
+"""toolkit.comparison: every row of a results table is scored on the same test rows; costs add up."""
 
 from __future__ import annotations
 
 import pytest
 
-from toolkit.llmembed import Cost
-from toolkit.llmembed_tables import MethodResult, build_tables, render_tables, score_row
+from toolkit.comparison import MethodResult, build_tables, render_tables, score_row
+from toolkit.costs import Cost, CostMeter
 
 NAMES = ["neg", "pos"]
 # 10 test rows; the head is right on rows 0-3 and 8-9 only, the prompt right on all of its first 4 rows.
@@ -61,3 +61,11 @@ def test_render_says_which_rows():
     assert "### All 10 test rows" in text and "### Prompting subset: every method on the first 4" in text
     with pytest.raises(ValueError):
         build_tables([MethodResult("x", [0] * 11, Cost(), Cost(), 1)], GOLD, NAMES)
+
+
+def test_cost_energy():
+    cost = Cost(10.0, 36.0) + Cost(1.0, 0.0)
+    assert cost.wall_s == 11.0 and cost.energy_wh(10.0) == pytest.approx(0.1)
+    with CostMeter() as m:
+        sum(i * i for i in range(200_000))
+    assert m.cost.wall_s > 0 and m.cost.cpu_s > 0

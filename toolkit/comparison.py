@@ -1,4 +1,4 @@
-"""LLMEmbed results tables in which every row is scored on the same test rows.
+"""Method comparison tables (quality + cost) in which every row is scored on the same test rows.
 
 Methods may score different numbers of test rows: prompting a causal LM is slow, so the few-shot baseline is
 often run on a prefix of the (seeded, shuffled) test split while the embedding heads score all of it. Putting
@@ -15,10 +15,20 @@ inference costs (each method's measured rate) and training cost, never totals ov
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from toolkit.llmembed import DEFAULT_WATTS_PER_CORE, Cost
+from datasets import ClassLabel, Dataset, Features, Value
+
+from toolkit import reporting
+from toolkit.baselines.encoder import finetune_sequence_classifier
+from toolkit.baselines.few_shot import few_shot_baseline
+from toolkit.costs import DEFAULT_WATTS_PER_CORE, Cost, CostMeter
+from toolkit.label_scoring import label_scores
+from toolkit.metrics import accuracy
+from toolkit.reporting import markdown_table
 
 ALL_COLUMNS = ["method", "n_train", "n_test", "accuracy", "macro_f1", "invalid", "extract_cpu_s", "head_cpu_s",
                "train_cpu_s", "infer_cpu_s_per_1k", "train_s", "infer_s", "infer_ms_per_ex", "infer_cpu_ms_per_ex",
@@ -64,9 +74,6 @@ def score_row(
     When fewer rows than ``result`` predicted are scored, the inference cost is charged pro rata, so the
     per-example columns keep the measured rate.
     """
-    from toolkit.label_scoring import label_scores
-    from toolkit.metrics import accuracy
-
     n = len(gold_ids)
     if len(result.pred_ids) < n:
         raise ValueError(f"{result.method} predicted {len(result.pred_ids)} rows, cannot score {n}")
@@ -139,9 +146,94 @@ def build_tables(
 
 def render_tables(tables: dict[str, dict], preamble: str = "", floatfmt: str = ".4g") -> str:
     """Markdown: an optional preamble, then each table under a heading that says which rows it scores."""
-    from toolkit.reporting import markdown_table
-
     parts = [preamble.strip()] if preamble.strip() else []
     for table in tables.values():
         parts.append(f"### {table['title']}\n\n" + markdown_table(table["rows"], table["columns"], floatfmt=floatfmt))
     return "\n\n".join(p.rstrip("\n") for p in parts) + "\n"
+
+
+def splits_preamble(where: dict[str, str], sizes: dict[str, int]) -> str:
+    """One sentence naming each split's size and source, for the top of the results."""
+    parts = [f"{name} {sizes[size]} rows ({where[key]})" for name, size, key in _SPLITS]
+    return "Splits (seeded samples): " + "; ".join(parts) + ". Every row of a table is scored on the same test rows."
+
+
+_SPLITS = (("train", "train", "train"), ("validation", "val", "dev"), ("test", "test", "test"))
+
+
+def prediction_rows(texts: Sequence[str], golds: Sequence[str], predictions: dict[str, list]) -> list[dict]:
+    """``{"text", "gold", method: prediction ...}`` per test row; a method scored on a prefix is left out after it."""
+    return [
+        {"text": t, "gold": g, **{k: v[i] for k, v in predictions.items() if i < len(v)}}
+        for i, (t, g) in enumerate(zip(texts, golds))
+    ]
+
+
+def plot_comparison(tables: dict[str, dict], out: str | os.PathLike) -> None:
+    """Accuracy against energy (all-rows table) and against inference CPU per example (common rows).
+
+    Energy totals only compare on one row count (the all-rows table); per-example CPU compares every method on
+    the rows they all scored.
+    """
+    out = Path(out)
+    rows, n = tables.get("all", {}).get("rows", []), tables.get("all", {}).get("n_rows", 0)
+    reporting.plot_xy(rows, "energy_wh", "accuracy", "method", out / "accuracy_vs_energy.png",
+                      title=f"accuracy vs energy: all {n} test rows")  # fmt: skip
+    common = tables.get("subset", tables.get("all"))
+    reporting.plot_xy(
+        common["rows"], "infer_cpu_ms_per_ex", "accuracy", "method", out / "accuracy_vs_inference_cpu.png",
+        title=f"accuracy vs inference CPU ms/ex: {common['n_rows']} test rows",
+    )  # fmt: skip
+
+
+def head_result(method: str, fit: dict, sources: Sequence[str], costs: dict, params: dict, n_train: int):
+    """The :class:`MethodResult` of a head trained on cached features (``toolkit.methods.llmembed.fit_variant``).
+
+    It is charged the extraction of every feature source it reads (``costs[source]``: ``{"train", "test",
+    "cached"}``, see ``toolkit.embeddings.extraction_cost``) on top of its own training / inference, and its
+    inference parameters include those backbones (``params[source]``).
+    """
+    extract = sum((costs[s]["train"] for s in sources), Cost())
+    infer = fit["infer_cost"] + sum((costs[s]["test"] for s in sources), Cost())
+    n_head = sum(p.numel() for p in fit["head"].parameters())
+    extra = {"best_epoch": fit["fit"]["best_epoch"], "features_cached": all(costs[s]["cached"] for s in sources)}
+    n_infer = n_head + sum(params[s] or 0 for s in sources)
+    return MethodResult(method, fit["predictions"], fit["train_cost"] + extract, infer, n_train, n_head, n_infer,
+                        extract, extra)  # fmt: skip
+
+
+def finetuned_encoder_result(
+    model: str, train: tuple, test: tuple, names: Sequence[str], n_params: int | None, **finetune_kwargs
+) -> tuple[MethodResult, list[str]]:
+    """Fine-tune ``model`` end to end on ``train`` (``(texts, label ids)``) and predict ``test``, with its costs.
+
+    No validation split: the fixed budget needs no model selection, and it keeps CPU honest. CPU time is
+    measured for the whole call and split between training and inference by their wall-time shares.
+
+    Returns:
+        ``(result, predicted label names)``.
+    """
+    features = Features({"text": Value("string"), "label": ClassLabel(names=list(names))})
+    ds = [Dataset.from_dict({"text": t, "label": y}, features=features) for t, y in (train, test)]
+    with CostMeter() as m:
+        res = finetune_sequence_classifier(model, ds[0], None, ds[1], **finetune_kwargs)
+    share = res["train_seconds"] / max(res["train_seconds"] + res["infer_seconds"], 1e-9)
+    train_c = Cost(res["train_seconds"], m.cost.cpu_s * share)
+    infer_c = Cost(res["infer_seconds"], m.cost.cpu_s * (1 - share))
+    ids = [list(names).index(p) for p in res["predictions"]]
+    result = MethodResult("finetuned_encoder", ids, train_c, infer_c, len(train[0]), n_params, n_params)
+    return result, res["predictions"]
+
+
+def few_shot_result(model: str, train: tuple, test: tuple, names: Sequence[str], n_params: int | None, **kwargs):
+    """The same LLM prompted few-shot (:func:`toolkit.baselines.few_shot.few_shot_baseline`), with its costs.
+
+    Returns:
+        ``(result, predicted label names with "<invalid>" for none, raw outputs)``.
+    """
+    preds, raw, n_demos, cost = few_shot_baseline(
+        model, train[0], [names[y] for y in train[1]], test[0], names, **kwargs
+    )
+    ids = [names.index(p) if p is not None else -1 for p in preds]
+    result = MethodResult("few_shot_prompt", ids, Cost(), cost, n_demos, 0, n_params)
+    return result, [p if p is not None else "<invalid>" for p in preds], raw

@@ -1,0 +1,150 @@
+"""toolkit.embeddings: extraction order and padding, layer selection, each model's positions, the disk cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from toolkit import embeddings as emb
+from toolkit.methods.llmembed import pool_hidden
+
+SHORT = "the movie was great"
+LONG = "this movie was great , i loved it . positive negative world sports business sci/tech music song"
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_llama_dir):
+    return emb.load_backbone(str(tiny_llama_dir))
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_bert_dir):
+    return emb.load_backbone(str(tiny_bert_dir))
+
+
+@pytest.mark.parametrize("which", ["llama", "bert"])
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_pooling_ignores_padding(request, which, side, pooling):
+    model, tok = request.getfixturevalue(which)
+    tok.padding_side = side
+    kw = {"layers": [0, -1], "pooling": pooling, "show_progress": False}
+    alone, _ = emb.extract_embeddings(model, tok, [SHORT], batch_size=1, **kw)
+    batched, _ = emb.extract_embeddings(model, tok, [SHORT, LONG], batch_size=2, **kw)
+    torch.testing.assert_close(batched[0], alone[0], atol=1e-5, rtol=1e-4)
+    # Control: the short text really was padded, and an unmasked mean (the reference's bug) would differ.
+    batch = tok([SHORT, LONG], padding=True, return_tensors="pt")
+    assert int(batch["attention_mask"][0].sum()) < batch["attention_mask"].shape[1]
+    with torch.inference_mode():
+        hs = model(**batch, output_hidden_states=True).hidden_states
+    assert not torch.allclose(hs[-1][0].mean(0), alone[0, 1], atol=1e-3)
+
+
+def test_layer_selection_matches_hidden_states(llama):
+    model, tok = llama
+    tok.padding_side = "right"
+    feats, n_tokens = emb.extract_embeddings(model, tok, [LONG], layers=[0, 1, -1], show_progress=False)
+    batch = tok([LONG], return_tensors="pt")
+    with torch.inference_mode():
+        hs = model(**batch, output_hidden_states=True).hidden_states
+    assert feats.shape == (1, 3, model.config.hidden_size)
+    for j, i in enumerate([0, 1, 2]):
+        torch.testing.assert_close(feats[0, j], hs[i][0].mean(0), atol=1e-5, rtol=1e-4)
+    assert n_tokens == batch["input_ids"].shape[1]
+
+
+def test_length_sorted_batches_restore_order(bert):
+    model, tok = bert
+    texts = [LONG, SHORT, "music", LONG + " song", "positive negative"]
+    together, _ = emb.extract_embeddings(model, tok, texts, layers=[-1], batch_size=2, show_progress=False)
+    for i, t in enumerate(texts):
+        alone, _ = emb.extract_embeddings(model, tok, [t], layers=[-1], batch_size=1, show_progress=False)
+        torch.testing.assert_close(together[i], alone[0], atol=1e-5, rtol=1e-4)
+    rows = [r for r, _ in emb.length_sorted_batches(tok, texts, 128, 2)]
+    assert sorted(i for r in rows for i in r) == list(range(len(texts))) and rows[0][0] == 3
+
+
+def test_cache_hit_skips_model_and_forward(llama, tmp_path, tiny_llama_dir):
+    model, tok = llama
+    calls = {"forward": 0, "load": 0}
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda m, i, o: calls.__setitem__("forward", calls["forward"] + (m is model))
+    )
+
+    def load():
+        calls["load"] += 1
+        return model, tok
+
+    spec = emb.ExtractionSpec(str(tiny_llama_dir), layers=[-2, -1], max_length=32, batch_size=2)
+    texts = [SHORT, LONG, "music"]
+    try:
+        first, info1 = emb.get_or_extract(spec, texts, tmp_path, backbone=load, show_progress=False)
+        assert not info1["cache_hit"] and calls == {"forward": 2, "load": 1}
+        second, info2 = emb.get_or_extract(spec, texts, tmp_path, backbone=load, show_progress=False)
+        assert info2["cache_hit"] and calls == {"forward": 2, "load": 1}
+        torch.testing.assert_close(first, second)
+        assert info2["extract_wall_s"] == info1["extract_wall_s"]  # original cost is still reported
+        # Anything in the key changes -> miss: texts, max_length, layers, pooling.
+        emb.get_or_extract(spec, texts[:2], tmp_path, backbone=load, show_progress=False)
+        for change in ({"max_length": 16}, {"layers": [-1]}, {"pooling": "last"}):
+            spec2 = emb.ExtractionSpec(**{**spec.__dict__, **change})
+            assert not emb.get_or_extract(spec2, texts, tmp_path, backbone=load, show_progress=False)[1]["cache_hit"]
+        assert calls["load"] == 5
+    finally:
+        hook.remove()
+
+
+def test_fingerprint_is_length_prefixed():
+    assert emb.texts_fingerprint(["ab", "c"]) != emb.texts_fingerprint(["a", "bc"])
+
+
+@pytest.fixture(scope="module")
+def roberta(tmp_path_factory):
+    """A tiny RoBERTa from config: its positions start at ``padding_idx + 1``, not 0."""
+    from transformers import RobertaConfig, RobertaModel
+
+    from tests.fakes.tiny_models import build_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-roberta")
+    tok = build_tokenizer(folder)
+    config = RobertaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=130, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    RobertaModel(config).save_pretrained(folder)
+    return emb.load_backbone(str(folder))
+
+
+@pytest.mark.parametrize("which", ["roberta", "llama", "bert"])
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_padded_batch_equals_plain_unpadded_forward(request, which, side):
+    """Each model keeps its own position scheme: a padded batch equals the model's own unpadded forward.
+
+    The reference is a plain ``model(**tokenizer(text))`` with no position ids passed, so a wrong position
+    convention in the extraction (e.g. 0-based ids fed to RoBERTa, whose positions start at padding_idx + 1)
+    cannot cancel out on both sides of the comparison.
+    """
+    model, tok = request.getfixturevalue(which)
+    tok.padding_side = side
+    texts = [SHORT, LONG]
+    for pooling in ("mean", "last"):
+        batched, _ = emb.extract_embeddings(
+            model, tok, texts, layers=[0, -1], pooling=pooling, batch_size=2, show_progress=False
+        )
+        for i, text in enumerate(texts):
+            enc = tok([text], return_tensors="pt")
+            with torch.inference_mode():
+                hs = model(**enc, output_hidden_states=True).hidden_states
+            want = torch.stack([pool_hidden(hs[j], enc["attention_mask"], pooling)[0] for j in (0, -1)])
+            torch.testing.assert_close(batched[i], want, atol=1e-5, rtol=1e-4)
+    batch = tok(texts, padding=True, return_tensors="pt")
+    assert int(batch["attention_mask"][0].sum()) < batch["attention_mask"].shape[1]  # SHORT really was padded
+
+
+def test_only_zero_based_models_get_position_ids(roberta, llama, bert):
+    from toolkit.backbone_inputs import forward_params
+
+    assert "position_ids" not in forward_params(roberta[0])  # derives padding_idx + 1 based positions itself
+    assert "position_ids" in forward_params(llama[0]) and "position_ids" in forward_params(bert[0])
