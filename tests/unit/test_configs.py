@@ -32,10 +32,6 @@ def _parse(script: Path, config: Path):
     return parser.parse_args_and_config(["--config", str(config)])
 
 
-def test_configs_exist():
-    assert RECIPE_CONFIGS, "no recipe configs found under recipes/configs/"
-
-
 @pytest.mark.parametrize("config", RECIPE_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_recipe_config_parses(config: Path):
     script = REPO / "recipes" / f"{config.parent.name}.py"

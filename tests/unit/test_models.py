@@ -231,9 +231,7 @@ def test_smollm2_convert_generate_and_cache(monkeypatch, tmp_path):
     assert "Paris" in text
     assert "local_files_only" not in (path / "tokenizer_config.json").read_text()
 
-    t0 = time.perf_counter()
-    again = models.resolve_model("local:smollm2-135m")
-    assert time.perf_counter() - t0 < 0.5
+    again = models.resolve_model("local:smollm2-135m")  # cached: the converted weights are not written again
     assert again == str(path)
     assert (path / "model.safetensors").stat().st_mtime_ns == mtime
 
