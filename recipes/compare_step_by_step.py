@@ -19,7 +19,6 @@ import dataclasses
 import importlib.util
 import json
 import logging
-import math
 import os
 import statistics
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from transformers import TrainingArguments
 
 from toolkit.configs import make_parser as _make_parser
 from toolkit.configs import setup_logging
+from toolkit.methods.step_by_step_tables import discordant, mcnemar_p, run_group, seed_summary
 from toolkit.report_artifacts import report_from_run_dir
 from toolkit.runtime import configure_threads
 
@@ -79,60 +79,6 @@ class CompareArguments:
             raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
 
 
-def mcnemar_p(wins: int, losses: int) -> float:
-    """Exact two-sided McNemar p-value from the discordant pairs (binomial test of wins vs losses at 1/2)."""
-    n = wins + losses
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2**n
-    return min(1.0, 2 * tail)
-
-
-def _discordant(run: dict, base: dict, root: str) -> tuple[int, int]:
-    """Test rows only ``run`` gets right (wins) and only ``base`` gets right (losses), paired by row id."""
-
-    def correct(r):
-        path = Path(root, r["run"], "predictions.jsonl")
-        return {p["id"]: p["correct"] for p in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
-
-    a, b = correct(run), correct(base)
-    if a.keys() != b.keys():
-        raise ValueError(f"{run['run']} and {base['run']} were scored on different test rows")
-    return sum(a[k] and not b[k] for k in a), sum(b[k] and not a[k] for k in a)
-
-
-def _group(run: dict) -> tuple:
-    return run["train_fraction"], run["label_source"], run["mode"]
-
-
-def seed_summary(runs: list[dict], root: str, base_mode: str) -> list[dict]:
-    """Per (fraction, labels, mode): mean ± std test accuracy over seeds, and McNemar vs ``base_mode`` on the
-    paired predictions pooled over seeds (each pair = one test row under one seed, matched seed by seed)."""
-    rows = []
-    for key in dict.fromkeys(_group(r) for r in runs):
-        group = [r for r in runs if _group(r) == key]
-        accs = [r["test_accuracy"] for r in group]
-        row = {
-            "train_fraction": key[0],
-            "labels": key[1],
-            "mode": key[2],
-            "seeds": len(group),
-            "test_acc_mean": statistics.fmean(accs),
-            "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-            "n_train": group[0]["n_train"],
-            "steps": group[0]["global_steps"],
-        }
-        if key[2] != base_mode:
-            wins = losses = 0
-            for r in group:
-                base = next(b for b in runs if _group(b) == (key[0], key[1], base_mode) and b["seed"] == r["seed"])
-                w, lo = _discordant(r, base, root)
-                wins, losses = wins + w, losses + lo
-            row.update({"pooled wins/losses": f"{wins}/{losses}", "pooled McNemar p": mcnemar_p(wins, losses)})
-        rows.append(row)
-    return rows
-
-
 def make_parser():
     return _make_parser([recipe.StepByStepArguments, TrainingArguments, CompareArguments])
 
@@ -165,7 +111,7 @@ def main(script_args, training_args: TrainingArguments, compare_args: CompareArg
     base_mode = compare_args.modes[0]
     rows = []
     for m in runs:
-        base = next(r for r in runs if _group(r) == (m["train_fraction"], m["label_source"], base_mode)
+        base = next(r for r in runs if run_group(r) == (m["train_fraction"], m["label_source"], base_mode)
                     and r["seed"] == m["seed"])  # fmt: skip
         excl = m["train_exclusions"]
         rows.append(
@@ -181,8 +127,8 @@ def main(script_args, training_args: TrainingArguments, compare_args: CompareArg
                 "dev_acc": m["dev_accuracy"],
                 "test_acc": m["test_accuracy"],
                 f"Δ vs {base_mode}": m["test_accuracy"] - base["test_accuracy"],
-                "wins/losses": "–" if m is base else "{}/{}".format(*_discordant(m, base, root)),
-                "McNemar p": None if m is base else mcnemar_p(*_discordant(m, base, root)),
+                "wins/losses": "–" if m is base else "{}/{}".format(*discordant(m, base, root)),
+                "McNemar p": None if m is base else mcnemar_p(*discordant(m, base, root)),
                 "train_s": m["train_wall_s"],
                 "tok/s": m["train_tokens_per_s"],
             }
@@ -200,10 +146,10 @@ def main(script_args, training_args: TrainingArguments, compare_args: CompareArg
     points = [
         {
             "train_fraction": key[0],
-            "test_accuracy": statistics.fmean(r["test_accuracy"] for r in runs if _group(r) == key),
+            "test_accuracy": statistics.fmean(r["test_accuracy"] for r in runs if run_group(r) == key),
             "series": f"{key[1]}-{key[2]}",
         }
-        for key in dict.fromkeys(map(_group, runs))
+        for key in dict.fromkeys(map(run_group, runs))
     ]
     reporting.plot_xy(
         points,

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -34,10 +33,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling recipe scripts (recipes/ is not a package)
 import compare_step_by_step as compare  # noqa: E402
 
+from toolkit.methods.step_by_step_tables import per_run_rows, pooled_mcnemar, summarize, table_markdown  # noqa: E402, F401
 from toolkit.runtime import configure_threads  # noqa: E402
 
 logger = logging.getLogger("results_step_by_step")
-BASE_MODE = "standard"
 
 
 def run_name(label_source: str, mode: str, fraction: float, seed: int) -> str:
@@ -130,75 +129,6 @@ def load_results(plan: dict) -> list[dict]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(root.glob("*/*.json"))]
 
 
-def pooled_mcnemar(runs: list[dict], base_runs: list[dict]) -> tuple[int, int, float]:
-    """Discordant pairs of ``runs`` vs ``base_runs`` matched by seed then test row id, pooled; exact McNemar p."""
-    wins = losses = 0
-    for r in runs:
-        base = next((b for b in base_runs if b["seed"] == r["seed"]), None)
-        if base is None:
-            continue
-        a = {p["id"]: p["correct"] for p in r["predictions"]}
-        b = {p["id"]: p["correct"] for p in base["predictions"]}
-        if a.keys() != b.keys():
-            raise ValueError(f"{r['run']} and {base['run']} were scored on different test rows")
-        wins += sum(a[k] and not b[k] for k in a)
-        losses += sum(b[k] and not a[k] for k in a)
-    return wins, losses, compare.mcnemar_p(wins, losses)
-
-
-def summarize(runs: list[dict], by: tuple[str, ...]) -> list[dict]:
-    """One row per group of ``by`` (seeds pooled): mean ± std accuracy, cost, and McNemar vs standard."""
-    rows = []
-    keys = sorted({tuple(r[k] for k in by) for r in runs}, key=lambda k: tuple(str(x) for x in k))
-    for key in keys:
-        group = sorted((r for r in runs if tuple(r[k] for k in by) == key), key=lambda r: r["seed"])
-        accs = [r["test_accuracy"] for r in group]
-        row = dict(zip(by, key))
-        row.update(
-            seeds=",".join(str(r["seed"]) for r in group),
-            n_train=group[0]["n_train"],
-            steps=group[0]["global_steps"],
-            train_tokens=round(statistics.fmean(r["train_tokens"] for r in group)),
-            test_acc_mean=statistics.fmean(accs),
-            test_acc_std=statistics.stdev(accs) if len(accs) > 1 else 0.0,
-        )
-        row.update({"Δ vs standard": None, "pooled wins/losses": None, "pooled McNemar p": None})
-        if key[by.index("mode")] != BASE_MODE:
-            base_key = tuple(BASE_MODE if k == "mode" else v for k, v in zip(by, key))
-            base = [r for r in runs if tuple(r[k] for k in by) == base_key]
-            if base:
-                w, lo, p = pooled_mcnemar(group, base)
-                paired = [r for r in group if any(b["seed"] == r["seed"] for b in base)]
-                base_acc = [next(b for b in base if b["seed"] == r["seed"])["test_accuracy"] for r in paired]
-                row["Δ vs standard"] = statistics.fmean(r["test_accuracy"] for r in paired) - statistics.fmean(
-                    base_acc
-                )
-                row["pooled wins/losses"] = f"{w}/{lo}"
-                row["pooled McNemar p"] = p
-        row["CPU-s/run"] = statistics.fmean(r["run_cpu_s"] for r in group)
-        row["train tok/s"] = statistics.fmean(r["train_tokens_per_s"] for r in group)
-        rows.append(row)
-    return rows
-
-
-def per_run_rows(runs: list[dict]) -> list[dict]:
-    return [
-        {
-            "run": r["run"],
-            "n_train": r["n_train"],
-            "steps": r["global_steps"],
-            "train_tokens": r["train_tokens"],
-            "test_acc": r["test_accuracy"],
-            "train_s": r["train_wall_s"],
-            "test_gen_s": r["test_generation_s"],
-            "CPU-s": r["run_cpu_s"],
-            "wall-s": r["run_wall_s"],
-            "tok/s": r["train_tokens_per_s"],
-        }
-        for r in sorted(runs, key=lambda r: (r["train_fraction"], r["label_source"], r["mode"], r["seed"]))
-    ]
-
-
 def select(runs: list[dict], table: dict) -> list[dict]:
     return [r for r in runs if all(r.get(k) == v for k, v in table.items())]
 
@@ -217,37 +147,11 @@ def render(plan: dict, command: str) -> dict[str, Path]:
         by = ("train_fraction", "label_source", "mode") if name == "data_fraction" else ("label_source", "mode")
         summary = summarize(runs, by)
         first = runs[0]
-        teacher = first["teacher_test"]
-        header = [
-            f"# step-by-step: {name}",
-            "",
-            f"Command: `{command}` (plan `{plan.get('_path', '')}`); {len(runs)} finished runs.",
-            f"Student `{first['student']}` (full fine-tune); task `{first['task']}`; {first['data_splits']['test']} "
-            "(the same rows for every run). Steps are the same for every row of a table (batch 8 examples; a "
-            "task_prefix step also trains the rationale of each example, so it processes more tokens: see "
-            "train_tokens). No model selection: the last step is tested.",
-            f"Teacher (PaLM-540B few-shot CoT) on these test rows: {teacher.get('teacher_accuracy_all')} "
-            f"(parse rate {teacher.get('parse_rate')}).",
-            "",
-            "## Mean ± std over seeds; McNemar exact p on predictions pooled over seeds (vs standard, same labels)",
-            "",
-            reporting.markdown_table(summary, floatfmt=".4f"),
-            "",
-            "## Per run",
-            "",
-            reporting.markdown_table(per_run_rows(runs), floatfmt=".4g"),
-            "",
-        ]
         extra = plan.get("_teacher_summary") if name == "teacher_chain" else None
-        if extra:
-            header[5:5] = [
-                "",
-                "Rationales by our own teacher (`data_gen/rationales.py`, offline SmolLM2-135M-Instruct, few-shot, "
-                f"SVAMP train): {json.dumps(extra)}",
-            ]
+        text = table_markdown(name, runs, summary, command, plan.get("_path", ""), extra)
         md = out_dir / f"{name}.md"
         md.parent.mkdir(parents=True, exist_ok=True)
-        md.write_text("\n".join(header), encoding="utf-8")
+        md.write_text(text, encoding="utf-8")
         payload = {"table": name, "select": table, "summary": summary, "runs": per_run_rows(runs)}
         if extra:
             payload["teacher"] = extra
