@@ -19,6 +19,8 @@ OFFICIAL_DEV = {"sst2": "dev"}  # loaders with an official validation split; the
 
 @dataclass
 class DataArguments:
+    """Which classification data, and how many rows of each split (the arguments of :func:`load_splits`)."""
+
     dataset: str = field(default="sst2", metadata={"help": f"One of {DATASETS} (via toolkit.tasks.classification)."})
     train_path: str | None = field(default=None, metadata={"help": "Local text/label train file instead."})
     dev_path: str | None = field(default=None, metadata={"help": "Validation file (default: official, else carved)."})
