@@ -132,4 +132,6 @@ def finish_run(
             folder, push.repo_id, token=push.token, private=push.private, ignore_patterns=list(push.ignore_patterns)
         )
         logger.info("Pushed %s to %s", folder, url)
+        if "hub_url" in metrics:  # the local record says where the run went (the pushed copy cannot)
+            reporting.write_metrics(out, {**metrics, "hub_url": url})
     return {"output_dir": str(out), "hub_url": url}
