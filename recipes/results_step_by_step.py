@@ -33,7 +33,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling recipe scripts (recipes/ is not a package)
 import compare_step_by_step as compare  # noqa: E402
 
-from toolkit.methods.step_by_step_tables import per_run_rows, pooled_mcnemar, summarize, table_markdown  # noqa: E402, F401
+from toolkit.methods.step_by_step_tables import pooled_mcnemar, render_plan_tables, select  # noqa: E402, F401
 from toolkit.runtime import configure_threads  # noqa: E402
 
 logger = logging.getLogger("results_step_by_step")
@@ -124,52 +124,6 @@ def execute(plan: dict, spec: dict, extra: dict | None = None) -> dict:
     return result
 
 
-def load_results(plan: dict) -> list[dict]:
-    root = Path(plan["results_dir"], "runs")
-    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(root.glob("*/*.json"))]
-
-
-def select(runs: list[dict], table: dict) -> list[dict]:
-    return [r for r in runs if all(r.get(k) == v for k, v in table.items())]
-
-
-def render(plan: dict, command: str) -> dict[str, Path]:
-    """Write every table of the plan from the finished runs' JSON (tables with no finished run are skipped)."""
-    from toolkit import reporting
-
-    results = load_results(plan)
-    out_dir = Path(plan["results_dir"])
-    written = {}
-    for name, table in plan["tables"].items():
-        runs = select(results, table)
-        if not runs:
-            continue
-        by = ("train_fraction", "label_source", "mode") if name == "data_fraction" else ("label_source", "mode")
-        summary = summarize(runs, by)
-        first = runs[0]
-        extra = plan.get("_teacher_summary") if name == "teacher_chain" else None
-        text = table_markdown(name, runs, summary, command, plan.get("_path", ""), extra)
-        md = out_dir / f"{name}.md"
-        md.parent.mkdir(parents=True, exist_ok=True)
-        md.write_text(text, encoding="utf-8")
-        payload = {"table": name, "select": table, "summary": summary, "runs": per_run_rows(runs)}
-        if extra:
-            payload["teacher"] = extra
-        (out_dir / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-        written[name] = md
-        if name == "data_fraction":
-            points = [
-                {"train_fraction": r["train_fraction"], "test_accuracy": r["test_acc_mean"],
-                 "series": f"{r['label_source']}-{r['mode']}"}
-                for r in summary
-            ]  # fmt: skip
-            reporting.plot_xy(
-                points, "train_fraction", "test_accuracy", "series", out_dir / "data_fraction.png",
-                title=f"{first['task']}: test accuracy vs fraction of train ({first['global_steps']} steps)",
-            )  # fmt: skip
-    return written
-
-
 def run_teacher(plan: dict) -> dict | None:
     """Run the plan's rationales job (once) and return its summary; its dataset trains the teacher namespace."""
     teacher = plan.get("teacher")
@@ -227,10 +181,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             logger.exception("run %s/%s failed; continuing with the next run", spec["namespace"], spec["run"])
             failed.append(f"{spec['namespace']}/{spec['run']}")
             continue
-        render(plan, command)
+        render_plan_tables(plan, command)
     if plan.get("teacher") and Path(plan["runs_dir"], "teacher_rationales", "summary.json").is_file():
         plan["_teacher_summary"] = run_teacher(plan)
-    for name, path in render(plan, command).items():
+    for name, path in render_plan_tables(plan, command).items():
         logger.info("table %s -> %s", name, path)
     if failed:
         raise SystemExit(f"{len(failed)} runs failed (rerun to retry them): {', '.join(failed)}")

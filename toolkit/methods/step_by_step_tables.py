@@ -20,10 +20,13 @@ __all__ = [
     "BASE_MODE",
     "discordant",
     "mcnemar_p",
+    "load_results",
     "per_run_rows",
     "pooled_mcnemar",
+    "render_plan_tables",
     "run_group",
     "seed_summary",
+    "select",
     "summarize",
     "table_markdown",
 ]
@@ -183,3 +186,47 @@ def table_markdown(name: str, runs: list[dict], summary: list[dict], command: st
             f"SVAMP train): {json.dumps(extra)}",
         ]
     return "\n".join(header)
+
+
+def load_results(plan: dict) -> list[dict]:
+    root = Path(plan["results_dir"], "runs")
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(root.glob("*/*.json"))]
+
+
+def select(runs: list[dict], table: dict) -> list[dict]:
+    return [r for r in runs if all(r.get(k) == v for k, v in table.items())]
+
+
+def render_plan_tables(plan: dict, command: str) -> dict[str, Path]:
+    """Write every table of the plan from the finished runs' JSON (tables with no finished run are skipped)."""
+    results = load_results(plan)
+    out_dir = Path(plan["results_dir"])
+    written = {}
+    for name, table in plan["tables"].items():
+        runs = select(results, table)
+        if not runs:
+            continue
+        by = ("train_fraction", "label_source", "mode") if name == "data_fraction" else ("label_source", "mode")
+        summary = summarize(runs, by)
+        first = runs[0]
+        extra = plan.get("_teacher_summary") if name == "teacher_chain" else None
+        text = table_markdown(name, runs, summary, command, plan.get("_path", ""), extra)
+        md = out_dir / f"{name}.md"
+        md.parent.mkdir(parents=True, exist_ok=True)
+        md.write_text(text, encoding="utf-8")
+        payload = {"table": name, "select": table, "summary": summary, "runs": per_run_rows(runs)}
+        if extra:
+            payload["teacher"] = extra
+        (out_dir / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+        written[name] = md
+        if name == "data_fraction":
+            points = [
+                {"train_fraction": r["train_fraction"], "test_accuracy": r["test_acc_mean"],
+                 "series": f"{r['label_source']}-{r['mode']}"}
+                for r in summary
+            ]  # fmt: skip
+            reporting.plot_xy(
+                points, "train_fraction", "test_accuracy", "series", out_dir / "data_fraction.png",
+                title=f"{first['task']}: test accuracy vs fraction of train ({first['global_steps']} steps)",
+            )  # fmt: skip
+    return written
