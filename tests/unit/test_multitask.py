@@ -1,4 +1,4 @@
-"""toolkit.multitask: answer formats, slots <-> BIO on real data, snapping, scoring, task mixtures."""
+"""toolkit.methods.multitask (+ multitask_data, multitask_mixture): answer formats, slots <-> BIO on real data, snapping, scoring, task mixtures."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import json
 
 import pytest
 
-from toolkit import multitask as mt
+from toolkit import multitask_data as data
+from toolkit.label_scoring import snap_label
+from toolkit.methods import multitask as mt
+from toolkit.methods import multitask_mixture as mix
 
 # ------------------------------------------------------------------------------------------------ slots <-> BIO
 
@@ -114,11 +117,11 @@ def test_parse_answer():
 
 def test_snap_label():
     labels = ["PlayMusic", "GetWeather", "BookRestaurant"]
-    assert mt.snap_label("PlayMusic", labels) == ("PlayMusic", True)
-    assert mt.snap_label(" playmusic ", labels) == ("PlayMusic", True)  # whitespace + case normalised: a label
-    assert mt.snap_label("Get Weather", labels) == ("GetWeather", False)  # snapped, but counted invalid
-    assert mt.snap_label("", labels) == (None, False)
-    assert mt.snap_label(None, labels) == (None, False)
+    assert snap_label("PlayMusic", labels) == ("PlayMusic", True)
+    assert snap_label(" playmusic ", labels) == ("PlayMusic", True)  # whitespace + case normalised: a label
+    assert snap_label("Get Weather", labels) == ("GetWeather", False)  # snapped, but counted invalid
+    assert snap_label("", labels) == (None, False)
+    assert snap_label(None, labels) == (None, False)
 
 
 def test_score_task_strict_vs_snapped_and_exact_match():
@@ -195,33 +198,33 @@ def test_score_macro_f1_over_train_labels_and_unseen_gold():
 
 def test_mixture_probabilities():
     sizes = {"a": 300, "b": 100}
-    assert mt.mixture_probabilities(sizes) == {"a": 0.5, "b": 0.5}
-    assert mt.mixture_probabilities(sizes, {"a": 3, "b": 1}) == {"a": 0.75, "b": 0.25}
-    assert mt.mixture_probabilities(sizes, strategy="proportional") == {"a": 0.75, "b": 0.25}
-    p = mt.mixture_probabilities(sizes, strategy="temperature", temperature=2.0)
+    assert mix.mixture_probabilities(sizes) == {"a": 0.5, "b": 0.5}
+    assert mix.mixture_probabilities(sizes, {"a": 3, "b": 1}) == {"a": 0.75, "b": 0.25}
+    assert mix.mixture_probabilities(sizes, strategy="proportional") == {"a": 0.75, "b": 0.25}
+    p = mix.mixture_probabilities(sizes, strategy="temperature", temperature=2.0)
     assert p["a"] == pytest.approx(300**0.5 / (300**0.5 + 100**0.5))
     for bad in ({"strategy": "nope"}, {"strategy": "temperature", "temperature": 0}, {"weights": {"c": 1}}):
         with pytest.raises(ValueError):
-            mt.mixture_probabilities(sizes, **bad)
+            mix.mixture_probabilities(sizes, **bad)
     with pytest.raises(ValueError, match="no mass"):
-        mt.mixture_probabilities(sizes, {"a": 0, "b": 0})
+        mix.mixture_probabilities(sizes, {"a": 0, "b": 0})
 
 
 def test_sample_mixture_proportions_and_seed():
     datasets = pytest.importorskip("datasets")
     a = datasets.Dataset.from_dict({"prompt": [f"a{i}" for i in range(50)], "completion": ["x"] * 50})
     b = datasets.Dataset.from_dict({"prompt": [f"b{i}" for i in range(10)], "completion": ["y"] * 10})
-    mixed = mt.sample_mixture({"a": a, "b": b}, {"a": 0.75, "b": 0.25}, 4000, seed=1)
+    mixed = mix.sample_mixture({"a": a, "b": b}, {"a": 0.75, "b": 0.25}, 4000, seed=1)
     share = mixed["task"].count("a") / len(mixed)
     assert len(mixed) == 4000 and abs(share - 0.75) < 0.03
     # b has 10 rows but is drawn ~1000 times: it cycles through full permutations, so counts stay balanced.
     counts = {p: mixed["prompt"].count(p) for p in b["prompt"]}
     assert max(counts.values()) - min(counts.values()) <= 1
-    again = mt.sample_mixture({"a": a, "b": b}, {"a": 0.75, "b": 0.25}, 4000, seed=1)
-    other = mt.sample_mixture({"a": a, "b": b}, {"a": 0.75, "b": 0.25}, 4000, seed=2)
+    again = mix.sample_mixture({"a": a, "b": b}, {"a": 0.75, "b": 0.25}, 4000, seed=1)
+    other = mix.sample_mixture({"a": a, "b": b}, {"a": 0.75, "b": 0.25}, 4000, seed=2)
     assert again["prompt"] == mixed["prompt"] and other["prompt"] != mixed["prompt"]
     with pytest.raises(ValueError, match="different tasks"):
-        mt.sample_mixture({"a": a}, {"a": 0.5, "b": 0.5}, 10)
+        mix.sample_mixture({"a": a}, {"a": 0.5, "b": 0.5}, 10)
 
 
 # ------------------------------------------------------------------------------------------------------- data
@@ -232,12 +235,12 @@ def test_load_task_splits_from_folder(tmp_path):
         with open(tmp_path / f"{split}.jsonl", "w") as fh:
             for i in range(n):
                 fh.write(json.dumps({"text": f"t{i}", "label": "pos" if i % 2 else "neg"}) + "\n")
-    sp = mt.load_task_splits(f"{tmp_path}:topic", train_size=5, test_size=-1)
+    sp = data.load_task_splits(f"{tmp_path}:topic", train_size=5, test_size=-1)
     assert (len(sp.train), len(sp.test)) == (5, 4)
     assert sp.labels == ["neg", "pos"] and sp.name == f"{tmp_path.name}:topic"
     assert sp.dev is None and "official" in sp.origin["test"]
     with pytest.raises(ValueError, match="must look like"):
-        mt.parse_task_spec("snips")
+        data.parse_task_spec("snips")
 
 
 def _write_jsonl(path, rows):
@@ -254,13 +257,13 @@ def test_label_set_is_built_from_train_only(tmp_path):
     """Issue 12 item 15: an intent / topic that only the test file shows never enters the label set."""
     _write_jsonl(tmp_path / "train.jsonl", _intent_rows(["PlayMusic", "GetWeather"] * 3))
     _write_jsonl(tmp_path / "test.jsonl", _intent_rows(["PlayMusic", "SearchScreening"]))
-    sp = mt.load_task_splits(f"{tmp_path}:intent_slots")
+    sp = data.load_task_splits(f"{tmp_path}:intent_slots")
     assert sp.labels == ["GetWeather", "PlayMusic"]
     topic = tmp_path / "topic"
     topic.mkdir()
     _write_jsonl(topic / "train.jsonl", [{"text": "x", "label": "neg"}, {"text": "y", "label": "pos"}])
     _write_jsonl(topic / "test.jsonl", [{"text": "z", "label": "neutral"}])
-    assert mt.load_task_splits(f"{topic}:topic").labels == ["neg", "pos"]
+    assert data.load_task_splits(f"{topic}:topic").labels == ["neg", "pos"]
 
 
 def test_official_splits_and_path_overrides(tmp_path):
@@ -273,35 +276,35 @@ def test_official_splits_and_path_overrides(tmp_path):
     other = tmp_path / "other_test.jsonl"
     _write_jsonl(other, _intent_rows(["A", "B", "A", "B", "A"]))
 
-    sp = mt.load_task_splits(f"{folder}:intent")
+    sp = data.load_task_splits(f"{folder}:intent")
     assert (len(sp.train), len(sp.dev), len(sp.test)) == (20, 3, 4)  # official: nothing carved from train
     assert sp.origin["dev"].endswith("valid (official)") and sp.origin["test"].endswith("test (official)")
 
-    sp = mt.load_task_splits(f"{folder}:intent", test_path=str(other), dev_path=str(other))
+    sp = data.load_task_splits(f"{folder}:intent", test_path=str(other), dev_path=str(other))
     assert (len(sp.train), len(sp.dev), len(sp.test)) == (20, 5, 5)
     assert "--test_path" in sp.origin["test"] and "--dev_path" in sp.origin["dev"]
 
     only_train = tmp_path / "only_train"
     only_train.mkdir()
     _write_jsonl(only_train / "train.jsonl", _intent_rows(["A", "B"] * 10))
-    sp = mt.load_task_splits(f"{only_train}:intent", test_size=4, need_dev=True)
+    sp = data.load_task_splits(f"{only_train}:intent", test_size=4, need_dev=True)
     assert (len(sp.train), len(sp.dev), len(sp.test)) == (12, 4, 4)  # carved: no official test, no path given
     assert sp.origin["test"].startswith("carved") and sp.origin["dev"].startswith("carved")
     assert not set(sp.train["tokens"][i][1] for i in range(12)) & set(t[1] for t in sp.test["tokens"])
-    sp = mt.load_task_splits(f"{only_train}:intent", test_path=str(other))
+    sp = data.load_task_splits(f"{only_train}:intent", test_path=str(other))
     assert (len(sp.train), len(sp.test)) == (20, 5) and sp.dev is None  # a given test file: nothing carved
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        mt.load_task_splits(f"{folder}:intent", test_path=str(tmp_path / "missing.jsonl"))
+        data.load_task_splits(f"{folder}:intent", test_path=str(tmp_path / "missing.jsonl"))
 
 
 def test_load_task_splits_real(data_root):
-    snips = mt.load_task_splits("snips:intent_slots", train_size=20, test_size=10, data_dir=str(data_root))
+    snips = data.load_task_splits("snips:intent_slots", train_size=20, test_size=10, data_dir=str(data_root))
     assert len(snips.labels) == 7 and len(snips.train) == 20 and len(snips.test) == 10
-    news = mt.load_task_splits("20ng:topic", train_size=5, test_size=5, data_dir=str(data_root))
+    news = data.load_task_splits("20ng:topic", train_size=5, test_size=5, data_dir=str(data_root))
     assert len(news.labels) == 20 and isinstance(news.train[0]["label"], str) and news.train[0]["label"] in news.labels
     assert news.origin["test"] == "20ng:test (official)" and news.dev is None
     assert snips.origin["dev"] == "snips:valid (official)" and len(snips.dev) == 10
-    slurp = mt.load_task_splits("slurp:intent", train_size=-1, test_size=100, data_dir=str(data_root))
+    slurp = data.load_task_splits("slurp:intent", train_size=-1, test_size=100, data_dir=str(data_root))
     assert len(slurp.test) == 100 and len(slurp.train) == 2033 - 100 and slurp.origin["test"].startswith("carved")
     assert set(slurp.labels) == set(slurp.train["intent"])  # train only: the carved test never adds intents
 
@@ -311,6 +314,6 @@ def test_truncate_texts(tiny_llama_dir):
 
     tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
     long = "the dog runs home quickly " * 20
-    short = mt.truncate_texts([long, "hi"], tok, 8)
+    short = data.truncate_texts([long, "hi"], tok, 8)
     assert len(tok(short[0], add_special_tokens=False)["input_ids"]) <= 9 and short[1] == "hi"
-    assert mt.truncate_texts([long], tok, 0) == [long]
+    assert data.truncate_texts([long], tok, 0) == [long]

@@ -7,18 +7,10 @@ Two plain ``transformers.Trainer`` runs that every classification recipe can put
 - :func:`finetune_token_classifier` — ``AutoModelForTokenClassification`` on word ``tokens`` / BIO ``slot_tags``
   → span slot F1 (first sub-word of each word carries the word's label, the usual BERT-NER scheme).
 
-Both take the same budget knobs (epochs or max_steps, lr, batch size, max length, seed), so a recipe can give the
-encoder exactly the budget it gives its LLM student. ``model_name_or_path`` accepts the toolkit's named local
-defaults (``local:minilm-l6``) as well as paths and Hub ids. torch/transformers are imported lazily.
+Both take the same budget knobs (:class:`EncoderBudget`), so a recipe can give the encoder exactly the budget it
+gives its LLM student; ``model_name_or_path`` accepts ``local:minilm-l6`` as well as paths and Hub ids::
 
-Example::
-
-    from toolkit.encoder_baseline import finetune_sequence_classifier
-
-    result = finetune_sequence_classifier(
-        "local:minilm-l6", train, dev, test, label_names=names, max_steps=200, learning_rate=5e-5, max_length=128
-    )
-    result["accuracy"], result["macro_f1"], result["predictions"][:3]
+    result = finetune_sequence_classifier("local:minilm-l6", train, dev, test, label_names=names, max_steps=200)
 """
 
 from __future__ import annotations
@@ -27,17 +19,34 @@ import logging
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    DataCollatorForTokenClassification,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+)
+
+from toolkit.configs import apply_cpu_safe_defaults
+from toolkit.label_scoring import label_scores
+from toolkit.metrics import slot_f1
+from toolkit.models import resolve_model
+from toolkit.train_budget import ComputeMeter, tokens_trained
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["finetune_sequence_classifier", "finetune_token_classifier", "resolve_label_names"]
+__all__ = ["EncoderBudget", "finetune_sequence_classifier", "finetune_token_classifier", "resolve_label_names"]
 
 
 def _resolve_name(name_or_path: str) -> str:
     if str(name_or_path).startswith("local:"):
-        from toolkit.models import resolve_model
-
         return resolve_model(name_or_path)
     return str(name_or_path)
 
@@ -95,29 +104,57 @@ def _rows_seen(trainer) -> int:
     )
 
 
-def _training_args(
-    output_dir, *, epochs, max_steps, learning_rate, batch_size, seed, logging_steps, warmup_ratio, report_to=None
-):
-    from transformers import TrainingArguments
+@dataclass
+class EncoderBudget:
+    """The training budget of one encoder run; ``max_steps > 0`` wins over ``epochs`` (as in ``TrainingArguments``).
 
-    from toolkit.configs import apply_cpu_safe_defaults
+    ``output_dir`` is the trainer's scratch dir (a temp dir when ``None``; no checkpoints are saved); ``report_to``
+    the trainer integrations (``tensorboard`` logs under ``output_dir``; default none). Texts are truncated to
+    ``max_length`` tokens.
+    """
 
-    args = TrainingArguments(
-        output_dir=output_dir,
-        num_train_epochs=epochs,
-        max_steps=max_steps if max_steps and max_steps > 0 else -1,
-        learning_rate=learning_rate,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=max(batch_size, 32),
-        warmup_steps=warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
-        logging_steps=logging_steps,
-        save_strategy="no",
-        eval_strategy="no",
-        report_to=report_to or [],  # tensorboard: <output_dir>/runs/<date>_<host>
-        seed=seed,
-        dataloader_num_workers=0,
-    )
-    return apply_cpu_safe_defaults(args)
+    epochs: float = 1.0
+    max_steps: int = -1
+    learning_rate: float = 5e-5
+    batch_size: int = 16
+    max_length: int = 128
+    seed: int = 42
+    warmup_ratio: float = 0.0
+    logging_steps: int = 10
+    output_dir: str | None = None
+    report_to: str | list[str] | None = None
+
+    def training_args(self, scratch_dir: str) -> TrainingArguments:
+        args = TrainingArguments(
+            output_dir=self.output_dir or scratch_dir,
+            num_train_epochs=self.epochs,
+            max_steps=self.max_steps if self.max_steps and self.max_steps > 0 else -1,
+            learning_rate=self.learning_rate,
+            per_device_train_batch_size=self.batch_size,
+            per_device_eval_batch_size=max(self.batch_size, 32),
+            warmup_steps=self.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
+            logging_steps=self.logging_steps,
+            save_strategy="no",
+            eval_strategy="no",
+            report_to=self.report_to or [],  # tensorboard: <output_dir>/runs/<date>_<host>
+            seed=self.seed,
+            dataloader_num_workers=0,
+        )
+        return apply_cpu_safe_defaults(args)
+
+
+def _train(trainer, train_rows) -> tuple[Any, dict[str, Any]]:
+    """Train and measure: ``(TrainOutput, compute)`` with the keys both runs report."""
+    with ComputeMeter() as meter:
+        out = trainer.train()
+    return out, {
+        "train_seconds": meter.wall_s,
+        "train_cpu_seconds": meter.cpu_s,
+        "train_peak_rss_mb": meter.peak_rss_mb,
+        "train_steps": trainer.state.global_step,
+        "train_tokens": tokens_trained([len(r["input_ids"]) for r in train_rows], _rows_seen(trainer)),
+        "log_history": list(trainer.state.log_history),
+    }
 
 
 def _check_splits(train, test):
@@ -136,16 +173,7 @@ def finetune_sequence_classifier(
     text_column: str = "text",
     label_column: str = "label",
     label_names: Sequence[str] | None = None,
-    epochs: float = 1.0,
-    max_steps: int = -1,
-    learning_rate: float = 5e-5,
-    batch_size: int = 16,
-    max_length: int = 128,
-    seed: int = 42,
-    warmup_ratio: float = 0.0,
-    logging_steps: int = 10,
-    output_dir: str | None = None,
-    report_to: str | list[str] | None = None,
+    **budget: Any,
 ) -> dict[str, Any]:
     """Fine-tune an encoder with a fresh classification head and score it on ``test`` (and ``dev``).
 
@@ -155,11 +183,8 @@ def finetune_sequence_classifier(
             or strings). ``dev`` may be ``None``; it is only scored (the budget is fixed, no model selection).
         label_names: Label vocabulary; defaults to train's ``ClassLabel`` names or the sorted string labels *of
             train* (test labels never enter it; a test label train never shows is scored as an error).
-        epochs, max_steps: Training length (``max_steps > 0`` wins, as in ``TrainingArguments``).
-        learning_rate, batch_size, max_length, seed, warmup_ratio, logging_steps: Usual trainer knobs; texts are
-            truncated to ``max_length`` tokens.
-        output_dir: Trainer scratch dir (a temp dir when ``None``; no checkpoints are saved).
-        report_to: Trainer integrations (``tensorboard`` logs under ``output_dir``; default none).
+        **budget: :class:`EncoderBudget` fields (epochs / max_steps, learning_rate, batch_size, max_length, seed,
+            warmup_ratio, logging_steps, output_dir, report_to).
 
     Returns:
         ``{"accuracy", "macro_f1", "dev_accuracy", "dev_macro_f1", "train_seconds", "train_cpu_seconds",
@@ -168,13 +193,7 @@ def finetune_sequence_classifier(
         ``dev`` is ``None``. Accuracy and macro-F1 follow :func:`toolkit.label_scoring.label_scores` (macro-F1 over
         the train label set), the same definition as the LLM students'.
     """
-    import numpy as np
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
-
-    from toolkit.label_scoring import label_scores
-    from toolkit.train_budget import ComputeMeter, tokens_trained
-
+    b = EncoderBudget(**budget)
     _check_splits(train, test)
     for name, ds in (("train", train), ("dev", dev), ("test", test)):
         if ds is not None and text_column not in ds.column_names:
@@ -182,7 +201,7 @@ def finetune_sequence_classifier(
     names = resolve_label_names([train], label_column, label_names)
     path = _resolve_name(model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    torch.manual_seed(seed)
+    torch.manual_seed(b.seed)
     model = AutoModelForSequenceClassification.from_pretrained(
         path,
         num_labels=len(names),
@@ -196,7 +215,7 @@ def finetune_sequence_classifier(
         model.config.pad_token_id = tokenizer.pad_token_id
 
     def encode(ds):
-        enc = tokenizer(list(ds[text_column]), truncation=True, max_length=max_length)
+        enc = tokenizer(list(ds[text_column]), truncation=True, max_length=b.max_length)
         rows = [{k: enc[k][i] for k in enc} for i in range(len(ds))]
         for row, y in zip(rows, _label_ids(ds, label_column, names)):
             row["labels"] = y
@@ -204,26 +223,14 @@ def finetune_sequence_classifier(
 
     train_rows = encode(train)
     with tempfile.TemporaryDirectory() as tmp:
-        args = _training_args(
-            output_dir or tmp,
-            epochs=epochs,
-            max_steps=max_steps,
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            seed=seed,
-            logging_steps=logging_steps,
-            warmup_ratio=warmup_ratio,
-            report_to=report_to,
-        )
+        args = b.training_args(tmp)
         trainer = Trainer(
             model=model, args=args, train_dataset=train_rows, data_collator=DataCollatorWithPadding(tokenizer)
         )
-        with ComputeMeter() as meter:
-            train_out = trainer.train()
-        train_seconds = meter.wall_s
+        train_out, compute = _train(trainer, train_rows)
 
         def encode_inputs(ds):
-            enc = tokenizer(list(ds[text_column]), truncation=True, max_length=max_length)
+            enc = tokenizer(list(ds[text_column]), truncation=True, max_length=b.max_length)
             return [{k: enc[k][i] for k in enc} for i in range(len(ds))]
 
         def predict(ds):
@@ -247,11 +254,7 @@ def finetune_sequence_classifier(
             result["dev_accuracy"] = dev_scores["accuracy"]
             result["dev_macro_f1"] = dev_scores["macro_f1"]
     result.update(
-        train_seconds=train_seconds,
-        train_cpu_seconds=meter.cpu_s,
-        train_peak_rss_mb=meter.peak_rss_mb,
-        train_steps=trainer.state.global_step,
-        train_tokens=tokens_trained([len(r["input_ids"]) for r in train_rows], _rows_seen(trainer)),
+        compute,
         infer_seconds=infer_seconds,
         train_samples_per_second=train_out.metrics.get("train_samples_per_second"),
         predictions=preds,
@@ -259,14 +262,13 @@ def finetune_sequence_classifier(
         labels=names,
         num_train=len(train),
         num_test=len(test),
-        log_history=list(trainer.state.log_history),
     )
     logger.info(
         "encoder %s: accuracy=%.4f macro_f1=%.4f (train %.1fs, infer %.1fs)",
         model_name_or_path,
         result["accuracy"],
         result["macro_f1"],
-        train_seconds,
+        compute["train_seconds"],
         infer_seconds,
     )
     return result
@@ -281,16 +283,7 @@ def finetune_token_classifier(
     tokens_column: str = "tokens",
     tags_column: str = "slot_tags",
     tag_names: Sequence[str] | None = None,
-    epochs: float = 1.0,
-    max_steps: int = -1,
-    learning_rate: float = 5e-5,
-    batch_size: int = 16,
-    max_length: int = 128,
-    seed: int = 42,
-    warmup_ratio: float = 0.0,
-    logging_steps: int = 10,
-    output_dir: str | None = None,
-    report_to: str | list[str] | None = None,
+    **budget: Any,
 ) -> dict[str, Any]:
     """Fine-tune an encoder for BIO slot tagging over pre-split words and score span slot F1 on ``test``.
 
@@ -303,25 +296,14 @@ def finetune_token_classifier(
         train, dev, test: Datasets with ``tokens_column`` (list of words) and ``tags_column`` (BIO tags per word).
         tag_names: Tag vocabulary; defaults to the sorted tags *of train* (``O`` first), so test tags never enter
             the head. A scored tag train never shows cannot be predicted: its spans count as misses.
-        Other args: as in :func:`finetune_sequence_classifier`.
+        **budget: :class:`EncoderBudget` fields, as in :func:`finetune_sequence_classifier`.
 
     Returns:
         ``{"slot_f1", "tag_accuracy", "dev_slot_f1", "train_seconds", "train_cpu_seconds", "train_steps",
         "train_tokens", "infer_seconds", "predictions" (tag lists), "golds", "tags", "num_train", "num_test",
         "log_history"}``.
     """
-    import numpy as np
-    import torch
-    from transformers import (
-        AutoModelForTokenClassification,
-        AutoTokenizer,
-        DataCollatorForTokenClassification,
-        Trainer,
-    )
-
-    from toolkit.metrics import slot_f1
-    from toolkit.train_budget import ComputeMeter, tokens_trained
-
+    b = EncoderBudget(**budget)
     _check_splits(train, test)
     splits = [ds for ds in (train, dev, test) if ds is not None]
     for ds in splits:
@@ -337,7 +319,7 @@ def finetune_token_classifier(
     tokenizer = AutoTokenizer.from_pretrained(path)
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"{model_name_or_path}: token classification needs a fast tokenizer (word_ids())")
-    torch.manual_seed(seed)
+    torch.manual_seed(b.seed)
     model = AutoModelForTokenClassification.from_pretrained(
         path,
         num_labels=len(tag_names),
@@ -347,7 +329,7 @@ def finetune_token_classifier(
     )
 
     def encode(ds, is_train=False):
-        enc = tokenizer(list(ds[tokens_column]), is_split_into_words=True, truncation=True, max_length=max_length)
+        enc = tokenizer(list(ds[tokens_column]), is_split_into_words=True, truncation=True, max_length=b.max_length)
         rows, first_positions = [], []
         for i, tags in enumerate(ds[tags_column]):
             if len(tags) != len(ds[i][tokens_column]):
@@ -368,26 +350,14 @@ def finetune_token_classifier(
 
     train_rows, _ = encode(train, is_train=True)
     with tempfile.TemporaryDirectory() as tmp:
-        args = _training_args(
-            output_dir or tmp,
-            epochs=epochs,
-            max_steps=max_steps,
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            seed=seed,
-            logging_steps=logging_steps,
-            warmup_ratio=warmup_ratio,
-            report_to=report_to,
-        )
+        args = b.training_args(tmp)
         trainer = Trainer(
             model=model,
             args=args,
             train_dataset=train_rows,
             data_collator=DataCollatorForTokenClassification(tokenizer),
         )
-        with ComputeMeter() as meter:
-            trainer.train()
-        train_seconds = meter.wall_s
+        _, compute = _train(trainer, train_rows)
 
         def predict(ds):
             start = time.perf_counter()
@@ -412,18 +382,15 @@ def finetune_token_classifier(
         "slot_f1": slot_f1(preds, golds)["f1"],
         "tag_accuracy": sum(p == g for ps, gs in zip(preds, golds) for p, g in zip(ps, gs)) / max(n_tags, 1),
         "dev_slot_f1": dev_f1,
-        "train_seconds": train_seconds,
-        "train_cpu_seconds": meter.cpu_s,
-        "train_peak_rss_mb": meter.peak_rss_mb,
-        "train_steps": trainer.state.global_step,
-        "train_tokens": tokens_trained([len(r["input_ids"]) for r in train_rows], _rows_seen(trainer)),
+        **compute,
         "infer_seconds": infer_seconds,
         "predictions": preds,
         "golds": golds,
         "tags": tag_names,
         "num_train": len(train),
         "num_test": len(test),
-        "log_history": list(trainer.state.log_history),
     }
-    logger.info("token tagger %s: slot_f1=%.4f (train %.1fs)", model_name_or_path, result["slot_f1"], train_seconds)
+    logger.info(
+        "token tagger %s: slot_f1=%.4f (train %.1fs)", model_name_or_path, result["slot_f1"], compute["train_seconds"]
+    )
     return result

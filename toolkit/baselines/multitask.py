@@ -1,0 +1,246 @@
+"""Baselines of the multi-task recipe, on the same rows as the multi-task model, each row with its compute.
+
+- **Single-task (Q)LoRA models** (:func:`run_single_task_baselines`): one model per mixture entry, trained and
+  scored exactly like the multi-task model; the joint intent+slots entry becomes the paper's two-model setup, an
+  intent model and a slot model, scored together with a joint exact match.
+- **Encoder models** (:func:`run_encoder_baselines`): the paper's RoBERTa stand-in (``local:minilm-l6`` offline),
+  a sequence classifier per label task and a token classifier for slots; its label predictions go through the same
+  :func:`toolkit.label_scoring.label_scores` (strict = snapped for an argmax, macro-F1 over the train label set).
+
+:func:`run_baselines` runs what the recipe asks for at the step budget :func:`toolkit.train_budget.baseline_steps`
+gives each model, and adds their rows to the run's :class:`toolkit.multitask_report.Tables`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+from toolkit import multitask_report as report
+from toolkit.baselines.encoder import finetune_sequence_classifier, finetune_token_classifier
+from toolkit.label_scoring import label_scores
+from toolkit.methods import multitask as mt
+from toolkit.methods.multitask_mixture import build_mixture
+from toolkit.sft import sft_trainer, train
+from toolkit.students import load_student, lora_config
+from toolkit.tracking import report_to_list
+from toolkit.train_budget import baseline_steps, model_parts
+
+__all__ = ["as_task", "load_lora_student", "run_baselines", "run_encoder_baselines", "run_single_task_baselines"]
+
+
+def load_lora_student(script_args, training_args):
+    """The recipe's student, bare (4-bit NF4 when ``quantization``), and the LoRA config for ``SFTTrainer``."""
+    model, _, _ = load_student(
+        script_args.model_name_or_path,
+        quantization="4bit" if script_args.quantization else None,
+        gradient_checkpointing=bool(training_args.gradient_checkpointing),
+        attach_lora=False,
+    )
+    peft_config = lora_config(
+        r=script_args.lora_r,
+        alpha=script_args.lora_alpha,
+        dropout=script_args.lora_dropout,
+        target_modules=script_args.lora_target_modules,
+    )
+    return model, peft_config
+
+
+def as_task(sp, task):
+    """A copy of a joint intent+slots split retargeted to ``task`` (same rows)."""
+    part = copy.copy(sp)
+    part.task, part.name = task, f"{sp.name.rsplit(':', 1)[0]}:{task}"
+    part.labels = sp.labels if task == "intent" else None
+    return part
+
+
+def _train_single(name, part, script_args, training_args, tokenizer, max_steps):
+    """One single-task model: trained (metrics only, no checkpoints) and scored like the multi-task model."""
+    args = copy.deepcopy(training_args)
+    if max_steps is not None:  # equal-total-budget baselines: this model's share of the multi-task steps
+        args.max_steps = max_steps
+    args.output_dir = os.path.join(training_args.output_dir, "baselines", name.replace(":", "_"))
+    args.save_strategy, args.resume_from_checkpoint, args.eval_strategy = "no", None, "no"
+    weights = dict(zip(script_args.tasks, script_args.task_weights or [1.0] * len(script_args.tasks)))
+    rows, mix_info = build_mixture(
+        [part],
+        weights,
+        args,
+        strategy=script_args.mixture_strategy,
+        temperature=script_args.mixture_temperature,
+        use_chat=bool(tokenizer.chat_template),
+    )
+    model, peft_config = load_lora_student(script_args, args)
+    trainer = sft_trainer(model, tokenizer, args, rows, peft_config=peft_config)
+    info = train(trainer) | mix_info
+    results, preds = mt.evaluate(
+        name,
+        trainer.model,
+        tokenizer,
+        [part],
+        max_new_tokens=script_args.max_new_tokens,
+        batch_size=script_args.eval_batch_size,
+        constrained=script_args.label_decoding == "constrained",
+    )
+    return info, results, preds
+
+
+def run_single_task_baselines(splits, script_args, training_args, tokenizer, steps, summary, tables, predictions):
+    """Train and score one (Q)LoRA model per entry (two for a joint entry); fills ``summary`` / ``tables``."""
+    kind = "single-task QLoRA" if script_args.quantization else "single-task LoRA"
+    all_infos = []
+    for sp in splits:
+        parts = [sp] if sp.task != "intent_slots" else [as_task(sp, "intent"), as_task(sp, "slots")]
+        merged, infos, by_task = {}, [], {}
+        for part in parts:
+            name = f"single:{part.name}"
+            info, results, rows = _train_single(
+                name, part, script_args, training_args, tokenizer, (steps or {}).get(part.name)
+            )
+            summary[name] = {"train": info, "eval": results}
+            predictions += rows
+            tables.validity += report.validity_rows(name, results)
+            by_task[part.task] = rows
+            merged[sp.name] = merged.get(sp.name, {}) | results[part.name]
+            infos.append(info)
+        if sp.task == "intent_slots":
+            merged[sp.name]["exact_match"] = mt.two_model_exact_match(by_task["intent"], by_task["slots"])
+            summary[f"single:{sp.name}:two_model_exact_match"] = merged[sp.name]["exact_match"]
+        label = kind + (" x2 (intent model + slot model)" if len(parts) == 2 else "")
+        tables.table.append(report.headline_row(f"{label}: {sp.name}", merged, report.compute_of(*infos)))
+        all_infos += infos
+    tables.add_total("single-task LoRA (all)", len(all_infos), report.compute_of(*all_infos))
+
+
+def run_baselines(splits, script_args, training_args, tokenizer, info, summary, tables, predictions) -> None:
+    """Every baseline of ``script_args.baselines`` at ``script_args.baseline_budget`` (see the module docstring).
+
+    Args:
+        info: The multi-task model's training info (``train_steps``, ``mixture``): what the budget splits.
+        summary, tables, predictions: The run's metrics, tables and prediction rows, extended in place.
+    """
+    steps = baseline_steps(script_args.baseline_budget, info["train_steps"], splits, info["mixture"])
+    summary["baseline_budget"] = {"mode": script_args.baseline_budget, "steps_per_model": steps}
+    if "single_task" in script_args.baselines:
+        run_single_task_baselines(splits, script_args, training_args, tokenizer, steps, summary, tables, predictions)
+    if "encoder" in script_args.baselines:
+        model = script_args.encoder_model
+        enc = run_encoder_baselines(model, splits, training_args, script_args.encoder_learning_rate, steps=steps)
+        summary["encoder"] = enc["summary"]
+        predictions += enc["predictions"]
+        compute = report.compute_of(*enc["results"].values())
+        tables.validity += report.validity_rows("encoder", enc["results"])
+        tables.table.append(report.headline_row(f"encoder {model} (seq + token cls)", enc["results"], compute))
+        tables.add_total(f"encoder {model}", sum(1 + (sp.task == "intent_slots") for sp in splits), compute)
+
+
+def run_encoder_baselines(
+    model_name_or_path: str,
+    splits,
+    training_args,
+    learning_rate: float = 1e-4,
+    steps: dict[str, int] | None = None,
+) -> dict:
+    """Encoder baselines for a recipe's task list, on the same rows as its LLM models.
+
+    ``topic`` and ``intent`` get a sequence classifier, ``slots`` a token classifier, ``intent_slots`` both (the
+    two-model setup, scored with a joint exact match). Each model trains ``training_args.max_steps`` steps (or
+    ``num_train_epochs``) at ``per_device_train_batch_size`` — the per-model budget of the LLM students — unless
+    ``steps`` gives its own count (the equal-total-budget variant, see :mod:`toolkit.train_budget`).
+
+    Args:
+        model_name_or_path: Encoder checkpoint (``local:minilm-l6``).
+        splits: Objects with ``name``, ``task``, ``train``, ``test``, ``labels`` (:class:`toolkit.multitask_data.TaskSplits`).
+        training_args: The recipe's ``TrainingArguments`` (budget, seed and ``report_to`` are read from it; logged
+            models write to ``<output_dir>/baselines/encoder_<model>/runs/``).
+        learning_rate: Encoder learning rate (encoders want a larger one than LoRA-on-LLM defaults suggest).
+        steps: ``{model_name: max_steps}`` keyed like :func:`toolkit.train_budget.model_parts` (``20ng:topic``,
+            ``snips:intent``, ``snips:slots``); ``None`` = the per-model budget above.
+
+    Returns:
+        ``{"results": {task_name: metrics}, "predictions": [rows], "summary": {...}}`` with metric keys named like
+        ``toolkit.methods.multitask.score_task`` (``topic_accuracy``, ``topic_accuracy_snapped``, ``macro_f1``,
+        ``intent_accuracy``, ``slot_f1``, ``exact_match`` ...; an argmax is always a label, so snapped = strict and
+        ``*_invalid`` = 0) plus the compute of the task's models (``train_seconds``, ``train_cpu_seconds``,
+        ``train_steps``, ``train_tokens`` — encoder word pieces), so one table can hold both.
+    """
+    budget = {
+        "epochs": training_args.num_train_epochs,
+        "max_steps": training_args.max_steps,
+        "batch_size": training_args.per_device_train_batch_size,
+        "seed": training_args.seed,
+        "learning_rate": learning_rate,
+        "max_length": 256,  # topic texts are already cut to the LLM's token budget; this keeps all of them
+    }
+    model_names = {(entry, task): name for name, task, entry in model_parts(splits)}
+    results, predictions = {}, []
+
+    def with_text(ds):
+        return ds if "text" in ds.column_names else ds.map(lambda r: {"text": " ".join(r["tokens"])})
+
+    report_to = report_to_list(training_args.report_to)
+
+    def budget_for(sp, task):
+        name = model_names[(sp.name, task if sp.task == "intent_slots" else sp.task)]
+        args = budget | ({"max_steps": steps[name]} if steps is not None else {})
+        if report_to:  # one folder (one TensorBoard run) per model, next to the single-task baselines'
+            folder = f"encoder_{name.replace(':', '_')}"
+            args |= {
+                "report_to": report_to,
+                "output_dir": os.path.join(training_args.output_dir, "baselines", folder),
+                "logging_steps": training_args.logging_steps,  # curves as fine as the LoRA models'
+            }
+        return args
+
+    for sp in splits:
+        metrics: dict[str, Any] = {"n": len(sp.test)}
+        cls = tag = None
+        if sp.task in ("topic", "intent", "intent_slots"):
+            column = "label" if sp.task == "topic" else "intent"
+            cls = finetune_sequence_classifier(
+                model_name_or_path,
+                with_text(sp.train),
+                None,
+                with_text(sp.test),
+                label_column=column,
+                label_names=sp.labels,
+                **budget_for(sp, "intent"),
+            )
+            key = "topic" if sp.task == "topic" else "intent"
+            scores = label_scores(cls["predictions"], cls["golds"], cls["labels"])
+            metrics[f"{key}_accuracy"] = scores["accuracy"]
+            metrics[f"{key}_accuracy_snapped"] = scores["accuracy_snapped"]
+            metrics[f"{key}_invalid"] = scores["invalid"]
+            metrics["macro_f1"] = scores["macro_f1"]
+        if sp.task in ("slots", "intent_slots"):
+            tag = finetune_token_classifier(model_name_or_path, sp.train, None, sp.test, **budget_for(sp, "slots"))
+            metrics["slot_f1"] = tag["slot_f1"]
+        compute = dict.fromkeys(
+            ("train_seconds", "train_cpu_seconds", "train_steps", "train_tokens", "infer_seconds"), 0
+        )
+        for out in (cls, tag):
+            for key in compute if out is not None else ():
+                compute[key] += out[key]
+        peaks = [out["train_peak_rss_mb"] for out in (cls, tag) if out is not None and "train_peak_rss_mb" in out]
+        if peaks:
+            compute["train_peak_rss_mb"] = max(peaks)
+        if cls is not None and tag is not None:
+            hits = sum(
+                p == g and pt == gt
+                for p, g, pt, gt in zip(cls["predictions"], cls["golds"], tag["predictions"], tag["golds"])
+            )
+            metrics["exact_match"] = hits / len(sp.test)
+        for i in range(len(sp.test)):
+            row = {"model": "encoder", "task": sp.name}
+            if cls is not None:
+                row |= {"label": cls["predictions"][i], "gold": cls["golds"][i]}
+            if tag is not None:
+                row |= {"tags": tag["predictions"][i], "gold_tags": tag["golds"][i]}
+            predictions.append(row)
+        results[sp.name] = metrics | compute
+    return {
+        "results": results,
+        "predictions": predictions,
+        "summary": {"eval": results, "budget": budget, "steps_per_model": steps},
+    }
