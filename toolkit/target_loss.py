@@ -21,6 +21,10 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+from transformers import Trainer
+
 IGNORE_INDEX = -100
 
 __all__ = [
@@ -79,9 +83,6 @@ def causal_target_loss(model, inputs: Mapping[str, Any], num_items_in_batch=None
         The loss and the model outputs, whose ``logits`` are ``[1, n_targets, vocab]`` (target positions only, in
         row-major order).
     """
-    import torch
-    import torch.nn.functional as F
-
     config = getattr(_unwrap(model), "config", None)
     if getattr(config, "is_encoder_decoder", False):
         kwargs = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
@@ -143,11 +144,5 @@ def target_only_trainer_class(base: type) -> type:
     return type(f"TargetOnly{base.__name__}", (_TargetOnlyLossMixin, base), {})
 
 
-def _trainer():
-    from transformers import Trainer
-
-    return Trainer
-
-
-class TargetOnlyLossTrainer(_TargetOnlyLossMixin, _trainer()):
+class TargetOnlyLossTrainer(_TargetOnlyLossMixin, Trainer):
     """``transformers.Trainer`` whose causal-LM loss computes logits on target positions only."""
