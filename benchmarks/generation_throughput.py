@@ -35,12 +35,9 @@ import asyncio
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fakes + toolkit from a checkout
 
 
 def _proc_cpu_seconds(pid: int) -> float | None:
@@ -56,7 +53,7 @@ class _ApiBench:
     """One fake server (own process) at one latency; plain loop and toolkit runs against it."""
 
     def __init__(self, args, latency: float):
-        from tests.fakes.openai_server import start_server_process
+        from toolkit.testing.openai_process import start_server_process
 
         self.args, self.latency = args, latency
         self.server = start_server_process(latency=latency, nice=args.server_nice)
@@ -165,7 +162,8 @@ class _ApiBench:
 
     def toolkit_phases(self, prompts: list[str]) -> dict[str, float]:
         """One instrumented toolkit run: client CPU ms/req per phase (``generation_cpu_phases``)."""
-        from benchmarks.generation_cpu_phases import measure_phases
+        from generation_cpu_phases import measure_phases  # sibling script
+
         from toolkit.cache import GenerationCache
         from toolkit.generation import run_generation
         from toolkit.teachers import TeacherConfig, load_teacher
@@ -202,7 +200,7 @@ def _run_variant(bench: _ApiBench, name: str, prompts: list[str], rerun: bool = 
 
 
 def _api_part(args) -> tuple[list[dict], list[dict], list[dict]]:
-    from benchmarks.generation_cpu_phases import phase_rows
+    from generation_cpu_phases import phase_rows  # sibling script
 
     rows, runs_rows, phases, cpu_totals = [], [], {}, {}
     cached_row = None
@@ -278,7 +276,7 @@ def _hf_part(args) -> tuple[list[dict], str]:
 
         resolve_model(model_name)
     except Exception as exc:  # noqa: BLE001 - fall back to a tiny random model and say so
-        from tests.fakes.tiny_models import build_tiny_llama
+        from toolkit.testing.tiny_models import build_tiny_llama
 
         model_name = str(build_tiny_llama(Path(tempfile.mkdtemp()) / "tiny"))
         note = f"TINY random Llama (SmolLM2 unavailable: {exc})"
