@@ -14,14 +14,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # toolkit from a checkout
-
-from toolkit import lmcor, reporting  # noqa: E402
-from toolkit.configs import setup_logging  # noqa: E402
+from toolkit import lmcor, reporting
+from toolkit.configs import setup_logging
 
 logger = logging.getLogger("prefix_reuse")
 
