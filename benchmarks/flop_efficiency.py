@@ -37,9 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # toolkit from a checkout
 
 TRAIN_ROWS = {
     # name: (lora, lora_dropout, target-only loss, attention, checkpoint every n layers (0 = off),

@@ -25,9 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run as a plain script from anywhere
-
 
 def _status_mb(key: str) -> float | None:
     """One ``/proc/self/status`` field in MiB (``RssAnon``: heap/tensors; ``RssFile``: mmapped checkpoint pages)."""
