@@ -28,15 +28,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import openai
+
+from toolkit.cache import cache_key, default_cache_path
 from toolkit.teachers.base import Generation, GenerationRequest, ResultCallback, TeacherConfig, TeacherError
 from toolkit.teachers.openai import OpenAITeacher
+from toolkit.teachers.openai_batch_state import BatchState, BatchStore, missing_error
 from toolkit.teachers.openai_request import MalformedResponseError, endpoint, parse_response, request_body
 
 logger = logging.getLogger(__name__)
@@ -47,65 +49,8 @@ POLL_GROWTH = 1.5
 Result = list[Generation] | TeacherError
 
 
-@dataclass
-class BatchState:
-    """What is known about one submitted (or about to be submitted) batch; one JSON file per batch."""
-
-    name: str
-    endpoint: str
-    custom_ids: list[str]
-    created_at: float = field(default_factory=time.time)
-    input_file_id: str | None = None
-    batch_id: str | None = None
-    status: str | None = None
-    output_file_id: str | None = None
-    error_file_id: str | None = None
-    errors: list[str] = field(default_factory=list)
-    reported: bool = False
-
-
-class BatchStore:
-    """The state files (``<name>.json``) and downloaded result copies of one ``batch_dir``."""
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-
-    def states(self) -> list[BatchState]:
-        if not self.root.is_dir():
-            return []
-        out = []
-        for path in self.root.glob("batch-*.json"):
-            try:
-                out.append(BatchState(**json.loads(path.read_text())))
-            except (ValueError, TypeError) as exc:  # a foreign or truncated file: say so, never guess
-                raise ValueError(f"{path}: not a batch state file ({exc}); move it out of the batch_dir") from exc
-        return sorted(out, key=lambda s: (s.created_at, s.name))
-
-    def save(self, state: BatchState) -> None:
-        self.write(f"{state.name}.json", json.dumps(asdict(state), indent=1))
-
-    def discard(self, state: BatchState) -> None:
-        (self.root / f"{state.name}.json").unlink(missing_ok=True)
-
-    def write(self, filename: str, text: str) -> None:
-        """Atomic write: a reader (or a re-run after a kill) sees the old file or the new one, never half."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{filename}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.root / filename)
-
-    def read(self, filename: str) -> str | None:
-        path = self.root / filename
-        return path.read_text(encoding="utf-8") if path.is_file() else None
-
-
 def custom_id(teacher_id: str, request: GenerationRequest) -> str:
     """The cache key of the request's first sample, plus how many samples the line asks for."""
-    from toolkit.cache import cache_key
-
     return f"{cache_key(teacher_id, request, request.sample_offset)}-n{request.n}"
 
 
@@ -117,8 +62,6 @@ class OpenAIBatchTeacher(OpenAITeacher):
         if config.batch_dir is not None:
             self.batch_dir = Path(config.batch_dir)
         else:
-            from toolkit.cache import default_cache_path
-
             self.batch_dir = default_cache_path().parent / "openai_batches"
         self.poll_interval = config.batch_poll_interval
         self.poll_max_interval = config.batch_poll_max_interval
@@ -129,8 +72,6 @@ class OpenAIBatchTeacher(OpenAITeacher):
         return f"OpenAIBatchTeacher(id={self.id!r}, batch_dir={str(self.batch_dir)!r})"
 
     def _client(self):
-        import openai
-
         # The SDK retries these few control calls itself (429/5xx/connection errors, with backoff).
         return openai.OpenAI(
             api_key=self._api_key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout
@@ -345,7 +286,7 @@ class OpenAIBatchTeacher(OpenAITeacher):
                 if cid not in by_id or isinstance(results.get(cid), list):
                     continue  # not asked for now, or a duplicate line after a success
                 results[cid] = self._line_result(record, requests[by_id[cid][0]])
-        missing = _missing_error(state)
+        missing = missing_error(state)
         return {cid: results.get(cid, missing) for cid in state.custom_ids if cid in by_id}
 
     def _line_result(self, record: dict[str, Any], req: GenerationRequest) -> Result:
@@ -380,25 +321,9 @@ def _admit(order: list[str], by_id: dict[str, list[int]], admit: Callable[[int],
 
 def _maybe_created(exc: BaseException) -> bool:
     """A ``batches.create`` failure after which the batch may exist all the same (no answer received)."""
-    import openai
-
     return isinstance(exc, openai.APIConnectionError) or (
         isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
     )
-
-
-def _missing_error(state: BatchState) -> TeacherError:
-    """Why a requested line has no result in a finished batch."""
-    if state.status == "failed":
-        return TeacherError(f"batch {state.batch_id} failed: {'; '.join(state.errors) or 'no reason given'}",
-                            error_type="BatchFailed")  # fmt: skip
-    if state.status == "expired":
-        return TeacherError(f"batch {state.batch_id} expired before this request ran", error_type="BatchExpired")
-    if state.status == "cancelled":
-        return TeacherError(f"batch {state.batch_id} was cancelled before this request ran",
-                            error_type="BatchCancelled")  # fmt: skip
-    return TeacherError(f"batch {state.batch_id} ({state.status}) has no result for this request",
-                        error_type="MissingBatchResult")  # fmt: skip
 
 
 __all__ = ["BatchState", "BatchStore", "OpenAIBatchTeacher", "custom_id"]
