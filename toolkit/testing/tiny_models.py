@@ -67,19 +67,11 @@ def build_tiny_llama(save_dir: str | Path, *, for_classification: int | None = N
     """Save a 2-layer Llama (causal LM, or sequence classifier with ``for_classification`` labels)."""
     save_dir = Path(save_dir)
     tok = build_tokenizer(save_dir)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        tie_word_embeddings=True,
+    dims = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
     )
+    ids = dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    config = LlamaConfig(vocab_size=len(tok), max_position_embeddings=512, tie_word_embeddings=True, **dims, **ids)
     torch.manual_seed(0)
     if for_classification:
         config.num_labels = for_classification
@@ -96,18 +88,9 @@ def build_tiny_t5(save_dir: str | Path) -> Path:
     save_dir = Path(save_dir)
     tok = ByT5Tokenizer()
     tok.save_pretrained(save_dir)
-    config = T5Config(
-        vocab_size=len(tok),
-        d_model=32,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_decoder_layers=2,
-        num_heads=4,
-        decoder_start_token_id=tok.pad_token_id,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
+    dims = dict(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4)
+    ids = dict(decoder_start_token_id=tok.pad_token_id, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    config = T5Config(vocab_size=len(tok), **dims, **ids)
     torch.manual_seed(0)
     T5ForConditionalGeneration(config).save_pretrained(save_dir)
     return save_dir
