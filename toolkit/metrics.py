@@ -1,7 +1,8 @@
 """Evaluation metrics for every task family.
 
 Scales: generation metrics (BLEU, chrF, TER, GLEU, ROUGE) are on 0-100, as the papers report them;
-classification / tagging metrics (accuracy, macro-F1, exact match, slot F1) are fractions in [0, 1].
+classification / tagging metrics (accuracy, macro-F1, exact match, slot F1) are fractions in [0, 1]. Slot F1 is
+seqeval's span F1 (:func:`slot_f1`).
 
 References are per row: ``refs[i]`` is the list of references of hypothesis ``i`` and may have any
 length >= 1 (E2E has 1-N references per MR). sacrebleu wants the transpose, one *stream* per
@@ -21,6 +22,8 @@ from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from seqeval.metrics.sequence_labeling import get_entities, precision_recall_fscore_support
 
 logger = logging.getLogger(__name__)
 
@@ -253,36 +256,27 @@ def _split_tag(tag: str) -> tuple[str, str]:
 
 
 def bio_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
-    """Spans ``(type, start, end_exclusive)`` of a BIO sequence, with conlleval's semantics.
+    """Spans ``(type, start, end_exclusive)`` of a BIO sequence, with conlleval's semantics (seqeval's chunks).
 
     A span starts at ``B-X``, or at ``I-X`` whose predecessor is not part of an ``X`` span (``O``, or a
     different type), and ends before ``O``, ``B-*`` or an ``I-Y`` of another type.
 
     Raises:
-        ValueError: a tag that is neither ``O`` nor ``B-X``/``I-X``.
+        ValueError: a tag that is neither ``O`` nor ``B-X``/``I-X`` (seqeval would read it as some chunk).
     """
-    spans = []
-    cur_type, cur_start = None, 0
-    for i, tag in enumerate(tags):
-        prefix, typ = _split_tag(tag)
-        continues = prefix == "I" and typ == cur_type
-        if cur_type is not None and not continues:
-            spans.append((cur_type, cur_start, i))
-            cur_type = None
-        if prefix != "O" and not continues:
-            cur_type, cur_start = typ, i
-    if cur_type is not None:
-        spans.append((cur_type, cur_start, len(tags)))
-    return spans
+    for tag in tags:
+        _split_tag(tag)
+    return [(typ, start, end + 1) for typ, start, end in get_entities(list(tags))]
 
 
 def slot_f1(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[str]]) -> dict[str, Any]:
-    """Span-level micro precision / recall / F1 over BIO sequences (conlleval semantics).
+    """Span-level micro precision / recall / F1 over BIO sequences: seqeval's (conlleval semantics), plus counts.
 
-    A predicted span counts only if type, start and end all match a gold span. Malformed *predicted*
-    tags (e.g. from a badly parsed generation) are read as ``O`` and counted in ``n_invalid_tags``;
-    malformed gold tags raise. Sequences are compared by token position; a predicted sequence of a
-    different length than its gold one is scored as is (spans past the gold end are false positives).
+    A predicted span counts only if type, start and end all match a gold span. What seqeval does not do is done
+    here: malformed *predicted* tags (e.g. from a badly parsed generation) are read as ``O`` and counted in
+    ``n_invalid_tags`` (seqeval would read ``"garbage"`` as a chunk); malformed gold tags raise; a predicted
+    sequence of a different length than its gold one is scored as is (padded with ``O``: spans past the gold end
+    are false positives; seqeval would refuse the pair).
 
     Returns:
         ``{"precision", "recall", "f1", "n_pred", "n_gold", "n_correct", "n_invalid_tags",
@@ -291,9 +285,8 @@ def slot_f1(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[str
     """
     _check_same_length(pred_tags, gold_tags, "predicted and gold tag sequences")
     n_invalid = 0
-    pred_c: Counter = Counter()
-    gold_c: Counter = Counter()
-    correct_c: Counter = Counter()
+    preds, golds = [], []
+    counts = {"n_pred": Counter(), "n_gold": Counter(), "n_correct": Counter()}
     for pred, gold in zip(pred_tags, gold_tags):
         clean = []
         for t in pred:
@@ -303,20 +296,24 @@ def slot_f1(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[str
             except ValueError:
                 n_invalid += 1
                 clean.append("O")
-        p_spans, g_spans = set(bio_spans(clean)), set(bio_spans(gold))
-        pred_c.update(s[0] for s in p_spans)
-        gold_c.update(s[0] for s in g_spans)
-        correct_c.update(s[0] for s in p_spans & g_spans)
+        n = max(len(clean), len(gold))
+        preds.append(clean + ["O"] * (n - len(clean)))
+        golds.append(list(gold) + ["O"] * (n - len(gold)))
+        p_spans, g_spans = set(bio_spans(preds[-1])), set(bio_spans(golds[-1]))
+        counts["n_pred"].update(s[0] for s in p_spans)
+        counts["n_gold"].update(s[0] for s in g_spans)
+        counts["n_correct"].update(s[0] for s in p_spans & g_spans)
     if n_invalid:
         logger.warning("slot_f1: %d predicted tags were not BIO and were read as 'O'", n_invalid)
-
-    def prf(n_pred: int, n_gold: int, n_correct: int) -> dict[str, float]:
-        p = n_correct / n_pred if n_pred else 0.0
-        r = n_correct / n_gold if n_gold else 0.0
-        f = 2 * p * r / (p + r) if p + r else 0.0
-        return {"precision": p, "recall": r, "f1": f, "n_pred": n_pred, "n_gold": n_gold, "n_correct": n_correct}
-
-    result: dict[str, Any] = prf(sum(pred_c.values()), sum(gold_c.values()), sum(correct_c.values()))
+    p, r, f, _ = precision_recall_fscore_support(golds, preds, average="micro", zero_division=0)
+    result: dict[str, Any] = {"precision": float(p), "recall": float(r), "f1": float(f)}
+    result |= {key: sum(c.values()) for key, c in counts.items()}
     result["n_invalid_tags"] = n_invalid
-    result["per_type"] = {t: prf(pred_c[t], gold_c[t], correct_c[t]) for t in sorted(set(pred_c) | set(gold_c))}
+    types = sorted(set(counts["n_pred"]) | set(counts["n_gold"]))
+    per_type = precision_recall_fscore_support(golds, preds, average=None, zero_division=0)[:3] if types else ()
+    result["per_type"] = {
+        typ: {"precision": float(per_type[0][i]), "recall": float(per_type[1][i]), "f1": float(per_type[2][i])}
+        | {key: c[typ] for key, c in counts.items()}
+        for i, typ in enumerate(types)
+    }
     return result
