@@ -110,9 +110,9 @@ def measure_phases(run_job: Callable[[], None], teacher: Any, n_requests: int) -
     import tenacity
     from openai._models import FinalRequestOptions
 
-    import toolkit.generation as generation
+    import toolkit.generation.engine as generation
     import toolkit.teachers.openai as openai_teacher
-    from toolkit.cache import GenerationCache
+    from toolkit.generation.cache import GenerationCache
 
     timers = _Timers()
     orig_submit = GenerationCache.submit

@@ -128,7 +128,7 @@ class _ApiBench:
         return self._measure(lambda: asyncio.run(run()), len(prompts))
 
     def _items(self, prompts: list[str]) -> list:
-        from toolkit.generation import WorkItem
+        from toolkit.generation.engine import WorkItem
         from toolkit.teachers import GenerationRequest
 
         return [
@@ -137,8 +137,8 @@ class _ApiBench:
         ]
 
     def toolkit(self, prompts: list[str], *, rerun: bool = False, transport: str = "auto") -> tuple[dict, dict | None]:
-        from toolkit.cache import GenerationCache
-        from toolkit.generation import run_generation
+        from toolkit.generation.cache import GenerationCache
+        from toolkit.generation.engine import run_generation
         from toolkit.teachers import TeacherConfig, load_teacher
 
         cfg = TeacherConfig(
@@ -164,8 +164,8 @@ class _ApiBench:
         """One instrumented toolkit run: client CPU ms/req per phase (``generation_cpu_phases``)."""
         from generation_cpu_phases import measure_phases  # sibling script
 
-        from toolkit.cache import GenerationCache
-        from toolkit.generation import run_generation
+        from toolkit.generation.cache import GenerationCache
+        from toolkit.generation.engine import run_generation
         from toolkit.teachers import TeacherConfig, load_teacher
 
         cfg = TeacherConfig(

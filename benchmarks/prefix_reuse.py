@@ -16,15 +16,16 @@ import argparse
 import logging
 import time
 
-from toolkit import lmcor, reporting
+from toolkit import reporting
 from toolkit.configs import setup_logging
+from toolkit.methods import lmcor
 
 logger = logging.getLogger("prefix_reuse")
 
 
 def demo_requests(n_rows: int, k: int, max_tokens: int, num_demos: int = 3):
     """The demo's candidate requests for ``n_rows`` rows (demos: the first ``num_demos`` pool rows)."""
-    from toolkit.prompts import FewShotTemplate
+    from toolkit.generation.prompts import FewShotTemplate
     from toolkit.teachers import GenerationRequest
 
     pool = lmcor.load_pool("demo_gec")

@@ -23,7 +23,8 @@ import random
 import tempfile
 import time
 
-from toolkit import lmcor, reporting, students
+from toolkit import reporting, students
+from toolkit.methods import lmcor
 from toolkit.configs import setup_logging
 
 logger = logging.getLogger("train_throughput")

@@ -1,1 +1,1 @@
-"""Data-generation jobs (runnable scripts); shared plumbing in :mod:`data_gen.common`."""
+"""Data-generation jobs (runnable scripts); shared plumbing in :mod:`toolkit.generation.jobs`."""

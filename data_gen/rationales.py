@@ -4,216 +4,33 @@
     python data_gen/rationales.py --config data_gen/configs/palm_cqa.yaml        # import PaLM-540B outputs
     python data_gen/rationales.py --import_palm svamp --split train --output_dir outputs/data_gen/palm_svamp
 
-Completions are parsed by the task (``toolkit.tasks.palm.parse_completion``: answer phrase, CQA label set,
-SVAMP arithmetic). A completion that does not parse is kept as an explicit failure (``parse_ok=False``,
-``teacher_label=None``), never an empty label; the summary reports the parse rate and the teacher-label
-accuracy against gold. Demonstrations default to correct PaLM rationales from the task's train split.
+The job is :func:`toolkit.generation.rationales.rationales_job` (parsing, explicit failures, teacher accuracy).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make `data_gen` importable from the repo root
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from data_gen.common import (  # noqa: E402
-    ROW_INDEX,
-    JobConfig,
-    PromptConfig,
-    choose_demos,
-    demos_for,
-    init_logging,
-    load_inputs,
-    maybe_push,
-    merge_shards,
-    shard,
-    write_outputs,
+from toolkit.configs import make_parser as _make_parser
+from toolkit.generation.jobs import JobConfig, PromptConfig, init_logging
+from toolkit.generation.rationales import (
+    PALM_TEACHER_ID,
+    RationalesConfig,
+    import_palm,
+    labels_match,
+    parse_stats,
+    rationales_job,
 )
 from toolkit.runtime import configure_threads
-from toolkit.teachers.base import GenerationRequest, TeacherConfig, usage_json  # noqa: E402
+from toolkit.teachers.base import TeacherConfig
 
-logger = logging.getLogger("data_gen.rationales")
+main = rationales_job
 
-PALM_TEACHER_ID = "palm-540b (imported)"
-
-
-@dataclass
-class RationalesConfig:
-    """Chain-of-thought settings."""
-
-    task: str = field(default="svamp", metadata={"help": "Parser/label set: cqa, svamp, anli1 or esnli."})
-    temperature: float = field(default=0.0, metadata={"help": "0 = greedy rationale (the paper's setting)."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus mass when sampling."})
-    label_column: str = field(default="label", metadata={"help": "Gold label column for teacher accuracy."})
-    demo_dataset: str | None = field(
-        default=None, metadata={"help": "Where demos come from (default palm_<task>: PaLM rationales)."}
-    )
-    demo_only_correct: bool = field(default=True, metadata={"help": "Use only demos whose rationale label is gold."})
-    import_palm: str | None = field(
-        default=None, metadata={"help": "Import the PaLM-540B completions of this task (split = --split) instead."}
-    )
-
-    def __post_init__(self) -> None:
-        from toolkit.tasks.palm import PALM_TASKS
-
-        for name in (self.task, self.import_palm):
-            if name is not None and name not in PALM_TASKS:
-                raise ValueError(f"task must be one of {PALM_TASKS}, got {name!r}")
+__all__ = ["PALM_TEACHER_ID", "RationalesConfig", "import_palm", "labels_match", "main", "make_parser", "parse_stats"]
 
 
 def make_parser():
-    from toolkit.configs import make_parser as _make_parser
-
     return _make_parser([TeacherConfig, JobConfig, PromptConfig, RationalesConfig])
-
-
-def labels_match(task: str, predicted: str | None, gold: Any) -> bool:
-    """Teacher label vs gold: numeric tolerance for SVAMP, case-insensitive text otherwise."""
-    if predicted is None or gold is None:
-        return False
-    if task == "svamp":
-        from toolkit.tasks.math import numbers_match
-
-        return numbers_match(predicted, str(gold))
-    return str(predicted).strip().lower() == str(gold).strip().lower()
-
-
-def parse_stats(task: str, rows: list[dict[str, Any]], label_column: str) -> dict[str, Any]:
-    """Parse rate and teacher-label accuracy (all rows; failures count as wrong) plus accuracy on parsed rows."""
-    n = len(rows)
-    ok = [r for r in rows if r["parse_ok"]]
-    correct = sum(labels_match(task, r["teacher_label"], r.get(label_column)) for r in ok)
-    return {
-        "rows": n,
-        "parse_ok": len(ok),
-        "parse_failures": n - len(ok),
-        "parse_rate": round(len(ok) / n, 4) if n else 0.0,
-        "teacher_accuracy": round(correct / n, 4) if n else 0.0,
-        "teacher_accuracy_parsed": round(correct / len(ok), 4) if ok else 0.0,
-    }
-
-
-def _context(task: str, row: dict[str, Any]) -> dict[str, Any]:
-    """Template fields: the row plus ``task_input`` (the task's standard input text, e.g. CQA with choices)."""
-    from toolkit.tasks.palm import format_input
-
-    try:
-        task_input = row["input"] if "input" in row else format_input(task, row)
-    except KeyError as exc:
-        raise ValueError(f"{task} rows need column {exc} to build the input (have {sorted(row)})") from exc
-    return {**row, "task_input": task_input}
-
-
-def import_palm(job: JobConfig, rat: RationalesConfig) -> dict[str, Any]:
-    """PaLM-540B completions of ``rat.import_palm`` / ``job.split`` → the rationales dataset format."""
-    from toolkit.tasks.palm import load_palm
-
-    task = rat.import_palm
-    ds = load_palm(task, job.split, data_dir=job.data_dir)
-    rows = [dict(r) for r in ds][: job.max_items]
-    sampling = json.dumps({"source": "distill_step_by_step_palm", "note": "imported; sampling unknown"})
-    for i, row in enumerate(rows):
-        row.update(
-            {
-                ROW_INDEX: i,
-                "teacher_id": PALM_TEACHER_ID,
-                "template_hash": None,
-                "sampling": sampling,
-                "usage": json.dumps({"num_calls": 0}),
-                "sample_index": 0,
-            }
-        )
-    summary = {"task": task, "split": job.split, "teacher_id": PALM_TEACHER_ID, **parse_stats(task, rows, "label")}
-    card = {
-        "name": f"PaLM-540B rationales: {task} {job.split} (imported)",
-        "description": "PaLM-540B chain-of-thought completions from Distilling step-by-step, parsed by distill-toolkit.",
-        "license": job.card_license,
-        "source_datasets": [f"distill_step_by_step_palm/{task}"],
-    }
-    out = Path(job.output_dir)
-    write_outputs(out, rows, failures=[], summary=summary, configs={"job": job, "rationales": rat}, card=card)
-    maybe_push(job, out)
-    logger.info("imported %d PaLM %s/%s rows into %s: %s", len(rows), task, job.split, out, summary)
-    print(json.dumps(summary, indent=2))
-    return summary
-
-
-def load_demos(job: JobConfig, prompt: PromptConfig, rat: RationalesConfig) -> list[dict[str, Any]]:
-    """Demo pool with ``rationale`` + ``teacher_label`` columns (PaLM rationales of the task by default)."""
-    from data_gen.common import load_split
-
-    if prompt.num_demos == 0:
-        return []
-    name = rat.demo_dataset or f"palm_{rat.task}"
-    pool = [_context(rat.task, r) for r in load_split(job, prompt.demo_split, dataset=name)]
-    if rat.demo_only_correct and pool and "parse_ok" in pool[0]:
-        pool = [r for r in pool if r["parse_ok"] and labels_match(rat.task, r["teacher_label"], r.get("label"))]
-    return pool
-
-
-def main(teacher_cfg: TeacherConfig, job: JobConfig, prompt: PromptConfig, rat: RationalesConfig) -> dict[str, Any]:
-    """Run the job (or the PaLM import); returns the summary dict (also written to ``summary.json``)."""
-    from data_gen import common as jobs
-    from toolkit.generation import WorkItem
-    from toolkit.tasks.palm import parse_completion
-
-    if rat.import_palm:
-        return import_palm(job, rat)
-    card = {
-        "name": f"Chain-of-thought rationales ({rat.task}, {job.dataset or job.input_file})",
-        "description": (
-            "Teacher rationales and labels for Distilling step-by-step, generated with distill-toolkit "
-            "`data_gen/rationales.py`. Rows with `parse_ok=False` kept the raw completion but have no label."
-        ),
-        "license": job.card_license,
-        "source_datasets": [job.dataset] if job.dataset else None,
-    }
-    if job.merge:
-        out = merge_shards(job.output_dir, card=card)
-        maybe_push(job, out)
-        return json.loads((out / "summary.json").read_text())
-    rows = shard(load_inputs(job), job.num_shards, job.shard_index)
-    demos, t_hash = choose_demos(prompt, load_demos(job, prompt, rat), job.id_column)
-    template = prompt.template()
-    common = {"max_tokens": prompt.max_tokens, "stop": prompt.stops(), "seed": prompt.seed}
-    items = []
-    for row in rows:
-        content = template.build(demos_for(row, demos, prompt.num_demos, job.id_column), _context(rat.task, row))
-        req = GenerationRequest(**content, n=1, temperature=rat.temperature, top_p=rat.top_p, **common)
-        items.append(WorkItem(str(row[job.id_column]), [req]))
-    sampling = json.dumps(
-        {"temperature": rat.temperature, "top_p": rat.top_p, **common, "n": 1}, sort_keys=True, default=str
-    )
-
-    def to_row(row, outcome, teacher) -> dict[str, Any]:
-        gen = outcome.generations[0][0]
-        raw = template.clean_output(gen.text) if template.prompt_format == "chat" else gen.text
-        rationale, label = parse_completion(rat.task, raw, row.get("choices"))
-        return {
-            **row,
-            "rationale": rationale,
-            "teacher_label": label,
-            "parse_ok": label is not None,
-            "teacher_completion": gen.text,
-            "sample_index": 0,
-            "teacher_id": teacher.id,
-            "template_hash": t_hash,
-            "sampling": sampling,
-            "usage": usage_json(outcome.usage, teacher.cost(outcome.usage)),
-        }
-
-    return jobs.run_job(
-        "rationales", teacher_cfg, job, rows, items, to_row,
-        lambda out_rows: parse_stats(rat.task, out_rows, rat.label_column), card=card,
-        configs={"teacher": teacher_cfg, "job": job, "prompt": prompt, "rationales": rat},
-        dry_run_show=lambda i: items[i].requests[0],
-    )  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -221,6 +38,3 @@ if __name__ == "__main__":
     configure_threads()  # the local hf teacher decodes on every core
     summary = main(*make_parser().parse_args_and_config())
     sys.exit(0 if not summary.get("aborted") else 2)
-
-
-__all__ = ["PALM_TEACHER_ID", "RationalesConfig", "import_palm", "labels_match", "main", "make_parser", "parse_stats"]

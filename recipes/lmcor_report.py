@@ -25,10 +25,10 @@ def load(stage: str) -> dict | None:
 
 
 def test_ids(stage: str) -> list[str] | None:
-    path = RUNS / stage / "metrics.json"
+    path = RUNS / stage / "predictions.jsonl"
     if not path.is_file():
         return None
-    return [p["id"] for p in json.loads(path.read_text())["predictions"]]
+    return [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
 
 
 def model_row(res: dict) -> dict:
@@ -54,14 +54,14 @@ def per_system_rows(stage: str, systems: list[str]) -> list[dict]:
     """Each system's own output on the stage's test rows (re-derived from the same deterministic split)."""
     from lmcor_results import _splits
 
-    from toolkit import lmcor
+    from toolkit.methods import lmcor_scoring
 
     script_args, _, splits = _splits(RECIPE_STAGES[stage])
     rows = splits["test"]
     out = []
     for system in systems:
         hyps = [r["candidates"][r["systems"].index(system)] for r in rows]
-        scores, _ = lmcor.score_outputs(
+        scores, _ = lmcor_scoring.score_outputs(
             "mt", [r["source"] for r in rows], hyps, [r["references"] for r in rows], tokenize=None
         )
         out.append({"method": f"system {system} (unseen)", **scores})

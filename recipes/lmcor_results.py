@@ -20,6 +20,7 @@ the learning-curve PNG. Budget flags below are the CPU sizing (2 shared cores); 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -86,8 +87,8 @@ def run_recipe_stage(stage: str) -> dict:
 
 
 def _splits(argv: list[str]):
-    from toolkit import lmcor
-    from toolkit.lmcor_recipe import filter_rows, split_and_subsample
+    from toolkit.methods import lmcor
+    from toolkit.methods.lmcor_data import filter_rows, split_and_subsample
 
     script_args, model_args, _ = parse_recipe_args(argv)
     pool = lmcor.load_pool(script_args.task, data_dir=script_args.data_dir, pool_path=script_args.pool_path)
@@ -96,7 +97,7 @@ def _splits(argv: list[str]):
 
 def run_deen_seen() -> dict:
     """The de-en k=4 corrector on the same test rows, reading the first 4 of its 5 *training* systems."""
-    from toolkit.lmcor_plug import evaluate_saved_corrector
+    from toolkit.methods.lmcor_plug import evaluate_saved_corrector
 
     script_args, model_args, splits = _splits(RECIPE_STAGES["deen_k4"])
     res = evaluate_saved_corrector(
@@ -108,18 +109,15 @@ def run_deen_seen() -> dict:
 
 def run_jfleg_gemma() -> dict:
     """Gemma 3 270M candidates for the JFLEG test rows; the SmolLM2-candidate-trained k=4 corrector reads them."""
-    from toolkit import lmcor
-    from toolkit.lmcor_plug import evaluate_saved_corrector
+    from toolkit.methods.lmcor_data import teacher_candidates
+    from toolkit.methods.lmcor_plug import evaluate_saved_corrector
+    from toolkit.teachers import TeacherConfig
 
     script_args, model_args, splits = _splits(RECIPE_STAGES["jfleg_k4"])
     t0 = time.perf_counter()
-    rows = lmcor.generate_candidates(
-        splits["test"], script_args.teacher_config().__class__(backend="hf", model=GEMMA_TEACHER),
-        task=script_args.task_type, demos=splits["train"][: script_args.num_demos + 1],
-        num_demos=script_args.num_demos, k=script_args.k, temperature=script_args.teacher_temperature,
-        top_p=script_args.teacher_top_p, max_tokens=script_args.teacher_max_tokens, seed=script_args.teacher_seed,
-        cache_path=str(CACHE),
-    )  # fmt: skip
+    teacher = TeacherConfig(backend="hf", model=GEMMA_TEACHER)
+    script_args = dataclasses.replace(script_args, cache_path=str(CACHE))
+    rows = teacher_candidates(splits["test"], splits["train"], script_args, teacher)  # the candidates job
     teacher_s = time.perf_counter() - t0
     res = evaluate_saved_corrector(RUNS / "jfleg_k4", script_args, model_args, rows)
     res["timings"]["teacher_candidates_s"] = teacher_s

@@ -6,8 +6,8 @@ import openai._base_client as base_client
 
 import toolkit.teachers.openai as openai_teacher
 from benchmarks.generation_cpu_phases import PHASES, measure_phases, phase_rows
-from toolkit.cache import GenerationCache
-from toolkit.generation import WorkItem, run_generation
+from toolkit.generation.cache import GenerationCache
+from toolkit.generation.engine import WorkItem, run_generation
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from data_gen.common import read_jsonl
+from toolkit.generation.jobs import read_jsonl
 from tests.browser.cdp import CHROMIUM, SKIP_REASON, inspect_page
 from tests.fakes.report_runs import make_gec_run_dir, run_candidates_job
 from toolkit.report_artifacts import report_from_run_dir

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from data_gen import candidates
-from data_gen.common import read_jsonl
+from toolkit.generation.jobs import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "sk-test-CANDIDATES-secret-9876"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from data_gen import rationales
-from data_gen.common import read_jsonl
+from toolkit.generation.jobs import read_jsonl
 
 
 def _run(args):

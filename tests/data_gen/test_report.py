@@ -7,7 +7,7 @@ import re
 from html import unescape
 
 from data_gen import rationales
-from data_gen.common import read_jsonl
+from toolkit.generation.jobs import read_jsonl
 from tests.fakes.report_runs import SECRET, run_candidates_job
 
 

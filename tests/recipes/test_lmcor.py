@@ -20,7 +20,7 @@ RUN_FILES = {
 
 def _recipe():
     spec = importlib.util.spec_from_file_location("_lmcor_recipe_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -120,7 +120,7 @@ def test_lmcor_tiny_llama_lora_teacher_candidates_and_push(tiny_llama_dir, tmp_p
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     # source + up to k=3 candidates (a random teacher may emit empty ones, which are dropped)
     assert all(1 <= p["input"].count(" || ") <= 3 for p in preds)
-    from toolkit.cache import GenerationCache
+    from toolkit.generation.cache import GenerationCache
 
     with GenerationCache(tmp_path / "cache.sqlite") as cache:
         assert len(cache) == 6 * 3  # 6 distinct prompts x (1 greedy + 2 samples), content-addressed
@@ -130,6 +130,41 @@ def test_lmcor_tiny_llama_lora_teacher_candidates_and_push(tiny_llama_dir, tmp_p
     assert "| Teacher calls | 48 |" in (out / "README.md").read_text()
     config_text = (out / "run_config.json").read_text()
     assert fake_hub.token not in config_text and fake_hub.token not in pushed["README.md"].decode()
+
+
+def test_candidates_job_then_recipe_makes_no_new_teacher_calls(tiny_t5_dir, fake_openai, tmp_path):
+    """Issue 13: the recipe gets its candidates through the candidates job (same requests, same prompt): after
+    ``data_gen/candidates.py`` with the shipped JFLEG config ran on the same rows and teacher, it calls nothing."""
+    from data_gen import candidates
+    from toolkit.methods import lmcor, lmcor_data
+
+    recipe = _recipe()
+    pool, cache, out = (
+        _write_pool(tmp_path / "pool.jsonl", with_candidates=False),
+        tmp_path / "c.sqlite",
+        tmp_path / "run",
+    )
+    url = fake_openai.base_url
+    argv = _common(out, pool, tiny_t5_dir, "--lora", "false", "--separator", " <extra_id_0> ", "--max_steps", "1",
+                   "--teacher_backend", "openai", "--teacher_model", "fake", "--teacher_base_url", url,
+                   "--teacher_api_key", "sk-x", "--cache_path", str(cache), "--k", "4", "--num_demos", "3",
+                   "--teacher_max_tokens", "48")  # fmt: skip
+    script_args, model_args, training_args = recipe.make_parser().parse_args_and_config(argv)
+    # The job's demonstrations: the recipe's first num_demos + 1 training rows (by index into the same file).
+    splits = lmcor_data.split_and_subsample(lmcor.load_pool("jsonl", pool_path=str(pool)), script_args)
+    ids = [json.loads(line)["id"] for line in pool.read_text().splitlines()]
+    demos = [str(ids.index(r["id"])) for r in splits["train"][:4]]
+    job_argv = [
+        "--config", str(REPO / "data_gen" / "configs" / "jfleg_smollm2.yaml"), "--backend", "openai", "--model", "fake",
+        "--base_url", url, "--api_key", "sk-x", "--input_file", str(pool), "--output_dir", str(tmp_path / "job"),
+        "--cache_path", str(cache), "--progress", "false", "--demo_indices", *demos,
+    ]  # fmt: skip
+    summary = candidates.main(*candidates.make_parser().parse_args_and_config(job_argv))
+    assert summary["completed"] == 24 and len(fake_openai.requests) == 2 * 24
+    fake_openai.reset_log()
+    results = recipe.main(script_args, model_args, training_args)
+    assert fake_openai.requests == []  # every candidate of every split came from the job's cache entries
+    assert results["training"]["train_examples"] == 24 - 4 - 6
 
 
 def test_lmcor_given_test_file_is_the_test_set(tiny_t5_dir, tmp_path):

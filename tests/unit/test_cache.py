@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from toolkit.cache import CacheWriteError, GenerationCache, cache_key, cache_keys
+from toolkit.generation.cache import CacheWriteError, GenerationCache, cache_key, cache_keys
 from toolkit.teachers.base import Generation, GenerationRequest, Usage
 
 MSGS = [{"role": "user", "content": "Fix: she go home"}]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.cache import GenerationCache, cache_keys
-from toolkit.generation import BudgetExceededError, WorkItem, plan_cost, run_generation
+from toolkit.generation.cache import GenerationCache, cache_keys
+from toolkit.generation.engine import BudgetExceededError, WorkItem, plan_cost, run_generation
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 from toolkit.teachers.base import Generation, Teacher
 
@@ -146,8 +146,8 @@ def test_cache_is_flushed_when_the_run_returns(tmp_path, fake_openai):
 
 _KILL_JOB = """
 import sys
-from toolkit.cache import GenerationCache, cache_keys
-from toolkit.generation import WorkItem, run_generation
+from toolkit.generation.cache import GenerationCache, cache_keys
+from toolkit.generation.engine import WorkItem, run_generation
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 
 base_url, path = sys.argv[1], sys.argv[2]
@@ -213,8 +213,8 @@ def test_on_progress_reports_only_committed_answers(fake_openai, tmp_path):
 
 _ACK_JOB = """
 import json, sys
-from toolkit.cache import GenerationCache, cache_keys
-from toolkit.generation import WorkItem, run_generation
+from toolkit.generation.cache import GenerationCache, cache_keys
+from toolkit.generation.engine import WorkItem, run_generation
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 
 base_url, path, log_path = sys.argv[1:4]

@@ -7,9 +7,8 @@ import random
 
 import pytest
 
-from tests.fakes.recording_teacher import RecordingTeacher
-from toolkit import lmcor
-from toolkit.lmcor import CorrectorFormat
+from toolkit.methods import lmcor, lmcor_scoring, lmcor_selectors
+from toolkit.methods.lmcor import CorrectorFormat
 
 POOL = [
     {
@@ -85,9 +84,9 @@ def test_training_examples_multi_reference_and_ablation():
 def test_mbr_picks_the_consensus_candidate():
     cands = ["the cat sat on the mat .", "a dog barked loudly", "the cat sat on a mat .", "the cat sat on the mat"]
     # The two near-duplicates support each other; the outlier never wins.
-    assert lmcor.mbr_select(cands) in (0, 3)
-    assert lmcor.mbr_select(["zzz", "the cat sat", "the cat sat ."]) in (1, 2)
-    assert lmcor.mbr_select(["only"]) == 0
+    assert lmcor_selectors.mbr_select(cands) in (0, 3)
+    assert lmcor_selectors.mbr_select(["zzz", "the cat sat", "the cat sat ."]) in (1, 2)
+    assert lmcor_selectors.mbr_select(["only"]) == 0
 
 
 def test_oracle_beats_every_selector_on_hand_made_pools():
@@ -106,40 +105,46 @@ def test_oracle_beats_every_selector_on_hand_made_pools():
         },
         {"id": "c", "source": "s", "references": ["ok ."], "candidates": ["ok .", "okay", "ok"]},
     ]
-    out = lmcor.baseline_outputs(pools, task="mt", k=3, seed=0)
-    oracle_chrf = lmcor.oracle_label("chrf")
+    out = lmcor_selectors.baseline_outputs(pools, task="mt", k=3, seed=0)
+    oracle_chrf = lmcor_scoring.oracle_label("chrf")
     assert out[oracle_chrf] == ["the dog runs home .", "I like tea", "ok ."]
     # The per-sentence chrF pick (oracle_select) agrees here.
-    assert [p["candidates"][lmcor.oracle_select(p["candidates"], p["references"])] for p in pools] == out[oracle_chrf]
+    assert [p["candidates"][lmcor_selectors.oracle_select(p["candidates"], p["references"])] for p in pools] == out[
+        oracle_chrf
+    ]
     refs = [r["references"] for r in pools]
-    scores = {n: lmcor.score_outputs("mt", ["s"] * 3, h, refs)[0] for n, h in out.items()}
+    scores = {n: lmcor_scoring.score_outputs("mt", ["s"] * 3, h, refs)[0] for n, h in out.items()}
     for metric in ("bleu", "chrf"):
-        assert scores[lmcor.oracle_label(metric)][metric] >= max(s[metric] for s in scores.values()) - 1e-9
+        assert scores[lmcor_scoring.oracle_label(metric)][metric] >= max(s[metric] for s in scores.values()) - 1e-9
     assert "source copy" not in out
 
 
 def test_baselines_gec_source_copy_and_seeded_random():
-    out1 = lmcor.baseline_outputs(POOL, task="gec", k=3, seed=3)
-    out2 = lmcor.baseline_outputs(POOL, task="gec", k=3, seed=3)
+    out1 = lmcor_selectors.baseline_outputs(POOL, task="gec", k=3, seed=3)
+    out2 = lmcor_selectors.baseline_outputs(POOL, task="gec", k=3, seed=3)
     assert out1 == out2
     assert out1["source copy"] == [r["source"] for r in POOL]
     assert out1["first candidate"][0] == "she goes to school yesterday ."  # newline stripped
     with pytest.raises(ValueError):
-        lmcor.baseline_outputs(POOL, task="nope", k=3)
+        lmcor_selectors.baseline_outputs(POOL, task="nope", k=3)
 
 
 def test_score_outputs_and_best_single_system():
     refs = [r["references"] for r in POOL]
-    scores, sigs = lmcor.score_outputs("gec", [r["source"] for r in POOL], [r["references"][0] for r in POOL], refs)
+    scores, sigs = lmcor_scoring.score_outputs(
+        "gec", [r["source"] for r in POOL], [r["references"][0] for r in POOL], refs
+    )
     assert set(scores) == {"gleu", "bleu", "chrf"} and scores["bleu"] > 99
     assert "nrefs" in sigs["bleu"]
-    best, per_system_dev, outputs = lmcor.best_single_system(POOL, POOL[:1], task="mt", systems=["A", "B", "C"])
+    best, per_system_dev, outputs = lmcor_scoring.best_single_system(
+        POOL, POOL[:1], task="mt", systems=["A", "B", "C"]
+    )
     assert best == "B" and outputs == ["she went to school yesterday ."]  # chosen on dev, outputs on test
     assert per_system_dev["B"]["bleu"] > per_system_dev["A"]["bleu"]
-    d2t, _ = lmcor.score_outputs("d2t", ["mr"] * 2, ["a b", "c d"], [["a b"], ["c e"]])
+    d2t, _ = lmcor_scoring.score_outputs("d2t", ["mr"] * 2, ["a b", "c d"], [["a b"], ["c e"]])
     assert set(d2t) == {"bleu", "rougeL"}
     with pytest.raises(ValueError, match="length"):
-        lmcor.score_outputs("mt", ["s"], ["a", "b"], [["a"]])
+        lmcor_scoring.score_outputs("mt", ["s"], ["a", "b"], [["a"]])
 
 
 def test_validate_pool_errors():
@@ -213,51 +218,3 @@ def test_single_candidate_training_uses_the_greedy_candidate_even_when_shuffling
         for s in range(20)
     }
     assert all("went to the school" not in o for o in orders) and len(orders) == 2
-
-
-def _demo_pool(n=6):
-    return [{"id": f"d{i}", "source": f"sentence {i} bad", "references": [f"sentence {i} good ."]} for i in range(n)]
-
-
-def _prompt_text(req) -> str:
-    return req.prompt or "\n".join(m["content"] for m in req.messages)
-
-
-def test_generate_candidates_never_uses_a_row_as_its_own_demo(monkeypatch, tmp_path):
-    """Issue 12 item 5: a training row that is also a demo gets the spare demo instead of its own answer."""
-    import toolkit.teachers
-
-    echo = RecordingTeacher()
-    monkeypatch.setattr(toolkit.teachers, "load_teacher", lambda config: echo)
-    rows = _demo_pool()
-    out = lmcor.generate_candidates(
-        rows, None, task="gec", demos=rows[:3], num_demos=2, k=3, cache_path=str(tmp_path / "c.sqlite")
-    )
-    assert len(out) == len(rows)
-    greedy = [r for r in echo.requests if r.temperature == 0.0]
-    assert len(greedy) == len(rows)
-    for row, req in zip(rows, greedy):
-        text = _prompt_text(req)
-        assert text.count("good .") == 2, text  # always num_demos demos ...
-        assert row["references"][0] not in text  # ... and never the row's own reference
-    # Rows that are not demos see exactly the first num_demos demos (the template hash names those).
-    assert "sentence 0 good ." in _prompt_text(greedy[5]) and "sentence 2 good ." not in _prompt_text(greedy[5])
-    assert "sentence 2 good ." in _prompt_text(greedy[0])
-
-
-def test_generate_candidates_usage_counts_calls_and_cost(monkeypatch, tmp_path):
-    """Issue 12 item 8 (row side): each row's usage says how many requests it took and what they cost."""
-    import toolkit.teachers
-    from toolkit.hub import Lineage
-
-    echo = RecordingTeacher()
-    monkeypatch.setattr(toolkit.teachers, "load_teacher", lambda config: echo)
-    rows = _demo_pool(4)
-    out = lmcor.generate_candidates(rows, None, task="gec", demos=rows[:1], k=3, cache_path=str(tmp_path / "c.sqlite"))
-    usage = json.loads(out[0]["usage"])
-    assert usage["num_calls"] == 2  # 1 greedy + 1 request for the k-1 samples
-    # 3 samples x (100 prompt + 10 completion) tokens at $1 / $2 per 1M tokens
-    assert usage["cost_usd"] == pytest.approx((300 * 1.0 + 30 * 2.0) / 1e6)
-    lineage = Lineage.from_generated(out)
-    assert lineage.num_teacher_calls == 2 * len(rows) == len(echo.requests)
-    assert lineage.cost_usd == pytest.approx(len(rows) * 360 / 1e6)

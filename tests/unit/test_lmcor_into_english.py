@@ -11,19 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import lmcor, models
-from toolkit.lmcor_recipe import (
-    CORRECTOR,
-    NO_CANDIDATES,
-    LMCorArguments,
-    ModelArguments,
-    corrector_examples,
-    evaluate_run,
-    filter_rows,
-    split_and_subsample,
-)
+from toolkit import models
+from toolkit.methods import lmcor
+from toolkit.methods.lmcor_data import corrector_examples, filter_rows, split_and_subsample
+from toolkit.methods.lmcor_eval import CORRECTOR, NO_CANDIDATES, evaluate_run
 
 REPO = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("_lmcor_recipe_args", REPO / "recipes" / "lmcor.py")
+_recipe = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # dataclasses look their module up
+_spec.loader.exec_module(_recipe)
+LMCorArguments, ModelArguments = _recipe.LMCorArguments, _recipe.ModelArguments  # the recipe holds its arguments
 SYSTEMS = ["S1", "S2", "S3", "U1", "U2"]
 
 
@@ -114,7 +111,7 @@ def test_split_block_keeps_runs_of_consecutive_rows_in_one_split():
 
 # ---- plug-and-play evaluation of a saved corrector -----------------------------------------------------------------
 def test_saved_corrector_reads_other_systems(tiny_llama_dir):
-    from toolkit.lmcor_plug import evaluate_saved_corrector
+    from toolkit.methods.lmcor_plug import evaluate_saved_corrector
 
     rows = _mt_rows(6)
     args = _held_out_args(k=2, max_new_tokens=4, gen_batch_size=4)

@@ -3,11 +3,20 @@ official GLEU with PTB-tokenised hypotheses through the recipe's own scoring pat
 
 from __future__ import annotations
 
+import importlib.util
 import random
+import sys
+from pathlib import Path
 
 import pytest
 
-from toolkit import lmcor
+from toolkit.methods import lmcor, lmcor_scoring, lmcor_selectors
+
+REPO = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("_lmcor_recipe_args", REPO / "recipes" / "lmcor.py")
+_recipe = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # dataclasses look their module up
+_spec.loader.exec_module(_recipe)
+LMCorArguments = _recipe.LMCorArguments  # the recipe holds its arguments
 
 SELECTORS = ("first candidate", "random candidate", "MBR (chrF consensus)")
 
@@ -42,34 +51,34 @@ def test_oracle_rows_bound_every_selector_on_their_metric(task):
     rows = _synthetic_pool()
     refs = [r["references"] for r in rows]
     sources = [r["source"] for r in rows]
-    out = lmcor.baseline_outputs(rows, task=task, k=4, seed=0)
-    scores = {name: lmcor.score_outputs(task, sources, hyps, refs)[0] for name, hyps in out.items()}
+    out = lmcor_selectors.baseline_outputs(rows, task=task, k=4, seed=0)
+    scores = {name: lmcor_scoring.score_outputs(task, sources, hyps, refs)[0] for name, hyps in out.items()}
     oracle_rows = [n for n in out if n.startswith("oracle")]
     assert len(oracle_rows) == len(lmcor.TASK_METRICS[task])  # one per headline metric
     assert not [n for n in out if "upper bound" in n]  # nothing claims to be an exact bound
     for metric in lmcor.TASK_METRICS[task]:
-        from toolkit.lmcor_scoring import oracle_label
+        from toolkit.methods.lmcor_scoring import oracle_label
 
         oracle = scores[oracle_label(metric)][metric]
         for name in SELECTORS:
             assert oracle >= scores[name][metric] - 1e-9, (metric, name, oracle, scores[name][metric])
     # The old per-sentence chrF pick is NOT a bound on corpus BLEU here (what the table used to call one).
-    chrf_pick = [r["candidates"][lmcor.oracle_select(r["candidates"], r["references"])] for r in rows]
-    old = lmcor.score_outputs(task, sources, chrf_pick, refs)[0]["bleu"]
+    chrf_pick = [r["candidates"][lmcor_selectors.oracle_select(r["candidates"], r["references"])] for r in rows]
+    old = lmcor_scoring.score_outputs(task, sources, chrf_pick, refs)[0]["bleu"]
     assert old < max(scores[name]["bleu"] for name in SELECTORS)
 
 
 def test_oracle_bounds_extra_selections_and_skips_foreign_outputs():
     rows = _synthetic_pool(12, seed=3)
     system_b = [r["candidates"][1] for r in rows]
-    out = lmcor.baseline_outputs(
+    out = lmcor_selectors.baseline_outputs(
         rows, task="mt", k=4, extra_starts={"system B": system_b, "not a selection": ["zzz"] * len(rows)}
     )
     refs = [r["references"] for r in rows]
-    b = lmcor.score_outputs("mt", ["s"] * len(rows), system_b, refs)[0]["bleu"]
-    from toolkit.lmcor_scoring import oracle_label
+    b = lmcor_scoring.score_outputs("mt", ["s"] * len(rows), system_b, refs)[0]["bleu"]
+    from toolkit.methods.lmcor_scoring import oracle_label
 
-    oracle = lmcor.score_outputs("mt", ["s"] * len(rows), out[oracle_label("bleu")], refs)[0]["bleu"]
+    oracle = lmcor_scoring.score_outputs("mt", ["s"] * len(rows), out[oracle_label("bleu")], refs)[0]["bleu"]
     assert oracle >= b - 1e-9
     assert all(o in r["candidates"] for o, r in zip(out[oracle_label("bleu")], rows))
 
@@ -86,18 +95,18 @@ def test_best_single_system_is_chosen_on_dev_not_test():
         return rows
 
     dev, test = pool("A", 5, "d"), pool("B", 5, "t")  # A is best on dev, B on test
-    best, per_system_dev, outputs = lmcor.best_single_system(dev, test, task="mt", systems=["A", "B"])
+    best, per_system_dev, outputs = lmcor_scoring.best_single_system(dev, test, task="mt", systems=["A", "B"])
     assert best == "A" and per_system_dev["A"]["bleu"] > per_system_dev["B"]["bleu"]
     assert outputs == [r["candidates"][0] for r in test]  # A's outputs on the *test* rows
     # Test references cannot change the choice.
     flipped = [{**r, "references": [r["candidates"][0]]} for r in test]
-    assert lmcor.best_single_system(dev, flipped, task="mt", systems=["A", "B"])[0] == "A"
+    assert lmcor_scoring.best_single_system(dev, flipped, task="mt", systems=["A", "B"])[0] == "A"
     with pytest.raises(ValueError, match="dev"):
-        lmcor.best_single_system([], test, task="mt", systems=["A", "B"])
+        lmcor_scoring.best_single_system([], test, task="mt", systems=["A", "B"])
 
 
 def test_ptb_tokenisation_of_every_hypothesis():
-    from toolkit.lmcor_scoring import prepare_hyps, ptb_tokenize
+    from toolkit.methods.lmcor_scoring import prepare_hyps, ptb_tokenize
 
     assert ptb_tokenize("It doesn't work, does it?") == "It does n't work , does it ?"
     assert ptb_tokenize('He said "hi" to society.') == 'He said " hi " to society .'  # JFLEG keeps straight quotes
@@ -107,15 +116,13 @@ def test_ptb_tokenisation_of_every_hypothesis():
     assert ptb_tokenize("the heat(energy) goes.", source="heat(energy) go") == "the heat(energy) goes ."
     assert prepare_hyps(["a\nb.  "], "ptb") == ["a b ."] and prepare_hyps(["a\nb.  "], None) == ["a b."]
     src, refs = ["he go to society"], [["he goes to society ."]]
-    raw, _ = lmcor.score_outputs("gec", src, ["he goes to society."], refs)
-    tok, sigs = lmcor.score_outputs("gec", src, ["he goes to society."], refs, tokenize="ptb")
+    raw, _ = lmcor_scoring.score_outputs("gec", src, ["he goes to society."], refs)
+    tok, sigs = lmcor_scoring.score_outputs("gec", src, ["he goes to society."], refs, tokenize="ptb")
     assert tok["gleu"] == pytest.approx(100.0) and raw["gleu"] < 100.0
     assert sigs["gleu"].endswith("|hyp:ptb")
 
 
 def _jfleg_run(data_root):
-    from toolkit.lmcor_recipe import LMCorArguments
-
     rows = lmcor.load_pool("jfleg", data_dir=str(data_root))
     assert len(rows) == 754
     args = LMCorArguments(task="jfleg", data_dir=str(data_root), k=2)
@@ -126,7 +133,7 @@ def _jfleg_run(data_root):
 def test_recipe_scoring_path_source_copy_is_official_jfleg_gleu(data_root):
     """JFLEG dev, source copy: 38.20 GLEU (official gleu.py) through the recipe's scoring, hypotheses PTB-tokenised
     as for every row of the table; evaluate_run's source-copy row is scored by that same path."""
-    from toolkit.lmcor_recipe import CORRECTOR, corrector_scores, evaluate_run
+    from toolkit.methods.lmcor_eval import CORRECTOR, corrector_scores, evaluate_run
 
     args, pool, sources = _jfleg_run(data_root)
     assert args.eval_tokenize == "ptb"  # auto: JFLEG references are PTB-tokenised
@@ -143,7 +150,7 @@ def test_recipe_scoring_path_source_copy_is_official_jfleg_gleu(data_root):
 
 @pytest.mark.slow
 def test_recipe_evaluate_run_full_jfleg_dev_source_copy(data_root):
-    from toolkit.lmcor_recipe import evaluate_run
+    from toolkit.methods.lmcor_eval import evaluate_run
 
     args, pool, sources = _jfleg_run(data_root)
     results = evaluate_run(args, pool, sources, sources, dev_rows=pool[:20])
@@ -151,7 +158,7 @@ def test_recipe_evaluate_run_full_jfleg_dev_source_copy(data_root):
 
 
 def test_evaluate_run_best_single_system_from_dev_and_oracles_bound_it():
-    from toolkit.lmcor_recipe import LMCorArguments, evaluate_run
+    from toolkit.methods.lmcor_eval import evaluate_run
 
     rows = _synthetic_pool(30, seed=5)
     dev, test = rows[:10], rows[10:]

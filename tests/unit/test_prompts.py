@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from toolkit.prompts import FewShotTemplate, select_demos, template_hash
+from toolkit.generation.prompts import FewShotTemplate, select_demos, template_hash
 
 DEMOS = [{"source": "she go", "target": "she goes"}, {"source": "he run", "target": "he runs"}]
 

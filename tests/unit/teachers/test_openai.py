@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from toolkit.cache import GenerationCache
-from toolkit.generation import WorkItem, run_generation
+from toolkit.generation.cache import GenerationCache
+from toolkit.generation.engine import WorkItem, run_generation
 from toolkit.teachers import GenerationRequest, TeacherConfig, TeacherError, load_teacher
 
 SECRET = "sk-test-SECRET-must-not-leak-1234"

@@ -12,8 +12,8 @@ from collections import Counter
 
 import pytest
 
-from toolkit.cache import GenerationCache, cache_key
-from toolkit.generation import WorkItem, plan_cost, run_generation
+from toolkit.generation.cache import GenerationCache, cache_key
+from toolkit.generation.engine import WorkItem, plan_cost, run_generation
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 from toolkit.teachers.openai_batch import BatchStore, OpenAIBatchTeacher, custom_id
 

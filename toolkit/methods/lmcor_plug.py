@@ -50,8 +50,8 @@ def evaluate_saved_corrector(
 
     Args:
         run_dir: the run's ``output_dir``.
-        script_args: the run's :class:`~toolkit.lmcor_recipe.LMCorArguments` (format, k, scoring).
-        model_args: the run's :class:`~toolkit.lmcor_recipe.ModelArguments`.
+        script_args: the run's ``LMCorArguments`` (``recipes/lmcor.py``: format, k, scoring).
+        model_args: the run's ``ModelArguments`` (``recipes/lmcor.py``).
         rows: test rows with ``candidates`` (and ``systems`` when ``test_systems`` is given).
         test_systems: read only these systems' candidates (e.g. the training systems as a seen-systems control);
             ``None`` = the run's own ``test_systems``. An empty list reads every candidate of the rows.
@@ -60,9 +60,10 @@ def evaluate_saved_corrector(
     Returns:
         ``evaluate_run``'s results plus ``timings`` (``generate_s``).
     """
-    from toolkit import lmcor, students
-    from toolkit.lmcor_recipe import evaluate_run
-    from toolkit.lmcor_truncation import BudgetedFormat
+    from toolkit import students
+    from toolkit.methods import lmcor
+    from toolkit.methods.lmcor_eval import evaluate_run
+    from toolkit.methods.lmcor_truncation import BudgetedFormat
 
     if test_systems is not None:
         # The swap keeps LMCorArguments' own checks happy: the "train" side only names systems to keep apart.

@@ -20,7 +20,7 @@ Writes, durability and what a ``kill -9`` can lose
   requests — in steady state only those completed within the last ``max_delay`` seconds (plus one commit's
   duration). Everything older is on disk and a re-run does not pay for it again.
 - ``submit(..., on_commit=fn, token=t)`` calls ``fn([t, ...])`` from the writer thread once the request is
-  committed (batched per group commit; :mod:`toolkit.cache_writer`). The engine acknowledges an answer
+  committed (batched per group commit; :mod:`toolkit.generation.cache_writer`). The engine acknowledges an answer
   (progress, item completion) only there, so nothing it reported as done can be lost by a kill: what a kill
   can lose is only answers the engine had not acknowledged yet.
 - :meth:`flush` blocks until everything submitted so far is committed (and its ``on_commit`` callbacks
@@ -54,8 +54,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from toolkit.cache_writer import INSERT_SQL as _INSERT
-from toolkit.cache_writer import CacheWriteError, CommitCallback, GroupCommitWriter
+from toolkit.generation.cache_writer import INSERT_SQL as _INSERT
+from toolkit.generation.cache_writer import CacheWriteError, CommitCallback, GroupCommitWriter
 from toolkit.teachers.base import Generation, GenerationRequest, Usage
 
 logger = logging.getLogger(__name__)
@@ -258,7 +258,7 @@ class GenerationCache:
             keys: The samples' :func:`cache_key` s when the caller has them already (the engine computed them
                 while planning); saves hashing the request again on the hot path.
             on_commit: Called as ``on_commit([token, ...])`` once this request's rows are *committed*, batched with
-                the consecutive submissions that share the callback (see :mod:`toolkit.cache_writer`). It runs in
+                the consecutive submissions that share the callback (see :mod:`toolkit.generation.cache_writer`). It runs in
                 the writer thread (in the caller's, for a ``":memory:"`` cache) and must not call back into
                 the cache's write methods.
             token: Passed to ``on_commit`` for this request.

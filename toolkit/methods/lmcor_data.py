@@ -1,7 +1,9 @@
 """LMCor run data: train/dev/test rows (carved from the pool, or official files), teacher candidates, examples.
 
-Split out of :mod:`toolkit.lmcor_recipe` (config, scoring, card) so each stays short: everything here decides
-*which rows and which candidates* the corrector trains and is tested on.
+Everything here decides *which rows and which candidates* the corrector trains and is tested on. ``args`` is the
+recipe's ``LMCorArguments`` (``recipes/lmcor.py``). Teacher candidates come from the candidates job
+(:mod:`toolkit.generation.candidates`) with :func:`candidate_prompt`, the same requests as
+``data_gen/candidates.py --config data_gen/configs/jfleg_smollm2.yaml``: whichever runs first fills the cache.
 """
 
 from __future__ import annotations
@@ -9,12 +11,12 @@ from __future__ import annotations
 import logging
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from toolkit import lmcor
-
-if TYPE_CHECKING:
-    from toolkit.lmcor_recipe import LMCorArguments
+from toolkit.generation.candidates import CandidatesConfig, generate_candidates
+from toolkit.generation.jobs import PromptConfig
+from toolkit.methods import lmcor
+from toolkit.teachers import TeacherConfig
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,34 @@ def check_split_spec(name: str, spec: str | None) -> None:
         raise ValueError(f"{name}={spec!r} is neither an existing file/folder nor one of {NAMED_SPLITS}")
 
 
-def load_split_rows(spec: str, args: LMCorArguments) -> list[dict]:
+def check_arguments(args) -> None:
+    """Validate the recipe's ``LMCorArguments``; fills ``task_type`` (from the task) and ``eval_tokenize=auto``."""
+    if args.task not in lmcor.POOL_TASKS:
+        raise ValueError(f"task must be one of {sorted(lmcor.POOL_TASKS)}, got {args.task!r}")
+    args.task_type = args.task_type or lmcor.POOL_TASKS[args.task]
+    if args.task_type not in lmcor.TASK_TYPES:
+        raise ValueError(f"task_type must be one of {lmcor.TASK_TYPES} (set it for task=jsonl)")
+    if args.task == "jsonl" and not args.pool_path:
+        raise ValueError("task=jsonl needs --pool_path")
+    if args.k < 1 or args.augment < 1 or args.num_beams < 1 or args.split_block < 0:
+        raise ValueError("k, augment and num_beams must be >= 1, split_block >= 0")
+    if args.no_candidates and args.single_candidate:
+        raise ValueError("no_candidates and single_candidate exclude each other")
+    if args.eval_tokenize == "auto":
+        args.eval_tokenize = "ptb" if args.task == "jfleg" else "none"
+    if args.eval_tokenize not in ("ptb", "none"):
+        raise ValueError(f"eval_tokenize must be auto, ptb or none, got {args.eval_tokenize!r}")
+    if set(args.train_systems) & set(args.test_systems):
+        raise ValueError(f"train and test systems overlap: {set(args.train_systems) & set(args.test_systems)}")
+    if bool(args.train_systems) != bool(args.test_systems):
+        raise ValueError("give both train_systems and test_systems (held-out systems), or neither")
+    for name in ("test_path", "dev_path"):
+        check_split_spec(name, getattr(args, name))
+    if args.test_path and args.test_path == args.dev_path:
+        raise ValueError(f"test_path and dev_path are the same ({args.test_path}): dev would select on test")
+
+
+def load_split_rows(spec: str, args) -> list[dict]:
     """Rows of a given dev/test set (see :func:`check_split_spec`), in the pool's row format."""
     if spec in NAMED_SPLITS and not Path(spec).exists():
         task, split = spec.split(":")
@@ -41,7 +70,7 @@ def _size(x: float) -> int | float:
     return int(x) if x >= 1 else float(x)
 
 
-def filter_rows(rows: list[dict], args: LMCorArguments) -> list[dict]:
+def filter_rows(rows: list[dict], args) -> list[dict]:
     """Group rows into ``split_block`` blocks (pool order), then apply ``max_source_words``; logs what was dropped.
 
     Blocks are assigned before filtering, so a block is the same run of consecutive segments whatever the length
@@ -56,7 +85,7 @@ def filter_rows(rows: list[dict], args: LMCorArguments) -> list[dict]:
     return kept
 
 
-def split_and_subsample(rows: list[dict], args: LMCorArguments) -> dict[str, list[dict]]:
+def split_and_subsample(rows: list[dict], args) -> dict[str, list[dict]]:
     """Train/dev/test rows: given ``test_path`` / ``dev_path`` files, else carved from the pool; then subsamples.
 
     The pool is carved (group-aware, deterministic) only for the splits not given as files. Pool rows whose source
@@ -86,7 +115,7 @@ def split_and_subsample(rows: list[dict], args: LMCorArguments) -> dict[str, lis
     return splits
 
 
-def candidates_for_splits(splits: dict[str, list[dict]], args: LMCorArguments) -> dict[str, list[dict]]:
+def candidates_for_splits(splits: dict[str, list[dict]], args) -> dict[str, list[dict]]:
     """Fill in teacher candidates for the rows that have none (demos come from the train split).
 
     Rows that already carry candidates (a generated pool, WMT system outputs) keep them, so a given test file
@@ -96,14 +125,8 @@ def candidates_for_splits(splits: dict[str, list[dict]], args: LMCorArguments) -
     todo = {f"{name}/{i}": r for name, rows in splits.items() for i, r in enumerate(rows) if not r.get("candidates")}
     if not todo:
         return splits
-    demos = splits["train"][: args.num_demos + 1]  # the spare replaces a training row's own demo
     # Work ids carry the split: a given dev/test file may reuse the pool's ids.
-    generated = lmcor.generate_candidates(
-        [{**r, "id": key} for key, r in todo.items()], args.teacher_config(), task=args.task_type, demos=demos,
-        num_demos=args.num_demos, k=args.k, temperature=args.teacher_temperature, top_p=args.teacher_top_p,
-        max_tokens=args.teacher_max_tokens, seed=args.teacher_seed, cache_path=args.cache_path,
-        max_cost=args.max_cost,
-    )  # fmt: skip
+    generated = teacher_candidates([{**r, "id": key} for key, r in todo.items()], splits["train"], args)
     done = {r["id"]: r for r in generated}
     out = {}
     for name, rows in splits.items():
@@ -116,7 +139,43 @@ def candidates_for_splits(splits: dict[str, list[dict]], args: LMCorArguments) -
     return out
 
 
-def corrector_examples(splits: dict[str, list[dict]], args: LMCorArguments, fmt, *, seed: int) -> dict[str, Any]:
+def candidate_prompt(args) -> tuple[PromptConfig, CandidatesConfig]:
+    """The candidates job's settings for the recipe's teacher: chat few-shot, the task's template, first line only.
+
+    Demonstrations are the first ``num_demos`` training rows (plus a spare for a row that is one of them).
+    """
+    template = lmcor.D2T_TEMPLATE if args.task_type == "d2t" else lmcor.GEC_TEMPLATE
+    prompt = PromptConfig(
+        **template, prompt_format="chat", num_demos=args.num_demos, demo_selection="fixed", demo_split="train",
+        max_tokens=args.teacher_max_tokens, stop=["\n"], seed=args.teacher_seed,
+    )  # fmt: skip
+    cand = CandidatesConfig(
+        num_candidates=args.k, include_greedy=True, temperature=args.teacher_temperature, top_p=args.teacher_top_p
+    )
+    return prompt, cand
+
+
+def teacher_config(args) -> TeacherConfig:
+    return TeacherConfig(
+        backend=args.teacher_backend, model=args.teacher_model, base_url=args.teacher_base_url,
+        api_key=args.teacher_api_key, batch_size=args.teacher_batch_size,
+    )  # fmt: skip
+
+
+def teacher_candidates(rows: list[dict], demo_pool: list[dict], args, teacher: TeacherConfig | None = None):
+    """k candidates per row from the candidates job (rows whose generation failed are dropped, logged)."""
+    prompt, cand = candidate_prompt(args)
+    out, failures, summary = generate_candidates(
+        rows, demo_pool, teacher or teacher_config(args), prompt, cand, cache_path=args.cache_path,
+        max_cost=args.max_cost,
+    )  # fmt: skip
+    logger.info("Teacher candidates: %s", summary)
+    if len(out) < len(rows):
+        logger.warning("Dropped %d / %d rows whose teacher generation failed", len(rows) - len(out), len(rows))
+    return out
+
+
+def corrector_examples(splits: dict[str, list[dict]], args, fmt, *, seed: int) -> dict[str, Any]:
     """Training and dev examples and the test inputs, all with the candidate choice the evaluation uses.
 
     With ``single_candidate`` every split sees the first (greedy) candidate only: order shuffling cannot swap it
@@ -125,7 +184,8 @@ def corrector_examples(splits: dict[str, list[dict]], args: LMCorArguments, fmt,
     Args:
         splits: rows with candidates.
         args: the script arguments.
-        fmt: a :class:`~toolkit.lmcor.CorrectorFormat`, or a :class:`~toolkit.lmcor_truncation.BudgetedFormat`
+        fmt: a :class:`~toolkit.methods.lmcor.CorrectorFormat` or a
+            :class:`~toolkit.methods.lmcor_truncation.BudgetedFormat`
             (then how many inputs of each split it had to cut is logged and returned).
         seed: seeds the training subsets / orders.
 
@@ -153,7 +213,7 @@ def corrector_examples(splits: dict[str, list[dict]], args: LMCorArguments, fmt,
     return out
 
 
-def source_only_examples(splits: dict[str, list[dict]], args: LMCorArguments) -> dict[str, Any]:
+def source_only_examples(splits: dict[str, list[dict]], args) -> dict[str, Any]:
     """The no-candidates baseline's data: ``source_prefix + source -> reference``, the corrector's rows and references.
 
     Same rows, same references (one example per reference with ``multi_reference``) and the same source prefix as

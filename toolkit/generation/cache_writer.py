@@ -1,6 +1,6 @@
-"""The generation cache's group-commit writer thread (see :mod:`toolkit.cache` for the durability contract).
+"""The generation cache's group-commit writer thread (see :mod:`toolkit.generation.cache` for the durability contract).
 
-Kept apart from :mod:`toolkit.cache` (keys, reads, the public class) because it is the one piece with threads.
+Kept apart from :mod:`toolkit.generation.cache` (keys, reads, the public class) because it is the one piece with threads.
 
 Commit callbacks: a submission may carry ``on_commit`` and a ``token``. After the transaction holding it has
 *committed*, the writer thread calls ``on_commit(tokens)`` with the tokens of consecutive submissions that share
@@ -50,7 +50,7 @@ def notify_committed(entries: list[tuple[list[tuple], CommitCallback | None, Any
 
 
 class GroupCommitWriter:
-    """Background thread committing submitted rows in groups (see :mod:`toolkit.cache` for the contract).
+    """Background thread committing submitted rows in groups (see :mod:`toolkit.generation.cache` for the contract).
 
     Cheap for the producer: ``submit`` appends under an uncontended lock and wakes the writer only when the
     writer is idle (first pending request) or the batch is full, not once per request: a cross-thread wake-up

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from toolkit.lmcor import CorrectorFormat, clean_text
+from toolkit.methods.lmcor import CorrectorFormat, clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +42,11 @@ def fair_shares(lengths: Sequence[int], budget: int) -> list[int]:
 
 
 class BudgetedFormat:
-    """A :class:`~toolkit.lmcor.CorrectorFormat` whose inputs fit ``max_source_len`` tokens of the student.
+    """A :class:`~toolkit.methods.lmcor.CorrectorFormat` whose inputs fit ``max_source_len`` tokens of the student.
 
     Call it like the format, ``fmt(source, candidates) -> str``, so it drops into
-    :func:`~toolkit.lmcor.build_training_examples` and :func:`~toolkit.lmcor.build_eval_inputs` unchanged.
+    :func:`~toolkit.methods.lmcor.build_training_examples` and :func:`~toolkit.methods.lmcor.build_eval_inputs`
+    unchanged.
 
     Attributes:
         num_inputs: inputs rendered so far.

@@ -83,7 +83,7 @@ def ptb_tokenize(text: str, source: str | None = None) -> str:
 
 def prepare_hyps(hyps: Sequence[str], tokenize: str | None = None, sources: Sequence[str] | None = None) -> list[str]:
     """Whitespace-normalise every hypothesis and, with ``tokenize="ptb"``, :func:`ptb_tokenize` it (row's source)."""
-    from toolkit.lmcor import clean_text
+    from toolkit.methods.lmcor import clean_text
 
     if tokenize not in HYP_TOKENIZERS:
         raise ValueError(f"tokenize must be one of {HYP_TOKENIZERS}, got {tokenize!r}")
@@ -192,7 +192,7 @@ def oracle_selection(
     """The candidate per row that (greedily) maximises the corpus ``metric`` of the whole selection.
 
     Args:
-        metric: ``gleu`` / ``bleu`` / ``chrf`` / ``rougeL`` (scored as :func:`toolkit.lmcor.score_outputs` does).
+        metric: ``gleu`` / ``bleu`` / ``chrf`` / ``rougeL`` (scored as :func:`score_outputs` does).
         sources: one source per row (GLEU needs them).
         candidates: the candidates each row offers (the ones the selectors chose from).
         refs: per-row references.
@@ -204,7 +204,7 @@ def oracle_selection(
     Returns:
         One chosen candidate per row (as given in ``candidates``).
     """
-    from toolkit.lmcor import clean_text
+    from toolkit.methods.lmcor import clean_text
 
     if not (len(sources) == len(candidates) == len(refs)) or not candidates:
         raise ValueError("oracle_selection needs as many sources, candidate lists and reference lists (>= 1)")
@@ -232,7 +232,7 @@ def oracle_selection(
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Scoring (re-exported by toolkit.lmcor)
+# Scoring (re-exported by toolkit.methods.lmcor)
 # --------------------------------------------------------------------------------------------------------------
 def _value(result: Any) -> float:
     return float(getattr(result, "score", result))
@@ -253,7 +253,7 @@ def score_outputs(
         sources: one source per row (GLEU's source penalty; scored as given).
         hyps: one hypothesis per row.
         refs: per-row references (scored as given, whitespace-normalised).
-        tokenize: ``"ptb"`` PTB-tokenises every hypothesis first (:func:`toolkit.lmcor_scoring.prepare_hyps`;
+        tokenize: ``"ptb"`` PTB-tokenises every hypothesis first (:func:`toolkit.methods.lmcor_scoring.prepare_hyps`;
             JFLEG's references are PTB-tokenised). Use the same value for every row of a table.
 
     Returns:
@@ -261,7 +261,7 @@ def score_outputs(
         ``|hyp:ptb`` when the hypotheses were tokenised).
     """
     from toolkit import metrics
-    from toolkit.lmcor import TASK_METRICS, TASK_TYPES, clean_text
+    from toolkit.methods.lmcor import TASK_METRICS, TASK_TYPES, clean_text
 
     if task not in TASK_TYPES:
         raise ValueError(f"task must be one of {TASK_TYPES}, got {task!r}")
@@ -285,11 +285,11 @@ def score_outputs(
 
 
 def _system_outputs(rows: Sequence[Mapping[str, Any]], name: str) -> list[str]:
-    from toolkit.lmcor import clean_text
+    from toolkit.methods.lmcor import candidate_systems, clean_text
 
     hyps = []
     for row in rows:
-        by_system = dict(zip(row["systems"], row["candidates"]))
+        by_system = dict(zip(candidate_systems(row) or [], row["candidates"]))
         if name not in by_system:
             raise ValueError(f"row {row.get('id')}: system {name!r} has no output")
         hyps.append(clean_text(by_system[name]))
@@ -312,7 +312,7 @@ def best_single_system(
     Returns:
         ``(best_name, {system: dev scores}, best system's test outputs)``.
     """
-    from toolkit.lmcor import TASK_METRICS
+    from toolkit.methods.lmcor import TASK_METRICS
 
     if not systems:
         raise ValueError("best_single_system needs at least one system")

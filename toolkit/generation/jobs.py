@@ -1,15 +1,8 @@
-"""Shared plumbing of the data_gen jobs: configs, input loading, sharding, outputs, merge, push.
+"""The data-generation jobs' shared parts: configs, inputs, sharding, demonstrations, and the generic run.
 
-Output folder of one job (or of one shard, under ``<output_dir>/shards/shard-XXXXX-of-YYYYY``)::
-
-    dataset/          datasets.save_to_disk (Arrow)
-    data.jsonl        the same rows as JSON lines
-    failures.jsonl    items that failed after retries: item_id, row_index, error_type, message, attempts
-    summary.json      counts, tokens, cost, throughput, job-specific stats
-    config.json       the job's configs with secrets redacted
-    README.md         dataset card with lineage (toolkit.hub.render_dataset_card)
-    openai_batches/   teacher `mode: batch` only: one state file per submitted batch (its id) and the downloaded
-                      result files; a re-run of the job polls these batches instead of submitting again
+A job turns input rows into one :class:`~toolkit.generation.engine.WorkItem` each, runs them through the cache
+(:func:`generate_rows`, also what the LMCor recipe calls for its candidates) and writes the output folder
+(:mod:`toolkit.generation.outputs`). The runnable scripts are ``data_gen/*.py``.
 """
 
 from __future__ import annotations
@@ -17,19 +10,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.configs import redact, save_config, setup_logging
-from toolkit.prompts import DEMO_SELECTIONS, PROMPT_FORMATS, FewShotTemplate, select_demos, template_hash
-from toolkit.report_artifacts import report_from_data_gen_dir
+from toolkit import tasks, teachers
+from toolkit.configs import setup_logging
+from toolkit.generation.cache import GenerationCache
+from toolkit.generation.engine import BudgetExceededError, ItemOutcome, WorkItem, plan_cost, run_generation
+from toolkit.generation.outputs import ROW_INDEX, merge_shards, read_jsonl, write_outputs
+from toolkit.generation.prompts import DEMO_SELECTIONS, PROMPT_FORMATS, FewShotTemplate, select_demos, template_hash
+from toolkit.hub import push_to_hub
 
 logger = logging.getLogger("data_gen")
 
-ROW_INDEX = "row_index"  # original position of an input row: shards are merged back in this order
+__all__ = [
+    "ROW_INDEX", "JobConfig", "PromptConfig", "choose_demos", "demos_for", "generate_rows", "init_logging",
+    "load_inputs", "load_split", "maybe_push", "merge_shards", "read_jsonl", "run_job", "shard", "write_outputs",
+]  # fmt: skip
 
 
 @dataclass
@@ -123,8 +122,6 @@ class PromptConfig:
 # -- inputs ---------------------------------------------------------------------------------------------------
 def load_split(job: JobConfig, split: str | None, dataset: str | None = None) -> list[dict[str, Any]]:
     """Rows of ``split`` from ``job.dataset`` (or ``dataset``), resplitting deterministically if configured."""
-    from toolkit import tasks
-
     name = dataset or job.dataset
     if job.input_file and dataset is None:
         ds = tasks.load_local(job.input_file, split=split if split not in (None, "dev") else None)
@@ -177,13 +174,20 @@ def choose_demos(prompt: PromptConfig, pool: list[dict[str, Any]], id_column: st
     return demos, template_hash(prompt.template(), demos[: prompt.num_demos])
 
 
-def demos_for(row: dict[str, Any], demos: list[dict[str, Any]], k: int, id_column: str) -> list[dict[str, Any]]:
-    """The first ``k`` demos that are not ``row`` itself (no answer leakage into its own prompt)."""
-    rid = row.get(id_column)
-    return [d for d in demos if d.get(id_column) != rid or rid is None][:k]
+def demos_for(row: dict[str, Any], demos: Sequence[dict[str, Any]], k: int, id_column: str) -> list[dict[str, Any]]:
+    """The first ``k`` demos that are not ``row`` itself, by id or by source (no answer leakage into its prompt)."""
+    rid, source = row.get(id_column), _norm(row.get("source"))
+    return [
+        d
+        for d in demos
+        if (rid is None or d.get(id_column) != rid) and (not source or _norm(d.get("source")) != source)
+    ][:k]
 
 
-# -- outputs --------------------------------------------------------------------------------------------------
+def _norm(text: Any) -> str:
+    return " ".join(text.split()) if isinstance(text, str) else ""
+
+
 def job_output_dir(job: JobConfig) -> Path:
     root = Path(job.output_dir)
     if job.num_shards == 1:
@@ -191,122 +195,9 @@ def job_output_dir(job: JobConfig) -> Path:
     return root / "shards" / f"shard-{job.shard_index:05d}-of-{job.num_shards:05d}"
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        return value.item()
-    return value
-
-
-def write_outputs(
-    out_dir: Path,
-    rows: list[dict[str, Any]],
-    *,
-    failures: list[dict[str, Any]],
-    summary: dict[str, Any],
-    configs: dict[str, Any],
-    card: dict[str, Any],
-) -> Path:
-    """Write dataset (Arrow) + JSONL + failures + summary + redacted config + card + report.html into ``out_dir``."""
-    from datasets import Dataset
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [_jsonable(r) for r in sorted(rows, key=lambda r: r[ROW_INDEX])]
-    tmp = out_dir / "dataset.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (Dataset.from_list(rows) if rows else Dataset.from_dict({})).save_to_disk(str(tmp))
-    if (out_dir / "dataset").exists():
-        shutil.rmtree(out_dir / "dataset")
-    tmp.rename(out_dir / "dataset")  # never leave a half-written dataset under the final name
-    _write_jsonl(out_dir / "data.jsonl", rows)
-    _write_jsonl(out_dir / "failures.jsonl", failures)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
-    save_config(out_dir / "config.json", **configs)
-    _write_card(out_dir, rows, summary, configs, card)
-    report_from_data_gen_dir(out_dir)  # a view of the files above: a report failure is logged, never fatal
-    return out_dir
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{lineno}: invalid JSON ({exc})") from exc
-    return rows
-
-
-def _write_card(out_dir: Path, rows, summary, configs, card: dict[str, Any]) -> None:
-    from toolkit.hub import Lineage, render_dataset_card, save_card
-
-    lineage = Lineage.from_generated(rows, generated_dataset=str(out_dir))
-    stats = {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and v is not None}
-    text = render_dataset_card(
-        name=card.get("name", out_dir.name),
-        description=card.get("description", "Teacher-generated data (distill-toolkit)."),
-        lineage=lineage,
-        num_rows=len(rows),
-        columns=card.get("columns") or (sorted(rows[0]) if rows else []),
-        stats=stats,
-        license=card.get("license", "other"),
-        source_datasets=card.get("source_datasets"),
-        generation_config=redact(configs),
-    )
-    save_card(out_dir, text)
-
-
-def merge_shards(output_dir: str | os.PathLike, *, card: dict[str, Any] | None = None) -> Path:
-    """Join ``output_dir/shards/*`` into ``output_dir`` in original row order; fails if a shard is missing."""
-    root = Path(output_dir)
-    shard_dirs = sorted((root / "shards").glob("shard-*-of-*"))
-    if not shard_dirs:
-        raise FileNotFoundError(f"no shards under {root / 'shards'}")
-    total = int(shard_dirs[0].name.rsplit("-of-", 1)[1])
-    have = {int(d.name.split("-")[1]) for d in shard_dirs if (d / "summary.json").is_file()}
-    missing = sorted(set(range(total)) - have)
-    if missing:
-        raise FileNotFoundError(f"{root}: shards {missing} of {total} have not finished (no summary.json)")
-    rows, failures, summaries = [], [], []
-    for d in shard_dirs:
-        rows += read_jsonl(d / "data.jsonl")
-        failures += read_jsonl(d / "failures.jsonl")
-        summaries.append(json.loads((d / "summary.json").read_text()))
-    ids = [r[ROW_INDEX] for r in rows]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{root}: shards overlap (duplicate {ROW_INDEX}); were they run with different settings?")
-    summary: dict[str, Any] = {"shards": total}
-    for s in summaries:
-        for k, v in s.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("items_per_s",):
-                summary[k] = summary.get(k, 0) + v
-            elif k not in summary:
-                summary[k] = v
-    configs = json.loads((shard_dirs[0] / "config.json").read_text())
-    write_outputs(root, rows, failures=failures, summary=summary, configs=configs, card=card or {})
-    logger.info("merged %d shards into %s: %d rows, %d failures", total, root, len(rows), len(failures))
-    return root
-
-
 def maybe_push(job: JobConfig, out_dir: Path) -> str | None:
     if not job.push_to_hub:
         return None
-    from toolkit.hub import push_to_hub
-
     url = push_to_hub(out_dir, job.hub_repo_id, repo_type="dataset", token=job.hub_token, private=job.hub_private)
     logger.info("pushed %s to %s", out_dir, url)
     return url
@@ -326,6 +217,37 @@ def _show_request(request) -> str:
     return "\n".join(f"[{m['role']}] {m['content']}" for m in request.messages)
 
 
+def generate_rows(
+    name: str,
+    teacher_cfg: teachers.TeacherConfig,
+    rows: Sequence[dict[str, Any]],
+    items: Sequence[WorkItem],
+    to_row: Callable[[dict[str, Any], ItemOutcome, Any], dict[str, Any]],
+    *,
+    cache_path: str | None = None,
+    max_cost: float | None = None,
+    progress: bool = True,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """Generate ``items`` (one per row) through the cache: ``(output rows, failures, summary)``.
+
+    Raises :class:`~toolkit.generation.engine.BudgetExceededError` (nothing sent) when the estimate exceeds
+    ``max_cost``. Rows whose item failed or was not sent are left out of the output rows.
+    """
+    teacher = teachers.load_teacher(teacher_cfg)
+    try:
+        with GenerationCache(cache_path) as cache:
+            outcomes, summary = run_generation(items, teacher, cache, max_cost=max_cost, progress=progress, desc=name)
+        out_rows, failures = [], []
+        for row, outcome in zip(rows, outcomes):
+            if outcome.ok:
+                out_rows.append(to_row(row, outcome, teacher))
+            elif outcome.error is not None:
+                failures.append({**outcome.error, ROW_INDEX: row.get(ROW_INDEX)})
+        return out_rows, failures, summary.to_dict()
+    finally:
+        teacher.close()
+
+
 def run_job(
     name: str,
     teacher_cfg,
@@ -339,7 +261,7 @@ def run_job(
     configs: dict[str, Any],
     dry_run_show,
 ) -> dict[str, Any]:
-    """Generate ``items`` (one per row) through the cache and write the job's outputs.
+    """Generate ``items`` (one per row) through the cache (:func:`generate_rows`) and write the job's outputs.
 
     Args:
         to_row: ``(row, ItemOutcome, teacher) -> output row`` for completed items.
@@ -349,47 +271,36 @@ def run_job(
     Returns:
         The summary dict; ``aborted`` is set when the pre-run estimate exceeded ``max_cost``.
     """
-    from toolkit.cache import GenerationCache
-    from toolkit.generation import BudgetExceededError, plan_cost, run_generation
-    from toolkit.teachers import load_teacher
-
     out_dir = job_output_dir(job)
     if getattr(teacher_cfg, "mode", "online") == "batch" and teacher_cfg.batch_dir is None:
         # The batch ids live with the job's outputs (per shard), so re-running the job resumes its batches.
         teacher_cfg = dataclasses.replace(teacher_cfg, batch_dir=str(out_dir / "openai_batches"))
-    teacher = load_teacher(teacher_cfg)
-    cache = GenerationCache(job.cache_path)
-    try:
-        if job.dry_run:
-            estimate = plan_cost(items, teacher, cache)
-            for i in range(min(job.dry_run_examples, len(items))):
-                print(f"----- prompt {i} (item {items[i].item_id}) -----\n{_show_request(dry_run_show(i))}")
-            print(f"----- dry run: nothing was sent -----\n{json.dumps(estimate, indent=2)}")
-            return {"dry_run": True, **estimate}
+    if job.dry_run:
+        teacher = teachers.load_teacher(teacher_cfg)
         try:
-            outcomes, summary = run_generation(
-                items, teacher, cache, max_cost=job.max_cost, progress=job.progress, desc=name
-            )
-        except BudgetExceededError as exc:
-            logger.error("%s", exc)
-            return {"aborted": "max_cost", "estimated_cost_usd": exc.estimate, "max_cost": exc.max_cost}
-        out_rows, failures = [], []
-        for row, outcome in zip(rows, outcomes):
-            if outcome.ok:
-                out_rows.append(to_row(row, outcome, teacher))
-            elif outcome.error is not None:
-                failures.append({**outcome.error, ROW_INDEX: row[ROW_INDEX]})
-        result = summary.to_dict()
-        result.update(stats(out_rows))
-        result.update({"output_dir": str(out_dir), "rows_written": len(out_rows), "failures_file": "failures.jsonl"})
-        write_outputs(out_dir, out_rows, failures=failures, summary=result, configs=configs, card=card)
-        if job.num_shards == 1:
-            maybe_push(job, out_dir)
-        _print_summary(name, result)
-        return result
-    finally:
-        cache.close()
-        teacher.close()
+            with GenerationCache(job.cache_path) as cache:
+                estimate = plan_cost(items, teacher, cache)
+        finally:
+            teacher.close()
+        for i in range(min(job.dry_run_examples, len(items))):
+            print(f"----- prompt {i} (item {items[i].item_id}) -----\n{_show_request(dry_run_show(i))}")
+        print(f"----- dry run: nothing was sent -----\n{json.dumps(estimate, indent=2)}")
+        return {"dry_run": True, **estimate}
+    try:
+        out_rows, failures, result = generate_rows(
+            name, teacher_cfg, rows, items, to_row, cache_path=job.cache_path, max_cost=job.max_cost,
+            progress=job.progress,
+        )  # fmt: skip
+    except BudgetExceededError as exc:
+        logger.error("%s", exc)
+        return {"aborted": "max_cost", "estimated_cost_usd": exc.estimate, "max_cost": exc.max_cost}
+    result.update(stats(out_rows))
+    result.update({"output_dir": str(out_dir), "rows_written": len(out_rows), "failures_file": "failures.jsonl"})
+    write_outputs(out_dir, out_rows, failures=failures, summary=result, configs=configs, card=card)
+    if job.num_shards == 1:
+        maybe_push(job, out_dir)
+    _print_summary(name, result)
+    return result
 
 
 def _print_summary(name: str, summary: dict[str, Any]) -> None:

@@ -1,23 +1,31 @@
-"""LMCor run plumbing (toolkit.lmcor_recipe, toolkit.lmcor_truncation): examples, given splits, lineage, budget."""
+"""LMCor run data (toolkit.methods.lmcor_data, lmcor_truncation, lmcor_eval): examples, splits, candidates, lineage."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
+import sys
+from pathlib import Path
 
 import pytest
 
 from tests.fakes.recording_teacher import RecordingTeacher
-from toolkit import lmcor
-from toolkit.lmcor_recipe import (
-    LMCorArguments,
-    ModelArguments,
-    build_lineage,
+from toolkit.methods import lmcor
+from toolkit.methods.lmcor_data import (
     candidates_for_splits,
     corrector_examples,
     split_and_subsample,
+    teacher_candidates,
 )
-from toolkit.lmcor_truncation import BudgetedFormat, fair_shares
+from toolkit.methods.lmcor_eval import build_lineage
+from toolkit.methods.lmcor_truncation import BudgetedFormat, fair_shares
+
+REPO = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("_lmcor_recipe_args", REPO / "recipes" / "lmcor.py")
+_recipe = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # dataclasses look their module up
+_spec.loader.exec_module(_recipe)
+LMCorArguments, ModelArguments = _recipe.LMCorArguments, _recipe.ModelArguments  # the recipe holds its arguments
 
 
 def _rows(n: int, prefix: str = "p", with_candidates: bool = True) -> list[dict]:
@@ -96,7 +104,7 @@ def test_long_inputs_are_cut_fairly_and_the_last_candidate_survives(which, tiny_
 
     fmt = BudgetedFormat(base, tok, max_len, is_seq2seq=seq2seq)
     args = LMCorArguments(k=3, shuffle_candidates=False)
-    with caplog.at_level(logging.WARNING, logger="toolkit.lmcor_truncation"):
+    with caplog.at_level(logging.WARNING, logger="toolkit.methods.lmcor_truncation"):
         ex = corrector_examples({"train": [row, short], "dev": [], "test": [row, short]}, args, fmt, seed=0)
     text = ex["test"][0]
     assert len(tok(text, add_special_tokens=False)["input_ids"]) <= max_len - (1 if seq2seq else 0)
@@ -173,3 +181,53 @@ def test_candidates_only_for_rows_without_and_lineage_counts_every_split(monkeyp
     assert lineage.cost_usd == pytest.approx(n_rows * (300 * 1.0 + 30 * 2.0) / 1e6)
     assert lineage.extra["teacher calls by split"] == "train 10, dev 4, test 6"
     assert lineage.dataset_fingerprint == type(lineage).from_generated(out["train"]).dataset_fingerprint
+
+
+def _demo_pool(n=6):
+    return [{"id": f"d{i}", "source": f"sentence {i} bad", "references": [f"sentence {i} good ."]} for i in range(n)]
+
+
+def _prompt_text(req) -> str:
+    return req.prompt or "\n".join(m["content"] for m in req.messages)
+
+
+def _fake_teacher(monkeypatch) -> RecordingTeacher:
+    import toolkit.teachers
+
+    echo = RecordingTeacher()
+    monkeypatch.setattr(toolkit.teachers, "load_teacher", lambda config: echo)
+    return echo
+
+
+def test_teacher_candidates_never_use_a_row_as_its_own_demo(monkeypatch, tmp_path):
+    """Issue 12 item 5: a training row that is also a demo gets the spare demo instead of its own answer."""
+    echo = _fake_teacher(monkeypatch)
+    rows = _demo_pool()
+    args = LMCorArguments(num_demos=2, k=3, cache_path=str(tmp_path / "c.sqlite"))
+    out = teacher_candidates(rows, rows, args)
+    assert len(out) == len(rows)
+    greedy = [r for r in echo.requests if r.temperature == 0.0]
+    assert len(greedy) == len(rows)
+    for row, req in zip(rows, greedy):
+        text = _prompt_text(req)
+        assert text.count("good .") == 2, text  # always num_demos demos ...
+        assert row["references"][0] not in text  # ... and never the row's own reference
+    # Rows that are not demos see exactly the first num_demos demos (the template hash names those).
+    assert "sentence 0 good ." in _prompt_text(greedy[5]) and "sentence 2 good ." not in _prompt_text(greedy[5])
+    assert "sentence 2 good ." in _prompt_text(greedy[0])
+
+
+def test_teacher_candidates_usage_counts_calls_and_cost(monkeypatch, tmp_path):
+    """Issue 12 item 8 (row side): each row's usage says how many requests it took and what they cost."""
+    from toolkit.hub import Lineage
+
+    echo = _fake_teacher(monkeypatch)
+    rows = _demo_pool(4)
+    out = teacher_candidates(rows, rows[:1], LMCorArguments(num_demos=1, k=3, cache_path=str(tmp_path / "c.sqlite")))
+    usage = json.loads(out[0]["usage"])
+    assert usage["num_calls"] == 2  # 1 greedy + 1 request for the k-1 samples
+    # 3 samples x (100 prompt + 10 completion) tokens at $1 / $2 per 1M tokens
+    assert usage["cost_usd"] == pytest.approx((300 * 1.0 + 30 * 2.0) / 1e6)
+    lineage = Lineage.from_generated(out)
+    assert lineage.num_teacher_calls == 2 * len(rows) == len(echo.requests)
+    assert lineage.cost_usd == pytest.approx(len(rows) * 360 / 1e6)
