@@ -21,8 +21,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from toolkit.report_data_gen import write_data_gen_report
 from toolkit.report_html import REPORT_NAME, ResultsTable, write_run_report
+from toolkit.reporting import plot_xy
 
 logger = logging.getLogger(__name__)
 
@@ -174,8 +177,6 @@ def _card(run_dir: Path) -> tuple[str | None, dict]:
     text = path.read_text(encoding="utf-8")
     meta: dict = {}
     if text.startswith("---\n") and "\n---" in text[4:]:
-        import yaml
-
         try:
             meta = yaml.safe_load(text[4 : text.index("\n---", 4)]) or {}
         except yaml.YAMLError:
@@ -189,8 +190,6 @@ def _learning_curve_png(run_dir: Path, metrics: Mapping) -> Path | None:
     curve = metrics.get("learning_curve") if isinstance(metrics, Mapping) else None
     if not curve or not isinstance(curve, list):
         return None
-    from toolkit.reporting import plot_xy
-
     points = [
         {"step": p["step"], "value": v, "metric": k}
         for p in curve

@@ -34,6 +34,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
+
 from toolkit.configs import REDACTED, SECRET_FIELD_PATTERN, is_secret_key, redact
 
 logger = logging.getLogger(__name__)
@@ -137,8 +140,6 @@ def word_diff_html(source: str, text: str):
     Word-level (whitespace tokens) via :class:`difflib.SequenceMatcher`, the way GEC edits are read. Every piece is
     escaped before it is wrapped, so the result is safe to insert as markup.
     """
-    from markupsafe import Markup, escape
-
     a, b = str(source).split(), str(text).split()
     parts = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
@@ -270,8 +271,6 @@ def cell_text(value: Any) -> str:
 
 
 def _environment():
-    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-
     env = Environment(
         loader=PackageLoader("toolkit", "templates"),
         autoescape=select_autoescape(["html", "j2"], default_for_string=True),

@@ -7,8 +7,8 @@ read them back without knowing which recipe produced them:
 - ``results.md`` via :func:`write_table` (a GitHub markdown table),
 - PNG plots via :func:`plot_training_curves`, :func:`plot_confusion_matrix` and :func:`plot_xy`.
 
-matplotlib is imported lazily (and forced onto the non-interactive ``Agg`` backend) so that
-``import toolkit.reporting`` stays cheap and works on headless machines.
+Plots are drawn on bare ``matplotlib.figure.Figure`` objects (no pyplot): nothing touches the global backend or
+figure registry, so plotting works on headless machines and leaks no figures across many plots.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from matplotlib.figure import Figure
 
 from toolkit.configs import redact
 
@@ -162,23 +164,11 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     return path
 
 
-def _pyplot():
-    """Import pyplot on the headless Agg backend (lazily: matplotlib costs ~0.5 s to import)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str | os.PathLike) -> Path:
-    plt = _pyplot()
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=100)
-    plt.close(fig)  # figures are never shown; closing avoids leaking memory across many plots
     logger.info("Wrote plot to %s", path)
     return path
 
@@ -205,7 +195,6 @@ def plot_training_curves(log_history: Sequence[dict], path: str | os.PathLike, t
         ``path``. With no eval entries only the loss panel is drawn; with an empty history the figure says
         so instead of failing, so a recipe's reporting step never crashes a finished training run.
     """
-    plt = _pyplot()
     train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e and _is_number(e["loss"])]
     eval_loss = [
         (e["step"], e["eval_loss"])
@@ -224,7 +213,8 @@ def plot_training_curves(log_history: Sequence[dict], path: str | os.PathLike, t
             eval_metrics.setdefault(key[len("eval_") :], []).append((entry["step"], value))
 
     n_panels = 2 if eval_metrics else 1
-    fig, axes = plt.subplots(1, n_panels, figsize=(6 * n_panels, 4), squeeze=False)
+    fig = Figure(figsize=(6 * n_panels, 4))
+    axes = fig.subplots(1, n_panels, squeeze=False)
     ax = axes[0][0]
     if train:
         ax.plot(*zip(*train), label="train loss")
@@ -286,9 +276,9 @@ def plot_confusion_matrix(
     if normalize:
         counts = [[c / sum(row) if sum(row) else 0.0 for c in row] for row in counts]
 
-    plt = _pyplot()
     size = max(4.0, 0.6 * n_cols + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
     im = ax.imshow(counts, cmap="Blues", vmin=0)
     fig.colorbar(im, ax=ax, fraction=0.046)
     col_names = [str(label) for label in labels] + (["other"] if has_other else [])
@@ -337,8 +327,8 @@ def plot_xy(
             continue
         name = str(point.get(label_key)) if label_key else y
         series.setdefault(name, []).append((xv, yv))
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for name, pts in series.items():
         pts.sort()
         ax.plot(*zip(*pts), marker="o", label=name)
