@@ -24,6 +24,8 @@ import logging
 from collections.abc import Hashable, Sequence
 from typing import Any
 
+from toolkit.metrics import accuracy, macro_f1
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["averaging_labels", "label_scores", "normalize_label", "snap_label", "strict_label"]
@@ -100,8 +102,6 @@ def label_scores(
         ``{"accuracy", "accuracy_snapped", "macro_f1", "invalid", "unseen_gold"}``; ``unseen_gold`` counts rows whose
         gold label is not in ``labels``.
     """
-    from toolkit.metrics import accuracy, macro_f1
-
     snapped_preds = strict_preds if snapped_preds is None else snapped_preds
     known = set(labels)
     return {

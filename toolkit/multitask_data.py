@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolkit.tasks import REGISTRY, deterministic_split, load, load_local
+
 logger = logging.getLogger(__name__)
 
 DEV_SPLIT_NAMES = ("dev", "valid", "validation")
@@ -66,8 +68,6 @@ def parse_task_spec(spec: str) -> tuple[str, str]:
 
 
 def _available_splits(source: str) -> tuple[str, ...]:
-    from toolkit.tasks import REGISTRY
-
     folder = Path(source).expanduser()
     if folder.is_dir():
         return tuple(s for s in ("train", *DEV_SPLIT_NAMES, "test") if (folder / f"{s}.jsonl").is_file())
@@ -75,8 +75,6 @@ def _available_splits(source: str) -> tuple[str, ...]:
 
 
 def _load_split(source: str, split: str, data_dir: str | None):
-    from toolkit.tasks import load, load_local
-
     folder = Path(source).expanduser()
     if folder.is_dir():  # a folder of {train,dev,test}.jsonl with the same columns as the loaders
         return load_local(str(folder / f"{split}.jsonl"))
@@ -84,8 +82,6 @@ def _load_split(source: str, split: str, data_dir: str | None):
 
 
 def _load_file(path: str):
-    from toolkit.tasks import load_local
-
     if not Path(path).expanduser().exists():
         raise FileNotFoundError(f"split file {path!r} does not exist")
     return load_local(path)
@@ -140,8 +136,6 @@ def load_task_splits(
     Returns:
         A :class:`TaskSplits`; topic labels are strings (``ClassLabel`` names).
     """
-    from toolkit.tasks import deterministic_split
-
     source, task = parse_task_spec(spec)
     available = _available_splits(source)
     pool_name = "train" if "train" in available else available[0]

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
+from tqdm.auto import tqdm
 
 from toolkit import models
 from toolkit.student_training import (  # noqa: F401 - re-exported: recipes and benchmarks use them from here
@@ -193,8 +194,6 @@ def generate(
     n_prompt = n_gen = 0
     batches = range(0, len(order), batch_size)
     if show_progress:
-        from tqdm.auto import tqdm
-
         batches = tqdm(batches, desc="generate", unit="batch")
     t0 = time.perf_counter()
     try:

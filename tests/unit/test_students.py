@@ -10,6 +10,7 @@ from toolkit.students import (
     encode_prompt,
     generate,
     load_student,
+    lora_config,
     make_trainer,
     padding_stats,
     tokenize_pairs,
@@ -139,3 +140,26 @@ def test_lora_trains_only_adapter(tiny_llama_dir, tmp_path):
     assert any("loss" in h for h in trainer.state.log_history)
     changed = [n for n, p in model.named_parameters() if n in before and not p.detach().equal(before[n])]
     assert changed
+
+
+def test_generate_from_prompt_ids_with_stats(llama):
+    """Pre-tokenized prompts give the same answers as source texts; the stats count real tokens."""
+    model, tok, _ = llama
+    ids = [encode_prompt(tok, r["source"]) for r in ROWS]
+    texts, stats = generate(model, tok, prompt_ids=ids, max_new_tokens=5, batch_size=2, return_stats=True)
+    assert texts == generate(model, tok, [r["source"] for r in ROWS], max_new_tokens=5, batch_size=2)
+    assert stats["prompt_tokens"] == sum(map(len, ids)) and 0 <= stats["generated_tokens"] <= 5 * len(ROWS)
+    with pytest.raises(ValueError, match="exactly one"):
+        generate(model, tok, ["x"], prompt_ids=ids)
+
+
+def test_lora_config_and_bare_student_for_sft_trainer(tiny_llama_dir):
+    """attach_lora=False leaves the adapter to SFTTrainer(peft_config=lora_config(...)); YAML's list shorthand works."""
+    from peft import PeftModel
+
+    config = lora_config(r=4, target_modules=["all-linear"])
+    assert config.r == 4 and config.target_modules == "all-linear" and config.task_type == "CAUSAL_LM"
+    model, _, _ = load_student(str(tiny_llama_dir), lora=True, attach_lora=False)
+    assert not isinstance(model, PeftModel)
+    with pytest.raises(ValueError, match="lora_r"):
+        lora_config(r=0)
