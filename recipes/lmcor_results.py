@@ -41,7 +41,8 @@ DEEN = ["--config", str(CONFIGS / "wmt22_deen.yaml"), "--max_steps", "80"]
 CURVE = ["--eval_generate_steps", "20", "40"]
 JFLEG = [
     "--config", str(CONFIGS / "jfleg.yaml"), "--pool_path", "", "--dev_size", "5", "--test_size", "50",
-    "--max_train_rows", "30", "--max_steps", "30", "--per_device_train_batch_size", "4", "--eval_strategy", "no",
+    "--max_train_rows", "30", "--max_steps", "30", "--per_device_train_batch_size", "4",
+    "--gradient_accumulation_steps", "1", "--eval_strategy", "no",
     "--warmup_steps", "5", "--logging_steps", "5", "--cache_path", str(CACHE),
 ]  # fmt: skip
 # stage -> recipe arguments (recipe stages) or None (evaluation stages run in-process by ``run_stage``)
