@@ -233,6 +233,26 @@ def test_qlora_multitask_equal_total_budget_and_test_path(tmp_path, tiny_llama_d
     assert "baseline_budget=split_by_mixture" in results and "other_test.jsonl (--test_path)" in results
 
 
+def test_qlora_multitask_dev_curve_task_rows_budget_free_decoding(tmp_path, tiny_llama_dir):
+    """dev_curve_rows logs a dev loss every eval_steps; match_task_rows gives each baseline its task's row share."""
+    recipe = _recipe()
+    topic, slots = _write_tasks(tmp_path)
+    argv = _common(tmp_path, tiny_llama_dir, topic, slots) + [
+        "--quantization", "false", "--baselines", "single_task", "--baseline_budget", "match_task_rows",
+        "--dev_curve_rows", "2", "--eval_strategy", "steps", "--eval_steps", "1", "--label_decoding", "free",
+    ]  # fmt: skip
+    summary = recipe.main(*_parse(recipe, argv))
+    history = summary["multitask"]["train"]["log_history"]
+    assert [e["step"] for e in history if "eval_loss" in e] == [1, 2, 3]
+    # Mixture 1:3 over 3 steps: topic round(0.75) = 1 step, intent and slots round(2.25) = 2 steps each.
+    steps = summary["baseline_budget"]["steps_per_model"]
+    assert steps == {"news:topic": 1, "snipsish:intent": 2, "snipsish:slots": 2}
+    for name, n in steps.items():
+        assert summary[f"single:{name}"]["train"]["train_steps"] == n
+        assert not any("eval_loss" in e for e in summary[f"single:{name}"]["train"]["log_history"])
+    assert "baseline_budget=match_task_rows" in (tmp_path / "run" / "results.md").read_text()
+
+
 @pytest.mark.slow  # two fresh Python processes importing torch + transformers + bitsandbytes: ~45 s on 2 busy cores
 def test_memory_benchmark_runs_both_variants(tmp_path, tiny_llama_dir):
     """benchmarks/qlora_memory.py: each variant in its own process, same batches, ratios computed from measurements."""
