@@ -22,3 +22,19 @@ def test_rows_carry_compute_and_totals_compare_to_multitask():
     assert totals[0]["CPU-s × multi-task"] == 1.0 and totals[1]["CPU-s × multi-task"] == pytest.approx(1.5)
     md = report.render_results([row], totals, [], {"snips:intent_slots": "700 rows of snips:test (official)"}, "x")
     assert "train CPU-s" in md and "CPU-s × multi-task" in md and "snips:test (official)" in md
+
+
+def test_tables_fill_summary_in_the_order_results_drivers_read():
+    """Tables.finish stores compute / table / validity in metrics (recipes/results_multitask.py merges them)."""
+    tables, summary = report.Tables(), {}
+    mt = {"train_steps": 10, "train_tokens": 100, "train_cpu_seconds": 4.0, "train_seconds": 2.0}
+    single = {"train_steps": 10, "train_tokens": 60, "train_cpu_seconds": 6.0, "train_seconds": 3.0}
+    results = {"snips:intent": {"intent_accuracy": 0.5, "intent_invalid": 2, "macro_f1": 0.4, "n": 4}}
+    tables.add_model("multitask", "multi-task", results, mt, approach="multi-task")
+    tables.add_model("single:snips:intent", "single", results, single, single, approach="single (all)")
+    md = tables.finish(summary, {"snips:intent": "4 rows"}, "match_task_rows")
+    assert [r["model"] for r in summary["table"]] == ["multi-task", "single"]
+    assert [v["model"] for v in summary["validity"]] == ["multitask", "single:snips:intent"]
+    assert summary["validity"][0]["invalid labels"] == 2
+    assert summary["compute"][1]["models"] == 2 and summary["compute"][1]["CPU-s × multi-task"] == 3.0
+    assert "baseline_budget=match_task_rows" in md
