@@ -24,8 +24,8 @@ import tempfile
 import time
 
 from toolkit import reporting, students
-from toolkit.methods import lmcor
 from toolkit.configs import setup_logging
+from toolkit.methods import lmcor
 
 logger = logging.getLogger("train_throughput")
 

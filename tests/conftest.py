@@ -54,27 +54,27 @@ def data_root() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory) -> Path:
-    from tests.fakes.tiny_models import build_tiny_llama
+    from toolkit.testing.tiny_models import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="session")
 def tiny_llama_cls_dir(tmp_path_factory) -> Path:
-    from tests.fakes.tiny_models import build_tiny_llama
+    from toolkit.testing.tiny_models import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama-cls"), for_classification=3)
 
 
 @pytest.fixture(scope="session")
 def tiny_t5_dir(tmp_path_factory) -> Path:
-    from tests.fakes.tiny_models import build_tiny_t5
+    from toolkit.testing.tiny_models import build_tiny_t5
 
     return build_tiny_t5(tmp_path_factory.mktemp("tiny-t5"))
 
 
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory) -> Path:
-    from tests.fakes.tiny_models import build_tiny_bert
+    from toolkit.testing.tiny_models import build_tiny_bert
 
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

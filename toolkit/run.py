@@ -128,6 +128,8 @@ def finish_run(
     url = None
     if push is not None and push.repo_id:
         folder = push.folder or out
+        if Path(folder).resolve() != out.resolve():  # e.g. a merged checkpoint: it gets the card too
+            (Path(folder) / "README.md").write_text(text, encoding="utf-8")
         url = push_to_hub(
             folder, push.repo_id, token=push.token, private=push.private, ignore_patterns=list(push.ignore_patterns)
         )

