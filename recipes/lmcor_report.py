@@ -7,14 +7,12 @@ stages are missing says so. Every row of one table is scored on the same test ro
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "recipes"))
+from toolkit.configs import load_script
 
-from lmcor_results import OUT, RECIPE_STAGES, RUNS, stage_json  # noqa: E402
+_results = load_script(Path(__file__).with_name("lmcor_results.py"))
+OUT, RECIPE_STAGES, RUNS, stage_json = _results.OUT, _results.RECIPE_STAGES, _results.RUNS, _results.stage_json
 
 NO_CAND = "no-candidates model (same student, same budget, source -> reference)"
 

@@ -69,10 +69,9 @@ def _trim(results: dict) -> dict:
 
 def parse_recipe_args(argv: list[str]):
     """The recipe's (script, model, training) arguments for a recipe argv (no run, no side effects)."""
-    sys.path.insert(0, str(ROOT / "recipes"))
-    from lmcor import make_parser
+    from toolkit.configs import load_script
 
-    return make_parser().parse_args_and_config(argv)
+    return load_script(ROOT / "recipes" / "lmcor.py").make_parser().parse_args_and_config(argv)
 
 
 def run_recipe_stage(stage: str) -> dict:
@@ -178,5 +177,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     main()

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling recipe scripts (recipes/ is not a package)
-import compare_step_by_step as compare  # noqa: E402
+from toolkit.configs import load_script
+from toolkit.methods.step_by_step_tables import pooled_mcnemar, render_plan_tables, select  # noqa: F401
+from toolkit.runtime import configure_threads
 
-from toolkit.methods.step_by_step_tables import pooled_mcnemar, render_plan_tables, select  # noqa: E402, F401
-from toolkit.runtime import configure_threads  # noqa: E402
+compare = load_script(Path(__file__).with_name("compare_step_by_step.py"))  # recipes/ is not a package
 
 logger = logging.getLogger("results_step_by_step")
 

@@ -178,8 +178,10 @@ def test_gpu_configs_parse_at_the_papers_scale(name):
 
 
 def test_results_driver_stages_parse_and_share_the_test_split():
-    sys.path.insert(0, str(REPO / "recipes"))
-    from lmcor_results import RECIPE_STAGES, STAGES, parse_recipe_args
+    from toolkit.configs import load_script
+
+    results = load_script(REPO / "recipes" / "lmcor_results.py")
+    RECIPE_STAGES, STAGES, parse_recipe_args = results.RECIPE_STAGES, results.STAGES, results.parse_recipe_args  # noqa: N806
 
     parsed = {s: parse_recipe_args([*argv, "--output_dir", "/tmp/x"]) for s, argv in RECIPE_STAGES.items()}
     assert set(RECIPE_STAGES) <= set(STAGES)
