@@ -36,6 +36,8 @@ def sft_trainer(model, tokenizer, args, train_dataset, *, eval_dataset=None, pef
     """
     apply_cpu_safe_defaults(args)
     args.completion_only_loss = True
+    if args.include_num_input_tokens_seen in (False, "no"):  # tokens/s from the trainer's own counter, as everywhere
+        args.include_num_input_tokens_seen = "non_padding"
     keep = [c for c in train_dataset.column_names if c not in ("prompt", "completion")]
     trainer = SFTTrainer(
         model=model,
@@ -59,7 +61,9 @@ def train(trainer: SFTTrainer) -> dict:
     Returns:
         ``{"train_seconds", "train_cpu_seconds", "train_peak_rss_mb", "model_memory_mb", "train_steps",
         "train_tokens", "train_tokens_per_second", "train_loss", "trainable_params", "log_history"}``;
-        ``train_tokens`` counts the non-padding tokens (prompt + answer) of the rows actually trained on.
+        ``train_tokens`` is the trainer's count of non-padding tokens (prompt + answer) it trained on, over all
+        processes (``state.num_input_tokens_seen``); a trainer built without the counter falls back to the mean
+        row length × rows seen.
     """
     args = trainer.args
     trainable = count_parameters(trainer.model, trainable_only=True)
@@ -68,7 +72,9 @@ def train(trainer: SFTTrainer) -> dict:
     seconds = meter.wall_s
     world = max(1, args.world_size)
     rows_seen = trainer.state.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps * world
-    tokens = tokens_trained([len(ids) for ids in trainer.train_dataset["input_ids"]], rows_seen)
+    tokens = int(trainer.state.num_input_tokens_seen or 0) or tokens_trained(
+        [len(ids) for ids in trainer.train_dataset["input_ids"]], rows_seen
+    )
     return {
         "train_seconds": seconds,
         "train_cpu_seconds": meter.cpu_s,
