@@ -128,3 +128,23 @@ def test_redact_turns_enums_into_values():
 
     out = redact({"eval_strategy": IntervalStrategy.STEPS})
     assert out == {"eval_strategy": "steps"} and type(out["eval_strategy"]) is str
+
+
+def test_multitask_gpu_config_is_the_papers_setting():
+    """The GPU-scale QLoRA config parses on CPU and is the paper's setting, not a CPU config renamed."""
+    script_args, training_args = _parse(
+        REPO / "recipes" / "qlora_multitask.py", REPO / "recipes/configs/qlora_multitask/llama3_8b_gpu.yaml"
+    )
+    assert "Llama-3-8B" in script_args.model_name_or_path and script_args.quantization
+    assert {"20ng:topic", "snips:intent_slots", "slurp:intent_slots"} == set(script_args.tasks)
+    assert script_args.train_size == -1 and script_args.test_size == -1  # full sets
+    assert training_args.max_steps >= 1000 and training_args.gradient_checkpointing
+
+
+def test_multitask_results_config_is_what_the_results_command_runs():
+    script_args, training_args = _parse(
+        REPO / "recipes" / "qlora_multitask.py", REPO / "recipes/configs/qlora_multitask/results_cpu.yaml"
+    )
+    assert script_args.label_decoding == "constrained" and script_args.baseline_budget == "split_by_mixture"
+    assert set(script_args.tasks) == {"snips:intent_slots", "slurp:intent", "20ng:topic"}
+    assert training_args.max_steps == 100 and script_args.dev_curve_rows > 0
