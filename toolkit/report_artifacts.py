@@ -26,6 +26,7 @@ import yaml
 from toolkit.report_data_gen import write_data_gen_report
 from toolkit.report_html import REPORT_NAME, ResultsTable, write_run_report
 from toolkit.reporting import plot_xy
+from toolkit.tasks.readers import read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +46,7 @@ def _read_json(path: Path) -> Any:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return read_jsonl(path) if path.is_file() else []
 
 
 def _cells(line: str) -> list[str]:

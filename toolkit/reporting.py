@@ -155,12 +155,15 @@ def write_table(
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
-    """Write ``rows`` as JSON Lines (UTF-8, one object per line, non-ASCII kept readable)."""
+    """Write ``rows`` as JSON Lines (UTF-8, one object per line, non-ASCII kept readable), atomically: a killed
+    writer leaves the previous file, never a truncated one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+    os.replace(tmp, path)
     return path
 
 

@@ -27,6 +27,8 @@ from datasets import Dataset
 from toolkit.configs import redact, save_config
 from toolkit.hub import Lineage, render_dataset_card, save_card
 from toolkit.report_artifacts import report_from_data_gen_dir
+from toolkit.reporting import write_jsonl
+from toolkit.tasks.readers import read_jsonl  # strict: a bad line names file and line
 
 logger = logging.getLogger("data_gen")
 
@@ -64,33 +66,13 @@ def write_outputs(
     if (out_dir / "dataset").exists():
         shutil.rmtree(out_dir / "dataset")
     tmp.rename(out_dir / "dataset")  # never leave a half-written dataset under the final name
-    _write_jsonl(out_dir / "data.jsonl", rows)
-    _write_jsonl(out_dir / "failures.jsonl", failures)
+    write_jsonl(out_dir / "data.jsonl", rows)
+    write_jsonl(out_dir / "failures.jsonl", failures)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
     save_config(out_dir / "config.json", **configs)
     _write_card(out_dir, rows, summary, configs, card)
     report_from_data_gen_dir(out_dir)  # a view of the files above: a report failure is logged, never fatal
     return out_dir
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{lineno}: invalid JSON ({exc})") from exc
-    return rows
 
 
 def _write_card(out_dir: Path, rows, summary, configs, card: dict[str, Any]) -> None:
