@@ -6,16 +6,17 @@ skipped when its ``metrics.json`` exists, so a killed command resumes at the fir
 * ``qlora``: the 4-bit multi-task model (dev-loss curve every 20 steps), single-task 4-bit models at **equal total
   budget** (``split_by_mixture``: together they train the multi-task model's steps) and the fine-tuned MiniLM
   encoder (sequence + token classifier, same step split);
-* ``lora_fp32``: the same multi-task model on the fp32 base (no quantization): accuracy gap and peak memory;
-* ``qlora_task_rows``: single-task 4-bit models at **equal per-task budget** (``match_task_rows``: each trains as
-  many rows of its task as the multi-task model saw); the multi-task model of this run is the ``qlora`` one
-  retrained with the same seed, reported as a reproducibility check.
+* ``lora_fp32``: the same multi-task model on the fp32 base (no quantization; no dev curve, which does not change
+  the training): accuracy gap and memory;
+* ``qlora_task_rows`` (not in the default set: ~2.5x the CPU of ``qlora`` on this box): single-task 4-bit models at
+  **equal per-task budget** (``match_task_rows``: each trains as many rows of its task as the multi-task model saw);
+  the multi-task model of this run is the ``qlora`` one retrained with the same seed (a reproducibility check).
 
 Every row is scored on the same test rows (150 per task: SNIPS official test, SLURP carved from devel, 20NG
 official test). Writes ``results/qlora_multitask/results.md`` + ``results.json`` + the dev-loss curves.
 
-    python recipes/results_multitask.py            # every run not yet done, then the tables
-    python recipes/results_multitask.py --runs qlora
+    python recipes/results_multitask.py            # qlora + lora_fp32 (those not yet done), then the tables
+    python recipes/results_multitask.py --runs qlora qlora_task_rows
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ RUN_DIR = ROOT / "runs" / "qlora_multitask" / "results"
 OUT = ROOT / "results" / "qlora_multitask"
 RUNS = {
     "qlora": [],
-    "lora_fp32": ["--quantization", "false", "--baselines", "none"],
+    "lora_fp32": ["--quantization", "false", "--baselines", "none", "--dev_curve_rows", "0", "--eval_strategy", "no"],
     "qlora_task_rows": ["--baselines", "single_task", "--baseline_budget", "match_task_rows", "--dev_curve_rows", "0"],
 }
 logger = logging.getLogger("results_multitask")
@@ -109,7 +110,7 @@ def _trim(obj):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--runs", nargs="+", default=["qlora", "lora_fp32"], choices=list(RUNS))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     done = {}
