@@ -56,6 +56,35 @@ def run(name: str) -> dict:
     return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
 
 
+_COMPUTE = ["train steps", "train tokens", "train CPU-s", "train s", "peak RSS MB", "model MB"]
+_METRICS = [
+    "intent acc",
+    "intent acc (snapped)",
+    "intent macro-F1",
+    "slot F1",
+    "EM",
+    "acc",
+    "acc (snapped)",
+    "macro-F1",
+]
+_VALIDITY = ["model", "task", "acc (strict)", "acc (snapped)", "invalid labels", "slot values not found",
+             "malformed slot items", "n"]  # fmt: skip
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    """model, then each task's metrics in a fixed order (metrics.json sorts keys), then compute."""
+    keys = {k for r in rows for k in r} - {"model", *_COMPUTE}
+    sources = list(
+        dict.fromkeys(k.split(" ", 1)[0] for k in sorted(keys, key=lambda k: ("snips slurp 20ng".find(k[:4]), k)))
+    )
+
+    def rank(key: str) -> tuple:
+        source, metric = key.split(" ", 1)
+        return sources.index(source), _METRICS.index(metric) if metric in _METRICS else len(_METRICS)
+
+    return ["model", *sorted(keys, key=rank), *[c for c in _COMPUTE if any(c in r for r in rows)]]
+
+
 def _rename(row: dict, label: str) -> dict:
     return {**row, "model": label}
 
@@ -92,11 +121,11 @@ def tables(done: dict[str, dict]) -> tuple[str, dict]:
         "label set; slot F1 = span F1 (conlleval). Compute: optimizer steps × 8 rows, non-padding tokens, CPU-s "
         "(both cores), peak RSS of the training process while that model trained.",
         "",
-        reporting.markdown_table(rows, floatfmt=".4f"),
+        reporting.markdown_table(rows, _columns(rows), floatfmt=".4f"),
         "",
         "## Answer validity",
         "",
-        reporting.markdown_table(validity, floatfmt=".4f"),
+        reporting.markdown_table(validity, [c for c in _VALIDITY if any(c in v for v in validity)], floatfmt=".4f"),
     ]
     return "\n".join(md) + "\n", {"rows": rows, "validity": validity, "runs": {k: _trim(v) for k, v in done.items()}}
 
