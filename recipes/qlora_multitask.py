@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
-from toolkit import multitask_report as report
 from toolkit.baselines.multitask import load_lora_student, run_baselines
 from toolkit.configs import apply_cpu_safe_defaults, setup_logging
 from toolkit.configs import make_parser as _make_parser
 from toolkit.methods import multitask as mt
+from toolkit.methods import multitask_report as report
+from toolkit.methods.multitask_data import load_mixture_splits, parse_task_spec
 from toolkit.methods.multitask_mixture import MIXTURE_STRATEGIES, build_mixture, dev_rows
 from toolkit.models import load_tokenizer
-from toolkit.multitask_data import load_mixture_splits, parse_task_spec
 from toolkit.run import Card, Push, finish_run
 from toolkit.runtime import configure_threads
 from toolkit.sft import copy_card_to_merged, merge_adapter, sft_trainer, train

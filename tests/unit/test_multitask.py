@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from toolkit import multitask_data as data
 from toolkit.label_scoring import snap_label
 from toolkit.methods import multitask as mt
+from toolkit.methods import multitask_data as data
 from toolkit.methods import multitask_mixture as mix
 
 # ------------------------------------------------------------------------------------------------ slots <-> BIO
@@ -165,7 +165,7 @@ def test_score_topic_macro_f1_and_two_model_em():
 
 def test_headline_accuracy_is_strict_snapped_is_a_labelled_column():
     """Issue 12 item 14: out-of-set answers snapped to the closest label must not lift the headline accuracy."""
-    from toolkit import multitask_report as report
+    from toolkit.methods import multitask_report as report
 
     rows = [{"text": "t", "label": lab} for lab in ("sci.space", "rec.autos", "rec.autos", "sci.space")]
     outputs = ["topic: sci.space", "topic:  REC.AUTOS ", "topic: rec autos", "topic: space"]

@@ -17,7 +17,7 @@ pieces that make that reproducible with any causal LM:
 - **Answers and scores** (:func:`generate_answers`, optionally decoded over the label set with
   :mod:`toolkit.label_constraint`; :func:`score_task`; :func:`evaluate`).
 
-Task mixtures are in :mod:`toolkit.methods.multitask_mixture`, data loading in :mod:`toolkit.multitask_data`.
+Task mixtures are in :mod:`toolkit.methods.multitask_mixture`, data loading in :mod:`toolkit.methods.multitask_data`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from datasets import Dataset
 
 from toolkit.label_constraint import LabelTrie, label_paths
 from toolkit.label_scoring import label_scores, snap_label
+from toolkit.methods.multitask_data import TASK_TYPES, TaskSplits
 from toolkit.metrics import bio_spans, slot_f1
-from toolkit.multitask_data import TASK_TYPES, TaskSplits
 from toolkit.students import generate
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import numpy as np
 from datasets import concatenate_datasets
 
 from toolkit.methods.multitask import to_prompt_completion
-from toolkit.multitask_data import TaskSplits
+from toolkit.methods.multitask_data import TaskSplits
 
 logger = logging.getLogger(__name__)
 
