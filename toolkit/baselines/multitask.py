@@ -8,7 +8,7 @@
   :func:`toolkit.label_scoring.label_scores` (strict = snapped for an argmax, macro-F1 over the train label set).
 
 :func:`run_baselines` runs what the recipe asks for at the step budget :func:`toolkit.train_budget.baseline_steps`
-gives each model, and adds their rows to the run's :class:`toolkit.multitask_report.Tables`.
+gives each model, and adds their rows to the run's :class:`toolkit.methods.multitask_report.Tables`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import copy
 import os
 from typing import Any
 
-from toolkit import multitask_report as report
 from toolkit.baselines.encoder import finetune_sequence_classifier, finetune_token_classifier
 from toolkit.label_scoring import label_scores
 from toolkit.methods import multitask as mt
+from toolkit.methods import multitask_report as report
 from toolkit.methods.multitask_mixture import build_mixture
 from toolkit.sft import sft_trainer, train
 from toolkit.students import load_student, lora_config
@@ -151,7 +151,7 @@ def run_encoder_baselines(
 
     Args:
         model_name_or_path: Encoder checkpoint (``local:minilm-l6``).
-        splits: Objects with ``name``, ``task``, ``train``, ``test``, ``labels`` (:class:`toolkit.multitask_data.TaskSplits`).
+        splits: Objects with ``name``, ``task``, ``train``, ``test``, ``labels`` (:class:`toolkit.methods.multitask_data.TaskSplits`).
         training_args: The recipe's ``TrainingArguments`` (budget, seed and ``report_to`` are read from it; logged
             models write to ``<output_dir>/baselines/encoder_<model>/runs/``).
         learning_rate: Encoder learning rate (encoders want a larger one than LoRA-on-LLM defaults suggest).
