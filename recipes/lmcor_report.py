@@ -1,69 +1,43 @@
 """Write ``results/lmcor/*.md`` + ``*.json`` (+ the learning-curve PNG) from the stage JSONs of ``lmcor_results.py``.
 
-Only reads finished stages (``results/lmcor/runs/<stage>.json`` and the run dirs' ``metrics.json``); a table whose
-stages are missing says so. Every row of one table is scored on the same test rows (checked by id).
+Only reads finished stages; a table whose stages are missing says so. Rows of a table: same test rows (ids checked).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 from toolkit.configs import load_script
+from toolkit.methods.lmcor_scoring import per_system_scores
+from toolkit.reporting import write_result_table
+from toolkit.tasks.readers import read_jsonl
 
 _results = load_script(Path(__file__).with_name("lmcor_results.py"))
 OUT, RECIPE_STAGES, RUNS, stage_json = _results.OUT, _results.RECIPE_STAGES, _results.RUNS, _results.stage_json
 
+write = functools.partial(write_result_table, OUT)  # write(name, title, rows, columns, notes, extra)
 NO_CAND = "no-candidates model (same student, same budget, source -> reference)"
 
 
 def load(stage: str) -> dict | None:
-    path = stage_json(stage)
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def test_ids(stage: str) -> list[str] | None:
-    path = RUNS / stage / "predictions.jsonl"
-    if not path.is_file():
-        return None
-    return [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
+    return json.loads(path.read_text()) if (path := stage_json(stage)).is_file() else None
 
 
 def model_row(res: dict) -> dict:
     return next(r for r in res["table"] if r["method"] == res.get("model_row", "LMCor corrector"))
 
 
-def write(name: str, title: str, rows: list[dict], columns: list[str], notes: list[str], extra: dict) -> None:
-    from toolkit.reporting import markdown_table
-
-    OUT.mkdir(parents=True, exist_ok=True)
-    md = [f"## {title}", "", markdown_table(rows, columns=columns), "", *notes]
-    (OUT / f"{name}.md").write_text("\n".join(md).rstrip() + "\n")
-    (OUT / f"{name}.json").write_text(json.dumps({"title": title, "rows": rows, "notes": notes, **extra}, indent=2))
-
-
 def same_rows(stages: list[str]) -> bool:
-    ids = [test_ids(s) for s in stages]
-    ids = [i for i in ids if i is not None]
+    ids = [[p["id"] for p in preds] for preds in map(predictions, stages) if preds is not None]
     return all(i == ids[0] for i in ids)
 
 
 def per_system_rows(stage: str, systems: list[str]) -> list[dict]:
     """Each system's own output on the stage's test rows (re-derived from the same deterministic split)."""
-    from lmcor_results import _splits
-
-    from toolkit.methods import lmcor_scoring
-
-    script_args, _, splits = _splits(RECIPE_STAGES[stage])
-    rows = splits["test"]
-    out = []
-    for system in systems:
-        hyps = [r["candidates"][r["systems"].index(system)] for r in rows]
-        scores, _ = lmcor_scoring.score_outputs(
-            "mt", [r["source"] for r in rows], hyps, [r["references"] for r in rows], tokenize=None
-        )
-        out.append({"method": f"system {system} (unseen)", **scores})
-    return out
+    rows = _results._splits(RECIPE_STAGES[stage])[2]["test"]
+    return [{"method": f"system {sys_} (unseen)", **scores} for sys_, scores in per_system_scores(rows, systems)]
 
 
 def deen_tables() -> None:
@@ -72,9 +46,7 @@ def deen_tables() -> None:
         return
     cols = ["method", "bleu", "chrf"]
     args = dict(zip(k4["argv"][::2], k4["argv"][1::2]))
-    from lmcor_results import parse_recipe_args
-
-    script_args, _, train_args = parse_recipe_args(k4["argv"])
+    script_args, _, train_args = _results.parse_recipe_args(k4["argv"])
     rows = per_system_rows("deen_k4", script_args.test_systems)
     base = {r["method"]: r for r in k4["table"]}
     # "first candidate" is the first unseen system, already a row above
@@ -115,13 +87,12 @@ def deen_tables() -> None:
 
 def predictions(stage: str) -> list[dict] | None:
     path = RUNS / stage / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else None
+    return read_jsonl(path) if path.is_file() else None
 
 
 def significance() -> None:
     """Paired bootstrap resampling (sacrebleu, 1,000 samples) of the de-en models against two baselines."""
-    from sacrebleu.metrics import BLEU, CHRF
-    from sacrebleu.significance import PairedTest
+    from toolkit.methods import lmcor_scoring
 
     k4 = predictions("deen_k4")
     if not k4:
@@ -133,22 +104,9 @@ def significance() -> None:
         preds = predictions(stage)
         if preds and [p["id"] for p in preds] == [p["id"] for p in k4]:
             models.append((label, [p["prediction"] for p in preds]))
-    rows = []
-    for base_name, key in (
-        (best[len("baseline:") :], best),
-        ("MBR (chrF consensus)", "baseline:MBR (chrF consensus)"),
-    ):
-        systems = [(base_name, [p[key] for p in k4]), *models]
-        _, out = PairedTest(systems, {"bleu": BLEU(), "chrf": CHRF()}, refs, test_type="bs", n_samples=1000)()
-        # sacrebleu keys them by its own names ("System", "BLEU", "chrF2"), in the order given
-        scores = dict(zip(("bleu", "chrf"), [v for k, v in out.items() if k != "System"]))
-        for i, (name, _) in enumerate(systems[1:], start=1):
-            rows.append({
-                "model": name, "vs": base_name,
-                **{f"{m} delta": round(float(scores[m][i].score - scores[m][0].score), 2) for m in ("bleu", "chrf")},
-                **{f"{m} p": round(float(scores[m][i].p_value), 3) for m in ("bleu", "chrf")},
-                **{f"{m} 95% CI": round(float(scores[m][i].ci), 2) for m in ("bleu", "chrf")},
-            })  # fmt: skip
+    baselines = [(best[len("baseline:") :], [p[best] for p in k4])]
+    baselines.append(("MBR (chrF consensus)", [p["baseline:MBR (chrF consensus)"] for p in k4]))
+    rows = lmcor_scoring.paired_bootstrap_rows(baselines, models, refs)
     cols = ["model", "vs", "bleu delta", "bleu p", "bleu 95% CI", "chrf delta", "chrf p", "chrf 95% CI"]
     write("wmt22_deen_significance", "WMT22 de-en unseen systems: paired bootstrap (sacrebleu, 1,000 samples)", rows,
           cols, ["p: sacrebleu's paired bootstrap p-value for the difference with the baseline named in 'vs' on "
@@ -174,23 +132,13 @@ def curve(k4: dict, nc: dict | None, max_steps: int) -> None:
     cols = ["step", *[c for c in rows[0] if c != "step"]] if rows else ["step"]
     write("wmt22_deen_curve", "WMT22 de-en learning curve (unseen systems, same test segments)", rows, cols,
           ["Test chrF / BLEU decoded at these optimizer steps (batch 4) of the same runs as the table."], {})  # fmt: skip
-    import matplotlib
+    from toolkit.reporting import plot_xy
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, ps in pts.items():
-        ax.plot([p["step"] for p in ps], [p["chrf"] for p in ps], marker="o", label=name)
+    points = [{"step": p["step"], "chrF": p["chrf"], "series": name} for name, ps in pts.items() for p in ps]
     best = next((r for r in k4["table"] if r["method"].startswith("best single")), None)
-    if best:
-        ax.axhline(best["chrf"], ls="--", c="grey", label=best["method"])
-    ax.set_xlabel("training step (batch 4)")
-    ax.set_ylabel("test chrF")
-    ax.set_title("WMT22 de-en, unseen systems")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(OUT / "wmt22_deen_curve.png", dpi=120)
+    if best and steps:  # the best single system as a flat reference line across the curve
+        points += [{"step": s, "chrF": best["chrf"], "series": best["method"]} for s in (steps[0], steps[-1])]
+    plot_xy(points, "step", "chrF", "series", OUT / "wmt22_deen_curve.png", title="WMT22 de-en, unseen systems")
 
 
 def jfleg_tables() -> None:
@@ -221,10 +169,8 @@ def jfleg_tables() -> None:
 
 
 def budget() -> None:
-    from lmcor_results import STAGES
-
     rows = []
-    for stage in STAGES:
+    for stage in _results.STAGES:
         res = load(stage)
         if not res:
             rows.append({"stage": stage, "status": "not run"})

@@ -154,6 +154,25 @@ def write_table(
     return path
 
 
+def write_result_table(
+    out_dir: str | os.PathLike,
+    name: str,
+    title: str,
+    rows: Sequence[dict],
+    columns: Sequence[str],
+    notes: Sequence[str] = (),
+    extra: dict | None = None,
+) -> Path:
+    """A results table as ``<name>.md`` (title, table, notes) + ``<name>.json`` (the same rows) in ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = [f"## {title}", "", markdown_table(rows, columns=columns), "", *notes]
+    (out / f"{name}.md").write_text("\n".join(md).rstrip() + "\n", encoding="utf-8")
+    payload = {"title": title, "rows": list(rows), "notes": list(notes), **(extra or {})}
+    (out / f"{name}.json").write_text(json.dumps(payload, indent=2, default=_json_default), encoding="utf-8")
+    return out / f"{name}.md"
+
+
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     """Write ``rows`` as JSON Lines (UTF-8, one object per line, non-ASCII kept readable), atomically: a killed
     writer leaves the previous file, never a truncated one."""

@@ -326,3 +326,40 @@ def best_single_system(
     headline = TASK_METRICS[task][0]
     best = max(systems, key=lambda s: per_system[s][headline])
     return best, per_system, _system_outputs(test_rows, best)
+
+
+def paired_bootstrap_rows(baselines, models, refs, n_samples: int = 1000) -> list[dict]:
+    """sacrebleu's paired bootstrap (BLEU and chrF) of each model against each baseline on the same segments.
+
+    Args:
+        baselines, models: ``[(name, hypotheses)]``, all aligned with ``refs`` (one list per reference stream).
+
+    Returns:
+        One row per (model, baseline): score deltas, p-values and the model's own 95% CI half-width.
+    """
+    from sacrebleu.metrics import BLEU, CHRF
+    from sacrebleu.significance import PairedTest
+
+    rows = []
+    for base_name, base_hyps in baselines:
+        systems = [(base_name, base_hyps), *models]
+        _, out = PairedTest(systems, {"bleu": BLEU(), "chrf": CHRF()}, refs, test_type="bs", n_samples=n_samples)()
+        # sacrebleu keys them by its own names ("System", "BLEU", "chrF2"), in the order given
+        scores = dict(zip(("bleu", "chrf"), [v for k, v in out.items() if k != "System"]))
+        for i, (name, _) in enumerate(systems[1:], start=1):
+            row = {"model": name, "vs": base_name}
+            row |= {f"{m} delta": round(float(scores[m][i].score - scores[m][0].score), 2) for m in ("bleu", "chrf")}
+            row |= {f"{m} p": round(float(scores[m][i].p_value), 3) for m in ("bleu", "chrf")}
+            row |= {f"{m} 95% CI": round(float(scores[m][i].ci), 2) for m in ("bleu", "chrf")}
+            rows.append(row)
+    return rows
+
+
+def per_system_scores(rows, systems) -> list[tuple[str, dict]]:
+    """``[(system, corpus scores)]``: each MT system's own candidates on ``rows`` (``systems`` / ``candidates``)."""
+    out = []
+    for system in systems:
+        hyps = [r["candidates"][r["systems"].index(system)] for r in rows]
+        sources, refs = [r["source"] for r in rows], [r["references"] for r in rows]
+        out.append((system, score_outputs("mt", sources, hyps, refs, tokenize=None)[0]))
+    return out
