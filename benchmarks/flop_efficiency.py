@@ -6,8 +6,8 @@ Rows (each in its own subprocess, so every peak RSS is that row's alone):
 * ``lora_*`` — LMCor corrector LoRA steps (SmolLM2-135M, r=16, all-linear) on ``--batch`` rows of ``--seq_len``
   tokens whose last ``--target_len`` are the target (the JFLEG config: batch 8 x up to 320 tokens), through the
   ``Trainer`` (AdamW); variants: full-vocabulary logits on every position with eager or SDPA attention (before),
-  logits on target positions only (``toolkit.target_loss``, what ``students.make_trainer`` uses now), that with
-  glibc's heap tuned (``toolkit.allocator``: freed memory returned to the OS, paid in page faults), with activation
+  logits on target positions only (``toolkit.training.target_loss``, what ``students.make_trainer`` uses now), that with
+  glibc's heap tuned (``toolkit.training.allocator``: freed memory returned to the OS, paid in page faults), with activation
   checkpointing of every layer / every 2nd layer (``make_trainer`` then tunes the heap by default), in micro-batches
   of 2 with gradient accumulation (same update), and with ``lora_dropout=0`` (PEFT's dropout keeps a dropped copy
   of every adapted layer's input for backward).
@@ -40,7 +40,7 @@ import time
 
 TRAIN_ROWS = {
     # name: (lora, lora_dropout, target-only loss, attention, checkpoint every n layers (0 = off),
-    #        glibc heap tuned (toolkit.allocator), description)
+    #        glibc heap tuned (toolkit.training.allocator), description)
     "lora_full_logits_eager": (True, 0.05, False, "eager", 0, False, "LoRA, full logits, eager attention (before)"),
     "lora_full_logits_sdpa": (True, 0.05, False, "sdpa", 0, False, "LoRA, full logits, SDPA"),
     "lora_target_only": (True, 0.05, True, "sdpa", 0, False, "LoRA, target-only logits, SDPA (now, default)"),
@@ -77,7 +77,7 @@ def peak_rss_mb() -> float:
 
 def model_dims(model) -> dict:
     """Parameter counts the FLOP formulas need (N_body: matmul weights of the blocks; V·H: the LM head)."""
-    from toolkit.target_loss import output_head
+    from toolkit.training.target_loss import output_head
 
     cfg = model.config
     head = output_head(model)
@@ -129,7 +129,7 @@ def row_train(name: str, args) -> dict:
     import torch
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from toolkit import students
+    from toolkit.models import students
 
     lora, dropout, target_only, attn, every_n, tuned_heap, desc = TRAIN_ROWS[name]
     model, tok, _ = students.load_student(args.model, lora=lora, lora_r=16, lora_dropout=dropout)
@@ -221,7 +221,7 @@ def _profile_groups(prof) -> dict:
 def row_teacher_decode(args) -> dict:
     import torch
 
-    from toolkit.models import load_causal_lm
+    from toolkit.models.loading import load_causal_lm
 
     model = load_causal_lm(args.model)
     rss_loaded = peak_rss_mb()
@@ -325,7 +325,7 @@ def _strip_rows(argv: list[str]) -> list[str]:
 
 
 def report(rows: list[dict], args) -> list[dict]:
-    from toolkit import reporting
+    from toolkit.publishing import reporting
 
     peak = next((r["gflop_per_s"] for r in rows if r["row"] == "matmul"), None)
     for r in rows:

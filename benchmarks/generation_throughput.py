@@ -270,9 +270,9 @@ def _hf_part(args) -> tuple[list[dict], str]:
 
     from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 
-    model_name, note = args.hf_model, "SmolLM2-135M-Instruct (toolkit.models local default)"
+    model_name, note = args.hf_model, "SmolLM2-135M-Instruct (toolkit.models.loading local default)"
     try:
-        from toolkit.models import resolve_model
+        from toolkit.models.loading import resolve_model
 
         resolve_model(model_name)
     except Exception as exc:  # noqa: BLE001 - fall back to a tiny random model and say so
@@ -329,7 +329,7 @@ def _hf_part(args) -> tuple[list[dict], str]:
 
 
 def _print(rows: list[dict]) -> None:
-    from toolkit.reporting import markdown_table
+    from toolkit.publishing.reporting import markdown_table
 
     fmt = [
         {k: (f"{v:.3g}" if isinstance(v, float) else ("-" if v is None else v)) for k, v in r.items()} for r in rows

@@ -8,7 +8,7 @@ Rows (printed as a markdown table):
 * ``extraction``: the same batches with ``output_hidden_states=True``, masked pooling of ``layers``, scatter back.
   Target: ≥ 0.9× the bare forward's tokens/s.
 * ``extraction, unsorted``: the same but batches in input order (what length sorting saves).
-* ``cache miss`` / ``cache hit``: :func:`toolkit.embeddings.get_or_extract` into a fresh cache dir, twice; the
+* ``cache miss`` / ``cache hit``: :func:`toolkit.methods.llmembed.embeddings.get_or_extract` into a fresh cache dir, twice; the
   miss includes model loading, the hit must not load or run the model at all.
 
 Timings interleave bare and extraction runs and keep the best of ``--repeats`` so a noisy shared machine biases
@@ -20,9 +20,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from toolkit import embeddings as le
 from toolkit.configs import make_parser as _make_parser
 from toolkit.configs import setup_logging
+from toolkit.methods.llmembed import embeddings as le
 
 logger = logging.getLogger("benchmarks.llmembed_extraction")
 
@@ -116,7 +116,7 @@ def main(args: BenchmarkArguments):
          "vs_bare": bare_t / miss_t},
         {"run": "cache hit", "seconds": hit_t, "tokens_per_s": tokens / hit_t, "vs_bare": bare_t / hit_t},
     ]  # fmt: skip
-    from toolkit.reporting import markdown_table
+    from toolkit.publishing.reporting import markdown_table
 
     print(
         f"\n{args.model} on {len(texts)} {args.dataset} texts ({tokens} real tokens), layers {list(args.layers)}, "

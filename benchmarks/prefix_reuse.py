@@ -16,9 +16,9 @@ import argparse
 import logging
 import time
 
-from toolkit import reporting
 from toolkit.configs import setup_logging
-from toolkit.methods import lmcor
+from toolkit.methods.lmcor import formats as lmcor
+from toolkit.publishing import reporting
 
 logger = logging.getLogger("prefix_reuse")
 

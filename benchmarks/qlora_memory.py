@@ -2,7 +2,7 @@
 
 Each variant runs in a *fresh subprocess* so its peak RSS is its own (a process's high-water mark never goes down).
 In every worker: load the model (4-bit NF4 + double quant through bitsandbytes, or full precision), add the same
-LoRA adapter (``toolkit.students.load_student``), then run ``--warmup`` untimed and ``--steps`` timed
+LoRA adapter (``toolkit.models.students.load_student``), then run ``--warmup`` untimed and ``--steps`` timed
 forward/backward/AdamW steps on identical seeded batches. Reported per variant: peak RSS (``resource`` high-water
 mark, load included), the training-phase peak (``VmHWM`` reset after loading), RSS after the imports (baseline)
 and after loading, the model's weight footprint, on GPU
@@ -103,7 +103,7 @@ def worker(args) -> dict:
     rss_start = _rss_mb()
     from peft import get_peft_model
 
-    from toolkit.students import load_student, lora_config
+    from toolkit.models.students import load_student, lora_config
 
     torch.manual_seed(args.seed)
     cuda = torch.cuda.is_available()
@@ -223,7 +223,7 @@ def main(argv=None) -> list[dict]:
         return []
 
     from toolkit.configs import cuda_available
-    from toolkit.reporting import markdown_table, write_metrics
+    from toolkit.publishing.reporting import markdown_table, write_metrics
 
     variants = args.variants or (["qlora-4bit", "lora-fp32"] + (["lora-bf16"] if cuda_available() else []))
     unknown = set(variants) - {"qlora-4bit", "lora-fp32", "lora-bf16"}

@@ -23,9 +23,10 @@ import random
 import tempfile
 import time
 
-from toolkit import reporting, students
 from toolkit.configs import setup_logging
-from toolkit.methods import lmcor
+from toolkit.methods.lmcor import formats as lmcor
+from toolkit.models import students
+from toolkit.publishing import reporting
 
 logger = logging.getLogger("train_throughput")
 

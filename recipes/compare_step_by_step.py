@@ -28,8 +28,8 @@ from transformers import TrainingArguments
 
 from toolkit.configs import make_parser as _make_parser
 from toolkit.configs import setup_logging
-from toolkit.methods.step_by_step_tables import discordant, mcnemar_p, run_group, seed_summary
-from toolkit.report_artifacts import report_from_run_dir
+from toolkit.methods.step_by_step.tables import discordant, mcnemar_p, run_group, seed_summary
+from toolkit.publishing.report_artifacts import report_from_run_dir
 from toolkit.runtime import configure_threads
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class CompareArguments:
     )
 
     def __post_init__(self):
-        from toolkit.methods.step_by_step import LABEL_SOURCES, MODES
+        from toolkit.methods.step_by_step.training import LABEL_SOURCES, MODES
 
         if not self.modes or any(m not in MODES for m in self.modes):
             raise ValueError(f"modes must be a non-empty subset of {MODES}, got {self.modes}")
@@ -84,7 +84,7 @@ def make_parser():
 
 
 def main(script_args, training_args: TrainingArguments, compare_args: CompareArguments) -> list[dict]:
-    from toolkit import reporting
+    from toolkit.publishing import reporting
 
     setup_logging()
     configure_threads()

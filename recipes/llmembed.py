@@ -6,7 +6,7 @@ One run = one dataset, one set of splits (``toolkit.tasks.classification_splits`
 LLMEmbed and its ablations (``--variants``), a fine-tuned encoder and the same LLM prompted few-shot. Costs are wall
 and process CPU seconds and an energy estimate (CPU-s × ``watts_per_core``), model loading excluded; cached features
 are charged the extraction that built them. Every row of a table is scored on the same test rows
-(``toolkit.comparison``). The run directory holds the fused head (``model.safetensors`` + ``head_config.json``).
+(``toolkit.evaluation.comparison``). The run directory holds the fused head (``model.safetensors`` + ``head_config.json``).
 Single-process at heart: under a multi-process launch the main process does the work.
 """
 
@@ -18,16 +18,18 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from toolkit import comparison as cmp
-from toolkit import configs, models, reporting
-from toolkit.costs import DEFAULT_WATTS_PER_CORE, Cost
-from toolkit.embeddings import ExtractionSpec, checkpoint_num_params, extract_sources, extraction_cost
-from toolkit.hub import DEFAULT_IGNORE_PATTERNS
-from toolkit.methods import llmembed as le
+from toolkit import configs
+from toolkit.evaluation import comparison as cmp
+from toolkit.meter import DEFAULT_WATTS_PER_CORE, Cost
+from toolkit.methods.llmembed import head as le
+from toolkit.methods.llmembed.embeddings import ExtractionSpec, checkpoint_num_params, extract_sources, extraction_cost
+from toolkit.models import loading as models
+from toolkit.publishing import reporting
+from toolkit.publishing.hub import DEFAULT_IGNORE_PATTERNS
 from toolkit.run import Card, Push, finish_run
 from toolkit.runtime import configure_threads
 from toolkit.tasks.classification_splits import DataArguments, load_splits
-from toolkit.tracking import check_report_to, write_history
+from toolkit.training.tracking import check_report_to, write_history
 
 logger = logging.getLogger("recipes.llmembed")
 DESCRIPTION = (

@@ -22,14 +22,16 @@ from pathlib import Path
 
 from transformers import TrainingArguments
 
-from toolkit import students
 from toolkit.configs import apply_cpu_safe_defaults, setup_logging
 from toolkit.configs import make_parser as _make_parser
-from toolkit.methods import lmcor, lmcor_data, lmcor_eval
-from toolkit.methods.lmcor_truncation import BudgetedFormat
+from toolkit.methods.lmcor import data as lmcor_data
+from toolkit.methods.lmcor import evaluation as lmcor_eval
+from toolkit.methods.lmcor import formats as lmcor
+from toolkit.methods.lmcor.truncation import BudgetedFormat
+from toolkit.models import students
 from toolkit.run import Push, finish_run
 from toolkit.runtime import configure_threads
-from toolkit.tracking import require_tensorboard, resume_checkpoint
+from toolkit.training.tracking import require_tensorboard, resume_checkpoint
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "lmcor" / "default.yaml"
 DESCRIPTION = (

@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 from toolkit.configs import load_script
-from toolkit.methods.lmcor_scoring import per_system_scores
-from toolkit.reporting import write_result_table
+from toolkit.methods.lmcor.scoring import per_system_scores
+from toolkit.publishing.reporting import write_result_table
 from toolkit.tasks.readers import read_jsonl
 
 _results = load_script(Path(__file__).with_name("lmcor_results.py"))
@@ -92,7 +92,7 @@ def predictions(stage: str) -> list[dict] | None:
 
 def significance() -> None:
     """Paired bootstrap resampling (sacrebleu, 1,000 samples) of the de-en models against two baselines."""
-    from toolkit.methods import lmcor_scoring
+    from toolkit.methods.lmcor import scoring as lmcor_scoring
 
     k4 = predictions("deen_k4")
     if not k4:
@@ -132,7 +132,7 @@ def curve(k4: dict, nc: dict | None, max_steps: int) -> None:
     cols = ["step", *[c for c in rows[0] if c != "step"]] if rows else ["step"]
     write("wmt22_deen_curve", "WMT22 de-en learning curve (unseen systems, same test segments)", rows, cols,
           ["Test chrF / BLEU decoded at these optimizer steps (batch 4) of the same runs as the table."], {})  # fmt: skip
-    from toolkit.reporting import plot_xy
+    from toolkit.publishing.reporting import plot_xy
 
     points = [{"step": p["step"], "chrF": p["chrf"], "series": name} for name, ps in pts.items() for p in ps]
     best = next((r for r in k4["table"] if r["method"].startswith("best single")), None)

@@ -87,8 +87,8 @@ def run_recipe_stage(stage: str) -> dict:
 
 
 def _splits(argv: list[str]):
-    from toolkit.methods import lmcor
-    from toolkit.methods.lmcor_data import filter_rows, split_and_subsample
+    from toolkit.methods.lmcor import formats as lmcor
+    from toolkit.methods.lmcor.data import filter_rows, split_and_subsample
 
     script_args, model_args, _ = parse_recipe_args(argv)
     pool = lmcor.load_pool(script_args.task, data_dir=script_args.data_dir, pool_path=script_args.pool_path)
@@ -97,7 +97,7 @@ def _splits(argv: list[str]):
 
 def run_deen_seen() -> dict:
     """The de-en k=4 corrector on the same test rows, reading the first 4 of its 5 *training* systems."""
-    from toolkit.methods.lmcor_plug import evaluate_saved_corrector
+    from toolkit.methods.lmcor.plug import evaluate_saved_corrector
 
     script_args, model_args, splits = _splits(RECIPE_STAGES["deen_k4"])
     res = evaluate_saved_corrector(
@@ -109,8 +109,8 @@ def run_deen_seen() -> dict:
 
 def run_jfleg_gemma() -> dict:
     """Gemma 3 270M candidates for the JFLEG test rows; the SmolLM2-candidate-trained k=4 corrector reads them."""
-    from toolkit.methods.lmcor_data import teacher_candidates
-    from toolkit.methods.lmcor_plug import evaluate_saved_corrector
+    from toolkit.methods.lmcor.data import teacher_candidates
+    from toolkit.methods.lmcor.plug import evaluate_saved_corrector
     from toolkit.teachers import TeacherConfig
 
     script_args, model_args, splits = _splits(RECIPE_STAGES["jfleg_k4"])

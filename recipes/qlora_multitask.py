@@ -26,16 +26,16 @@ from trl import SFTConfig
 from toolkit.baselines.multitask import load_lora_student, run_baselines
 from toolkit.configs import apply_cpu_safe_defaults, setup_logging
 from toolkit.configs import make_parser as _make_parser
-from toolkit.methods import multitask as mt
-from toolkit.methods import multitask_report as report
-from toolkit.methods.multitask_data import load_mixture_splits, parse_task_spec
-from toolkit.methods.multitask_mixture import MIXTURE_STRATEGIES, build_mixture, dev_rows
-from toolkit.models import load_tokenizer
+from toolkit.methods.multitask import formats as mt
+from toolkit.methods.multitask import report
+from toolkit.methods.multitask.data import load_mixture_splits, parse_task_spec
+from toolkit.methods.multitask.mixture import MIXTURE_STRATEGIES, build_mixture, dev_rows
+from toolkit.models.loading import load_tokenizer
 from toolkit.run import Card, Push, finish_run
 from toolkit.runtime import configure_threads
-from toolkit.sft import copy_card_to_merged, merge_adapter, sft_trainer, train
-from toolkit.tracking import require_tensorboard, resume_checkpoint
-from toolkit.train_budget import BASELINE_BUDGETS
+from toolkit.training.budget import BASELINE_BUDGETS
+from toolkit.training.sft import copy_card_to_merged, merge_adapter, sft_trainer, train
+from toolkit.training.tracking import require_tensorboard, resume_checkpoint
 
 H = "help"
 DESCRIPTION = (

@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from toolkit import reporting
+from toolkit.publishing import reporting
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / "runs" / "llmembed" / "results"

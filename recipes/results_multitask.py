@@ -28,7 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from toolkit import reporting
+from toolkit.publishing import reporting
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 from toolkit.configs import load_script
-from toolkit.methods.step_by_step_tables import pooled_mcnemar, render_plan_tables, select  # noqa: F401
+from toolkit.methods.step_by_step.tables import pooled_mcnemar, render_plan_tables, select  # noqa: F401
 from toolkit.runtime import configure_threads
 
 compare = load_script(Path(__file__).with_name("compare_step_by_step.py"))  # recipes/ is not a package

@@ -3,7 +3,7 @@
 Modes: ``standard`` (label task only, bare input as in the paper's code: fine-tuning with ``label_source=gt``,
 distillation with ``llm``) and ``task_prefix`` (``predict:`` label task + ``explain:`` rationale task, loss =
 alpha * label + (1 - alpha) * rationale). Seq2seq students (T5) train with ``Seq2SeqTrainer``, causal ones
-(SmolLM2) with TRL's ``SFTTrainer``, both with the two-task loss of :mod:`toolkit.methods.step_by_step`. Test rows
+(SmolLM2) with TRL's ``SFTTrainer``, both with the two-task loss of :mod:`toolkit.methods.step_by_step.training`. Test rows
 come from the official test split (``test_source``/``test_split``, or ``--test_path``); model selection uses a
 validation split (``--dev_path`` / ``eval_source`` / ``eval_split``), carved from train only when none is given.
 Training or selecting on test-split rationales (or rows sharing a test input) is refused unless
@@ -23,16 +23,16 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from toolkit import reporting
 from toolkit.configs import apply_cpu_safe_defaults, setup_logging
 from toolkit.configs import make_parser as _make_parser
-from toolkit.methods import step_by_step as sbs
-from toolkit.methods.step_by_step_data import DataArguments, prepare_data
-from toolkit.methods.step_by_step_scoring import score_predictions
+from toolkit.methods.step_by_step import training as sbs
+from toolkit.methods.step_by_step.data import DataArguments, prepare_data
+from toolkit.methods.step_by_step.scoring import score_predictions
+from toolkit.models.students import load_student
+from toolkit.publishing import reporting
 from toolkit.run import Card, Push, finish_run
 from toolkit.runtime import configure_threads
-from toolkit.students import load_student
-from toolkit.tracking import require_tensorboard, resume_checkpoint
+from toolkit.training.tracking import require_tensorboard, resume_checkpoint
 
 logger = logging.getLogger(__name__)
 

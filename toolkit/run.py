@@ -7,8 +7,8 @@ Every run directory gets, on the main process only:
 - ``predictions.jsonl``: one row per scored test example;
 - ``training_curves.png``: the trainer's log history (loss, learning rate, eval metrics);
 - ``run_config.json``: every argument dataclass, secrets redacted;
-- ``README.md``: the model card (:func:`toolkit.hub.render_model_card`);
-- ``report.html``: the page built from all of the above (:mod:`toolkit.report_artifacts`).
+- ``README.md``: the model card (:func:`toolkit.publishing.hub.render_model_card`);
+- ``report.html``: the page built from all of the above (:mod:`toolkit.publishing.report_artifacts`).
 
 With ``push`` set, the folder (or ``push.folder``) is uploaded in one commit. A recipe therefore ends in
 ``finish_run(...)`` and nothing else: adding a fifth recipe needs no new saving code.
@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit import reporting
 from toolkit.configs import redact, save_config
-from toolkit.hub import DEFAULT_IGNORE_PATTERNS, push_to_hub, render_model_card
-from toolkit.report_artifacts import report_from_run_dir
+from toolkit.publishing import reporting
+from toolkit.publishing.hub import DEFAULT_IGNORE_PATTERNS, push_to_hub, render_model_card
+from toolkit.publishing.report_artifacts import report_from_run_dir
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ __all__ = ["ARTIFACTS", "Card", "Push", "finish_run"]
 
 @dataclass
 class Card:
-    """What the model card says; see :func:`toolkit.hub.render_model_card` for each field."""
+    """What the model card says; see :func:`toolkit.publishing.hub.render_model_card` for each field."""
 
     base_model: str | None
     task: str

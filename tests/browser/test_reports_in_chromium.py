@@ -23,7 +23,7 @@ import pytest
 from tests.browser.cdp import CHROMIUM, SKIP_REASON, inspect_page
 from tests.fakes.report_runs import make_gec_run_dir, run_candidates_job
 from toolkit.generation.jobs import read_jsonl
-from toolkit.report_artifacts import report_from_run_dir
+from toolkit.publishing.report_artifacts import report_from_run_dir
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
 

@@ -28,9 +28,9 @@ def make_gec_run_dir(run_dir: Path, n_rows: int = 8) -> dict:
     Returns what a report of the folder must show: result row count, best row, test row count, figure files
     (``learning_curve.png`` is drawn by the report from ``metrics.json``).
     """
-    from toolkit import reporting
     from toolkit.configs import save_config
-    from toolkit.hub import Lineage, render_model_card, save_card
+    from toolkit.publishing import reporting
+    from toolkit.publishing.hub import Lineage, render_model_card, save_card
 
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics = {

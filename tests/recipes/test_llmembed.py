@@ -94,7 +94,7 @@ def test_recipe_end_to_end_cache_and_push(toy_data, tiny_llama_dir, tiny_bert_di
         assert (out / f).is_file(), f
     assert recipe.DESCRIPTION in (out / "README.md").read_text()
     # The saved head is the fused variant and predicts what the run reported.
-    from toolkit.methods.llmembed import load_head
+    from toolkit.methods.llmembed.head import load_head
 
     head = load_head(out)
     assert head.config.label_names == ["neg", "pos"] and len(head.config.view_dims) == 3  # 2 LLM layers + encoder
@@ -110,7 +110,7 @@ def test_recipe_end_to_end_cache_and_push(toy_data, tiny_llama_dir, tiny_bert_di
         assert fake_hub.token not in (out / f).read_text()
 
     # Re-run: every feature comes from the cache, no backbone is loaded, no extraction forward pass runs.
-    from toolkit import embeddings
+    from toolkit.methods.llmembed import embeddings
 
     def boom(*a, **k):
         raise AssertionError("extraction ran on a cached re-run")

@@ -136,7 +136,8 @@ def test_candidates_job_then_recipe_makes_no_new_teacher_calls(tiny_t5_dir, fake
     """Issue 13: the recipe gets its candidates through the candidates job (same requests, same prompt): after
     ``data_gen/candidates.py`` with the shipped JFLEG config ran on the same rows and teacher, it calls nothing."""
     from data_gen import candidates
-    from toolkit.methods import lmcor, lmcor_data
+    from toolkit.methods.lmcor import data as lmcor_data
+    from toolkit.methods.lmcor import formats as lmcor
 
     recipe = _recipe()
     pool, cache, out = (

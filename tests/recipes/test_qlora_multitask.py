@@ -157,7 +157,7 @@ def test_qlora_multitask_plain_lora_and_merge_matches(tmp_path, tiny_llama_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from toolkit.sft import merge_adapter
+    from toolkit.training.sft import merge_adapter
 
     recipe = _recipe()
     topic, slots = _write_tasks(tmp_path)

@@ -85,7 +85,7 @@ def _weights(model_dir):
     ],
 )
 def test_recipe_end_to_end(arch, mode, labels, tiny_t5_dir, tiny_llama_dir, tmp_path, monkeypatch):
-    from toolkit.methods import step_by_step as sbs
+    from toolkit.methods.step_by_step import training as sbs
 
     recipe = _load("step_by_step")
     model_dir = tiny_t5_dir if arch == "t5" else tiny_llama_dir
@@ -145,7 +145,7 @@ def test_recipe_end_to_end(arch, mode, labels, tiny_t5_dir, tiny_llama_dir, tmp_
 
 def test_test_split_rationales_are_refused(tiny_t5_dir, tmp_path):
     """Item 12: rationales generated from the test split (or rows sharing test inputs) never train the student."""
-    from toolkit.methods.step_by_step_contamination import ContaminationError
+    from toolkit.methods.step_by_step.contamination import ContaminationError
 
     recipe = _load("step_by_step")
     train, test = _write_data(tmp_path)
@@ -217,7 +217,7 @@ def test_compare_command(tiny_t5_dir, tmp_path, capsys):
 def _fake_run(args, targs):
     """Stands in for recipes/step_by_step.py main: writes per-row predictions whose correctness depends on the
     mode and the seed, so the pooled counts are known: task_prefix wins rows 0-5 and loses row 9 under every seed."""
-    from toolkit import reporting
+    from toolkit.publishing import reporting
 
     correct = [args.mode == "task_prefix"] * 6 + [True, True, False, args.mode == "standard"]
     correct[8] = targs.seed == 1  # both modes get row 8 right under seed 1 only: concordant, never counted

@@ -15,7 +15,7 @@ from tests.conftest import REPO_ROOT
 PATTERN = """
 import sys, torch
 if sys.argv[1] == "tuned":
-    from toolkit.allocator import return_large_frees_to_os
+    from toolkit.training.allocator import return_large_frees_to_os
     assert return_large_frees_to_os()
 def rss_mb():
     return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
@@ -54,7 +54,8 @@ def test_make_trainer_tunes_the_heap_in_memory_mode(
     # Returning freed memory costs page faults (CPU): only when checkpointing says memory matters, or when asked.
     from transformers import TrainingArguments
 
-    from toolkit import allocator, students
+    from toolkit.models import students
+    from toolkit.training import allocator
 
     calls = []
     monkeypatch.setattr(allocator, "return_large_frees_to_os", lambda *a, **k: calls.append(1) or True)

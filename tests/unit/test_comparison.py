@@ -1,11 +1,11 @@
-"""toolkit.comparison: every row of a results table is scored on the same test rows; costs add up."""
+"""toolkit.evaluation.comparison: every row of a results table is scored on the same test rows; costs add up."""
 
 from __future__ import annotations
 
 import pytest
 
-from toolkit.comparison import MethodResult, build_tables, render_tables, score_row
-from toolkit.costs import Cost, CostMeter
+from toolkit.evaluation.comparison import MethodResult, build_tables, render_tables, score_row
+from toolkit.meter import Cost, CostMeter
 
 NAMES = ["neg", "pos"]
 # 10 test rows; the head is right on rows 0-3 and 8-9 only, the prompt right on all of its first 4 rows.

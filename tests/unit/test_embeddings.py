@@ -1,12 +1,12 @@
-"""toolkit.embeddings: extraction order and padding, layer selection, each model's positions, the disk cache."""
+"""toolkit.methods.llmembed.embeddings: extraction order and padding, layer selection, each model's positions, the disk cache."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from toolkit import embeddings as emb
-from toolkit.methods.llmembed import pool_hidden
+from toolkit.methods.llmembed import embeddings as emb
+from toolkit.methods.llmembed.head import pool_hidden
 
 SHORT = "the movie was great"
 LONG = "this movie was great , i loved it . positive negative world sports business sci/tech music song"
@@ -144,7 +144,7 @@ def test_padded_batch_equals_plain_unpadded_forward(request, which, side):
 
 
 def test_only_zero_based_models_get_position_ids(roberta, llama, bert):
-    from toolkit.backbone_inputs import forward_params
+    from toolkit.models.backbone_inputs import forward_params
 
     assert "position_ids" not in forward_params(roberta[0])  # derives padding_idx + 1 based positions itself
     assert "position_ids" in forward_params(llama[0]) and "position_ids" in forward_params(bert[0])

@@ -1,4 +1,4 @@
-"""Tests for toolkit.cards / toolkit.lineage / toolkit.hub: cards with lineage, redaction, and pushing to the fake Hub (tests/fakes/hub_server.py)."""
+"""Tests for toolkit.publishing.cards / toolkit.publishing.lineage / toolkit.publishing.hub: cards with lineage, redaction, and pushing to the fake Hub (tests/fakes/hub_server.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from huggingface_hub import DatasetCard, HfApi, ModelCard, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
 
-from toolkit import cards, hub
-from toolkit.lineage import Lineage
+from toolkit.publishing import cards, hub
+from toolkit.publishing.lineage import Lineage
 
 SECRET_KEY = "sk-live-abcdef1234567890"
 SECRET_HF = "hf_SeCrEtToKeN0987654321"
@@ -307,7 +307,7 @@ def test_push_rejects_broken_card(fake_hub, tmp_path):
 
 
 def test_metric_result_objects_use_their_score():
-    from toolkit.metrics import MetricResult
+    from toolkit.evaluation.metrics import MetricResult
 
     result = MetricResult(name="bleu", score=31.5, signature="BLEU|nrefs:1")
     card = ModelCard(_model_card(metrics={"test": {"bleu": result}}))

@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from toolkit.label_constraint import LabelTrie, label_paths
-from toolkit.methods import multitask as mt
+from toolkit.methods.multitask import formats as mt
+from toolkit.models.label_constraint import LabelTrie, label_paths
 
 LABELS = ["alarm_query", "alarm_set", "play_music", "weather_query", "comp.sys.ibm.pc.hardware"]
 

@@ -1,11 +1,11 @@
-"""toolkit.methods.llmembed: layer selection, masked pooling, views, the fusion head, its training and save / load."""
+"""toolkit.methods.llmembed.head: layer selection, masked pooling, views, the fusion head, its training and save / load."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from toolkit.methods import llmembed as le
+from toolkit.methods.llmembed import head as le
 
 
 def test_resolve_layers():

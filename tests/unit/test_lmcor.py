@@ -7,8 +7,10 @@ import random
 
 import pytest
 
-from toolkit.methods import lmcor, lmcor_scoring, lmcor_selectors
-from toolkit.methods.lmcor import CorrectorFormat
+from toolkit.methods.lmcor import formats as lmcor
+from toolkit.methods.lmcor import scoring as lmcor_scoring
+from toolkit.methods.lmcor import selectors as lmcor_selectors
+from toolkit.methods.lmcor.formats import CorrectorFormat
 
 POOL = [
     {

@@ -1,4 +1,4 @@
-"""LMCor run data (toolkit.methods.lmcor_data, lmcor_truncation, lmcor_eval): examples, splits, candidates, lineage."""
+"""LMCor run data (toolkit.methods.lmcor.data, lmcor_truncation, lmcor_eval): examples, splits, candidates, lineage."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.recording_teacher import RecordingTeacher
-from toolkit.methods import lmcor
-from toolkit.methods.lmcor_data import (
+from toolkit.methods.lmcor import formats as lmcor
+from toolkit.methods.lmcor.data import (
     candidates_for_splits,
     corrector_examples,
     split_and_subsample,
     teacher_candidates,
 )
-from toolkit.methods.lmcor_eval import build_lineage
-from toolkit.methods.lmcor_truncation import BudgetedFormat, fair_shares
+from toolkit.methods.lmcor.evaluation import build_lineage
+from toolkit.methods.lmcor.truncation import BudgetedFormat, fair_shares
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("_lmcor_recipe_args", REPO / "recipes" / "lmcor.py")
@@ -79,7 +79,7 @@ def _tiny_llama_tok(tiny_llama_dir):
 
 @pytest.mark.parametrize("which", ["byt5_slow_seq2seq", "tiny_llama_fast_causal"])
 def test_long_inputs_are_cut_fairly_and_the_last_candidate_survives(which, tiny_llama_dir, caplog):
-    from toolkit.students import tokenize_pairs
+    from toolkit.models.students import tokenize_pairs
 
     seq2seq = which.startswith("byt5")
     tok = _byt5() if seq2seq else _tiny_llama_tok(tiny_llama_dir)
@@ -104,7 +104,7 @@ def test_long_inputs_are_cut_fairly_and_the_last_candidate_survives(which, tiny_
 
     fmt = BudgetedFormat(base, tok, max_len, is_seq2seq=seq2seq)
     args = LMCorArguments(k=3, shuffle_candidates=False)
-    with caplog.at_level(logging.WARNING, logger="toolkit.methods.lmcor_truncation"):
+    with caplog.at_level(logging.WARNING, logger="toolkit.methods.lmcor.truncation"):
         ex = corrector_examples({"train": [row, short], "dev": [], "test": [row, short]}, args, fmt, seed=0)
     text = ex["test"][0]
     assert len(tok(text, add_special_tokens=False)["input_ids"]) <= max_len - (1 if seq2seq else 0)
@@ -219,7 +219,7 @@ def test_teacher_candidates_never_use_a_row_as_its_own_demo(monkeypatch, tmp_pat
 
 def test_teacher_candidates_usage_counts_calls_and_cost(monkeypatch, tmp_path):
     """Issue 12 item 8 (row side): each row's usage says how many requests it took and what they cost."""
-    from toolkit.hub import Lineage
+    from toolkit.publishing.hub import Lineage
 
     echo = _fake_teacher(monkeypatch)
     rows = _demo_pool(4)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import models
-from toolkit.methods import lmcor
-from toolkit.methods.lmcor_data import corrector_examples, filter_rows, split_and_subsample
-from toolkit.methods.lmcor_eval import CORRECTOR, NO_CANDIDATES, evaluate_run
+from toolkit.methods.lmcor import formats as lmcor
+from toolkit.methods.lmcor.data import corrector_examples, filter_rows, split_and_subsample
+from toolkit.methods.lmcor.evaluation import CORRECTOR, NO_CANDIDATES, evaluate_run
+from toolkit.models import loading as models
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("_lmcor_recipe_args", REPO / "recipes" / "lmcor.py")
@@ -111,7 +111,7 @@ def test_split_block_keeps_runs_of_consecutive_rows_in_one_split():
 
 # ---- plug-and-play evaluation of a saved corrector -----------------------------------------------------------------
 def test_saved_corrector_reads_other_systems(tiny_llama_dir):
-    from toolkit.methods.lmcor_plug import evaluate_saved_corrector
+    from toolkit.methods.lmcor.plug import evaluate_saved_corrector
 
     rows = _mt_rows(6)
     args = _held_out_args(k=2, max_new_tokens=4, gen_batch_size=4)

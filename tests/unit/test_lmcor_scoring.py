@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.methods import lmcor, lmcor_scoring, lmcor_selectors
+from toolkit.methods.lmcor import formats as lmcor
+from toolkit.methods.lmcor import scoring as lmcor_scoring
+from toolkit.methods.lmcor import selectors as lmcor_selectors
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("_lmcor_recipe_args", REPO / "recipes" / "lmcor.py")
@@ -57,7 +59,7 @@ def test_oracle_rows_bound_every_selector_on_their_metric(task):
     assert len(oracle_rows) == len(lmcor.TASK_METRICS[task])  # one per headline metric
     assert not [n for n in out if "upper bound" in n]  # nothing claims to be an exact bound
     for metric in lmcor.TASK_METRICS[task]:
-        from toolkit.methods.lmcor_scoring import oracle_label
+        from toolkit.methods.lmcor.scoring import oracle_label
 
         oracle = scores[oracle_label(metric)][metric]
         for name in SELECTORS:
@@ -76,7 +78,7 @@ def test_oracle_bounds_extra_selections_and_skips_foreign_outputs():
     )
     refs = [r["references"] for r in rows]
     b = lmcor_scoring.score_outputs("mt", ["s"] * len(rows), system_b, refs)[0]["bleu"]
-    from toolkit.methods.lmcor_scoring import oracle_label
+    from toolkit.methods.lmcor.scoring import oracle_label
 
     oracle = lmcor_scoring.score_outputs("mt", ["s"] * len(rows), out[oracle_label("bleu")], refs)[0]["bleu"]
     assert oracle >= b - 1e-9
@@ -106,7 +108,7 @@ def test_best_single_system_is_chosen_on_dev_not_test():
 
 
 def test_ptb_tokenisation_of_every_hypothesis():
-    from toolkit.methods.lmcor_scoring import prepare_hyps, ptb_tokenize
+    from toolkit.methods.lmcor.scoring import prepare_hyps, ptb_tokenize
 
     assert ptb_tokenize("It doesn't work, does it?") == "It does n't work , does it ?"
     assert ptb_tokenize('He said "hi" to society.') == 'He said " hi " to society .'  # JFLEG keeps straight quotes
@@ -133,7 +135,7 @@ def _jfleg_run(data_root):
 def test_recipe_scoring_path_source_copy_is_official_jfleg_gleu(data_root):
     """JFLEG dev, source copy: 38.20 GLEU (official gleu.py) through the recipe's scoring, hypotheses PTB-tokenised
     as for every row of the table; evaluate_run's source-copy row is scored by that same path."""
-    from toolkit.methods.lmcor_eval import CORRECTOR, corrector_scores, evaluate_run
+    from toolkit.methods.lmcor.evaluation import CORRECTOR, corrector_scores, evaluate_run
 
     args, pool, sources = _jfleg_run(data_root)
     assert args.eval_tokenize == "ptb"  # auto: JFLEG references are PTB-tokenised
@@ -150,7 +152,7 @@ def test_recipe_scoring_path_source_copy_is_official_jfleg_gleu(data_root):
 
 @pytest.mark.slow
 def test_recipe_evaluate_run_full_jfleg_dev_source_copy(data_root):
-    from toolkit.methods.lmcor_eval import evaluate_run
+    from toolkit.methods.lmcor.evaluation import evaluate_run
 
     args, pool, sources = _jfleg_run(data_root)
     results = evaluate_run(args, pool, sources, sources, dev_rows=pool[:20])
@@ -158,7 +160,7 @@ def test_recipe_evaluate_run_full_jfleg_dev_source_copy(data_root):
 
 
 def test_evaluate_run_best_single_system_from_dev_and_oracles_bound_it():
-    from toolkit.methods.lmcor_eval import evaluate_run
+    from toolkit.methods.lmcor.evaluation import evaluate_run
 
     rows = _synthetic_pool(30, seed=5)
     dev, test = rows[:10], rows[10:]

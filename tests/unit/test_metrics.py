@@ -1,4 +1,4 @@
-"""Tests for toolkit.metrics against hand-computed values."""
+"""Tests for toolkit.evaluation.metrics against hand-computed values."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from toolkit import metrics
+from toolkit.evaluation import metrics
 
 # ----------------------------------------------------------------------------------------- BLEU / chrF / TER
 

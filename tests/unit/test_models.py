@@ -1,4 +1,4 @@
-"""Tests for toolkit.models: resolution, tokenizer/model loading, 4-bit, local wheel defaults."""
+"""Tests for toolkit.models.loading: resolution, tokenizer/model loading, 4-bit, local wheel defaults."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import models
+from toolkit.models import loading as models
 
 
 def test_resolve_local_path_and_hub_id(tiny_llama_dir, tmp_path):

@@ -1,4 +1,4 @@
-"""toolkit.methods.multitask (+ multitask_data, multitask_mixture): answer formats, slots <-> BIO on real data, snapping, scoring, task mixtures."""
+"""toolkit.methods.multitask.formats (+ multitask_data, multitask_mixture): answer formats, slots <-> BIO on real data, snapping, scoring, task mixtures."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from toolkit.label_scoring import snap_label
-from toolkit.methods import multitask as mt
-from toolkit.methods import multitask_data as data
-from toolkit.methods import multitask_mixture as mix
+from toolkit.evaluation.label_scoring import snap_label
+from toolkit.methods.multitask import data
+from toolkit.methods.multitask import formats as mt
+from toolkit.methods.multitask import mixture as mix
 
 # ------------------------------------------------------------------------------------------------ slots <-> BIO
 
@@ -68,7 +68,7 @@ def _roundtrip_failures(rows):
 
 
 def _normalised(tags):
-    from toolkit.metrics import bio_spans
+    from toolkit.evaluation.metrics import bio_spans
 
     out = ["O"] * len(tags)
     for typ, s, e in bio_spans(tags):
@@ -165,7 +165,7 @@ def test_score_topic_macro_f1_and_two_model_em():
 
 def test_headline_accuracy_is_strict_snapped_is_a_labelled_column():
     """Issue 12 item 14: out-of-set answers snapped to the closest label must not lift the headline accuracy."""
-    from toolkit.methods import multitask_report as report
+    from toolkit.methods.multitask import report
 
     rows = [{"text": "t", "label": lab} for lab in ("sci.space", "rec.autos", "rec.autos", "sci.space")]
     outputs = ["topic: sci.space", "topic:  REC.AUTOS ", "topic: rec autos", "topic: space"]

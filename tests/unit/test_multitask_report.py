@@ -1,10 +1,10 @@
-"""toolkit.methods.multitask_report: headline rows carry strict + snapped accuracy and compute; totals compare compute."""
+"""toolkit.methods.multitask.report: headline rows carry strict + snapped accuracy and compute; totals compare compute."""
 
 from __future__ import annotations
 
 import pytest
 
-from toolkit.methods import multitask_report as report
+from toolkit.methods.multitask import report
 
 
 def test_rows_carry_compute_and_totals_compare_to_multitask():

@@ -1,4 +1,4 @@
-"""toolkit.report_html / report_artifacts: self-contained pages, best row, GEC diff, samples, lineage, redaction."""
+"""toolkit.publishing.report_html / report_artifacts: self-contained pages, best row, GEC diff, samples, lineage, redaction."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.report_runs import RESULT_ROWS, SECRET, make_gec_run_dir
-from toolkit import reporting
-from toolkit.report_artifacts import parse_markdown_tables, report_from_run_dir, samples_from_predictions
-from toolkit.report_html import ResultsTable, best_row_index, redact_argv, word_diff_html, write_run_report
+from toolkit.publishing import reporting
+from toolkit.publishing.report_artifacts import parse_markdown_tables, report_from_run_dir, samples_from_predictions
+from toolkit.publishing.report_html import ResultsTable, best_row_index, redact_argv, word_diff_html, write_run_report
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -179,8 +179,11 @@ def test_samples_from_each_recipes_predictions():
 
 def test_templates_ship_as_package_data():
     tomllib = pytest.importorskip("tomllib")
-    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["toolkit"]
-    templates = sorted(p.relative_to(REPO / "toolkit") for p in (REPO / "toolkit" / "templates").glob("*"))
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "toolkit.publishing"
+    ]
+    package = REPO / "toolkit" / "publishing"
+    templates = sorted(p.relative_to(package) for p in (package / "templates").glob("*"))
     assert templates and all(any(t.match(p) for p in patterns) for t in templates), (templates, patterns)
 
 
@@ -191,7 +194,7 @@ def test_unknown_best_name_is_inferred_with_a_warning(tmp_path, caplog):
 
 
 def test_lineage_stages_order_and_single_values():
-    from toolkit.report_html import lineage_stages
+    from toolkit.publishing.report_html import lineage_stages
 
     stages = lineage_stages({"teacher_id": ["openai:x"], "sampling": ["a", "b"], "base_model": "t5", "api_key": "sk"})
     assert [s["name"] for s in stages] == ["Teacher", "Data", "Student", "Other"]

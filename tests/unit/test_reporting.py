@@ -1,4 +1,4 @@
-"""Tests for toolkit.reporting: metrics JSON, markdown tables, JSONL, and what the PNG plots draw."""
+"""Tests for toolkit.publishing.reporting: metrics JSON, markdown tables, JSONL, and what the PNG plots draw."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from toolkit import reporting
+from toolkit.publishing import reporting
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -186,7 +186,7 @@ def test_write_metrics_serialises_dataclasses(tmp_path):
     import dataclasses
 
     @dataclasses.dataclass
-    class Result:  # same shape as toolkit.metrics.MetricResult
+    class Result:  # same shape as toolkit.evaluation.metrics.MetricResult
         name: str
         score: float
         signature: str

@@ -1,4 +1,4 @@
-"""toolkit.methods.step_by_step (+ _data, _scoring, _contamination): answer matching, the collator, the exact loss
+"""toolkit.methods.step_by_step.training (+ _data, _scoring, _contamination): answer matching, the collator, the exact loss
 weighting on both trainers, data, the contamination guard."""
 
 from __future__ import annotations
@@ -7,10 +7,9 @@ import json
 
 import pytest
 
-from toolkit.methods import step_by_step as sbs
-from toolkit.methods import step_by_step_contamination as contamination
-from toolkit.methods import step_by_step_data as sbsd
-from toolkit.methods import step_by_step_scoring as scoring
+from toolkit.methods.step_by_step import contamination, scoring
+from toolkit.methods.step_by_step import data as sbsd
+from toolkit.methods.step_by_step import training as sbs
 
 CHOICES = ["british columbia", "body of water", "wooded area", "pay debts", "zoo"]
 
@@ -116,7 +115,7 @@ FEATURES = [
 
 @pytest.fixture(params=["t5", "llama"])
 def student(request, tiny_t5_dir, tiny_llama_dir):
-    from toolkit.students import load_student
+    from toolkit.models.students import load_student
 
     path = tiny_t5_dir if request.param == "t5" else tiny_llama_dir
     model, tok, seq2seq = load_student(str(path))
@@ -207,7 +206,7 @@ def test_make_trainer_picks_the_fields_trainer(student, tmp_path):
 def test_loss_weighting_is_exact(student, tmp_path):
     import torch
 
-    from toolkit.target_loss import causal_target_loss
+    from toolkit.training.target_loss import causal_target_loss
 
     model, tok, seq2seq = student
     both = sbs.StepByStepCollator(tok, is_seq2seq=seq2seq, mode="task_prefix")(FEATURES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from toolkit.students import (
+from toolkit.models.students import (
     IGNORE_INDEX,
     PairCollator,
     encode_prompt,

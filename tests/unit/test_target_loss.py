@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from toolkit.students import PairCollator, load_student, make_trainer, tokenize_pairs
-from toolkit.target_loss import TargetOnlyLossTrainer, causal_target_loss, target_only_trainer_class
+from toolkit.models.students import PairCollator, load_student, make_trainer, tokenize_pairs
+from toolkit.training.target_loss import TargetOnlyLossTrainer, causal_target_loss, target_only_trainer_class
 
 ROWS = [
     {"source": "she go to school yesterday .", "target": "she went to school yesterday ."},

@@ -1,4 +1,4 @@
-"""toolkit.tracking: report_to validation, the tensorboard extra's error, head curves, --resume_from_checkpoint."""
+"""toolkit.training.tracking: report_to validation, the tensorboard extra's error, head curves, --resume_from_checkpoint."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from toolkit import tracking
+from toolkit.training import tracking
 
 
 def test_report_to_list_and_validation():

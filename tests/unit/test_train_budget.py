@@ -1,4 +1,4 @@
-"""toolkit.train_budget: equal-total step budgets for baseline models, tokens trained, CPU-seconds."""
+"""toolkit.training.budget: equal-total step budgets for baseline models, tokens trained, CPU-seconds."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from toolkit import train_budget as tb
+from toolkit.training import budget as tb
 
 
 def _splits():
@@ -61,7 +61,7 @@ def test_tokens_trained_and_meter():
 def test_match_task_rows_gives_each_model_its_task_share_of_the_rows():
     from types import SimpleNamespace
 
-    from toolkit.train_budget import baseline_steps
+    from toolkit.training.budget import baseline_steps
 
     splits = [
         SimpleNamespace(name="snips:intent_slots", task="intent_slots"),

@@ -35,10 +35,10 @@ from transformers import (
 )
 
 from toolkit.configs import apply_cpu_safe_defaults
-from toolkit.label_scoring import label_scores
-from toolkit.metrics import slot_f1
-from toolkit.models import resolve_model
-from toolkit.train_budget import ComputeMeter, tokens_trained
+from toolkit.evaluation.label_scoring import label_scores
+from toolkit.evaluation.metrics import slot_f1
+from toolkit.models.loading import resolve_model
+from toolkit.training.budget import ComputeMeter, tokens_trained
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def finetune_sequence_classifier(
         ``{"accuracy", "macro_f1", "dev_accuracy", "dev_macro_f1", "train_seconds", "train_cpu_seconds",
         "train_steps", "train_tokens", "infer_seconds", "train_samples_per_second", "predictions" (label names,
         aligned with test), "golds", "labels", "num_train", "num_test", "log_history"}``. ``dev_*`` are ``None`` when
-        ``dev`` is ``None``. Accuracy and macro-F1 follow :func:`toolkit.label_scoring.label_scores` (macro-F1 over
+        ``dev`` is ``None``. Accuracy and macro-F1 follow :func:`toolkit.evaluation.label_scoring.label_scores` (macro-F1 over
         the train label set), the same definition as the LLM students'.
     """
     b = EncoderBudget(**budget)

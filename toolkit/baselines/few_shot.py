@@ -6,7 +6,7 @@ import random
 import re
 from collections.abc import Sequence
 
-from toolkit.costs import Cost, CostMeter
+from toolkit.meter import Cost, CostMeter
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 
 

@@ -5,10 +5,10 @@
   intent model and a slot model, scored together with a joint exact match.
 - **Encoder models** (:func:`run_encoder_baselines`): the paper's RoBERTa stand-in (``local:minilm-l6`` offline),
   a sequence classifier per label task and a token classifier for slots; its label predictions go through the same
-  :func:`toolkit.label_scoring.label_scores` (strict = snapped for an argmax, macro-F1 over the train label set).
+  :func:`toolkit.evaluation.label_scoring.label_scores` (strict = snapped for an argmax, macro-F1 over the train label set).
 
-:func:`run_baselines` runs what the recipe asks for at the step budget :func:`toolkit.train_budget.baseline_steps`
-gives each model, and adds their rows to the run's :class:`toolkit.methods.multitask_report.Tables`.
+:func:`run_baselines` runs what the recipe asks for at the step budget :func:`toolkit.training.budget.baseline_steps`
+gives each model, and adds their rows to the run's :class:`toolkit.methods.multitask.report.Tables`.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ import os
 from typing import Any
 
 from toolkit.baselines.encoder import finetune_sequence_classifier, finetune_token_classifier
-from toolkit.label_scoring import label_scores
-from toolkit.methods import multitask as mt
-from toolkit.methods import multitask_report as report
-from toolkit.methods.multitask_mixture import build_mixture
-from toolkit.sft import sft_trainer, train
-from toolkit.students import load_student, lora_config
-from toolkit.tracking import report_to_list
-from toolkit.train_budget import baseline_steps, model_parts
+from toolkit.evaluation.label_scoring import label_scores
+from toolkit.methods.multitask import formats as mt
+from toolkit.methods.multitask import report
+from toolkit.methods.multitask.mixture import build_mixture
+from toolkit.models.students import load_student, lora_config
+from toolkit.training.budget import baseline_steps, model_parts
+from toolkit.training.sft import sft_trainer, train
+from toolkit.training.tracking import report_to_list
 
 __all__ = ["as_task", "load_lora_student", "run_baselines", "run_encoder_baselines", "run_single_task_baselines"]
 
@@ -147,20 +147,20 @@ def run_encoder_baselines(
     ``topic`` and ``intent`` get a sequence classifier, ``slots`` a token classifier, ``intent_slots`` both (the
     two-model setup, scored with a joint exact match). Each model trains ``training_args.max_steps`` steps (or
     ``num_train_epochs``) at ``per_device_train_batch_size`` — the per-model budget of the LLM students — unless
-    ``steps`` gives its own count (the equal-total-budget variant, see :mod:`toolkit.train_budget`).
+    ``steps`` gives its own count (the equal-total-budget variant, see :mod:`toolkit.training.budget`).
 
     Args:
         model_name_or_path: Encoder checkpoint (``local:minilm-l6``).
-        splits: Objects with ``name``, ``task``, ``train``, ``test``, ``labels`` (:class:`toolkit.methods.multitask_data.TaskSplits`).
+        splits: Objects with ``name``, ``task``, ``train``, ``test``, ``labels`` (:class:`toolkit.methods.multitask.data.TaskSplits`).
         training_args: The recipe's ``TrainingArguments`` (budget, seed and ``report_to`` are read from it; logged
             models write to ``<output_dir>/baselines/encoder_<model>/runs/``).
         learning_rate: Encoder learning rate (encoders want a larger one than LoRA-on-LLM defaults suggest).
-        steps: ``{model_name: max_steps}`` keyed like :func:`toolkit.train_budget.model_parts` (``20ng:topic``,
+        steps: ``{model_name: max_steps}`` keyed like :func:`toolkit.training.budget.model_parts` (``20ng:topic``,
             ``snips:intent``, ``snips:slots``); ``None`` = the per-model budget above.
 
     Returns:
         ``{"results": {task_name: metrics}, "predictions": [rows], "summary": {...}}`` with metric keys named like
-        ``toolkit.methods.multitask.score_task`` (``topic_accuracy``, ``topic_accuracy_snapped``, ``macro_f1``,
+        ``toolkit.methods.multitask.formats.score_task`` (``topic_accuracy``, ``topic_accuracy_snapped``, ``macro_f1``,
         ``intent_accuracy``, ``slot_f1``, ``exact_match`` ...; an argmax is always a label, so snapped = strict and
         ``*_invalid`` = 0) plus the compute of the task's models (``train_seconds``, ``train_cpu_seconds``,
         ``train_steps``, ``train_tokens`` — encoder word pieces), so one table can hold both.

@@ -21,7 +21,7 @@ from toolkit.generation.cache import GenerationCache
 from toolkit.generation.engine import BudgetExceededError, ItemOutcome, WorkItem, plan_cost, run_generation
 from toolkit.generation.outputs import ROW_INDEX, merge_shards, read_jsonl, write_outputs
 from toolkit.generation.prompts import DEMO_SELECTIONS, PROMPT_FORMATS, FewShotTemplate, select_demos, template_hash
-from toolkit.hub import push_to_hub
+from toolkit.publishing.hub import push_to_hub
 
 logger = logging.getLogger("data_gen")
 

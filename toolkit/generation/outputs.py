@@ -7,7 +7,7 @@ Output folder of one job (or of one shard, under ``<output_dir>/shards/shard-XXX
     failures.jsonl    items that failed after retries: item_id, row_index, error_type, message, attempts
     summary.json      counts, tokens, cost, throughput, job-specific stats
     config.json       the job's configs with secrets redacted
-    README.md         dataset card with lineage (toolkit.hub.render_dataset_card)
+    README.md         dataset card with lineage (toolkit.publishing.hub.render_dataset_card)
     report.html       the page built from the files above
     openai_batches/   teacher `mode: batch` only: one state file per submitted batch (its id) and the downloaded
                       result files; a re-run of the job polls these batches instead of submitting again
@@ -25,9 +25,9 @@ from typing import Any
 from datasets import Dataset
 
 from toolkit.configs import redact, save_config
-from toolkit.hub import Lineage, render_dataset_card, save_card
-from toolkit.report_artifacts import report_from_data_gen_dir
-from toolkit.reporting import write_jsonl
+from toolkit.publishing.hub import Lineage, render_dataset_card, save_card
+from toolkit.publishing.report_artifacts import report_from_data_gen_dir
+from toolkit.publishing.reporting import write_jsonl
 from toolkit.tasks.readers import read_jsonl  # strict: a bad line names file and line
 
 logger = logging.getLogger("data_gen")

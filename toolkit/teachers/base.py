@@ -220,7 +220,7 @@ class TeacherConfig:
     backend: str = field(default="hf", metadata={"help": f"Teacher backend: one of {', '.join(BACKENDS)}."})
     model: str = field(
         default="local:smollm2-135m",
-        metadata={"help": "Model name (API model id, local path, Hub id or a toolkit.models local default)."},
+        metadata={"help": "Model name (API model id, local path, Hub id or a toolkit.models.loading local default)."},
     )
     base_url: str | None = field(
         default=None, metadata={"help": "OpenAI-compatible server URL (openai backend); None = api.openai.com."}

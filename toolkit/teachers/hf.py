@@ -56,7 +56,7 @@ class HFTeacher(Teacher):
             return self
         import torch
 
-        from toolkit.models import load_causal_lm, load_tokenizer
+        from toolkit.models.loading import load_causal_lm, load_tokenizer
 
         self._device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._tokenizer = load_tokenizer(self.config.model, padding_side="left")

@@ -45,7 +45,7 @@ class VLLMTeacher(Teacher):
 
     def _engine(self):
         if self._llm is None:
-            from toolkit.models import resolve_model
+            from toolkit.models.loading import resolve_model
 
             vllm = _import_vllm()
             self._llm = vllm.LLM(model=resolve_model(self.config.model), dtype=self.config.dtype or "auto")

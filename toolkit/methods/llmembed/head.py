@@ -1,0 +1,350 @@
+"""LLMEmbed: classify with pooled hidden states of a lightweight LLM instead of prompting it.
+
+After "LLMEmbed: Rethinking Lightweight LLM's Genuine Function in Text Classification" (Liu et al., ACL 2024).
+Hidden states of several layers of a frozen small causal LM (and optionally a sentence encoder) are pooled into
+one vector per (text, layer) (:mod:`toolkit.methods.llmembed.embeddings` extracts and caches them); a small fusion + MLP head
+(:class:`LLMEmbedHead`) is trained on those views. This module holds the paper's method: layer selection,
+pooling, the views of each variant / ablation, the head, its training loop and its save / load.
+
+Two things the reference implementation got wrong are done right here:
+
+* **Masked pooling.** The reference averaged every position, pads included, so a text's vector depended on
+  the batch it was padded into. :func:`masked_mean_pool` averages only real tokens, and
+  :func:`last_token_pool` finds the last real token for either padding side.
+* **Logits into the loss.** The reference applied ``softmax`` before ``CrossEntropyLoss`` (which applies
+  log-softmax itself), squashing gradients. :class:`LLMEmbedHead` returns logits.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from toolkit.meter import CostMeter
+
+logger = logging.getLogger(__name__)
+
+POOLING_CHOICES = ("mean", "last")
+VARIANTS = ("llmembed", "llm_only", "last_layer_only", "encoder_only", "llmembed_last_token")
+#: The feature sources (keys of :func:`select_views`'s ``features``) each variant reads.
+VARIANT_SOURCES = {
+    "llmembed": ("llm", "encoder"),
+    "llm_only": ("llm",),
+    "last_layer_only": ("llm",),
+    "encoder_only": ("encoder",),
+    "llmembed_last_token": ("llm_last", "encoder"),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Layer selection and pooling
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def resolve_layers(layers: Sequence[int], num_hidden_layers: int) -> list[int]:
+    """Map a layer spec to indices into ``outputs.hidden_states`` (0 = embeddings, ``L`` = last layer).
+
+    Args:
+        layers: Layer indices. Non-negative values index ``hidden_states`` directly (0 is the embedding
+            output); negative values count from the last layer (``-1`` = last, ``[-5, ..., -1]`` = last 5).
+            For Llama-family models transformers returns the last entry *after* the final RMSNorm (it equals
+            ``last_hidden_state``), the others before any norm; the head standardizes each view anyway.
+        num_hidden_layers: ``config.num_hidden_layers`` (``hidden_states`` has one more entry).
+
+    Returns:
+        The resolved indices, in the order given.
+
+    Raises:
+        ValueError: empty spec, out-of-range index, or the same layer named twice.
+    """
+    if not layers:
+        raise ValueError("at least one layer is needed")
+    n = num_hidden_layers + 1
+    out = []
+    for layer in layers:
+        idx = layer + n if layer < 0 else layer
+        if not 0 <= idx < n:
+            raise ValueError(f"layer {layer} out of range for a model with {num_hidden_layers} layers")
+        out.append(idx)
+    if len(set(out)) != len(out):
+        raise ValueError(f"layers {list(layers)} name the same layer twice (resolved {out})")
+    return out
+
+
+def masked_mean_pool(hidden, attention_mask):
+    """Mean over real (mask = 1) positions only. ``hidden`` [B, T, H], mask [B, T] → [B, H] (float32).
+
+    ``masked_fill`` rather than multiplying by the mask: attention over an all-pad row can produce NaN at pad
+    positions, and ``NaN * 0`` is still NaN.
+    """
+    mask = attention_mask.to(torch.bool).unsqueeze(-1)
+    summed = hidden.float().masked_fill(~mask, 0.0).sum(dim=1)
+    counts = mask.sum(dim=1).clamp(min=1).to(summed.dtype)
+    return summed / counts
+
+
+def last_token_pool(hidden, attention_mask):
+    """Hidden state of each row's last real token, for left *and* right padding. → [B, H] (float32)."""
+    mask = attention_mask.to(torch.long)
+    t = mask.shape[1]
+    # Position of the last 1 in each row: first 1 of the reversed mask, mapped back.
+    last = (t - 1) - mask.flip(dims=[1]).argmax(dim=1)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float()
+
+
+def pool_hidden(hidden, attention_mask, pooling: str):
+    """Dispatch to :func:`masked_mean_pool` or :func:`last_token_pool`."""
+    if pooling == "mean":
+        return masked_mean_pool(hidden, attention_mask)
+    if pooling == "last":
+        return last_token_pool(hidden, attention_mask)
+    raise ValueError(f"pooling must be one of {POOLING_CHOICES}, got {pooling!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Views, fusion head, training
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def select_views(features: dict, variant: str) -> tuple[list, list[int]]:
+    """Pick the views (one [N, d] tensor each) and the mean group for an LLMEmbed variant or ablation.
+
+    Args:
+        features: ``{"llm": [N, L, H], "encoder": [N, 1, H'], "llm_last": [N, L, H]}`` (any may be missing;
+            ``llm_last`` = last-token pooled LLM states).
+        variant: ``llmembed`` (every LLM layer + encoder, mean over LLM layers), ``llm_only``,
+            ``last_layer_only`` (last entry of the LLM layer list), ``encoder_only`` or ``llmembed_last_token``
+            (``llmembed`` on ``llm_last``).
+
+    Returns:
+        ``(views, mean_group)``: the view tensors and the indices of the views averaged into the "layer mean".
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    llm, enc = features.get("llm"), features.get("encoder")
+    if variant == "llmembed_last_token":  # the fused model on last-token instead of mean-pooled LLM states
+        llm, variant = features.get("llm_last"), "llmembed"
+    need_llm = variant != "encoder_only"
+    need_enc = variant in ("llmembed", "encoder_only")
+    if need_llm and llm is None:
+        raise ValueError(f"variant {variant!r} needs LLM features")
+    if need_enc and enc is None:
+        raise ValueError(f"variant {variant!r} needs encoder features")
+    if variant == "last_layer_only":
+        return [llm[:, -1]], [0]
+    if variant == "encoder_only":
+        views = [enc[:, j] for j in range(enc.shape[1])]
+        return views, list(range(len(views)))
+    views = [llm[:, j] for j in range(llm.shape[1])]
+    mean_group = list(range(len(views)))
+    if variant == "llmembed":
+        views += [enc[:, j] for j in range(enc.shape[1])]
+    return views, mean_group
+
+
+@dataclass
+class HeadConfig:
+    """Shape of an :class:`LLMEmbedHead`; saved next to its weights."""
+
+    view_dims: list[int]
+    mean_group: list[int]
+    num_labels: int
+    proj_dim: int = 256
+    hidden_dims: list[int] = field(default_factory=lambda: [1024, 256])
+    sigma: float = 1.0
+    dropout: float = 0.2
+    label_names: list[str] | None = None
+
+
+class LLMEmbedHead(nn.Module):
+    """Per-view standardize → project → co-occurrence pooling ⊕ view mean → MLP → logits.
+
+    * Standardization (train-set mean/std, stored as buffers so the saved head is self-contained): LLM hidden
+      states have a few "massive activation" dimensions in the hundreds that would otherwise dominate.
+    * Each view is projected to ``proj_dim`` (Linear + ReLU + Dropout).
+    * Co-occurrence pooling: pairwise inner products of the projected views (upper triangle incl. the
+      diagonal: the matrix is symmetric), scaled by ``1/sqrt(proj_dim)`` so they stay O(1), through
+      ``2·sigmoid(σx) − 1`` as in the paper.
+    * Concatenated with the mean of the standardized ``mean_group`` views (the paper's LLM layer mean).
+    * MLP ``hidden_dims`` (paper: 1024 → 256) → ``num_labels`` logits. No softmax: CrossEntropyLoss wants
+      logits (the reference's softmax-then-CE bug).
+    """
+
+    def __init__(self, config: HeadConfig):
+        super().__init__()
+        self.config = config
+        dims = config.view_dims
+        if not dims:
+            raise ValueError("at least one view is needed")
+        if not config.mean_group or len({dims[i] for i in config.mean_group}) != 1:
+            raise ValueError(f"mean_group {config.mean_group} must name views of one dim (view dims {dims})")
+        for i, d in enumerate(dims):
+            self.register_buffer(f"mu_{i}", torch.zeros(d))
+            self.register_buffer(f"sd_{i}", torch.ones(d))
+        self.proj = nn.ModuleList(
+            nn.Sequential(nn.Linear(d, config.proj_dim), nn.ReLU(), nn.Dropout(config.dropout)) for d in dims
+        )
+        v = len(dims)
+        self.register_buffer("triu", torch.triu_indices(v, v), persistent=False)
+        in_dim = v * (v + 1) // 2 + dims[config.mean_group[0]]
+        layers: list[nn.Module] = []
+        for h in config.hidden_dims:
+            layers += [nn.Linear(in_dim, h), nn.ReLU(), nn.Dropout(config.dropout)]
+            in_dim = h
+        layers.append(nn.Linear(in_dim, config.num_labels))
+        self.mlp = nn.Sequential(*layers)
+
+    @torch.no_grad()
+    def fit_standardizer(self, views) -> None:
+        """Set the per-view mean/std from training views (call once, before training)."""
+        for i, x in enumerate(views):
+            getattr(self, f"mu_{i}").copy_(x.float().mean(0))
+            getattr(self, f"sd_{i}").copy_(x.float().std(0).clamp(min=1e-6))
+
+    def forward(self, views):
+        z = [(x - getattr(self, f"mu_{i}")) / getattr(self, f"sd_{i}") for i, x in enumerate(views)]
+        proj = torch.stack([p(x) for p, x in zip(self.proj, z)], dim=1)  # [B, V, P]
+        gram = proj @ proj.transpose(1, 2) / proj.shape[-1] ** 0.5  # [B, V, V]
+        co = 2 * torch.sigmoid(self.config.sigma * gram[:, self.triu[0], self.triu[1]]) - 1
+        mean = torch.stack([z[i] for i in self.config.mean_group], dim=0).mean(0)
+        return self.mlp(torch.cat([co, mean], dim=-1))
+
+
+def predict_logits(head, views, batch_size: int = 512):
+    """Logits [N, C] for views (eval mode, no grad)."""
+    head.eval()
+    out = []
+    with torch.inference_mode():
+        for s in range(0, views[0].shape[0], batch_size):
+            out.append(head([v[s : s + batch_size] for v in views]))
+    return torch.cat(out)
+
+
+def train_head(
+    head,
+    train_views,
+    train_labels,
+    val_views,
+    val_labels,
+    *,
+    epochs: int = 100,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 1e-2,
+    batch_size: int = 64,
+    patience: int = 10,
+    seed: int = 42,
+) -> dict[str, Any]:
+    """Train the head with AdamW + cross-entropy on logits; early-stop on validation accuracy (ties: val loss).
+
+    The best epoch's weights are restored at the end. Shuffling uses a seeded generator, so a run is
+    reproducible given the seed (CPU).
+
+    Returns:
+        ``{"best_epoch", "epochs_run", "best_val_accuracy", "history": [{"epoch", "train_loss", "val_loss",
+        "val_accuracy"}]}``.
+    """
+    torch.manual_seed(seed)  # head init happened before; this seeds dropout
+    gen = torch.Generator().manual_seed(seed)
+    y_train = torch.as_tensor(train_labels, dtype=torch.long)
+    y_val = torch.as_tensor(val_labels, dtype=torch.long)
+    head.fit_standardizer(train_views)
+    opt = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    n = len(y_train)
+    best = (-1.0, float("inf"))
+    best_state, best_epoch, bad, history = copy.deepcopy(head.state_dict()), 0, 0, []
+    for epoch in range(1, epochs + 1):
+        head.train()
+        perm = torch.randperm(n, generator=gen)
+        total = 0.0
+        for s in range(0, n, batch_size):
+            idx = perm[s : s + batch_size]
+            loss = F.cross_entropy(head([v[idx] for v in train_views]), y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        logits = predict_logits(head, val_views)
+        val_loss = float(F.cross_entropy(logits, y_val))
+        val_acc = float((logits.argmax(-1) == y_val).float().mean())
+        history.append({"epoch": epoch, "train_loss": total / n, "val_loss": val_loss, "val_accuracy": val_acc})
+        if (val_acc, -val_loss) > (best[0], -best[1]):
+            best, best_epoch, bad = (val_acc, val_loss), epoch, 0
+            best_state = copy.deepcopy(head.state_dict())
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    head.load_state_dict(best_state)
+    head.eval()
+    logger.info("Head trained: best epoch %d/%d, val accuracy %.4f", best_epoch, len(history), best[0])
+    return {"best_epoch": best_epoch, "epochs_run": len(history), "best_val_accuracy": best[0], "history": history}
+
+
+def save_head(head, folder: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write ``model.safetensors`` + ``head_config.json`` (+ ``extra``, e.g. the extraction specs)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in head.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors"))
+    payload = {"head": asdict(head.config), **(extra or {})}
+    (folder / "head_config.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return folder
+
+
+def load_head(folder: str | os.PathLike):
+    """Inverse of :func:`save_head`."""
+    folder = Path(folder)
+    payload = json.loads((folder / "head_config.json").read_text(encoding="utf-8"))
+    head = LLMEmbedHead(HeadConfig(**payload["head"]))
+    head.load_state_dict(load_file(str(folder / "model.safetensors")))
+    return head.eval()
+
+
+def fit_variant(variant: str, features: Sequence[dict], train_labels, val_labels, label_names, hparams, seed: int):
+    """Train one head for ``variant`` on the (train, validation, test) features, then predict the test rows.
+
+    Args:
+        variant: One of :data:`VARIANTS`.
+        features: Per split (train, validation, test), the ``features`` of :func:`select_views`.
+        train_labels, val_labels: Label ids.
+        label_names: Label names (saved in the head's config).
+        hparams: Any object with ``proj_dim``, ``hidden_dims``, ``sigma``, ``dropout`` (the head) and ``epochs``,
+            ``learning_rate``, ``weight_decay``, ``batch_size``, ``patience`` (its training).
+        seed: Seeds the head's init, dropout and shuffling.
+
+    Returns:
+        ``{"head", "fit" (see :func:`train_head`), "predictions" (test label ids), "train_cost", "infer_cost"}``;
+        the costs are the head's own (feature extraction not included).
+    """
+    (tr, mean_group), (va, _), (te, _) = [select_views(f, variant) for f in features]
+    h = hparams
+    config = HeadConfig([v.shape[1] for v in tr], mean_group, len(label_names), h.proj_dim, list(h.hidden_dims),
+                        h.sigma, h.dropout, label_names=list(label_names))  # fmt: skip
+    torch.manual_seed(seed)
+    head = LLMEmbedHead(config)
+    with CostMeter() as train_m:
+        fit = train_head(head, tr, train_labels, va, val_labels, epochs=h.epochs, learning_rate=h.learning_rate,
+                         weight_decay=h.weight_decay, batch_size=h.batch_size, patience=h.patience, seed=seed)  # fmt: skip
+    with CostMeter() as infer_m:
+        preds = predict_logits(head, te).argmax(-1).tolist()
+    return {"head": head, "fit": fit, "predictions": preds, "train_cost": train_m.cost, "infer_cost": infer_m.cost}
+
+
+def head_log_history(history: Sequence[dict]) -> list[dict]:
+    """:func:`train_head`'s history as a Trainer-style ``log_history`` (step = epoch), for the training curves."""
+    return [
+        {"step": h["epoch"], "epoch": h["epoch"], "loss": h["train_loss"], "eval_loss": h["val_loss"],
+         "eval_accuracy": h["val_accuracy"]}
+        for h in history
+    ]  # fmt: skip

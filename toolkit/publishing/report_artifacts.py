@@ -1,0 +1,303 @@
+"""Build ``report.html`` from the artifacts a recipe run or a data-gen job already wrote to disk.
+
+A run directory holds (each optional) ``results.md`` (one or more markdown tables), ``metrics.json``
+(``learning_curve``, ``lineage``, ``task_type``), ``predictions.jsonl``, PNG figures, ``run_config.json`` or
+``config.json`` and the model card ``README.md`` (its front matter carries the lineage). A data-gen output folder
+holds ``summary.json``, ``data.jsonl``, ``failures.jsonl``, ``config.json`` and ``README.md``.
+
+Both entry points log and return ``None`` when the report cannot be built (``strict=False``, the default): a report
+is a view of finished work and must never fail the run or job that produced it. Regenerate one by hand with
+``python -m toolkit.publishing.report_artifacts <dir>`` (the original command is then not known).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from toolkit.publishing.report_data_gen import write_data_gen_report
+from toolkit.publishing.report_html import REPORT_NAME, ResultsTable, write_run_report
+from toolkit.publishing.reporting import plot_xy
+from toolkit.tasks.readers import read_jsonl
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["parse_markdown_tables", "report_from_data_gen_dir", "report_from_run_dir", "samples_from_predictions"]
+
+_INPUT_KEYS = ("input", "source", "text", "prompt", "mr", "question")
+_STUDENT_KEYS = ("prediction", "student", "output")
+_REF_KEYS = ("references", "reference", "gold", "target", "gold_tags", "label")
+_EXTRA_KEYS = ("correct", "valid", "parse_ok")
+_SKIP_KEYS = ("id", "row_index")
+_SPLIT_CELLS = re.compile(r"(?<!\\)\|")
+_SEPARATOR_ROW = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return read_jsonl(path) if path.is_file() else []
+
+
+def _cells(line: str) -> list[str]:
+    line = line.strip()
+    line = line[1:] if line.startswith("|") else line
+    line = line[:-1] if line.endswith("|") and not line.endswith("\\|") else line
+    return [c.strip().replace("\\|", "|") for c in _SPLIT_CELLS.split(line)]
+
+
+def parse_markdown_tables(text: str) -> list[ResultsTable]:
+    """Every GitHub markdown table in ``text`` as a :class:`ResultsTable`.
+
+    The closest heading above a table becomes its title; other text lines around it become its note, so
+    explanations written into ``results.md`` (which rows were scored, budgets) stay next to their table.
+    """
+    tables: list[ResultsTable] = []
+    title, text_lines, block = "Results", [], []
+
+    def flush_table() -> None:
+        nonlocal text_lines
+        if len(block) >= 2 and _SEPARATOR_ROW.match(block[1]):
+            header = _cells(block[0])
+            rows = [dict(zip(header, _cells(line))) for line in block[2:]]
+            tables.append(ResultsTable(rows=rows, columns=header, title=title, note=" ".join(text_lines)))
+            text_lines = []
+        else:
+            text_lines += block
+        block.clear()
+
+    for line in text.splitlines():
+        if line.lstrip().startswith("|"):
+            block.append(line)
+            continue
+        if block:
+            flush_table()
+        if line.startswith("#"):
+            title = line.lstrip("#").strip() or title
+        elif line.strip():
+            text_lines.append(line.strip())
+    if block:
+        flush_table()
+    if text_lines and tables:  # text after the last table explains it
+        tables[-1].note = " ".join(filter(None, [tables[-1].note, *text_lines]))
+    return tables
+
+
+def _first(row: Mapping, keys: tuple[str, ...], taken: set[str]) -> str | None:
+    return next((k for k in keys if k in row and k not in taken), None)
+
+
+def _pivot_long(rows: list[dict], max_samples: int, student_model: str) -> list[dict]:
+    """Rows of one prediction per ``(model, task, test row)`` (multi-task recipe) -> one sample per test row."""
+    seen: dict[tuple[str, str], int] = {}
+    grouped: dict[tuple[int, str], dict] = {}
+    for r in rows:
+        model, task = str(r["model"]), str(r["task"])
+        i = seen[(model, task)] = seen.get((model, task), -1) + 1
+        sample = grouped.setdefault((i, task), {"id": f"{task} #{i + 1}", "outputs": {}, "extra": {"task": task}})
+        sample.setdefault("input", r.get("text") or (" ".join(r["tokens"]) if r.get("tokens") else None))
+        value = r.get("output", r.get("label", r.get("tags")))
+        if model == student_model:
+            sample["student"], sample["student_name"] = value, model
+        else:
+            sample["outputs"][model] = value
+        gold = r.get("gold", r.get("gold_tags"))
+        if gold is not None:
+            sample.setdefault("references", [gold])
+    samples = [grouped[k] for k in sorted(grouped)]  # row 1 of every task, then row 2...
+    for s in samples:
+        s["input"] = s.get("input") or "(input text not recorded in predictions.jsonl)"
+    return samples[:max_samples]
+
+
+def samples_from_predictions(rows: list[dict], max_samples: int = 50, student_model: str = "multitask") -> list[dict]:
+    """``predictions.jsonl`` rows of any recipe -> sample rows for :func:`toolkit.publishing.report_html.write_run_report`.
+
+    The input is the first of ``input/source/text/prompt/mr/question``, the student's output the first of
+    ``prediction/student/output``, references the first of ``references/reference/gold/target/gold_tags/label``;
+    ``baseline:<name>`` columns and every other column are outputs shown side by side; ``correct`` / ``valid`` /
+    ``parse_ok`` are shown as row facts. Multi-task rows (one per model and task) are pivoted per test row.
+    """
+    if rows and "model" in rows[0] and "task" in rows[0]:
+        return _pivot_long(rows, max_samples, student_model)
+    samples = []
+    for r in rows[:max_samples]:
+        taken: set[str] = set(_SKIP_KEYS)
+        input_key = _first(r, _INPUT_KEYS, taken)
+        taken.add(input_key or "")
+        student_key = _first(r, _STUDENT_KEYS, taken)
+        taken.add(student_key or "")
+        ref_key = _first(r, _REF_KEYS, taken)
+        taken.add(ref_key or "")
+        sample: dict[str, Any] = {"id": r.get("id"), "input": r.get(input_key, "(no input column)")}
+        source = r.get("source", r.get("baseline:source copy"))  # LMCor's source-copy baseline is the source
+        if isinstance(source, str):
+            sample["source"] = source
+        if student_key:
+            sample["student"] = r[student_key]
+        if ref_key:  # only ``references`` holds several; a gold label / tag list is one reference
+            sample["references"] = r[ref_key] if ref_key == "references" else [r[ref_key]]
+        sample["extra"] = {k: r[k] for k in _EXTRA_KEYS if k in r}
+        sample["outputs"] = {
+            k.removeprefix("baseline:"): v for k, v in r.items() if k not in taken and k not in _EXTRA_KEYS
+        }
+        samples.append(sample)
+    return samples
+
+
+def _find_key(obj: Any, key: str) -> Any:
+    """The first value stored under ``key`` anywhere in nested dicts (breadth first)."""
+    queue = [obj]
+    while queue:
+        current = queue.pop(0)
+        if isinstance(current, Mapping):
+            if isinstance(current.get(key), Mapping):
+                return current[key]
+            queue += [v for v in current.values() if isinstance(v, Mapping)]
+    return None
+
+
+def _card(run_dir: Path) -> tuple[str | None, dict]:
+    """Title (first ``# `` heading) and YAML front matter of the ``README.md`` card in ``run_dir``."""
+    path = run_dir / "README.md"
+    if not path.is_file():
+        return None, {}
+    text = path.read_text(encoding="utf-8")
+    meta: dict = {}
+    if text.startswith("---\n") and "\n---" in text[4:]:
+        try:
+            meta = yaml.safe_load(text[4 : text.index("\n---", 4)]) or {}
+        except yaml.YAMLError:
+            logger.warning("report: %s has unreadable front matter", path)
+    title = next((line[2:].strip() for line in text.splitlines() if line.startswith("# ")), None)
+    return title, meta if isinstance(meta, dict) else {}
+
+
+def _learning_curve_png(run_dir: Path, metrics: Mapping) -> Path | None:
+    """Plot ``metrics["learning_curve"]`` (``[{"step", metric: value}]``) to ``learning_curve.png`` if present."""
+    curve = metrics.get("learning_curve") if isinstance(metrics, Mapping) else None
+    if not curve or not isinstance(curve, list):
+        return None
+    points = [
+        {"step": p["step"], "value": v, "metric": k}
+        for p in curve
+        if isinstance(p, Mapping) and "step" in p
+        for k, v in p.items()
+        if k != "step"
+    ]
+    return plot_xy(points, "step", "value", "metric", run_dir / "learning_curve.png", title="learning curve (test)")
+
+
+def _is_gec(metrics: Mapping, config: Mapping) -> bool:
+    facts = json.dumps([metrics.get("task_type"), metrics.get("task"), _find_key(config, "script")], default=str)
+    return bool(re.search(r"\bgec\b|jfleg", facts, re.I))
+
+
+def report_from_run_dir(
+    run_dir: str | os.PathLike, *, max_samples: int = 50, strict: bool = False, **overrides: Any
+) -> Path | None:
+    """Write ``run_dir/report.html`` from the run's artifacts.
+
+    Args:
+        run_dir: A recipe's output directory.
+        max_samples: Test rows shown (the first ones of ``predictions.jsonl``).
+        strict: Raise instead of logging when the report cannot be built.
+        **overrides: Keyword arguments of :func:`toolkit.publishing.report_html.write_run_report` that replace what was
+            read from disk (``title``, ``results``, ``best``, ``lineage``, ``diff``, ``command``...).
+
+    Returns:
+        The page path, or ``None`` when it failed and ``strict`` is off.
+    """
+    try:
+        run_dir = Path(run_dir)
+        metrics = _read_json(run_dir / "metrics.json") or {}
+        config = _read_json(run_dir / "run_config.json") or _read_json(run_dir / "config.json") or {}
+        card_title, card_meta = _card(run_dir)
+        about = card_meta.get("distill_toolkit") if isinstance(card_meta.get("distill_toolkit"), Mapping) else {}
+        if card_title and about.get("recipe"):
+            card_title = f"{about['recipe']} · {about.get('task', '')}: {card_title}"
+        results_md = run_dir / "results.md"
+        tables = parse_markdown_tables(results_md.read_text(encoding="utf-8")) if results_md.is_file() else []
+        learning = _learning_curve_png(run_dir, metrics)
+        images = [p for p in sorted(run_dir.glob("*.png")) if not p.name.startswith("report")]
+        images.sort(key=lambda p: p.name != "training_curves.png")  # the main curves first
+        predictions = _read_jsonl(run_dir / "predictions.jsonl")
+        samples = samples_from_predictions(predictions, max_samples)
+        lineage = dict(_find_key(metrics, "lineage") or _find_key(card_meta, "lineage") or {})
+        lineage.setdefault("output_dir", str(run_dir))
+        kwargs: dict[str, Any] = {
+            "title": card_title or f"Run report: {run_dir.name}",
+            "results": tables,
+            "images": images,
+            "samples": samples,
+            "total_rows": len(predictions),
+            "diff": _is_gec(metrics, config) and any("source" in s for s in samples),
+            "lineage": lineage,
+            "config": config,
+        }
+        if learning is None and metrics.get("learning_curve") == []:
+            kwargs["notes"] = ["No learning curve: the run evaluated at no intermediate step."]
+        kwargs.update(overrides)
+        return write_run_report(run_dir, **kwargs)
+    except Exception:
+        if strict:
+            raise
+        logger.exception("report: could not write %s/%s", run_dir, REPORT_NAME)
+        return None
+
+
+def report_from_data_gen_dir(out_dir: str | os.PathLike, *, strict: bool = False, **overrides: Any) -> Path | None:
+    """Write ``out_dir/report.html`` for a data-gen job from its ``summary.json``, ``data.jsonl``, failures and config.
+
+    ``**overrides`` replace keyword arguments of :func:`toolkit.publishing.report_html.write_data_gen_report`. Returns the page
+    path, or ``None`` when it failed and ``strict`` is off.
+    """
+    try:
+        out_dir = Path(out_dir)
+        config = _read_json(out_dir / "config.json") or {}
+        rationales = config.get("rationales") if isinstance(config.get("rationales"), Mapping) else {}
+        card_title, _ = _card(out_dir)
+        kwargs: dict[str, Any] = {
+            "title": card_title or f"Data-gen job: {out_dir.name}",
+            "summary": _read_json(out_dir / "summary.json") or {},
+            "rows": _read_jsonl(out_dir / "data.jsonl"),
+            "failures": _read_jsonl(out_dir / "failures.jsonl"),
+            "config": config,
+            "label_column": rationales.get("label_column", "label"),
+        }
+        kwargs.update(overrides)
+        return write_data_gen_report(out_dir, **kwargs)
+    except Exception:
+        if strict:
+            raise
+        logger.exception("report: could not write %s/%s", out_dir, REPORT_NAME)
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m toolkit.publishing.report_artifacts DIR [DIR...]``: (re)write the report of each run or data-gen folder."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        print("usage: python -m toolkit.publishing.report_artifacts RUN_OR_DATA_GEN_DIR [...]", file=sys.stderr)
+        return 2
+    command = "(regenerated by toolkit.publishing.report_artifacts: the original command was not recorded)"
+    for folder in argv:
+        build = report_from_data_gen_dir if Path(folder, "summary.json").is_file() else report_from_run_dir
+        path = build(folder, strict=True, command=command)
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    sys.exit(main())
