@@ -340,6 +340,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_score_the_same_test_rows_as_one(tiny_t5_dir, tmp_path):
     """A 2-process CPU run (DDP over gloo) with the same global batch equals the 1-process run, row for row.
 

@@ -30,10 +30,10 @@ __all__ = [
 
 def mcnemar_p(wins: int, losses: int) -> float:
     """Exact two-sided McNemar p-value from the discordant pairs (binomial test of wins vs losses at 1/2)."""
-    n = wins + losses
-    if n == 0:
+    pairs = wins + losses
+    if pairs == 0:
         return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2**n
+    tail = sum(math.comb(pairs, i) for i in range(min(wins, losses) + 1)) / 2**pairs
     return min(1.0, 2 * tail)
 
 

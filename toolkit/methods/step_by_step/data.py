@@ -33,7 +33,6 @@ from toolkit.tasks.base import load_local
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "PALM_PREFIX",
     "PALM_TEACHER_ID",
     "build_train_examples",
     "carve_dev",
@@ -41,7 +40,7 @@ __all__ = [
     "dev_part",
     "drop_reason",
     "load_rows",
-    "load_split",
+    "loading_options",
     "parse_failure_accounting",
     "prepare_data",
     "subsample",
@@ -156,13 +155,13 @@ _DEV_ALIASES = ("dev", "valid", "validation")
 
 
 def _load_saved(path: str, split: str):
-    p = Path(path)
-    if not p.exists():
+    location = Path(path)
+    if not location.exists():
         raise FileNotFoundError(f"rationale dataset {path!r} not found (use a saved dataset path or 'palm:<task>')")
-    if _is_job_folder(p):  # a data_gen output folder: its Arrow dataset is in dataset/
-        p = p / "dataset"
-    if p.is_dir():
-        loaded = datasets.load_from_disk(str(p))
+    if _is_job_folder(location):  # a data_gen output folder: its Arrow dataset is in dataset/
+        location = location / "dataset"
+    if location.is_dir():
+        loaded = datasets.load_from_disk(str(location))
         if isinstance(loaded, datasets.DatasetDict):
             aliases = _DEV_ALIASES if split in _DEV_ALIASES else (split,)
             found = next((name for name in aliases if name in loaded), None)
@@ -170,11 +169,12 @@ def _load_saved(path: str, split: str):
                 raise ValueError(f"{path} has splits {list(loaded)}, not {split!r}")
             return loaded[found]
         return loaded
-    return load_local(str(p))
+    return load_local(str(location))
 
 
-def _is_job_folder(p: Path) -> bool:
-    return (p / "dataset").is_dir() and not any((p / f).exists() for f in ("dataset_dict.json", "state.json"))
+def _is_job_folder(folder: Path) -> bool:
+    saved_dataset_files = ("dataset_dict.json", "state.json")
+    return (folder / "dataset").is_dir() and not any((folder / name).exists() for name in saved_dataset_files)
 
 
 def carve_dev(rows: Sequence[dict], dev_size: float | int, seed: int) -> tuple[list[dict], list[dict]]:
@@ -234,19 +234,19 @@ def build_train_examples(
     examples = []
     dropped = {"parse_failure": 0, "empty_rationale": 0}
     kept_failures = 0
-    for r in rows:
-        reason = drop_reason(r, mode=mode, label_source=label_source, exclude_parse_failures=exclude_parse_failures)
+    for row in rows:
+        reason = drop_reason(row, mode=mode, label_source=label_source, exclude_parse_failures=exclude_parse_failures)
         if reason:
             dropped[reason] += 1
             continue
-        label = r["teacher_label"] if label_source == "llm" else r["gold"]
+        label = row["teacher_label"] if label_source == "llm" else row["gold"]
         if label is None:
-            raise ValueError(f"row {r['id']}: no {label_source} label")
-        kept_failures += not r["parse_ok"]
-        ex = {"input": r["input"], "label": label}
+            raise ValueError(f"row {row['id']}: no {label_source} label")
+        kept_failures += not row["parse_ok"]
+        example = {"input": row["input"], "label": label}
         if mode == "task_prefix":
-            ex["rationale"] = r["rationale"]
-        examples.append(ex)
+            example["rationale"] = row["rationale"]
+        examples.append(example)
     if not examples:
         raise ValueError("no training examples left after excluding rows without a usable teacher output")
     stats = {
@@ -279,18 +279,15 @@ def parse_failure_accounting(rows: Sequence[dict], *, exclude_parse_failures: bo
 # ---------------------------------------------------------------------------------------------------------------
 # A run's data
 # ---------------------------------------------------------------------------------------------------------------
-def load_split(config: StepByStepConfig, source: str, split: str) -> list[dict]:
-    """Rows of one split, loaded with the config's task, data root, columns and SVAMP target format."""
-    rows, _ = load_rows(
-        source,
-        split,
-        task=config.task,
-        data_dir=config.data_dir,
-        input_column=config.input_column,
-        label_column=config.label_column,
-        svamp_equations=config.svamp_equations,
-    )
-    return rows
+def loading_options(config: StepByStepConfig) -> dict:
+    """The :func:`load_rows` keywords of a run: its task, data root, columns and SVAMP target format."""
+    return {
+        "task": config.task,
+        "data_dir": config.data_dir,
+        "input_column": config.input_column,
+        "label_column": config.label_column,
+        "svamp_equations": config.svamp_equations,
+    }
 
 
 def dev_part(config: StepByStepConfig) -> tuple[str, str] | None:
@@ -325,20 +322,13 @@ def prepare_data(config: StepByStepConfig) -> dict:
         ``{"train_rows", "dev_rows", "test_rows", "examples", "lineage", "report"}``; ``report`` holds the
         ``metrics.json`` entries (``n_train``, ``data_splits``, ``test_contamination``, teacher statistics...).
     """
-    pool, lineage = load_rows(
-        config.train_source,
-        config.train_split,
-        task=config.task,
-        data_dir=config.data_dir,
-        input_column=config.input_column,
-        label_column=config.label_column,
-        svamp_equations=config.svamp_equations,
-    )
+    options = loading_options(config)
+    pool, lineage = load_rows(config.train_source, config.train_split, **options)
     validation = dev_part(config)
     if validation is None:
         pool, dev_rows = carve_dev(pool, config.dev_size, config.split_seed)
     else:
-        dev_rows = load_split(config, *validation)
+        dev_rows, _ = load_rows(*validation, **options)
     train_rows = subsample(pool, config.train_fraction, config.max_train_samples, config.split_seed)
     examples, exclusions = build_train_examples(
         train_rows,
@@ -347,7 +337,7 @@ def prepare_data(config: StepByStepConfig) -> dict:
         exclude_parse_failures=config.exclude_parse_failures,
     )
     dev_rows = subsample(dev_rows, 1.0, config.max_eval_samples, config.split_seed)
-    test_split = load_split(config, config.test_source, config.test_split)
+    test_split, _ = load_rows(config.test_source, config.test_split, **options)
     test_rows = subsample(test_split, 1.0, config.max_test_samples, config.split_seed)
     contamination = check_contamination(
         train=(config.train_source, config.train_split),

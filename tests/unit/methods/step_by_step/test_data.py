@@ -33,10 +33,16 @@ def test_build_train_examples_counts_exclusions():
     rows[0].update(parse_ok=False, teacher_label=None)
     rows[1].update(rationale=None)
     rows[2].update(teacher_label="(99 + 1)")
-    ex, stats = data.build_train_examples(rows, mode="task_prefix", label_source="llm")
-    assert stats == {"n_rows": 10, "n_used": 8, "n_parse_failures": 1, "kept_parse_failure": 0,
-                     "excluded_parse_failure": 1, "excluded_empty_rationale": 1}  # fmt: skip
-    assert ex[0] == {"input": "q2", "label": "(99 + 1)", "rationale": "add 2 and 1"}  # teacher label, not gold
+    examples, stats = data.build_train_examples(rows, mode="task_prefix", label_source="llm")
+    assert stats == {
+        "n_rows": 10,
+        "n_used": 8,
+        "n_parse_failures": 1,
+        "kept_parse_failure": 0,
+        "excluded_parse_failure": 1,
+        "excluded_empty_rationale": 1,
+    }
+    assert examples[0] == {"input": "q2", "label": "(99 + 1)", "rationale": "add 2 and 1"}  # teacher label, not gold
     teacher, stats = data.build_train_examples(rows, mode="standard", label_source="llm")
     assert stats["n_used"] == 9 and "rationale" not in teacher[0]  # no rationale needed to learn the teacher label
     with pytest.raises(ValueError, match="no training examples"):
