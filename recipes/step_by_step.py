@@ -3,19 +3,25 @@
 Modes: ``standard`` (label task only, bare input as in the paper's code: fine-tuning with ``label_source=gt``,
 distillation with ``llm``) and ``task_prefix`` (``predict:`` label task + ``explain:`` rationale task, loss =
 alpha * label + (1 - alpha) * rationale). Seq2seq students (T5) train with ``Seq2SeqTrainer``, causal ones
-(SmolLM2) with TRL's ``SFTTrainer``, both with the two-task loss of :mod:`toolkit.methods.step_by_step.training`. Test rows
-come from the official test split (``test_source``/``test_split``, or ``--test_path``); model selection uses a
-validation split (``--dev_path`` / ``eval_source`` / ``eval_split``), carved from train only when none is given.
-Training or selecting on test-split rationales (or rows sharing a test input) is refused unless
-``--allow_test_contamination true``.
+(SmolLM2) with TRL's ``SFTTrainer``, both with the two-task loss of :mod:`toolkit.methods.step_by_step.trainer`.
+Test rows come from the official test split (``test_source``/``test_split``, or ``--test_path``); model selection
+uses a validation split (``--dev_path`` / ``eval_source`` / ``eval_split``), carved from train only when none is
+given. Training or selecting on test-split rationales (or rows sharing a test input) is refused unless
+``--allow_test_contamination true``. Validation and test generation are sharded across processes.
 
 Launch:
     accelerate launch recipes/step_by_step.py --config recipes/configs/step_by_step/svamp.yaml
     # CPU, single process:
-    OMP_NUM_THREADS=1 python recipes/step_by_step.py --config recipes/configs/step_by_step/svamp.yaml \
+    OMP_NUM_THREADS=1 python -m recipes.step_by_step --config recipes/configs/step_by_step/svamp.yaml \
         --mode standard --label_source llm
+    # two CPU processes (gloo); `--cpu --num_processes 2` or a use_cpu config silently starts ONE process:
+    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \
+        --mixed_precision no --dynamo_backend no recipes/step_by_step.py --config ...
 """
 
+from __future__ import annotations
+
+import dataclasses
 import logging
 import os
 import time
@@ -23,11 +29,14 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from toolkit.configs import apply_cpu_safe_defaults, setup_logging
-from toolkit.configs import make_parser as _make_parser
-from toolkit.methods.step_by_step import training as sbs
-from toolkit.methods.step_by_step.data import DataArguments, prepare_data
+from toolkit import configs
+from toolkit.methods.step_by_step.card import CARD_TASKS, DESCRIPTION, card_lineage
+from toolkit.methods.step_by_step.collator import StepByStepCollator
+from toolkit.methods.step_by_step.config import StepByStepConfig
+from toolkit.methods.step_by_step.data import prepare_data
+from toolkit.methods.step_by_step.prediction import predict_labels
 from toolkit.methods.step_by_step.scoring import score_predictions
+from toolkit.methods.step_by_step.trainer import make_trainer, plot_task_losses
 from toolkit.models.students import load_student
 from toolkit.publishing import reporting
 from toolkit.run import Card, Push, finish_run
@@ -38,147 +47,158 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class StepByStepArguments(DataArguments):
-    """Student and method settings, after the data settings of ``DataArguments`` (training: ``TrainingArguments``)."""
+class StepByStepArguments(StepByStepConfig):
+    """The student, then the method and data settings of :class:`StepByStepConfig` (training: ``TrainingArguments``)."""
 
     model_name_or_path: str = field(default="local:smollm2-135m", metadata={"help": "Student: T5 or causal LM."})
-    mode: str = field(default="task_prefix", metadata={"help": "standard | task_prefix."})
-    label_source: str = field(default="gt", metadata={"help": "gt (gold labels) | llm (teacher labels)."})
-    alpha: float = field(default=0.5, metadata={"help": "Label-task weight a in a*label + (1-a)*rationale."})
-    label_prefix: str | None = field(
-        default=None,
-        metadata={"help": "Label-task input prefix; default 'predict: ' for task_prefix, none for standard."},
-    )
-    rationale_prefix: str = field(default="explain: ", metadata={"help": "Rationale-task input prefix."})
-    chat_template: bool = field(default=False, metadata={"help": "Causal: wrap prompts in the chat template."})
-    max_input_length: int = field(default=256, metadata={"help": "Max input tokens."})
-    max_label_length: int = field(default=32, metadata={"help": "Max label tokens (eos included)."})
-    max_rationale_length: int = field(default=128, metadata={"help": "Max rationale tokens (eos included)."})
-    max_new_tokens: int = field(default=32, metadata={"help": "Generation budget for labels."})
-    generation_batch_size: int = field(default=16, metadata={"help": "Batch size for evaluation generation."})
-
-    def __post_init__(self):
-        for name, value, choices in (
-            ("mode", self.mode, sbs.MODES),
-            ("label_source", self.label_source, sbs.LABEL_SOURCES),
-        ):
-            if value not in choices:
-                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-        super().__post_init__()
 
 
 def make_parser():
-    return _make_parser([StepByStepArguments, TrainingArguments])
+    return configs.make_parser([StepByStepArguments, TrainingArguments])
 
 
-def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> dict:
-    setup_logging()
-    configure_threads()
-    apply_cpu_safe_defaults(training_args)
+def method_config(script_args: StepByStepArguments) -> StepByStepConfig:
+    """The library's config: every method and data field of the arguments (the student is the recipe's own)."""
+    return StepByStepConfig(**{f.name: getattr(script_args, f.name) for f in dataclasses.fields(StepByStepConfig)})
+
+
+def prepare_training_args(training_args: TrainingArguments) -> bool:
+    """Settings every run needs; returns whether to push (``finish_run`` pushes, not the trainer)."""
+    configs.apply_cpu_safe_defaults(training_args)
     require_tensorboard(training_args.report_to)
-    resume = resume_checkpoint(training_args)  # a path, or `true` = the latest checkpoint in output_dir
     training_args.remove_unused_columns = False  # features are raw text; the collator tokenises them
     if training_args.include_num_input_tokens_seen in (False, "no"):
         training_args.include_num_input_tokens_seen = "non_padding"  # tokens/s from the trainer's own counter
-    push, training_args.push_to_hub = training_args.push_to_hub, False  # pushed by finish_run
-    a, out = script_args, training_args.output_dir
-
-    # ---- Data ----
-    data = prepare_data(a, mode=a.mode, label_source=a.label_source)
-    dev_rows, test_rows, lineage = data["dev_rows"], data["test_rows"], data["lineage"]
-    label_prefix = sbs.label_prefix_for(a.mode, a.label_prefix)
-
-    # ---- Model ----
-    model, tokenizer, seq2seq = load_student(a.model_name_or_path)
-    generation = dict(is_seq2seq=seq2seq, prefix=label_prefix, max_input_length=a.max_input_length,
-                      max_new_tokens=a.max_new_tokens, batch_size=a.generation_batch_size, chat_template=a.chat_template)  # fmt: skip
-
-    def predict(rows):
-        return sbs.generate_predictions(model, tokenizer, [r["input"] for r in rows], **generation)
-
-    def score_dev(_model) -> dict:
-        return {"accuracy": score_predictions(a.task, predict(dev_rows), dev_rows)[0]}
-
-    # ---- Trainer ----
-    collator = sbs.StepByStepCollator(
-        tokenizer, is_seq2seq=seq2seq, mode=a.mode, max_input_length=a.max_input_length,
-        max_label_length=a.max_label_length, max_rationale_length=a.max_rationale_length,
-        label_prefix=label_prefix, rationale_prefix=a.rationale_prefix, chat_template=a.chat_template,
-    )  # fmt: skip
+    push = bool(training_args.push_to_hub)
+    training_args.push_to_hub = False
     if training_args.eval_strategy == "no":
         logger.warning("eval_strategy=no: no model selection on validation, the last checkpoint is used")
-    trainer = sbs.make_trainer(
-        model, tokenizer, training_args, is_seq2seq=seq2seq, collator=collator, train_examples=data["examples"],
-        eval_examples=[{"input": r["input"], "label": r["gold"]} for r in dev_rows], alpha=a.alpha,
+    return push
+
+
+def distributed_record(trainer) -> dict:
+    """Which multi-process setup actually ran: Accelerate's distributed type, process count, the model's wrapper."""
+    accelerator = trainer.accelerator
+    return {
+        "distributed_type": accelerator.distributed_type.value,
+        "num_processes": accelerator.num_processes,
+        "wrapper": type(trainer.model_wrapped).__name__,
+    }
+
+
+def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> dict:
+    configs.setup_logging()
+    configure_threads()
+    push = prepare_training_args(training_args)
+    resume = resume_checkpoint(training_args)  # a path, or `true` = the latest checkpoint in output_dir
+    config = method_config(script_args)
+    student = script_args.model_name_or_path
+    out = training_args.output_dir
+
+    # ---- Data ----
+    data = prepare_data(config)
+    dev_rows = data["dev_rows"]
+    test_rows = data["test_rows"]
+
+    # ---- Model ----
+    model, tokenizer, seq2seq = load_student(student)
+
+    def score_dev(model_to_score) -> dict:
+        predictions = predict_labels(model_to_score, tokenizer, dev_rows, config, is_seq2seq=seq2seq)
+        accuracy, _ = score_predictions(config.task, predictions, dev_rows)
+        return {"accuracy": accuracy}
+
+    # ---- Trainer ----
+    trainer = make_trainer(
+        model,
+        tokenizer,
+        training_args,
+        is_seq2seq=seq2seq,
+        collator=StepByStepCollator.from_config(tokenizer, config, is_seq2seq=seq2seq),
+        train_examples=data["examples"],
+        eval_examples=[{"input": row["input"], "label": row["gold"]} for row in dev_rows],
+        alpha=config.alpha,
         eval_scorer=score_dev,
-    )  # fmt: skip
+    )
 
     # ---- Train ----
     start = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=resume)
     train_wall = time.perf_counter() - start
-    tokens = int(trainer.state.num_input_tokens_seen or 0)  # non-padding tokens of both tasks, this process
+    tokens = int(trainer.state.num_input_tokens_seen or 0)  # non-padding tokens of both tasks, all processes
 
     # ---- Evaluate ----
     model = trainer.model
     if training_args.load_best_model_at_end and training_args.metric_for_best_model in ("accuracy", "eval_accuracy"):
         dev_acc = trainer.state.best_metric  # the loaded model's validation accuracy (greedy: deterministic)
     else:
-        dev_acc, _ = score_predictions(a.task, predict(dev_rows), dev_rows)
+        dev_acc = score_dev(model)["accuracy"]
     start = time.perf_counter()
-    test_preds = predict(test_rows)
+    test_preds = predict_labels(model, tokenizer, test_rows, config, is_seq2seq=seq2seq)
     test_wall = time.perf_counter() - start
-    test_acc, correct = score_predictions(a.task, test_preds, test_rows)
+    test_acc, correct = score_predictions(config.task, test_preds, test_rows)
     teacher_test = data["report"]["teacher_test"]
     metrics = {
-        "task": a.task, "mode": a.mode, "label_source": a.label_source,
-        "alpha": a.alpha if a.mode == "task_prefix" else 1.0, "train_fraction": a.train_fraction,
-        "student": a.model_name_or_path, "test_accuracy": test_acc, "dev_accuracy": dev_acc,
-        "label_prefix": label_prefix, "seed": training_args.seed, **data["report"],
-        "best_checkpoint": trainer.state.best_model_checkpoint, "global_steps": trainer.state.global_step,
-        "train_loss": train_result.training_loss, "train_wall_s": train_wall, "train_tokens": tokens,
-        "train_tokens_per_s": tokens / max(train_wall, 1e-9), "test_generation_s": test_wall, "lineage": lineage,
-    }  # fmt: skip
+        "task": config.task,
+        "mode": config.mode,
+        "label_source": config.label_source,
+        "alpha": config.effective_alpha,
+        "train_fraction": config.train_fraction,
+        "student": student,
+        "test_accuracy": test_acc,
+        "dev_accuracy": dev_acc,
+        "label_prefix": config.label_task_prefix,
+        "seed": training_args.seed,
+        **data["report"],
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "global_steps": trainer.state.global_step,
+        "train_loss": train_result.training_loss,
+        "train_wall_s": train_wall,
+        "train_tokens": tokens,
+        "train_tokens_per_s": tokens / max(train_wall, 1e-9),
+        "test_generation_s": test_wall,
+        "lineage": data["lineage"],
+        "distributed": distributed_record(trainer),
+    }
+    teacher_acc = teacher_test["teacher_accuracy_all"] if teacher_test["n_parsed"] else None
     rows = [
-        {"system": f"student ({a.mode}, {a.label_source} labels)", "dev_acc": dev_acc, "test_acc": test_acc},
-        {"system": "teacher (few-shot CoT; parse failures wrong)", "dev_acc": None,
-         "test_acc": teacher_test["teacher_accuracy_all"] if teacher_test["n_parsed"] else None},
-    ]  # fmt: skip
+        {"system": f"student ({config.mode}, {config.label_source} labels)", "dev_acc": dev_acc, "test_acc": test_acc},
+        {"system": "teacher (few-shot CoT; parse failures wrong)", "dev_acc": None, "test_acc": teacher_acc},
+    ]
 
     # ---- Finish ----
-    trainer.save_model(out)
+    trainer.save_model(out)  # every rank takes part (a sharded model is gathered); the main process writes
     main_process = trainer.is_world_process_zero()
+    results_md = reporting.markdown_table(rows, floatfmt=".4f")
     if main_process:
-        sbs.plot_task_losses(trainer.state.log_history, os.path.join(out, "task_losses.png"))
-        print(reporting.markdown_table(rows, floatfmt=".4f"))
-    repo_id = training_args.hub_model_id or os.path.basename(os.path.normpath(out))
+        plot_task_losses(trainer.state.log_history, os.path.join(out, "task_losses.png"))
+        print(results_md)
     card = Card(
-        base_model=a.model_name_or_path,
-        task="qa" if a.task == "cqa" else "math" if a.task == "svamp" else "nli",
+        base_model=student,
+        task=CARD_TASKS[config.task],
         recipe="step_by_step",
-        description=sbs.DESCRIPTION,
-        model_name=f"step-by-step-{a.task}-{a.mode}-{a.label_source}",
-        datasets=[a.train_source],
-        lineage=sbs.card_lineage(lineage, data["report"], a.train_source, a.model_name_or_path),
+        description=DESCRIPTION,
+        model_name=f"step-by-step-{config.task}-{config.mode}-{config.label_source}",
+        datasets=[config.train_source],
+        lineage=card_lineage(data["lineage"], data["report"], config.train_source, student),
     )
+    repo_id = training_args.hub_model_id or os.path.basename(os.path.normpath(out))
     done = finish_run(
         out,
         metrics=metrics,
-        results_md=reporting.markdown_table(rows, floatfmt=".4f"),
+        results_md=results_md,
         predictions=[
-            {"id": r["id"], "input": r["input"], "gold": r["gold"], "prediction": p, "correct": c}
-            for r, p, c in zip(test_rows, test_preds, correct)
+            {"id": row["id"], "input": row["input"], "gold": row["gold"], "prediction": pred, "correct": right}
+            for row, pred, right in zip(test_rows, test_preds, correct)
         ],
         log_history=trainer.state.log_history,
-        config={"script_args": a, "training_args": training_args},
+        config={"script_args": script_args, "training_args": training_args},
         card=card,
         card_metrics={
             "validation": {"accuracy": dev_acc},
             "test": {"accuracy": test_acc},
             "teacher (test)": {"accuracy": teacher_test["teacher_accuracy_all"]},
-        },  # fmt: skip
+        },
         push=Push(repo_id, training_args.hub_token, bool(training_args.hub_private_repo)) if push else None,
         is_main=main_process,
     )

@@ -30,10 +30,10 @@ def generation_split(source: str, split: str) -> str | None:
     """
     if source.startswith(PALM_PREFIX):
         return split
-    p = Path(source)
-    if (p / "dataset_dict.json").is_file():
+    path = Path(source)
+    if (path / "dataset_dict.json").is_file():
         return split
-    for folder in ([p] if p.is_dir() else []) + [p.parent]:
+    for folder in ([path] if path.is_dir() else []) + [path.parent]:
         config = folder / "config.json"
         if not config.is_file():
             continue

@@ -8,7 +8,7 @@ and no verified rationale, so it cannot train the teacher-label task (``label_so
 (``mode="task_prefix"``), but it is a valid row for the gold-label standard baseline, and the paper's code keeps it
 there. ``exclude_parse_failures=True`` drops it everywhere instead (every mode on the same examples).
 
-:func:`prepare_data` turns a run's :class:`DataArguments` into its train / validation / test rows, training examples,
+:func:`prepare_data` turns a run's :class:`~toolkit.methods.step_by_step.config.StepByStepConfig` into its train / validation / test rows, training examples,
 teacher statistics and the test-contamination report (:mod:`toolkit.methods.step_by_step.contamination`).
 """
 
@@ -19,14 +19,13 @@ import math
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 
+from toolkit.methods.step_by_step.config import LABEL_SOURCES, MODES, StepByStepConfig
 from toolkit.methods.step_by_step.contamination import PALM_PREFIX, check_contamination
 from toolkit.methods.step_by_step.scoring import TASKS, canonical_label, teacher_stats
-from toolkit.methods.step_by_step.training import LABEL_SOURCES, MODES
 from toolkit.tasks import math as math_task
 from toolkit.tasks import palm
 from toolkit.tasks.base import load_local
@@ -34,13 +33,14 @@ from toolkit.tasks.base import load_local
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "DataArguments",
-    "PALM_PREFIX",
     "PALM_TEACHER_ID",
     "build_train_examples",
     "carve_dev",
+    "describe_splits",
+    "dev_part",
     "drop_reason",
     "load_rows",
+    "loading_options",
     "parse_failure_accounting",
     "prepare_data",
     "subsample",
@@ -155,13 +155,13 @@ _DEV_ALIASES = ("dev", "valid", "validation")
 
 
 def _load_saved(path: str, split: str):
-    p = Path(path)
-    if not p.exists():
+    location = Path(path)
+    if not location.exists():
         raise FileNotFoundError(f"rationale dataset {path!r} not found (use a saved dataset path or 'palm:<task>')")
-    if _is_job_folder(p):  # a data_gen output folder: its Arrow dataset is in dataset/
-        p = p / "dataset"
-    if p.is_dir():
-        loaded = datasets.load_from_disk(str(p))
+    if _is_job_folder(location):  # a data_gen output folder: its Arrow dataset is in dataset/
+        location = location / "dataset"
+    if location.is_dir():
+        loaded = datasets.load_from_disk(str(location))
         if isinstance(loaded, datasets.DatasetDict):
             aliases = _DEV_ALIASES if split in _DEV_ALIASES else (split,)
             found = next((name for name in aliases if name in loaded), None)
@@ -169,11 +169,12 @@ def _load_saved(path: str, split: str):
                 raise ValueError(f"{path} has splits {list(loaded)}, not {split!r}")
             return loaded[found]
         return loaded
-    return load_local(str(p))
+    return load_local(str(location))
 
 
-def _is_job_folder(p: Path) -> bool:
-    return (p / "dataset").is_dir() and not any((p / f).exists() for f in ("dataset_dict.json", "state.json"))
+def _is_job_folder(folder: Path) -> bool:
+    saved_dataset_files = ("dataset_dict.json", "state.json")
+    return (folder / "dataset").is_dir() and not any((folder / name).exists() for name in saved_dataset_files)
 
 
 def carve_dev(rows: Sequence[dict], dev_size: float | int, seed: int) -> tuple[list[dict], list[dict]]:
@@ -230,20 +231,22 @@ def build_train_examples(
     ``kept_parse_failure`` (parse failures among the used rows), ``excluded_parse_failure``,
     ``excluded_empty_rationale``.
     """
-    examples, dropped, kept_failures = [], {"parse_failure": 0, "empty_rationale": 0}, 0
-    for r in rows:
-        reason = drop_reason(r, mode=mode, label_source=label_source, exclude_parse_failures=exclude_parse_failures)
+    examples = []
+    dropped = {"parse_failure": 0, "empty_rationale": 0}
+    kept_failures = 0
+    for row in rows:
+        reason = drop_reason(row, mode=mode, label_source=label_source, exclude_parse_failures=exclude_parse_failures)
         if reason:
             dropped[reason] += 1
             continue
-        label = r["teacher_label"] if label_source == "llm" else r["gold"]
+        label = row["teacher_label"] if label_source == "llm" else row["gold"]
         if label is None:
-            raise ValueError(f"row {r['id']}: no {label_source} label")
-        kept_failures += not r["parse_ok"]
-        ex = {"input": r["input"], "label": label}
+            raise ValueError(f"row {row['id']}: no {label_source} label")
+        kept_failures += not row["parse_ok"]
+        example = {"input": row["input"], "label": label}
         if mode == "task_prefix":
-            ex["rationale"] = r["rationale"]
-        examples.append(ex)
+            example["rationale"] = row["rationale"]
+        examples.append(example)
     if not examples:
         raise ValueError("no training examples left after excluding rows without a usable teacher output")
     stats = {
@@ -264,8 +267,11 @@ def parse_failure_accounting(rows: Sequence[dict], *, exclude_parse_failures: bo
     out = {}
     for mode in MODES:
         for source in LABEL_SOURCES:
-            kw = dict(mode=mode, label_source=source, exclude_parse_failures=exclude_parse_failures)
-            dropped = sum(drop_reason(r, **kw) is not None for r in failed)
+            dropped = sum(
+                drop_reason(r, mode=mode, label_source=source, exclude_parse_failures=exclude_parse_failures)
+                is not None
+                for r in failed
+            )
             out[f"{mode}/{source}"] = {"kept": len(failed) - dropped, "dropped": dropped}
     return out
 
@@ -273,71 +279,42 @@ def parse_failure_accounting(rows: Sequence[dict], *, exclude_parse_failures: bo
 # ---------------------------------------------------------------------------------------------------------------
 # A run's data
 # ---------------------------------------------------------------------------------------------------------------
-@dataclass
-class DataArguments:
-    """Where a run's train / validation / test rows come from (the recipe's argument class extends this one)."""
-
-    task: str = field(default="svamp", metadata={"help": "cqa | svamp | anli1 | esnli (formatting and scoring)."})
-    train_source: str | None = field(
-        default=None, metadata={"help": "'palm:<task>' or a saved rationale dataset path; default palm:<task>."}
-    )
-    train_split: str = field(default="train", metadata={"help": "Split of train_source to train on."})
-    eval_source: str | None = field(
-        default=None, metadata={"help": "Validation source; with eval_split unset its 'dev' split is used."}
-    )
-    eval_split: str | None = field(
-        default=None,
-        metadata={"help": "Validation split of eval_source (default train_source); unset with no eval_source/dev_path"
-                  " = carve dev_size rows from train (seeded)."},
-    )  # fmt: skip
-    dev_path: str | None = field(
-        default=None, metadata={"help": "Official validation file/dataset; overrides eval_source, no carve."}
-    )
-    dev_size: float = field(default=0.1, metadata={"help": "Carved validation size: fraction (<1) or row count."})
-    test_source: str | None = field(default=None, metadata={"help": "Test source (default: palm:<task>)."})
-    test_split: str = field(default="test", metadata={"help": "Test split (never used for selection)."})
-    test_path: str | None = field(
-        default=None, metadata={"help": "Official test file/dataset (gold labels); overrides test_source."}
-    )
-    allow_test_contamination: bool = field(
-        default=False,
-        metadata={"help": "Run even if train/validation rows come from the test split or share test inputs "
-                  "(refused by default; recorded in metrics.json)."},
-    )  # fmt: skip
-    data_dir: str | None = field(default=None, metadata={"help": "Data root (default: TOOLKIT_DATA_DIR)."})
-    input_column: str | None = field(default=None, metadata={"help": "Input text column of a saved dataset."})
-    label_column: str | None = field(default=None, metadata={"help": "Gold label column of a saved dataset."})
-    svamp_equations: bool = field(
-        default=True, metadata={"help": "SVAMP targets are equations (paper) scored by value, not bare numbers."}
-    )
-    train_fraction: float = field(default=1.0, metadata={"help": "Fraction of train used (data-size curve)."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Cap on train rows (after fraction)."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Cap on validation rows."})
-    max_test_samples: int | None = field(default=None, metadata={"help": "Cap on test rows."})
-    split_seed: int = field(default=42, metadata={"help": "Seed of the dev carve and subsampling."})
-    exclude_parse_failures: bool = field(
-        default=False,
-        metadata={"help": "Also drop teacher parse failures where they are valid rows (standard, gold labels), so "
-                  "every mode trains on the same examples. They are always dropped where they have no target."},
-    )  # fmt: skip
-
-    def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
-        if not 0.0 < self.train_fraction <= 1.0:
-            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
-        if self.dev_size <= 0:
-            raise ValueError("dev_size must be positive")
-        self.train_source = self.train_source or f"palm:{self.task}"
-        # The official-file flags win over a config's *_source (a YAML names the PaLM source by default).
-        self.eval_source = self.dev_path or self.eval_source
-        self.test_source = self.test_path or self.test_source or f"palm:{self.task}"
+def loading_options(config: StepByStepConfig) -> dict:
+    """The :func:`load_rows` keywords of a run: its task, data root, columns and SVAMP target format."""
+    return {
+        "task": config.task,
+        "data_dir": config.data_dir,
+        "input_column": config.input_column,
+        "label_column": config.label_column,
+        "svamp_equations": config.svamp_equations,
+    }
 
 
-def prepare_data(a: DataArguments, *, mode: str, label_source: str) -> dict:
+def dev_part(config: StepByStepConfig) -> tuple[str, str] | None:
+    """``(source, split)`` of the validation rows, or ``None`` when they are carved from the train pool."""
+    if not (config.eval_source or config.eval_split):
+        return None
+    return config.eval_source or config.train_source, config.eval_split or "dev"
+
+
+def describe_splits(config: StepByStepConfig, counts: dict[str, int]) -> dict[str, str]:
+    """One line per split saying how many rows of what it holds (``metrics.json``'s ``data_splits``)."""
+    train_name = f"{config.train_source} [{config.train_split}]"
+    validation = dev_part(config)
+    if validation is None:
+        train = f"{counts['train']} of {counts['pool']} rows of {train_name} after the dev carve"
+        dev = f"{counts['dev']} rows carved from {train_name} (dev_size={config.dev_size:g}, seed {config.split_seed})"
+    else:
+        train = f"{counts['train']} of {counts['pool']} rows of {train_name}"
+        dev = f"{counts['dev']} rows of {validation[0]} [{validation[1]}]"
+    test = f"{counts['test']} of {counts['test_split']} rows of {config.test_source} [{config.test_split}]"
+    return {"train": train, "dev": dev, "test": test}
+
+
+def prepare_data(config: StepByStepConfig) -> dict:
     """Train / validation / test rows of a run, its training examples, and what the run reports about its data.
 
-    Validation comes from ``eval_source``/``eval_split`` (``--dev_path``) when any is given, else it is carved from
+    Validation comes from ``eval_source``/``eval_split`` (``dev_path``) when any is given, else it is carved from
     the train pool (seeded). Raises :class:`~toolkit.methods.step_by_step.contamination.ContaminationError` before
     any training when train or validation rows come from the test split (unless ``allow_test_contamination``).
 
@@ -345,51 +322,57 @@ def prepare_data(a: DataArguments, *, mode: str, label_source: str) -> dict:
         ``{"train_rows", "dev_rows", "test_rows", "examples", "lineage", "report"}``; ``report`` holds the
         ``metrics.json`` entries (``n_train``, ``data_splits``, ``test_contamination``, teacher statistics...).
     """
-    load = dict(task=a.task, data_dir=a.data_dir, input_column=a.input_column, label_column=a.label_column,
-                svamp_equations=a.svamp_equations)  # fmt: skip
-    pool, lineage = load_rows(a.train_source, a.train_split, **load)
-    carved = not (a.eval_source or a.eval_split)
-    dev_part = None if carved else (a.eval_source or a.train_source, a.eval_split or "dev")
-    if carved:
-        pool, dev_rows = carve_dev(pool, a.dev_size, a.split_seed)
+    options = loading_options(config)
+    pool, lineage = load_rows(config.train_source, config.train_split, **options)
+    validation = dev_part(config)
+    if validation is None:
+        pool, dev_rows = carve_dev(pool, config.dev_size, config.split_seed)
     else:
-        dev_rows, _ = load_rows(*dev_part, **load)
-    train_rows = subsample(pool, a.train_fraction, a.max_train_samples, a.split_seed)
+        dev_rows, _ = load_rows(*validation, **options)
+    train_rows = subsample(pool, config.train_fraction, config.max_train_samples, config.split_seed)
     examples, exclusions = build_train_examples(
-        train_rows, mode=mode, label_source=label_source, exclude_parse_failures=a.exclude_parse_failures
+        train_rows,
+        mode=config.mode,
+        label_source=config.label_source,
+        exclude_parse_failures=config.exclude_parse_failures,
     )
-    dev_rows = subsample(dev_rows, 1.0, a.max_eval_samples, a.split_seed)
-    test_rows, _ = load_rows(a.test_source, a.test_split, **load)
-    n_test_split = len(test_rows)
-    test_rows = subsample(test_rows, 1.0, a.max_test_samples, a.split_seed)
+    dev_rows = subsample(dev_rows, 1.0, config.max_eval_samples, config.split_seed)
+    test_split, _ = load_rows(config.test_source, config.test_split, **options)
+    test_rows = subsample(test_split, 1.0, config.max_test_samples, config.split_seed)
     contamination = check_contamination(
-        train=(a.train_source, a.train_split),
-        dev=dev_part,
-        test=(a.test_source, a.test_split),
+        train=(config.train_source, config.train_split),
+        dev=validation,
+        test=(config.test_source, config.test_split),
         seen_inputs=[r["input"] for r in train_rows + dev_rows],
         test_inputs=[r["input"] for r in test_rows],
-        allow=a.allow_test_contamination,
+        allow=config.allow_test_contamination,
     )
-    train_name = f"{a.train_source} [{a.train_split}]"
-    dev_name = f"carved from {train_name} (dev_size={a.dev_size:g}, seed {a.split_seed})" if carved else None
-    splits = {
-        "train": f"{len(train_rows)} of {len(pool)} rows of {train_name}" + (" after the dev carve" if carved else ""),
-        "dev": f"{len(dev_rows)} rows " + (dev_name or "of {} [{}]".format(*dev_part)),
-        "test": f"{len(test_rows)} of {n_test_split} rows of {a.test_source} [{a.test_split}]",
+    counts = {
+        "pool": len(pool),
+        "train": len(train_rows),
+        "dev": len(dev_rows),
+        "test": len(test_rows),
+        "test_split": len(test_split),
     }
     report = {
         "n_train": len(examples),
         "n_dev": len(dev_rows),
         "n_test": len(test_rows),
-        "data_splits": splits,
+        "data_splits": describe_splits(config, counts),
         "train_test_overlap": contamination["n_test_inputs_seen"],
         "test_contamination": contamination,
         "train_exclusions": exclusions,
         "parse_failures_by_mode": parse_failure_accounting(
-            train_rows, exclude_parse_failures=a.exclude_parse_failures
+            train_rows, exclude_parse_failures=config.exclude_parse_failures
         ),
-        "teacher_train": teacher_stats(a.task, pool),
-        "teacher_test": teacher_stats(a.task, test_rows),
+        "teacher_train": teacher_stats(config.task, pool),
+        "teacher_test": teacher_stats(config.task, test_rows),
     }
-    return {"train_rows": train_rows, "dev_rows": dev_rows, "test_rows": test_rows, "examples": examples,
-            "lineage": lineage, "report": report}  # fmt: skip
+    return {
+        "train_rows": train_rows,
+        "dev_rows": dev_rows,
+        "test_rows": test_rows,
+        "examples": examples,
+        "lineage": lineage,
+        "report": report,
+    }

@@ -143,14 +143,14 @@ def score_predictions(task: str, preds: Sequence[str | None], rows: Sequence[dic
 
 def teacher_stats(task: str, rows: Sequence[dict]) -> dict:
     """Parse rate and teacher accuracy vs gold (over parsed rows, and over all rows with failures as wrong)."""
-    n = len(rows)
+    n_rows = len(rows)
     parsed = [r for r in rows if r["parse_ok"]]
     correct = sum(is_correct(task, r["teacher_label"], r["gold"], r["choices"]) for r in parsed)
     return {
-        "n": n,
+        "n": n_rows,
         "n_parsed": len(parsed),
-        "n_parse_failures": n - len(parsed),
-        "parse_rate": len(parsed) / n if n else 0.0,
+        "n_parse_failures": n_rows - len(parsed),
+        "parse_rate": len(parsed) / n_rows if n_rows else 0.0,
         "teacher_accuracy_parsed": correct / len(parsed) if parsed else None,
-        "teacher_accuracy_all": correct / n if n else None,
+        "teacher_accuracy_all": correct / n_rows if n_rows else None,
     }

@@ -1,105 +1,30 @@
-"""Distilling step-by-step comparison tables: step-by-step vs standard with the same labels, data and seeds.
+"""Distilling step-by-step results tables of a plan: step-by-step vs standard with the same labels, data and seeds.
 
-McNemar's exact test on the paired test predictions (pooled over seeds: pairs = (seed, test row), matched seed by
-seed), mean ± std test accuracy over seeds, and the markdown of one results table. Used by
-``recipes/compare_step_by_step.py`` (one grid of runs) and ``recipes/results_step_by_step.py`` (the plan's tables).
+Per table: mean ± std test accuracy over seeds, the gain over standard and McNemar's exact test on the paired test
+predictions pooled over seeds (:mod:`toolkit.methods.step_by_step.comparison`), the per-run rows, and the markdown.
+Used by ``recipes/results_step_by_step.py`` (the plan's tables, from each finished run's JSON).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from pathlib import Path
 
+from toolkit.methods.step_by_step.comparison import pooled_mcnemar
 from toolkit.publishing import reporting
 
 BASE_MODE = "standard"
 
 __all__ = [
     "BASE_MODE",
-    "discordant",
-    "mcnemar_p",
     "load_results",
     "per_run_rows",
-    "pooled_mcnemar",
     "render_plan_tables",
-    "run_group",
-    "seed_summary",
     "select",
     "summarize",
     "table_markdown",
 ]
-
-
-def mcnemar_p(wins: int, losses: int) -> float:
-    """Exact two-sided McNemar p-value from the discordant pairs (binomial test of wins vs losses at 1/2)."""
-    n = wins + losses
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2**n
-    return min(1.0, 2 * tail)
-
-
-def discordant(run: dict, base: dict, root: str) -> tuple[int, int]:
-    """Test rows only ``run`` gets right (wins) and only ``base`` gets right (losses), paired by row id."""
-
-    def correct(r):
-        path = Path(root, r["run"], "predictions.jsonl")
-        return {p["id"]: p["correct"] for p in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
-
-    a, b = correct(run), correct(base)
-    if a.keys() != b.keys():
-        raise ValueError(f"{run['run']} and {base['run']} were scored on different test rows")
-    return sum(a[k] and not b[k] for k in a), sum(b[k] and not a[k] for k in a)
-
-
-def run_group(run: dict) -> tuple:
-    return run["train_fraction"], run["label_source"], run["mode"]
-
-
-def seed_summary(runs: list[dict], root: str, base_mode: str) -> list[dict]:
-    """Per (fraction, labels, mode): mean ± std test accuracy over seeds, and McNemar vs ``base_mode`` on the
-    paired predictions pooled over seeds (each pair = one test row under one seed, matched seed by seed)."""
-    rows = []
-    for key in dict.fromkeys(run_group(r) for r in runs):
-        group = [r for r in runs if run_group(r) == key]
-        accs = [r["test_accuracy"] for r in group]
-        row = {
-            "train_fraction": key[0],
-            "labels": key[1],
-            "mode": key[2],
-            "seeds": len(group),
-            "test_acc_mean": statistics.fmean(accs),
-            "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-            "n_train": group[0]["n_train"],
-            "steps": group[0]["global_steps"],
-        }
-        if key[2] != base_mode:
-            wins = losses = 0
-            for r in group:
-                base = next(b for b in runs if run_group(b) == (key[0], key[1], base_mode) and b["seed"] == r["seed"])
-                w, lo = discordant(r, base, root)
-                wins, losses = wins + w, losses + lo
-            row.update({"pooled wins/losses": f"{wins}/{losses}", "pooled McNemar p": mcnemar_p(wins, losses)})
-        rows.append(row)
-    return rows
-
-
-def pooled_mcnemar(runs: list[dict], base_runs: list[dict]) -> tuple[int, int, float]:
-    """Discordant pairs of ``runs`` vs ``base_runs`` matched by seed then test row id, pooled; exact McNemar p."""
-    wins = losses = 0
-    for r in runs:
-        base = next((b for b in base_runs if b["seed"] == r["seed"]), None)
-        if base is None:
-            continue
-        a = {p["id"]: p["correct"] for p in r["predictions"]}
-        b = {p["id"]: p["correct"] for p in base["predictions"]}
-        if a.keys() != b.keys():
-            raise ValueError(f"{r['run']} and {base['run']} were scored on different test rows")
-        wins += sum(a[k] and not b[k] for k in a)
-        losses += sum(b[k] and not a[k] for k in a)
-    return wins, losses, mcnemar_p(wins, losses)
 
 
 def summarize(runs: list[dict], by: tuple[str, ...]) -> list[dict]:
@@ -123,14 +48,14 @@ def summarize(runs: list[dict], by: tuple[str, ...]) -> list[dict]:
             base_key = tuple(BASE_MODE if k == "mode" else v for k, v in zip(by, key))
             base = [r for r in runs if tuple(r[k] for k in by) == base_key]
             if base:
-                w, lo, p = pooled_mcnemar(group, base)
+                wins, losses, p_value = pooled_mcnemar(group, base)
                 paired = [r for r in group if any(b["seed"] == r["seed"] for b in base)]
                 base_acc = [next(b for b in base if b["seed"] == r["seed"])["test_accuracy"] for r in paired]
                 row["Δ vs standard"] = statistics.fmean(r["test_accuracy"] for r in paired) - statistics.fmean(
                     base_acc
                 )
-                row["pooled wins/losses"] = f"{w}/{lo}"
-                row["pooled McNemar p"] = p
+                row["pooled wins/losses"] = f"{wins}/{losses}"
+                row["pooled McNemar p"] = p_value
         row["CPU-s/run"] = statistics.fmean(r["run_cpu_s"] for r in group)
         row["train tok/s"] = statistics.fmean(r["train_tokens_per_s"] for r in group)
         rows.append(row)
@@ -221,12 +146,15 @@ def render_plan_tables(plan: dict, command: str) -> dict[str, Path]:
         written[name] = md
         if name == "data_fraction":
             points = [
-                {"train_fraction": r["train_fraction"], "test_accuracy": r["test_acc_mean"],
-                 "series": f"{r['label_source']}-{r['mode']}"}
+                {
+                    "train_fraction": r["train_fraction"],
+                    "test_accuracy": r["test_acc_mean"],
+                    "series": f"{r['label_source']}-{r['mode']}",
+                }
                 for r in summary
-            ]  # fmt: skip
+            ]
+            title = f"{first['task']}: test accuracy vs fraction of train ({first['global_steps']} steps)"
             reporting.plot_xy(
-                points, "train_fraction", "test_accuracy", "series", out_dir / "data_fraction.png",
-                title=f"{first['task']}: test accuracy vs fraction of train ({first['global_steps']} steps)",
-            )  # fmt: skip
+                points, "train_fraction", "test_accuracy", "series", out_dir / "data_fraction.png", title=title
+            )
     return written
