@@ -82,6 +82,7 @@ def load_student(
     lora_dropout: float = 0.05,
     lora_target_modules: str | list[str] = "all-linear",
     quantization: str | None = None,
+    quant_storage: Any = None,
     dtype: Any = None,
     gradient_checkpointing: bool = False,
     attach_lora: bool = True,
@@ -96,6 +97,7 @@ def load_student(
         lora_dropout: dropout on the LoRA branch.
         lora_target_modules: modules to adapt; ``"all-linear"`` adapts every linear layer but the output head.
         quantization: ``None`` or ``"4bit"`` (causal only; QLoRA — implies ``lora=True``).
+        quant_storage: 4-bit only: storage dtype of the packed weights (see :func:`toolkit.models.loading.bnb_4bit_config`).
         dtype: torch dtype (name) for the weights; default fp32 on CPU.
         gradient_checkpointing: 4-bit only: let ``prepare_model_for_kbit_training`` turn it on (with input grads).
         attach_lora: ``False`` returns the model without the adapter (4-bit weights still prepared): hand
@@ -116,9 +118,14 @@ def load_student(
             raise ValueError("4-bit quantization is only supported for causal students")
         model = models.load_seq2seq_lm(name_or_path, dtype=dtype)
     else:
-        model = models.load_causal_lm(name_or_path, quantization=quantization, dtype=dtype)
+        model = models.load_causal_lm(
+            name_or_path, quantization=quantization, dtype=dtype, quant_storage=quant_storage
+        )
         if quantization is not None:
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+            # Not under FSDP: the preparation upcasts norms and embeddings to fp32, and FSDP cannot flatten a block
+            # of mixed dtypes (TRL skips it for sharded QLoRA too); the trainer turns on gradient checkpointing.
+            if not models.fsdp_enabled():
+                model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
             lora = True
     if getattr(model.generation_config, "pad_token_id", None) is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id

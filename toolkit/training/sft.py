@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import PeftModel
+from transformers import Trainer
 from trl import SFTTrainer
 
 from toolkit.configs import apply_cpu_safe_defaults
@@ -20,7 +22,7 @@ from toolkit.training.budget import ComputeMeter, tokens_trained
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["copy_card_to_merged", "merge_adapter", "sft_trainer", "train"]
+__all__ = ["copy_card_to_merged", "distributed_info", "keep_adapters_fp32", "merge_adapter", "sft_trainer", "train"]
 
 
 def sft_trainer(model, tokenizer, args, train_dataset, *, eval_dataset=None, peft_config=None) -> SFTTrainer:
@@ -47,12 +49,35 @@ def sft_trainer(model, tokenizer, args, train_dataset, *, eval_dataset=None, pef
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    # TRL casts QLoRA adapters to bf16; keep them fp32 (PEFT's default): a resumed run gets fp32 adapters (PEFT
-    # upcasts what it loads), so bf16 ones would make a killed-and-resumed run drift from an uninterrupted one.
-    for param in trainer.model.parameters():
+    if not trainer.is_fsdp_enabled:  # FSDP flattens a block into one tensor: its LoRA weights keep the base's bf16
+        keep_adapters_fp32(trainer.model)
+    return trainer
+
+
+def keep_adapters_fp32(model) -> None:
+    """Undo TRL's bf16 cast of QLoRA adapters: keep them fp32, PEFT's default.
+
+    A resumed run gets fp32 adapters (PEFT upcasts what it loads), so bf16 ones would make a killed-and-resumed run
+    drift from an uninterrupted one.
+    """
+    for param in model.parameters():
         if param.requires_grad and param.dtype == torch.bfloat16:
             param.data = param.data.float()
-    return trainer
+
+
+def distributed_info(trainer: Trainer) -> dict[str, Any]:
+    """How a trained ``trainer`` ran: ``{"distributed_type", "num_processes", "wrapper"}``.
+
+    ``wrapper`` is the class that wrapped the model for training (``DistributedDataParallel``,
+    ``FullyShardedDataParallel`` ...; the model's own class with one process): what actually ran, whatever the
+    launch config asked for (an FSDP config on a machine without GPUs runs DDP).
+    """
+    accelerator = trainer.accelerator
+    return {
+        "distributed_type": accelerator.distributed_type.value,
+        "num_processes": accelerator.num_processes,
+        "wrapper": type(trainer.model_wrapped).__name__,
+    }
 
 
 def train(trainer: SFTTrainer) -> dict:

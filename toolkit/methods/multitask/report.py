@@ -165,7 +165,14 @@ class Tables:
             self.add_total(approach, len(infos), compute_of(*infos))
 
     def add_total(self, approach: str, models: int, compute: Mapping[str, Any]) -> None:
+        """One approach's compute total (``models`` models together)."""
         self.totals.append({"approach": approach, "models": models} | dict(compute))
+
+    def extend(self, other: Tables) -> None:
+        """Append ``other``'s rows after this one's (e.g. the baselines' after the multi-task model's)."""
+        self.table += other.table
+        self.totals += other.totals
+        self.validity += other.validity
 
     def finish(self, summary: dict, scored: Mapping[str, str], budget_mode: str) -> str:
         """Store ``compute`` / ``table`` / ``validity`` in ``summary`` (results drivers merge them across runs) and
