@@ -420,3 +420,69 @@ def test_two_processes_score_the_same_rows_as_one(tmp_path, tiny_llama_dir, tiny
         [entry["loss"] for entry in run["multitask"]["train"]["log_history"] if "loss" in entry] for run in (one, two)
     ]
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+
+
+LAUNCH_PROBE = """
+import json, os, sys
+from accelerate import PartialState
+from toolkit.models.loading import fsdp_enabled, kbit_device_map
+
+state = PartialState()
+env = {k: v for k, v in os.environ.items() if k.startswith("FSDP_") or k == "ACCELERATE_USE_FSDP"}
+record = {"fsdp": fsdp_enabled(), "device_map": kbit_device_map(), "env": env, "type": state.distributed_type.value}
+with open(os.path.join(sys.argv[1], f"rank{state.process_index}.json"), "w") as f:
+    json.dump(record, f)
+"""
+
+
+def _launch_probe(tmp_path, config: Path) -> list[dict]:
+    probe = tmp_path / "probe.py"
+    probe.write_text(LAUNCH_PROBE)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
+    command = [*launch, "--main_process_port", "29561", str(probe), str(tmp_path)]
+    proc = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return [json.loads(path.read_text()) for path in sorted(tmp_path.glob("rank*.json"))]
+
+
+def test_fsdp_qlora_config_asks_for_what_sharded_4bit_needs(tmp_path):
+    """The QLoRA + FSDP launch config, through the real launcher: flat params, rank-0 loading, gathered saves."""
+    records = _launch_probe(tmp_path, REPO / "recipes" / "accelerate_configs" / "fsdp_qlora.yaml")
+    env = records[0]["env"]
+    assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_VERSION"] == "1"
+    assert env["FSDP_USE_ORIG_PARAMS"] == "false"
+    assert env["FSDP_CPU_RAM_EFFICIENT_LOADING"] == "true" and env["FSDP_SYNC_MODULE_STATES"] == "true"
+    assert env["FSDP_STATE_DICT_TYPE"] == "FULL_STATE_DICT"
+    if torch.cuda.is_available():
+        assert all(r["fsdp"] and r["device_map"] is None for r in records)  # FSDP places the 4-bit weights
+    else:  # no GPU: accelerate does not run FSDP, and the loader places the weights itself
+        assert all(not r["fsdp"] and r["device_map"] == {"": "cpu"} for r in records)
+
+
+@pytest.mark.gpu
+def test_qlora_fsdp_trains_and_saves_a_loadable_adapter(tmp_path, tiny_llama_dir):
+    """QLoRA + FSDP on every visible GPU (bf16 storage): trains, scores, saves an adapter PEFT loads."""
+    topic, slots = _write_tasks(tmp_path)
+    out = tmp_path / "fsdp"
+    argv = _common(tmp_path, tiny_llama_dir, topic, slots) + [
+        "--output_dir",
+        str(out),
+        "--baselines",
+        "none",
+        "--bf16",
+        "true",
+        "--bnb_4bit_quant_storage",
+        "bfloat16",
+    ]
+    config = REPO / "recipes" / "accelerate_configs" / "fsdp_qlora.yaml"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
+    launch += ["--num_processes", str(torch.cuda.device_count()), "--main_process_port", "29563"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([*launch, "-m", "recipes.qlora_multitask", *argv], env=env, cwd=REPO, timeout=900)
+    assert proc.returncode == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["distributed"]["distributed_type"] == "FSDP"
+    assert metrics["distributed"]["wrapper"] == "FullyShardedDataParallel"
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+    assert PeftModel.from_pretrained(base, str(out)).peft_config["default"].r == 16

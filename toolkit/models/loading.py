@@ -287,12 +287,18 @@ def bnb_4bit_config(compute_dtype: Any = None, quant_storage: Any = None):
     )
 
 
-def fsdp_enabled() -> bool:
-    """Whether this process trains under FSDP (``accelerate launch`` with an FSDP config, or ``--fsdp``).
+def has_accelerator() -> bool:
+    """Whether a CUDA or XPU device is visible (what FSDP and bitsandbytes' GPU kernels need)."""
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
 
-    Both set ``ACCELERATE_USE_FSDP``, before the model is loaded, which is when placement is decided.
+
+def fsdp_enabled() -> bool:
+    """Whether this process trains under FSDP: launched with an FSDP config (or ``--fsdp``), on GPUs.
+
+    Both launches set ``ACCELERATE_USE_FSDP`` before the model is loaded, which is when placement is decided.
+    Without GPUs accelerate runs an FSDP config as plain DDP, so the flag alone is not enough.
     """
-    return parse_flag_from_env("ACCELERATE_USE_FSDP")
+    return parse_flag_from_env("ACCELERATE_USE_FSDP") and has_accelerator()
 
 
 def kbit_device_map() -> dict[str, Any] | None:
@@ -306,7 +312,7 @@ def kbit_device_map() -> dict[str, Any] | None:
     """
     if fsdp_enabled():
         return None
-    if torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()):
+    if has_accelerator():
         return {"": PartialState().local_process_index}
     return {"": default_device()}
 

@@ -114,6 +114,7 @@ class _Rank:
 def gpu_rank(monkeypatch):
     """This process is local rank 3 of a launch with GPUs, outside FSDP."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(loading, "has_accelerator", lambda: True)
     monkeypatch.setattr(loading, "PartialState", lambda: _Rank(3))
     monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
 
@@ -128,10 +129,14 @@ def test_kbit_device_map_leaves_placement_to_fsdp(gpu_rank, monkeypatch):
     assert loading.kbit_device_map() is None
 
 
-def test_kbit_device_map_without_gpu_is_the_default_device(monkeypatch):
+@pytest.mark.parametrize("fsdp_flag", ["false", "true"])
+def test_kbit_device_map_without_gpu_is_the_default_device(monkeypatch, fsdp_flag):
+    """Without GPUs an FSDP launch runs as DDP: the flag alone must not leave the weights unplaced."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    monkeypatch.setattr(loading, "has_accelerator", lambda: False)
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", fsdp_flag)
+    assert not loading.fsdp_enabled()
     assert loading.kbit_device_map() == {"": "cpu"}
 
 
