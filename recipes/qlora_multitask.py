@@ -43,7 +43,14 @@ from toolkit.models.loading import load_tokenizer
 from toolkit.models.students import load_student, lora_config
 from toolkit.run import Card, Push, finish_run
 from toolkit.runtime import configure_threads
-from toolkit.training.sft import copy_card_to_merged, distributed_info, merge_adapter, sft_trainer, train
+from toolkit.training.sft import (
+    copy_card_to_merged,
+    distributed_info,
+    generation_model,
+    merge_adapter,
+    sft_trainer,
+    train,
+)
 from toolkit.training.tracking import require_tensorboard, resume_checkpoint
 
 DESCRIPTION = (
@@ -157,16 +164,17 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig) -> dict:
     info = train(trainer) | mixture_info
 
     # ---- Evaluate: every rank generates its share of the test rows, then the baselines ----
-    results, predictions = evaluate(
-        "multitask",
-        trainer.model,
-        tokenizer,
-        splits,
-        max_new_tokens=config.max_new_tokens,
-        batch_size=config.eval_batch_size,
-        constrained=config.constrained,
-        max_listed_labels=config.max_listed_labels,
-    )
+    with generation_model(trainer) as trained:
+        results, predictions = evaluate(
+            "multitask",
+            trained,
+            tokenizer,
+            splits,
+            max_new_tokens=config.max_new_tokens,
+            batch_size=config.eval_batch_size,
+            constrained=config.constrained,
+            max_listed_labels=config.max_listed_labels,
+        )
     summary = {"multitask": {"train": info, "eval": results}, "scored": scored}
     summary["distributed"] = distributed_info(trainer)
     tables = report.Tables()

@@ -36,7 +36,7 @@ from toolkit.methods.multitask.formats import evaluate, two_model_exact_match
 from toolkit.methods.multitask.mixture import build_mixture
 from toolkit.models.students import load_student, lora_config
 from toolkit.training.budget import baseline_steps, model_parts
-from toolkit.training.sft import sft_trainer, train
+from toolkit.training.sft import generation_model, sft_trainer, train
 from toolkit.training.tracking import report_to_list
 
 __all__ = [
@@ -111,16 +111,17 @@ def _train_single(name, part, *, config, training_args, tokenizer, max_steps):
     )
     trainer = sft_trainer(model, tokenizer, args, rows, peft_config=peft_config)
     info = train(trainer) | mix_info
-    results, predictions = evaluate(
-        name,
-        trainer.model,
-        tokenizer,
-        [part],
-        max_new_tokens=config.max_new_tokens,
-        batch_size=config.eval_batch_size,
-        constrained=config.constrained,
-        max_listed_labels=config.max_listed_labels,
-    )
+    with generation_model(trainer) as trained:
+        results, predictions = evaluate(
+            name,
+            trained,
+            tokenizer,
+            [part],
+            max_new_tokens=config.max_new_tokens,
+            batch_size=config.eval_batch_size,
+            constrained=config.constrained,
+            max_listed_labels=config.max_listed_labels,
+        )
     return info, results, predictions
 
 

@@ -159,6 +159,7 @@ def generate(
     eos_token_ids: Sequence[int] | None = None,
     constraint: Callable[[int], Callable] | None = None,
     return_stats: bool = False,
+    synced_gpus: bool = False,
 ):
     """Decode with greedy (``num_beams=1``) or beam search; returns stripped strings in input order.
 
@@ -176,6 +177,8 @@ def generate(
             :meth:`toolkit.models.label_constraint.LabelTrie.prefix_fn`.
         return_stats: Also return ``{"seconds", "prompt_tokens", "generated_tokens", "tokens_per_second"}``
             (generated tokens per second of wall time, prefill included).
+        synced_gpus: Keep stepping until every process's batch is done (sharded generation under FSDP, where each
+            forward pass is a collective and a rank that stops early would leave the others waiting).
     """
     if batch_size <= 0 or num_beams <= 0 or max_new_tokens <= 0:
         raise ValueError(f"batch_size, num_beams and max_new_tokens must be positive ({batch_size=}, {num_beams=})")
@@ -218,6 +221,7 @@ def generate(
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=eos if len(eos) > 1 else eos[0],
                     prefix_allowed_tokens_fn=constraint(width) if constraint else None,
+                    synced_gpus=synced_gpus,
                 )
                 n_prompt += int(batch["attention_mask"].sum())
                 for i, seq in zip(idx, out[:, 0 if is_seq2seq else width :].tolist()):

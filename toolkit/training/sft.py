@@ -8,6 +8,8 @@ LoRA config to :func:`sft_trainer`; TRL attaches the adapter after seeding (``tr
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ import torch
 from peft import PeftModel
 from transformers import Trainer
 from trl import SFTTrainer
+from trl.distributed import DistributedBackend
+from trl.models import unwrap_model_for_generation
 
 from toolkit.configs import apply_cpu_safe_defaults
 from toolkit.models.loading import count_parameters, load_causal_lm, load_tokenizer
@@ -22,7 +26,15 @@ from toolkit.training.budget import ComputeMeter, tokens_trained
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["copy_card_to_merged", "distributed_info", "keep_adapters_fp32", "merge_adapter", "sft_trainer", "train"]
+__all__ = [
+    "copy_card_to_merged",
+    "distributed_info",
+    "generation_model",
+    "keep_adapters_fp32",
+    "merge_adapter",
+    "sft_trainer",
+    "train",
+]
 
 
 def sft_trainer(model, tokenizer, args, train_dataset, *, eval_dataset=None, peft_config=None) -> SFTTrainer:
@@ -63,6 +75,23 @@ def keep_adapters_fp32(model) -> None:
     for param in model.parameters():
         if param.requires_grad and param.dtype == torch.bfloat16:
             param.data = param.data.float()
+
+
+@contextmanager
+def generation_model(trainer: Trainer) -> Iterator[Any]:
+    """The trained model, ready to generate on every rank, whatever wrapped it for training (TRL's way).
+
+    Unwrapped from DDP / FSDP / DeepSpeed (ZeRO-3 parameters gathered, gradient checkpointing off meanwhile); under
+    FSDP1 the root's own flattened parameters (embeddings, final norm, head) are gathered too, as TRL's online
+    trainers do. Every rank must enter it and generate the same number of batches
+    (:func:`toolkit.distributed.map_sharded`).
+    """
+    backend = DistributedBackend(trainer.accelerator)
+    with (
+        unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as model,
+        backend.summon_full_params(trainer.model_wrapped, recurse=False, writeback=False),
+    ):
+        yield model
 
 
 def distributed_info(trainer: Trainer) -> dict[str, Any]:

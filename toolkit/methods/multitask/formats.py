@@ -30,7 +30,7 @@ from typing import Any
 from accelerate.utils import gather_object
 from datasets import Dataset
 
-from toolkit.distributed import map_sharded
+from toolkit.distributed import map_sharded, num_processes
 from toolkit.evaluation.label_scoring import label_scores, snap_label
 from toolkit.evaluation.metrics import bio_spans, slot_f1
 from toolkit.methods.multitask.data import TASK_TYPES, TaskSplits
@@ -360,6 +360,7 @@ def generate_answers(
         eos_token_ids=eos,
         constraint=trie.prefix_fn if trie else None,
         return_stats=True,
+        synced_gpus=num_processes() > 1,  # ranks step together: FSDP's forward passes are collectives
     )
 
 
