@@ -98,6 +98,7 @@ def card_sections(config: MultitaskConfig, mixture_info: dict) -> dict[str, str]
 
 
 def main(script_args: MultitaskArguments, training_args: SFTConfig) -> dict:
+    """Train the multi-task model and its baselines, score them all on the same rows, write (and push) the run."""
     setup_logging()
     configure_threads()
     apply_cpu_safe_defaults(training_args)

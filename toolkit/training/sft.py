@@ -3,6 +3,8 @@
 The recipe loads the student bare (:func:`toolkit.models.students.load_student` with ``attach_lora=False``) and hands the
 LoRA config to :func:`sft_trainer`; TRL attaches the adapter after seeding (``trl/scripts/sft.py``'s way).
 :func:`train` runs it and measures what it cost; :func:`merge_adapter` folds a trained adapter into its base.
+After training, :func:`generation_model` hands out the model ready to generate whatever wrapped it (DDP, FSDP,
+DeepSpeed), and :func:`distributed_info` records how the run was distributed.
 """
 
 from __future__ import annotations
