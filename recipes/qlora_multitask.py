@@ -6,193 +6,227 @@ with TRL's ``SFTTrainer`` on prompt-completion rows (loss on the answer) drawn f
 run trains the baselines on the same rows (one single-task model per task, an intent and a slot model for the joint
 task, and a fine-tuned encoder; ``baseline_budget`` sets their steps) and writes one table with each row's compute.
 
-Launch (on CPU, ``OMP_NUM_THREADS=1 python recipes/qlora_multitask.py --config ...`` works the same)::
+Launch (on CPU, ``OMP_NUM_THREADS=1 python -m recipes.qlora_multitask --config ...`` works the same)::
 
     accelerate launch recipes/qlora_multitask.py --config recipes/configs/qlora_multitask/smollm2_cpu.yaml
+
+    # several GPUs: one 4-bit copy per GPU (DDP), or the 4-bit weights sharded (QLoRA + FSDP)
+    accelerate launch --config_file recipes/accelerate_configs/ddp.yaml recipes/qlora_multitask.py --config ...
+    accelerate launch --config_file recipes/accelerate_configs/fsdp_qlora.yaml recipes/qlora_multitask.py \\
+        --config recipes/configs/qlora_multitask/llama3_8b_gpu.yaml --bf16 true --bnb_4bit_quant_storage bfloat16
+
+    # two CPU processes (gloo); a `use_cpu` config or `--cpu` silently starts ONE process:
+    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \\
+        --mixed_precision no --dynamo_backend no recipes/qlora_multitask.py --config ...
 
 ``--quantization false`` = plain LoRA; ``--eval_split dev`` scores dev; ``--push_to_hub --hub_model_id me/x`` pushes
 the adapter (``hub_push: merged``: the base reloaded in full precision with the adapter folded in, also written by
 ``--merge_adapter``). Writes the adapter, ``confusion_<task>.png`` and :data:`toolkit.run.ARTIFACTS`.
 """
 
-# No `from __future__ import annotations`: tests load this script without registering it in sys.modules, and
-# dataclasses must then see real (not string) annotations.
 import copy
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from trl import SFTConfig
 
-from toolkit.baselines.multitask import load_lora_student, run_baselines
+from toolkit import configs
+from toolkit.baselines.multitask import run_baselines
 from toolkit.configs import apply_cpu_safe_defaults, setup_logging
-from toolkit.configs import make_parser as _make_parser
-from toolkit.methods.multitask import formats as mt
+from toolkit.distributed import is_main_process, wait_for_everyone
 from toolkit.methods.multitask import report
-from toolkit.methods.multitask.data import load_mixture_splits, parse_task_spec
-from toolkit.methods.multitask.mixture import MIXTURE_STRATEGIES, build_mixture, dev_rows
+from toolkit.methods.multitask.config import MultitaskConfig
+from toolkit.methods.multitask.data import load_mixture_splits
+from toolkit.methods.multitask.formats import evaluate
+from toolkit.methods.multitask.mixture import build_mixture, dev_rows
 from toolkit.models.loading import load_tokenizer
+from toolkit.models.students import load_student, lora_config
 from toolkit.run import Card, Push, finish_run
 from toolkit.runtime import configure_threads
-from toolkit.training.budget import BASELINE_BUDGETS
-from toolkit.training.sft import copy_card_to_merged, merge_adapter, sft_trainer, train
+from toolkit.training.sft import (
+    copy_card_to_merged,
+    distributed_info,
+    generation_model,
+    merge_adapter,
+    sft_trainer,
+    train,
+)
 from toolkit.training.tracking import require_tensorboard, resume_checkpoint
 
-H = "help"
 DESCRIPTION = (
     "One causal LM fine-tuned with a 4-bit NF4 + LoRA (QLoRA) adapter on a weighted mixture of classification, "
     "intent and slot-filling tasks, each an instruction with a parseable answer (Zhao et al. 2024)."
 )
+# Left out of a Hub push of the adapter: the baselines' logs, the merged copy, checkpoints, TensorBoard runs.
+PUSH_IGNORE = ["baselines/*", "merged/*", "checkpoint-*", "*.pt", "*.pth", "runs/*"]
 
 
 @dataclass
-class MultitaskArguments:
-    """What to train on, how to quantize, which baselines to run."""
+class MultitaskArguments(MultitaskConfig):
+    """The method's knobs (:class:`MultitaskConfig`, one flag each) and what to publish."""
 
-    model_name_or_path: str = field(default="local:smollm2-135m", metadata={H: "Causal LM (Llama family first)."})
-    tasks: list[str] = field(
-        default_factory=lambda: ["20ng:topic", "snips:intent_slots"],
-        metadata={H: "Mixture entries '<source>:<task>'; task in topic/intent/slots/intent_slots."},
-    )
-    task_weights: list[float] | None = field(default=None, metadata={H: "One weight per task (default 1 each)."})
-    mixture_strategy: str = field(default="weighted", metadata={H: "weighted | proportional | temperature."})
-    mixture_temperature: float = field(default=1.0, metadata={H: "T for temperature sampling."})
-    train_size: int = field(default=300, metadata={H: "Train rows per task (subsample, -1 = all)."})
-    test_path: list[str] | None = field(default=None, metadata={H: "One test file per task ('-' = official/carved)."})
-    dev_path: list[str] | None = field(default=None, metadata={H: "One dev file per task ('-' = official/carved)."})
-    eval_split: str = field(default="test", metadata={H: "Split the table scores: test | dev (for tuning)."})
-    test_size: int = field(default=200, metadata={H: "Test rows per task (subsample, -1 = all)."})
-    dev_curve_rows: int = field(default=0, metadata={H: "Dev rows per task for the dev-loss curve (0 = none)."})
-    max_text_tokens: int = field(default=128, metadata={H: "Truncate topic texts to this many LM tokens."})
-    quantization: bool = field(default=True, metadata={H: "4-bit NF4 + double quant (QLoRA); false = LoRA."})
-    lora_r: int = field(default=16, metadata={H: "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={H: "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={H: "LoRA dropout."})
-    lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"], metadata={H: "LoRA targets."})
-    baselines: list[str] = field(
-        default_factory=lambda: ["single_task", "encoder"], metadata={H: "Any of: single_task, encoder (or none)."}
-    )
-    baseline_budget: str = field(default="per_model", metadata={H: f"Baseline steps: {' | '.join(BASELINE_BUDGETS)}."})
-    encoder_model: str = field(default="local:minilm-l6", metadata={H: "Encoder baseline checkpoint."})
-    encoder_learning_rate: float = field(default=1e-4, metadata={H: "Encoder baseline learning rate."})
-    label_decoding: str = field(default="constrained", metadata={H: "constrained (label trie) | free (greedy)."})
-    max_new_tokens: int = field(default=48, metadata={H: "Generation budget per answer."})
-    eval_batch_size: int = field(default=16, metadata={H: "Generation batch size."})
-    merge_adapter: bool = field(default=False, metadata={H: "Also save a merged full checkpoint in merged/."})
-    hub_push: str = field(default="adapter", metadata={H: "What --push_to_hub uploads: adapter | merged."})
-    data_dir: str | None = field(default=None, metadata={H: "Data root (default $TOOLKIT_DATA_DIR)."})
+    merge_adapter: bool = field(default=False, metadata={"help": "Also save a merged full checkpoint in merged/."})
+    hub_push: str = field(default="adapter", metadata={"help": "What --push_to_hub uploads: adapter | merged."})
 
     def __post_init__(self):
-        for spec in self.tasks:
-            parse_task_spec(spec)
-        if not self.tasks:
-            raise ValueError("tasks must name at least one '<source>:<task>'")
-        if self.task_weights is not None and len(self.task_weights) != len(self.tasks):
-            raise ValueError(f"{len(self.task_weights)} task_weights for {len(self.tasks)} tasks")
-        self.baselines = [b for b in self.baselines if b != "none"]  # `--baselines none` turns them all off
-        if set(self.baselines) - {"single_task", "encoder"}:
-            raise ValueError(f"unknown baselines {self.baselines}; expected single_task / encoder")
-        for name in ("test_path", "dev_path"):
-            if getattr(self, name) is not None and len(getattr(self, name)) != len(self.tasks):
-                raise ValueError(f"{name} entries must be one per task ('-' = the default)")
-        choices = {
-            "mixture_strategy": MIXTURE_STRATEGIES,
-            "eval_split": ("test", "dev"),
-            "hub_push": ("adapter", "merged"),
-        }
-        choices |= {"baseline_budget": BASELINE_BUDGETS, "label_decoding": ("constrained", "free")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}")
+        super().__post_init__()
+        if self.hub_push not in ("adapter", "merged"):
+            raise ValueError(f"hub_push must be adapter or merged, got {self.hub_push!r}")
+
+    def method_config(self) -> MultitaskConfig:
+        """The method's config alone (what the library receives), a copy of these arguments' method fields."""
+        return MultitaskConfig(**{knob.name: getattr(self, knob.name) for knob in fields(MultitaskConfig)})
 
 
 def make_parser():
-    return _make_parser([MultitaskArguments, SFTConfig])
+    """The recipe's parser: its own arguments, then TRL's ``SFTConfig``."""
+    return configs.make_parser([MultitaskArguments, SFTConfig])
 
 
-def main(script_args: MultitaskArguments, training_args: SFTConfig):
+def card_sections(config: MultitaskConfig, mixture_info: dict) -> dict[str, str]:
+    """The model card's own sections: the task mixture as drawn, and how the student was quantized."""
+    counts = mixture_info["mixture_counts"]
+    mixture = [
+        f"- `{task}`: p={p:.3f}, {counts[task]} training rows drawn" for task, p in mixture_info["mixture"].items()
+    ]
+    if config.quantization:
+        quantization = "4-bit NF4, double quantization (bitsandbytes), LoRA on top (QLoRA)"
+    else:
+        quantization = "none (LoRA on the full-precision model)"
+    lora = f"LoRA r={config.lora_r}, alpha={config.lora_alpha}, targets={config.lora_target_modules}"
+    return {"Tasks and mixture": "\n".join(mixture), "Quantization": f"{quantization}; {lora}"}
+
+
+def main(script_args: MultitaskArguments, training_args: SFTConfig) -> dict:
+    """Train the multi-task model and its baselines, score them all on the same rows, write (and push) the run."""
     setup_logging()
     configure_threads()
     apply_cpu_safe_defaults(training_args)
     require_tensorboard(training_args.report_to)
+    config = script_args.method_config()
     training_args.resume_from_checkpoint = resume_checkpoint(training_args)  # only the multi-task model resumes
-    push, training_args.push_to_hub = training_args.push_to_hub, False  # finish_run pushes, once, at the end
+    push = training_args.push_to_hub
+    training_args.push_to_hub = False  # finish_run pushes, once, at the end
     if push and not training_args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id")
-    out, sa, args = training_args.output_dir, script_args, copy.deepcopy(training_args)
+    out = training_args.output_dir
+    args = copy.deepcopy(training_args)  # the multi-task model's: the mixture sets its eval strategy
 
     # ---- Data ----
-    tokenizer = load_tokenizer(sa.model_name_or_path)
+    tokenizer = load_tokenizer(config.model_name_or_path)
     splits, scored = load_mixture_splits(
-        sa.tasks, tokenizer, train_size=sa.train_size, test_size=sa.test_size, seed=args.seed, data_dir=sa.data_dir,
-        test_paths=sa.test_path, dev_paths=sa.dev_path, eval_split=sa.eval_split, need_dev=sa.dev_curve_rows > 0,
-        max_text_tokens=sa.max_text_tokens,
-    )  # fmt: skip
-    chat = bool(tokenizer.chat_template)
-    weights = dict(zip(sa.tasks, sa.task_weights or [1.0] * len(sa.tasks)))
-    mixture, mix_info = build_mixture(
-        splits, weights, args, strategy=sa.mixture_strategy, temperature=sa.mixture_temperature, use_chat=chat
+        config.tasks,
+        tokenizer,
+        train_size=config.train_size,
+        test_size=config.test_size,
+        seed=args.seed,
+        data_dir=config.data_dir,
+        test_paths=config.test_path,
+        dev_paths=config.dev_path,
+        eval_split=config.eval_split,
+        need_dev=config.dev_curve_rows > 0,
+        max_text_tokens=config.max_text_tokens,
     )
-    dev = dev_rows(splits, sa.dev_curve_rows, chat) if sa.dev_curve_rows > 0 else None  # sets the step budget
-    args.eval_strategy = args.eval_strategy if dev is not None else "no"
+    chat = bool(tokenizer.chat_template)
+    mixture, mixture_info = build_mixture(
+        splits,
+        config.weights,
+        args,
+        strategy=config.mixture_strategy,
+        temperature=config.mixture_temperature,
+        use_chat=chat,
+        max_listed_labels=config.max_listed_labels,
+    )
+    dev = None
+    if config.dev_curve_rows > 0:
+        dev = dev_rows(splits, config.dev_curve_rows, chat, config.max_listed_labels)
+    else:
+        args.eval_strategy = "no"
 
     # ---- Model ----
-    model, peft_config = load_lora_student(sa, args)
+    model, _, _ = load_student(
+        config.model_name_or_path,
+        quantization=config.quantization_mode,
+        quant_storage=config.bnb_4bit_quant_storage,
+        gradient_checkpointing=bool(args.gradient_checkpointing),
+        attach_lora=False,
+    )
+    peft_config = lora_config(
+        r=config.lora_r,
+        alpha=config.lora_alpha,
+        dropout=config.lora_dropout,
+        target_modules=config.lora_target_modules,
+    )
 
     # ---- Trainer ----
     trainer = sft_trainer(model, tokenizer, args, mixture, eval_dataset=dev, peft_config=peft_config)
 
     # ---- Train ----
-    info = train(trainer) | mix_info
+    info = train(trainer) | mixture_info
 
-    # ---- Evaluate ----
-    gen = {"max_new_tokens": sa.max_new_tokens, "batch_size": sa.eval_batch_size}
-    results, predictions = mt.evaluate(
-        "multitask", trainer.model, tokenizer, splits, constrained=sa.label_decoding == "constrained", **gen
-    )
-    summary, tables = {"multitask": {"train": info, "eval": results}, "scored": scored}, report.Tables()
-    name = "multi-task QLoRA (one model)" if sa.quantization else "multi-task LoRA (one model)"
+    # ---- Evaluate: every rank generates its share of the test rows, then the baselines ----
+    with generation_model(trainer) as trained:
+        results, predictions = evaluate(
+            "multitask",
+            trained,
+            tokenizer,
+            splits,
+            max_new_tokens=config.max_new_tokens,
+            batch_size=config.eval_batch_size,
+            constrained=config.constrained,
+            max_listed_labels=config.max_listed_labels,
+        )
+    summary = {"multitask": {"train": info, "eval": results}, "scored": scored}
+    summary["distributed"] = distributed_info(trainer)
+    tables = report.Tables()
+    name = "multi-task QLoRA (one model)" if config.quantization else "multi-task LoRA (one model)"
     tables.add_model("multitask", name, results, info, approach="multi-task")
-    run_baselines(splits, sa, training_args, tokenizer, info, summary, tables, predictions)
-    results_md = tables.finish(summary, scored, sa.baseline_budget)
+    baselines = run_baselines(
+        config=config, splits=splits, tokenizer=tokenizer, training_args=training_args, multitask_info=info
+    )
+    summary |= baselines.summary
+    predictions += baselines.predictions
+    tables.extend(baselines.tables)
+    results_md = tables.finish(summary, scored, config.baseline_budget)
 
-    # ---- Finish ----
-    if training_args.process_index != 0:
-        return summary
+    # ---- Finish: every rank takes part in saving (FSDP gathers the weights), the main process writes ----
     trainer.save_model(out)
-    tokenizer.save_pretrained(out)
-    report.plot_confusions(out, splits, predictions)
-    merged = os.path.join(out, "merged")
-    if sa.merge_adapter or (push and sa.hub_push == "merged"):
-        merge_adapter(out, sa.model_name_or_path, merged)
-    quant = "4-bit NF4, double quantization (bitsandbytes), LoRA on top (QLoRA)" if sa.quantization else None
-    mixture_md = [
-        f"- `{k}`: p={p:.3f}, {info['mixture_counts'][k]} training rows drawn" for k, p in mix_info["mixture"].items()
-    ]
-    finish_run(
-        out,
-        metrics=summary,
-        results_md=results_md,
-        predictions=predictions,
-        log_history=trainer.state.log_history,
-        config={"script_args": sa, "training_args": training_args},
-        card=Card(
-            base_model=sa.model_name_or_path, task="text-classification", recipe="qlora_multitask",
-            description=DESCRIPTION, model_name=training_args.hub_model_id, datasets=[sp.source for sp in splits],
-            library_name="peft", extra_sections={
-                "Tasks and mixture": "\n".join(mixture_md),
-                "Quantization": (quant or "none (LoRA on the full-precision model)")
-                + f"; LoRA r={sa.lora_r}, alpha={sa.lora_alpha}, targets={sa.lora_target_modules}",
-            },
-        ),
-        card_metrics={"multitask": {f"{t} {k}": v for t, m in results.items() for k, v in m.items()}},
-        push=Push(
-            training_args.hub_model_id if push else None, training_args.hub_token, bool(training_args.hub_private_repo),
-            merged if sa.hub_push == "merged" else None, ["baselines/*", "merged/*", "checkpoint-*", "*.pt", "*.pth", "runs/*"],
-        ),
-    )  # fmt: skip
-    if os.path.isdir(merged):
-        copy_card_to_merged(out, merged)
-    print(results_md)
+    if is_main_process():
+        tokenizer.save_pretrained(out)
+        report.plot_confusions(out, splits, predictions)
+        merged = os.path.join(out, "merged")
+        if script_args.merge_adapter or (push and script_args.hub_push == "merged"):
+            merge_adapter(out, config.model_name_or_path, merged)
+        finish_run(
+            out,
+            metrics=summary,
+            results_md=results_md,
+            predictions=predictions,
+            log_history=trainer.state.log_history,
+            config={"script_args": script_args, "training_args": training_args},
+            card=Card(
+                base_model=config.model_name_or_path,
+                task="text-classification",
+                recipe="qlora_multitask",
+                description=DESCRIPTION,
+                model_name=training_args.hub_model_id,
+                datasets=[sp.source for sp in splits],
+                library_name="peft",
+                extra_sections=card_sections(config, info),
+            ),
+            card_metrics={"multitask": {f"{task} {k}": v for task, m in results.items() for k, v in m.items()}},
+            push=Push(
+                repo_id=training_args.hub_model_id if push else None,
+                token=training_args.hub_token,
+                private=bool(training_args.hub_private_repo),
+                folder=merged if script_args.hub_push == "merged" else None,
+                ignore_patterns=PUSH_IGNORE,
+            ),
+        )
+        if os.path.isdir(merged):
+            copy_card_to_merged(out, merged)
+        print(results_md)
+    wait_for_everyone()
     return summary
 
 

@@ -5,134 +5,224 @@
   intent model and a slot model, scored together with a joint exact match.
 - **Encoder models** (:func:`run_encoder_baselines`): the paper's RoBERTa stand-in (``local:minilm-l6`` offline),
   a sequence classifier per label task and a token classifier for slots; its label predictions go through the same
-  :func:`toolkit.evaluation.label_scoring.label_scores` (strict = snapped for an argmax, macro-F1 over the train label set).
+  :func:`toolkit.evaluation.label_scoring.label_scores` (strict = snapped for an argmax, macro-F1 over the train
+  label set).
 
-:func:`run_baselines` runs what the recipe asks for at the step budget :func:`toolkit.training.budget.baseline_steps`
-gives each model, and adds their rows to the run's :class:`toolkit.methods.multitask.report.Tables`.
+:func:`run_baselines` runs what a :class:`~toolkit.methods.multitask.config.MultitaskConfig` asks for at the step
+budget :func:`toolkit.training.budget.baseline_steps` gives each model and returns their metrics, prediction rows and
+table rows (:class:`BaselineResults`).
+
+Under several processes every rank calls it: each baseline is one ``Trainer`` run, data-parallel over the ranks
+with the multi-task model's global batch (trained once, sharded, never once per rank), and its test rows are
+generated sharded (:func:`toolkit.methods.multitask.formats.evaluate`). Nothing is written but the ``Trainer``'s own
+logs; the recipe's main process writes the artifacts.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+from dataclasses import dataclass, field
 from typing import Any
+
+from transformers import TrainingArguments
 
 from toolkit.baselines.encoder import finetune_sequence_classifier, finetune_token_classifier
 from toolkit.evaluation.label_scoring import label_scores
-from toolkit.methods.multitask import formats as mt
 from toolkit.methods.multitask import report
+from toolkit.methods.multitask.config import MultitaskConfig
+from toolkit.methods.multitask.data import TaskSplits
+from toolkit.methods.multitask.formats import evaluate, two_model_exact_match
 from toolkit.methods.multitask.mixture import build_mixture
 from toolkit.models.students import load_student, lora_config
 from toolkit.training.budget import baseline_steps, model_parts
-from toolkit.training.sft import sft_trainer, train
+from toolkit.training.sft import generation_model, sft_trainer, train
 from toolkit.training.tracking import report_to_list
 
-__all__ = ["as_task", "load_lora_student", "run_baselines", "run_encoder_baselines", "run_single_task_baselines"]
+__all__ = [
+    "BaselineResults",
+    "as_task",
+    "run_baselines",
+    "run_encoder_baselines",
+    "run_single_task_baselines",
+]
 
 
-def load_lora_student(script_args, training_args):
-    """The recipe's student, bare (4-bit NF4 when ``quantization``), and the LoRA config for ``SFTTrainer``."""
-    model, _, _ = load_student(
-        script_args.model_name_or_path,
-        quantization="4bit" if script_args.quantization else None,
-        gradient_checkpointing=bool(training_args.gradient_checkpointing),
-        attach_lora=False,
-    )
-    peft_config = lora_config(
-        r=script_args.lora_r,
-        alpha=script_args.lora_alpha,
-        dropout=script_args.lora_dropout,
-        target_modules=script_args.lora_target_modules,
-    )
-    return model, peft_config
+@dataclass
+class BaselineResults:
+    """What baselines add to a run: ``summary`` entries (metrics.json), prediction rows and table rows."""
+
+    summary: dict[str, Any] = field(default_factory=dict)
+    predictions: list[dict] = field(default_factory=list)
+    tables: report.Tables = field(default_factory=report.Tables)
+
+    def extend(self, other: BaselineResults) -> None:
+        """Append ``other``'s entries, rows and table rows after this one's."""
+        self.summary |= other.summary
+        self.predictions += other.predictions
+        self.tables.extend(other.tables)
 
 
-def as_task(sp, task):
+def as_task(sp: TaskSplits, task: str) -> TaskSplits:
     """A copy of a joint intent+slots split retargeted to ``task`` (same rows)."""
     part = copy.copy(sp)
-    part.task, part.name = task, f"{sp.name.rsplit(':', 1)[0]}:{task}"
+    part.task = task
+    part.name = f"{sp.name.rsplit(':', 1)[0]}:{task}"
     part.labels = sp.labels if task == "intent" else None
     return part
 
 
-def _train_single(name, part, script_args, training_args, tokenizer, max_steps):
-    """One single-task model: trained (metrics only, no checkpoints) and scored like the multi-task model."""
+def _baseline_args(training_args: TrainingArguments, name: str, max_steps: int | None) -> TrainingArguments:
+    """The multi-task model's arguments for one baseline model: its own folder, no checkpoints, no dev curve."""
     args = copy.deepcopy(training_args)
     if max_steps is not None:  # equal-total-budget baselines: this model's share of the multi-task steps
         args.max_steps = max_steps
     args.output_dir = os.path.join(training_args.output_dir, "baselines", name.replace(":", "_"))
-    args.save_strategy, args.resume_from_checkpoint, args.eval_strategy = "no", None, "no"
-    weights = dict(zip(script_args.tasks, script_args.task_weights or [1.0] * len(script_args.tasks)))
+    args.save_strategy = "no"
+    args.resume_from_checkpoint = None
+    args.eval_strategy = "no"
+    return args
+
+
+def _train_single(name, part, *, config, training_args, tokenizer, max_steps):
+    """One single-task model: trained (metrics only, no checkpoints) and scored like the multi-task model."""
+    args = _baseline_args(training_args, name, max_steps)
     rows, mix_info = build_mixture(
         [part],
-        weights,
+        config.weights,
         args,
-        strategy=script_args.mixture_strategy,
-        temperature=script_args.mixture_temperature,
+        strategy=config.mixture_strategy,
+        temperature=config.mixture_temperature,
         use_chat=bool(tokenizer.chat_template),
+        max_listed_labels=config.max_listed_labels,
     )
-    model, peft_config = load_lora_student(script_args, args)
+    model, _, _ = load_student(
+        config.model_name_or_path,
+        quantization=config.quantization_mode,
+        quant_storage=config.bnb_4bit_quant_storage,
+        gradient_checkpointing=bool(args.gradient_checkpointing),
+        attach_lora=False,
+    )
+    peft_config = lora_config(
+        r=config.lora_r,
+        alpha=config.lora_alpha,
+        dropout=config.lora_dropout,
+        target_modules=config.lora_target_modules,
+    )
     trainer = sft_trainer(model, tokenizer, args, rows, peft_config=peft_config)
     info = train(trainer) | mix_info
-    results, preds = mt.evaluate(
-        name,
-        trainer.model,
-        tokenizer,
-        [part],
-        max_new_tokens=script_args.max_new_tokens,
-        batch_size=script_args.eval_batch_size,
-        constrained=script_args.label_decoding == "constrained",
-    )
-    return info, results, preds
+    with generation_model(trainer) as trained:
+        results, predictions = evaluate(
+            name,
+            trained,
+            tokenizer,
+            [part],
+            max_new_tokens=config.max_new_tokens,
+            batch_size=config.eval_batch_size,
+            constrained=config.constrained,
+            max_listed_labels=config.max_listed_labels,
+        )
+    return info, results, predictions
 
 
-def run_single_task_baselines(splits, script_args, training_args, tokenizer, steps, summary, tables, predictions):
-    """Train and score one (Q)LoRA model per entry (two for a joint entry); fills ``summary`` / ``tables``."""
-    kind = "single-task QLoRA" if script_args.quantization else "single-task LoRA"
+def run_single_task_baselines(
+    *,
+    config: MultitaskConfig,
+    splits: list[TaskSplits],
+    tokenizer,
+    training_args: TrainingArguments,
+    steps: dict[str, int] | None = None,
+) -> BaselineResults:
+    """Train and score one (Q)LoRA model per mixture entry (two for a joint entry: an intent and a slot model).
+
+    Args:
+        config: The run's method config (student, LoRA, mixture, decoding).
+        splits: The mixture entries, as the multi-task model saw them.
+        tokenizer: The student's tokenizer.
+        training_args: The multi-task model's ``SFTConfig``; each model gets a deep copy.
+        steps: ``{model name: max_steps}`` (:func:`toolkit.training.budget.baseline_steps`), ``None`` = the
+            multi-task model's budget for each.
+    """
+    kind = "single-task QLoRA" if config.quantization else "single-task LoRA"
+    out = BaselineResults()
     all_infos = []
     for sp in splits:
         parts = [sp] if sp.task != "intent_slots" else [as_task(sp, "intent"), as_task(sp, "slots")]
-        merged, infos, by_task = {}, [], {}
+        merged: dict[str, Any] = {}
+        infos, by_task = [], {}
         for part in parts:
             name = f"single:{part.name}"
             info, results, rows = _train_single(
-                name, part, script_args, training_args, tokenizer, (steps or {}).get(part.name)
+                name,
+                part,
+                config=config,
+                training_args=training_args,
+                tokenizer=tokenizer,
+                max_steps=(steps or {}).get(part.name),
             )
-            summary[name] = {"train": info, "eval": results}
-            predictions += rows
-            tables.validity += report.validity_rows(name, results)
+            out.summary[name] = {"train": info, "eval": results}
+            out.predictions += rows
+            out.tables.validity += report.validity_rows(name, results)
             by_task[part.task] = rows
             merged[sp.name] = merged.get(sp.name, {}) | results[part.name]
             infos.append(info)
         if sp.task == "intent_slots":
-            merged[sp.name]["exact_match"] = mt.two_model_exact_match(by_task["intent"], by_task["slots"])
-            summary[f"single:{sp.name}:two_model_exact_match"] = merged[sp.name]["exact_match"]
+            merged[sp.name]["exact_match"] = two_model_exact_match(by_task["intent"], by_task["slots"])
+            out.summary[f"single:{sp.name}:two_model_exact_match"] = merged[sp.name]["exact_match"]
         label = kind + (" x2 (intent model + slot model)" if len(parts) == 2 else "")
-        tables.table.append(report.headline_row(f"{label}: {sp.name}", merged, report.compute_of(*infos)))
+        out.tables.table.append(report.headline_row(f"{label}: {sp.name}", merged, report.compute_of(*infos)))
         all_infos += infos
-    tables.add_total("single-task LoRA (all)", len(all_infos), report.compute_of(*all_infos))
+    out.tables.add_total("single-task LoRA (all)", len(all_infos), report.compute_of(*all_infos))
+    return out
 
 
-def run_baselines(splits, script_args, training_args, tokenizer, info, summary, tables, predictions) -> None:
-    """Every baseline of ``script_args.baselines`` at ``script_args.baseline_budget`` (see the module docstring).
+def _encoder_results(
+    config: MultitaskConfig, splits: list[TaskSplits], training_args: TrainingArguments, steps: dict[str, int] | None
+) -> BaselineResults:
+    """The encoder baselines (:func:`run_encoder_baselines`) as summary, prediction and table rows."""
+    model = config.encoder_model
+    encoder = run_encoder_baselines(model, splits, training_args, config.encoder_learning_rate, steps=steps)
+    out = BaselineResults(summary={"encoder": encoder["summary"]}, predictions=encoder["predictions"])
+    compute = report.compute_of(*encoder["results"].values())
+    out.tables.validity += report.validity_rows("encoder", encoder["results"])
+    out.tables.table.append(report.headline_row(f"encoder {model} (seq + token cls)", encoder["results"], compute))
+    models = sum(1 + (sp.task == "intent_slots") for sp in splits)
+    out.tables.add_total(f"encoder {model}", models, compute)
+    return out
+
+
+def run_baselines(
+    *,
+    config: MultitaskConfig,
+    splits: list[TaskSplits],
+    tokenizer,
+    training_args: TrainingArguments,
+    multitask_info: dict[str, Any],
+) -> BaselineResults:
+    """Every baseline of ``config.baselines`` at ``config.baseline_budget`` (see the module docstring).
 
     Args:
-        info: The multi-task model's training info (``train_steps``, ``mixture``): what the budget splits.
-        summary, tables, predictions: The run's metrics, tables and prediction rows, extended in place.
+        config: The run's method config.
+        splits: The mixture entries the multi-task model trained and was scored on.
+        tokenizer: The student's tokenizer.
+        training_args: The multi-task model's ``SFTConfig`` (copied per model, never changed).
+        multitask_info: The multi-task model's training info (``train_steps``, ``mixture``): what the budget splits.
+
+    Returns:
+        The baselines' ``summary`` entries (``baseline_budget``, ``single:<task>``, ``encoder``), prediction rows and
+        table rows, in that order: single-task models first, then the encoders.
     """
-    steps = baseline_steps(script_args.baseline_budget, info["train_steps"], splits, info["mixture"])
-    summary["baseline_budget"] = {"mode": script_args.baseline_budget, "steps_per_model": steps}
-    if "single_task" in script_args.baselines:
-        run_single_task_baselines(splits, script_args, training_args, tokenizer, steps, summary, tables, predictions)
-    if "encoder" in script_args.baselines:
-        model = script_args.encoder_model
-        enc = run_encoder_baselines(model, splits, training_args, script_args.encoder_learning_rate, steps=steps)
-        summary["encoder"] = enc["summary"]
-        predictions += enc["predictions"]
-        compute = report.compute_of(*enc["results"].values())
-        tables.validity += report.validity_rows("encoder", enc["results"])
-        tables.table.append(report.headline_row(f"encoder {model} (seq + token cls)", enc["results"], compute))
-        tables.add_total(f"encoder {model}", sum(1 + (sp.task == "intent_slots") for sp in splits), compute)
+    steps = baseline_steps(config.baseline_budget, multitask_info["train_steps"], splits, multitask_info["mixture"])
+    out = BaselineResults(summary={"baseline_budget": {"mode": config.baseline_budget, "steps_per_model": steps}})
+    if "single_task" in config.baselines:
+        out.extend(
+            run_single_task_baselines(
+                config=config, splits=splits, tokenizer=tokenizer, training_args=training_args, steps=steps
+            )
+        )
+    if "encoder" in config.baselines:
+        out.extend(_encoder_results(config, splits, training_args, steps))
+    return out
 
 
 def run_encoder_baselines(

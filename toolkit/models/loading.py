@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -258,12 +260,16 @@ def load_tokenizer(name: str, padding_side: str | None = None):
     return tokenizer
 
 
-def bnb_4bit_config(compute_dtype: Any = None):
+def bnb_4bit_config(compute_dtype: Any = None, quant_storage: Any = None):
     """bitsandbytes 4-bit NF4 config with double quantization (the QLoRA recipe).
 
     Args:
         compute_dtype: override the matmul dtype. Default: bf16 on CUDA; fp32 elsewhere because CPUs
             without native bf16 run bf16 matmuls 20-30x slower.
+        quant_storage: dtype (or its name) the packed 4-bit weights are stored in. Default: the compute dtype,
+            as TRL's QLoRA + FSDP setup does: FSDP flattens every parameter of a wrapped block into one tensor, so
+            the packed weights must share the dtype of the block's other (norm, LoRA) parameters. The packed
+            bytes are the same whatever the storage dtype; only how many elements they count as changes.
 
     Raises:
         ImportError: bitsandbytes is missing (message has the pip command).
@@ -271,12 +277,44 @@ def bnb_4bit_config(compute_dtype: Any = None):
     _require_bitsandbytes()
     if compute_dtype is None:
         compute_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    compute_dtype = _to_dtype(compute_dtype)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute_dtype,
+        bnb_4bit_quant_storage=_to_dtype(quant_storage) or compute_dtype,
     )
+
+
+def has_accelerator() -> bool:
+    """Whether a CUDA or XPU device is visible (what FSDP and bitsandbytes' GPU kernels need)."""
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+
+
+def fsdp_enabled() -> bool:
+    """Whether this process trains under FSDP: launched with an FSDP config (or ``--fsdp``), on GPUs.
+
+    Both launches set ``ACCELERATE_USE_FSDP`` before the model is loaded, which is when placement is decided.
+    Without GPUs accelerate runs an FSDP config as plain DDP, so the flag alone is not enough.
+    """
+    return parse_flag_from_env("ACCELERATE_USE_FSDP") and has_accelerator()
+
+
+def kbit_device_map() -> dict[str, Any] | None:
+    """Where a 4-bit model goes in this process: TRL's k-bit device map, made FSDP-aware.
+
+    - Under FSDP: ``None``; FSDP places and shards the weights itself (a per-rank map would load the whole model
+      on every GPU first).
+    - On CUDA / XPU: ``{"": local process index}``, TRL's ``get_kbit_device_map`` (one GPU per DDP rank; a plain
+      ``"cuda"`` would put every rank's copy on GPU 0).
+    - Elsewhere: ``{"": default_device()}`` (bitsandbytes quantizes while it places the weights).
+    """
+    if fsdp_enabled():
+        return None
+    if has_accelerator():
+        return {"": PartialState().local_process_index}
+    return {"": default_device()}
 
 
 def _require_bitsandbytes() -> None:
@@ -307,6 +345,7 @@ def load_causal_lm(
     dtype: Any = None,
     device_map: Any = None,
     attn_implementation: str | None = "sdpa",
+    quant_storage: Any = None,
 ):
     """Load a decoder-only LM.
 
@@ -315,10 +354,11 @@ def load_causal_lm(
         quantization: ``None`` or ``"4bit"`` (bitsandbytes NF4 + double quant, see :func:`bnb_4bit_config`).
         dtype: torch dtype or its name. Default fp32 on CPU (bf16 is very slow there), the checkpoint's
             own dtype (``"auto"``) on GPU.
-        device_map: passed to ``from_pretrained``. With 4-bit and no map, the model goes to
-            :func:`default_device` (bitsandbytes quantizes while placing weights).
+        device_map: passed to ``from_pretrained``. With 4-bit and no map, :func:`kbit_device_map` decides (this
+            rank's GPU under DDP, FSDP's own placement under FSDP, :func:`default_device` without a GPU).
         attn_implementation: ``"sdpa"`` (default: fused attention keeps no ``seq x seq`` probabilities per layer
             for backward, as ``"eager"`` does), or ``None`` for transformers' own choice per architecture.
+        quant_storage: 4-bit only: the storage dtype of the packed weights (see :func:`bnb_4bit_config`).
 
     Returns:
         The ``AutoModelForCausalLM`` instance in eval mode.
@@ -332,12 +372,15 @@ def load_causal_lm(
         resolved_dtype = "auto" if torch.cuda.is_available() else torch.float32
     kwargs["dtype"] = resolved_dtype
     if quantization == "4bit":
-        kwargs["quantization_config"] = bnb_4bit_config()
+        kwargs["quantization_config"] = bnb_4bit_config(quant_storage=quant_storage)
         if device_map is None:
-            device_map = {"": default_device()}
+            device_map = kbit_device_map()
         if resolved_dtype == "auto":
-            # Non-quantized parts (norms, embeddings) follow the compute dtype.
-            kwargs["dtype"] = kwargs["quantization_config"].bnb_4bit_compute_dtype
+            # Non-quantized parts (norms, embeddings) take the storage dtype (one dtype per FSDP block), else the
+            # compute dtype (an integer storage such as uint8).
+            config = kwargs["quantization_config"]
+            storage = config.bnb_4bit_quant_storage
+            kwargs["dtype"] = storage if storage.is_floating_point else config.bnb_4bit_compute_dtype
     if device_map is not None:
         kwargs["device_map"] = device_map
     t0 = time.perf_counter()

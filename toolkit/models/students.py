@@ -82,6 +82,7 @@ def load_student(
     lora_dropout: float = 0.05,
     lora_target_modules: str | list[str] = "all-linear",
     quantization: str | None = None,
+    quant_storage: Any = None,
     dtype: Any = None,
     gradient_checkpointing: bool = False,
     attach_lora: bool = True,
@@ -96,6 +97,7 @@ def load_student(
         lora_dropout: dropout on the LoRA branch.
         lora_target_modules: modules to adapt; ``"all-linear"`` adapts every linear layer but the output head.
         quantization: ``None`` or ``"4bit"`` (causal only; QLoRA — implies ``lora=True``).
+        quant_storage: 4-bit only: storage dtype of the packed weights (see :func:`toolkit.models.loading.bnb_4bit_config`).
         dtype: torch dtype (name) for the weights; default fp32 on CPU.
         gradient_checkpointing: 4-bit only: let ``prepare_model_for_kbit_training`` turn it on (with input grads).
         attach_lora: ``False`` returns the model without the adapter (4-bit weights still prepared): hand
@@ -116,9 +118,14 @@ def load_student(
             raise ValueError("4-bit quantization is only supported for causal students")
         model = models.load_seq2seq_lm(name_or_path, dtype=dtype)
     else:
-        model = models.load_causal_lm(name_or_path, quantization=quantization, dtype=dtype)
+        model = models.load_causal_lm(
+            name_or_path, quantization=quantization, dtype=dtype, quant_storage=quant_storage
+        )
         if quantization is not None:
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+            # Not under FSDP: the preparation upcasts norms and embeddings to fp32, and FSDP cannot flatten a block
+            # of mixed dtypes (TRL skips it for sharded QLoRA too); the trainer turns on gradient checkpointing.
+            if not models.fsdp_enabled():
+                model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
             lora = True
     if getattr(model.generation_config, "pad_token_id", None) is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -152,6 +159,7 @@ def generate(
     eos_token_ids: Sequence[int] | None = None,
     constraint: Callable[[int], Callable] | None = None,
     return_stats: bool = False,
+    synced_gpus: bool = False,
 ):
     """Decode with greedy (``num_beams=1``) or beam search; returns stripped strings in input order.
 
@@ -169,6 +177,8 @@ def generate(
             :meth:`toolkit.models.label_constraint.LabelTrie.prefix_fn`.
         return_stats: Also return ``{"seconds", "prompt_tokens", "generated_tokens", "tokens_per_second"}``
             (generated tokens per second of wall time, prefill included).
+        synced_gpus: Keep stepping until every process's batch is done (sharded generation under FSDP, where each
+            forward pass is a collective and a rank that stops early would leave the others waiting).
     """
     if batch_size <= 0 or num_beams <= 0 or max_new_tokens <= 0:
         raise ValueError(f"batch_size, num_beams and max_new_tokens must be positive ({batch_size=}, {num_beams=})")
@@ -211,6 +221,7 @@ def generate(
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=eos if len(eos) > 1 else eos[0],
                     prefix_allowed_tokens_fn=constraint(width) if constraint else None,
+                    synced_gpus=synced_gpus,
                 )
                 n_prompt += int(batch["attention_mask"].sum())
                 for i, seq in zip(idx, out[:, 0 if is_seq2seq else width :].tolist()):

@@ -3,16 +3,24 @@
 The recipe loads the student bare (:func:`toolkit.models.students.load_student` with ``attach_lora=False``) and hands the
 LoRA config to :func:`sft_trainer`; TRL attaches the adapter after seeding (``trl/scripts/sft.py``'s way).
 :func:`train` runs it and measures what it cost; :func:`merge_adapter` folds a trained adapter into its base.
+After training, :func:`generation_model` hands out the model ready to generate whatever wrapped it (DDP, FSDP,
+DeepSpeed), and :func:`distributed_info` records how the run was distributed.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import PeftModel
+from transformers import Trainer
 from trl import SFTTrainer
+from trl.distributed import DistributedBackend
+from trl.models import unwrap_model_for_generation
 
 from toolkit.configs import apply_cpu_safe_defaults
 from toolkit.models.loading import count_parameters, load_causal_lm, load_tokenizer
@@ -20,7 +28,15 @@ from toolkit.training.budget import ComputeMeter, tokens_trained
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["copy_card_to_merged", "merge_adapter", "sft_trainer", "train"]
+__all__ = [
+    "copy_card_to_merged",
+    "distributed_info",
+    "generation_model",
+    "keep_adapters_fp32",
+    "merge_adapter",
+    "sft_trainer",
+    "train",
+]
 
 
 def sft_trainer(model, tokenizer, args, train_dataset, *, eval_dataset=None, peft_config=None) -> SFTTrainer:
@@ -47,12 +63,52 @@ def sft_trainer(model, tokenizer, args, train_dataset, *, eval_dataset=None, pef
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    # TRL casts QLoRA adapters to bf16; keep them fp32 (PEFT's default): a resumed run gets fp32 adapters (PEFT
-    # upcasts what it loads), so bf16 ones would make a killed-and-resumed run drift from an uninterrupted one.
-    for param in trainer.model.parameters():
+    if not trainer.is_fsdp_enabled:  # FSDP flattens a block into one tensor: its LoRA weights keep the base's bf16
+        keep_adapters_fp32(trainer.model)
+    return trainer
+
+
+def keep_adapters_fp32(model) -> None:
+    """Undo TRL's bf16 cast of QLoRA adapters: keep them fp32, PEFT's default.
+
+    A resumed run gets fp32 adapters (PEFT upcasts what it loads), so bf16 ones would make a killed-and-resumed run
+    drift from an uninterrupted one.
+    """
+    for param in model.parameters():
         if param.requires_grad and param.dtype == torch.bfloat16:
             param.data = param.data.float()
-    return trainer
+
+
+@contextmanager
+def generation_model(trainer: Trainer) -> Iterator[Any]:
+    """The trained model, ready to generate on every rank, whatever wrapped it for training (TRL's way).
+
+    Unwrapped from DDP / FSDP / DeepSpeed (ZeRO-3 parameters gathered, gradient checkpointing off meanwhile); under
+    FSDP1 the root's own flattened parameters (embeddings, final norm, head) are gathered too, as TRL's online
+    trainers do. Every rank must enter it and generate the same number of batches
+    (:func:`toolkit.distributed.map_sharded`).
+    """
+    backend = DistributedBackend(trainer.accelerator)
+    with (
+        unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as model,
+        backend.summon_full_params(trainer.model_wrapped, recurse=False, writeback=False),
+    ):
+        yield model
+
+
+def distributed_info(trainer: Trainer) -> dict[str, Any]:
+    """How a trained ``trainer`` ran: ``{"distributed_type", "num_processes", "wrapper"}``.
+
+    ``wrapper`` is the class that wrapped the model for training (``DistributedDataParallel``,
+    ``FullyShardedDataParallel`` ...; the model's own class with one process): what actually ran, whatever the
+    launch config asked for (an FSDP config on a machine without GPUs runs DDP).
+    """
+    accelerator = trainer.accelerator
+    return {
+        "distributed_type": accelerator.distributed_type.value,
+        "num_processes": accelerator.num_processes,
+        "wrapper": type(trainer.model_wrapped).__name__,
+    }
 
 
 def train(trainer: SFTTrainer) -> dict:

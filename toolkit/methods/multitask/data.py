@@ -143,28 +143,31 @@ def load_task_splits(
     origin = {"train": f"{source}:{pool_name}"}
     test = dev = None
     if test_path:
-        test, origin["test"] = _load_file(test_path), f"{test_path} (--test_path)"
+        test = _load_file(test_path)
+        origin["test"] = f"{test_path} (--test_path)"
     elif "test" in available and pool_name != "test":
-        test, origin["test"] = _load_split(source, "test", data_dir), f"{source}:test (official)"
+        test = _load_split(source, "test", data_dir)
+        origin["test"] = f"{source}:test (official)"
     official_dev = next((s for s in available if s in DEV_SPLIT_NAMES and s != pool_name), None)
     if dev_path:
-        dev, origin["dev"] = _load_file(dev_path), f"{dev_path} (--dev_path)"
+        dev = _load_file(dev_path)
+        origin["dev"] = f"{dev_path} (--dev_path)"
     elif official_dev:
-        dev, origin["dev"] = _load_split(source, official_dev, data_dir), f"{source}:{official_dev} (official)"
+        dev = _load_split(source, official_dev, data_dir)
+        origin["dev"] = f"{source}:{official_dev} (official)"
 
-    carve_test, carve_dev = test is None, dev is None and need_dev
+    carve_test = test is None
+    carve_dev = dev is None and need_dev
     if carve_test or carve_dev:
-        n = len(train)
-        n_test = (test_size if test_size > 0 else max(1, n // 5)) if carve_test else 0
-        n_dev = (test_size if test_size > 0 else max(1, n // 10)) if carve_dev else 0
-        # Never carve more than half the pool: the rest must still train.
-        n_test, n_dev = min(n_test, n // 2), min(n_dev, max(0, n // 2 - min(n_test, n // 2)))
+        n_test, n_dev = _carved_sizes(len(train), test_size, carve_test, carve_dev)
         parts = deterministic_split(train, dev_size=n_dev, test_size=n_test, seed=seed)
         carved = f"carved from {source}:{pool_name} (seed {seed})"
         if carve_test:
-            test, origin["test"] = parts["test"], carved
+            test = parts["test"]
+            origin["test"] = carved
         if carve_dev:
-            dev, origin["dev"] = parts["dev"], carved
+            dev = parts["dev"]
+            origin["dev"] = carved
         train = parts["train"]
         origin["train"] += " minus the carved rows"
 
@@ -173,24 +176,35 @@ def load_task_splits(
         names = labels if hasattr(train.features["label"], "names") else None
         train, test, dev = (_with_label_names(ds, names) for ds in (train, test, dev))
 
-    def subsample(ds, n):
-        if ds is None:
-            return None
-        return ds.shuffle(seed=seed).select(range(n)) if 0 < n < len(ds) else ds
-
     name = f"{_short_name(source)}:{task}"
     logger.info("%s splits: %s", name, origin)
     return TaskSplits(
         name,
         source,
         task,
-        subsample(train, train_size),
-        subsample(test, test_size),
+        _subsample(train, train_size, seed),
+        _subsample(test, test_size, seed),
         labels,
         spec,
-        dev=subsample(dev, test_size),
+        dev=_subsample(dev, test_size, seed),
         origin=origin,
     )
+
+
+def _carved_sizes(pool: int, test_size: int, carve_test: bool, carve_dev: bool) -> tuple[int, int]:
+    """Rows to carve for test and dev from a pool of ``pool`` rows; never more than half of it (the rest trains)."""
+    n_test = (test_size if test_size > 0 else max(1, pool // 5)) if carve_test else 0
+    n_dev = (test_size if test_size > 0 else max(1, pool // 10)) if carve_dev else 0
+    n_test = min(n_test, pool // 2)
+    n_dev = min(n_dev, max(0, pool // 2 - n_test))
+    return n_test, n_dev
+
+
+def _subsample(ds, n: int, seed: int):
+    """A seeded subsample of ``n`` rows (all of them when ``n`` is -1 or at least the size; ``None`` stays)."""
+    if ds is None:
+        return None
+    return ds.shuffle(seed=seed).select(range(n)) if 0 < n < len(ds) else ds
 
 
 def _short_name(source: str) -> str:
@@ -211,6 +225,13 @@ def truncate_texts(texts: Sequence[str], tokenizer, max_tokens: int) -> list[str
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         out.append(text if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens]))
     return out
+
+
+def _path_for_entry(paths: Sequence[str] | None, index: int) -> str | None:
+    """The file given for mixture entry ``index`` (``None`` for ``-``, an empty entry or no list)."""
+    if paths is None or paths[index] in ("-", ""):
+        return None
+    return paths[index]
 
 
 def load_mixture_splits(
@@ -236,11 +257,11 @@ def load_mixture_splits(
     Returns:
         ``(splits, scored)``; ``scored`` says, per entry, which rows the results table scores.
     """
-    splits, scored = [], {}
+    splits = []
+    scored = {}
     for i, spec in enumerate(specs):
-        test_path, dev_path = (
-            None if paths is None or paths[i] in ("-", "") else paths[i] for paths in (test_paths, dev_paths)
-        )
+        test_path = _path_for_entry(test_paths, i)
+        dev_path = _path_for_entry(dev_paths, i)
         sp = load_task_splits(
             spec,
             train_size=train_size,

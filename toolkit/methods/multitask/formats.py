@@ -23,11 +23,14 @@ Task mixtures are in :mod:`toolkit.methods.multitask.mixture`, data loading in :
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from accelerate.utils import gather_object
 from datasets import Dataset
 
+from toolkit.distributed import map_sharded, num_processes
 from toolkit.evaluation.label_scoring import label_scores, snap_label
 from toolkit.evaluation.metrics import bio_spans, slot_f1
 from toolkit.methods.multitask.data import TASK_TYPES, TaskSplits
@@ -62,6 +65,7 @@ __all__ = [
     "parse_answer",
     "parse_slots",
     "score_task",
+    "sharded_answers",
     "slots_to_bio",
     "to_prompt_completion",
     "two_model_exact_match",
@@ -290,11 +294,14 @@ def two_model_exact_match(intent_preds: Sequence[Mapping], slot_preds: Sequence[
     return hits / len(intent_preds)
 
 
-def to_prompt_completion(splits: TaskSplits, rows, use_chat: bool = True):
-    """Rows → TRL prompt-completion dataset (conversational when ``use_chat``, else plain strings)."""
+def to_prompt_completion(splits: TaskSplits, rows, use_chat: bool = True, max_listed_labels: int = 10):
+    """Rows → TRL prompt-completion dataset (conversational when ``use_chat``, else plain strings).
+
+    ``max_listed_labels``: see :func:`build_prompt` (the same value must be used at inference).
+    """
     prompts, completions = [], []
     for row in rows:
-        user = build_prompt(splits.task, row, splits.labels)
+        user = build_prompt(splits.task, row, splits.labels, max_listed=max_listed_labels)
         answer = build_completion(splits.task, row)
         if use_chat:
             prompts.append([{"role": "user", "content": user}])
@@ -353,7 +360,35 @@ def generate_answers(
         eos_token_ids=eos,
         constraint=trie.prefix_fn if trie else None,
         return_stats=True,
+        synced_gpus=num_processes() > 1,  # ranks step together: FSDP's forward passes are collectives
     )
+
+
+def sharded_answers(model, tokenizer, prompts: Sequence[str], **generation) -> tuple[list[str], dict[str, float]]:
+    """:func:`generate_answers` with the prompts sharded over every process, answers gathered in prompt order.
+
+    Every rank must call it with the same prompts (under FSDP / ZeRO-3 a forward pass needs all of them). Timing is
+    the wall time of the whole sharded job; generated tokens are summed over the ranks.
+
+    Returns:
+        ``(texts, stats)`` as :func:`generate_answers` returns them, for all prompts.
+    """
+    shard_stats = []
+
+    def answer(shard: list[str]) -> list[str]:
+        texts, stats = generate_answers(model, tokenizer, shard, **generation)
+        shard_stats.append(stats)
+        return texts
+
+    start = time.perf_counter()
+    texts = map_sharded(answer, prompts)
+    seconds = time.perf_counter() - start
+    every_rank = gather_object(shard_stats)  # the same list on one process
+    totals = {key: sum(stats[key] for stats in every_rank) for key in ("prompt_tokens", "generated_tokens")}
+    return texts, totals | {
+        "seconds": seconds,
+        "tokens_per_second": totals["generated_tokens"] / seconds if seconds else 0.0,
+    }
 
 
 def evaluate(
@@ -365,16 +400,19 @@ def evaluate(
     max_new_tokens: int,
     batch_size: int,
     constrained: bool = True,
+    max_listed_labels: int = 10,
 ) -> tuple[dict[str, dict], list[dict]]:
-    """Generate and score every task of ``splits`` (its ``test`` rows) with one model.
+    """Generate (sharded over the processes, see :func:`sharded_answers`) and score every task's ``test`` rows.
+
+    Every rank returns the same results and rows.
 
     Returns:
         ``({task: metrics + infer_seconds + gen_tokens_per_second}, prediction rows tagged with model and task)``.
     """
     results, rows = {}, []
     for sp in splits:
-        prompts = [build_prompt(sp.task, r, sp.labels) for r in sp.test]
-        outputs, gen = generate_answers(
+        prompts = [build_prompt(sp.task, r, sp.labels, max_listed=max_listed_labels) for r in sp.test]
+        outputs, gen = sharded_answers(
             model,
             tokenizer,
             prompts,

@@ -113,6 +113,7 @@ def build_mixture(
     strategy: str = "weighted",
     temperature: float = 1.0,
     use_chat: bool = True,
+    max_listed_labels: int = 10,
 ) -> tuple[Any, dict[str, Any]]:
     """The training rows of one model over ``splits``: as many as ``args.max_steps`` consumes, else one pass.
 
@@ -122,11 +123,12 @@ def build_mixture(
         args: The model's ``SFTConfig`` (steps, batch size, accumulation, world size, seed).
         strategy, temperature: See :func:`mixture_probabilities`.
         use_chat: Conversational prompt-completion rows (the tokenizer has a chat template).
+        max_listed_labels: Label sets up to this size are listed in the prompt (:func:`~.formats.build_prompt`).
 
     Returns:
         ``(rows, {"mixture": {task: p}, "mixture_counts": {task: rows drawn}})``.
     """
-    datasets = {sp.name: to_prompt_completion(sp, sp.train, use_chat=use_chat) for sp in splits}
+    datasets = {sp.name: to_prompt_completion(sp, sp.train, use_chat, max_listed_labels) for sp in splits}
     probs = mixture_probabilities(
         {k: len(v) for k, v in datasets.items()},
         {sp.name: weights.get(sp.spec, 1.0) for sp in splits},
@@ -139,8 +141,10 @@ def build_mixture(
     return mixture, {"mixture": probs, "mixture_counts": {k: mixture["task"].count(k) for k in datasets}}
 
 
-def dev_rows(splits: Sequence[TaskSplits], n: int, use_chat: bool = True):
+def dev_rows(splits: Sequence[TaskSplits], n: int, use_chat: bool = True, max_listed_labels: int = 10):
     """The first ``n`` dev rows of every task as prompt-completion rows (the dev-loss curve)."""
-    return concatenate_datasets(
-        [to_prompt_completion(sp, sp.dev.select(range(min(n, len(sp.dev)))), use_chat) for sp in splits]
-    )
+    parts = [
+        to_prompt_completion(sp, sp.dev.select(range(min(n, len(sp.dev)))), use_chat, max_listed_labels)
+        for sp in splits
+    ]
+    return concatenate_datasets(parts)

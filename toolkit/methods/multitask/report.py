@@ -43,10 +43,14 @@ BUDGET_NOTES = {
 }
 
 COMPUTE_KEYS = ("train_steps", "train_tokens", "train_cpu_seconds", "train_seconds")
-COMPUTE_COLUMNS = {"train_steps": "train steps", "train_tokens": "train tokens", "train_cpu_seconds": "train CPU-s"}
-COMPUTE_COLUMNS["train_seconds"] = "train s"
-COMPUTE_COLUMNS["train_peak_rss_mb"] = "peak RSS MB"
-COMPUTE_COLUMNS["model_memory_mb"] = "model MB"
+COMPUTE_COLUMNS = {
+    "train_steps": "train steps",
+    "train_tokens": "train tokens",
+    "train_cpu_seconds": "train CPU-s",
+    "train_seconds": "train s",
+    "train_peak_rss_mb": "peak RSS MB",
+    "model_memory_mb": "model MB",
+}
 # Summed over a family of models, except memory, which is the largest of theirs.
 _MAX_KEYS = ("train_peak_rss_mb", "model_memory_mb")
 # (metric key, column suffix) in table order; label fields are prefixed by "intent " for intent tasks.
@@ -165,13 +169,21 @@ class Tables:
             self.add_total(approach, len(infos), compute_of(*infos))
 
     def add_total(self, approach: str, models: int, compute: Mapping[str, Any]) -> None:
+        """One approach's compute total (``models`` models together)."""
         self.totals.append({"approach": approach, "models": models} | dict(compute))
+
+    def extend(self, other: Tables) -> None:
+        """Append ``other``'s rows after this one's (e.g. the baselines' after the multi-task model's)."""
+        self.table += other.table
+        self.totals += other.totals
+        self.validity += other.validity
 
     def finish(self, summary: dict, scored: Mapping[str, str], budget_mode: str) -> str:
         """Store ``compute`` / ``table`` / ``validity`` in ``summary`` (results drivers merge them across runs) and
         return the ``results.md`` text."""
         summary["compute"] = compute_totals(self.totals, "multi-task")
-        summary["table"], summary["validity"] = self.table, self.validity
+        summary["table"] = self.table
+        summary["validity"] = self.validity
         return render_results(self.table, summary["compute"], self.validity, scored, BUDGET_NOTES[budget_mode])
 
 
@@ -179,5 +191,6 @@ def plot_confusions(out_dir: str, splits: Sequence[Any], predictions: Sequence[M
     """``confusion_<task>.png`` of ``model`` per label task; strict labels: invalid answers land in "other"."""
     for sp in (sp for sp in splits if sp.task != "slots"):
         rows = [r for r in predictions if r["model"] == model and r["task"] == sp.name]
-        golds, path = [r["gold"] for r in rows], os.path.join(out_dir, f"confusion_{sp.name.replace(':', '_')}.png")
+        golds = [r["gold"] for r in rows]
+        path = os.path.join(out_dir, f"confusion_{sp.name.replace(':', '_')}.png")
         plot_confusion_matrix(golds, [r["label"] for r in rows], averaging_labels(sp.labels, golds), path)
