@@ -22,6 +22,10 @@ LAUNCHERS = ("python", "accelerate", "inprocess")
 CHOICE_RULES = ("min", "max", "plateau")
 CHOICE_PATTERN = re.compile(r"\{choice:([A-Za-z0-9_]+)\}")
 RUN_DIR_PATTERN = re.compile(r"\{run_dir:([A-Za-z0-9_.-]+)\}")
+# A command line has no null: the recipes' parsers read "None" as no number and "" as no path.
+NULL_HINT = 'write "None" for no number or "" for no path, as the recipe parser reads them'
+OPTIONAL = ("metrics", "overrides", "seed_args", "launcher", "choices", "tables", "bootstrap_samples", "description")
+RUN_KEYS = ("name", "overrides", "seeds", "recipe", "config", "pending", "seed_args", "done_file", "optional")
 REQUIRED = ("name", "recipe", "config", "budget", "seeds", "test_rows", "primary_metric", "statistic", "runs")
 
 
@@ -59,6 +63,7 @@ class RunSpec:
     pending: str | None = None
     seed_args: list[str] | None = None
     done_file: str = "metrics.json"
+    optional: bool = False
 
 
 @dataclass
@@ -108,6 +113,10 @@ def load_plan(path: str | Path) -> Plan:
     missing = [key for key in REQUIRED if key not in raw]
     if missing:
         raise PlanError(f"{path}: missing {missing}")
+    # keys starting with "x-" hold YAML anchors shared by runs
+    unknown = [key for key in raw if key not in REQUIRED + OPTIONAL and not str(key).startswith("x-")]
+    if unknown:
+        raise PlanError(f"{path}: unknown keys {unknown}")
     seeds = [int(s) for s in raw["seeds"]]
     plan = Plan(
         path=path,
@@ -136,6 +145,9 @@ def load_plan(path: str | Path) -> Plan:
 def _run_spec(path: Path, entry: dict, default_seeds: list[int], raw: dict) -> RunSpec:
     if not isinstance(entry, dict) or "name" not in entry:
         raise PlanError(f"{path}: every run needs a name, got {entry!r}")
+    unknown = sorted(set(entry) - set(RUN_KEYS))
+    if unknown:
+        raise PlanError(f"{path}: run {entry['name']!r} has unknown keys {unknown}")
     return RunSpec(
         name=str(entry["name"]),
         overrides=dict(entry.get("overrides") or {}),
@@ -145,6 +157,7 @@ def _run_spec(path: Path, entry: dict, default_seeds: list[int], raw: dict) -> R
         pending=entry.get("pending"),
         seed_args=entry.get("seed_args"),
         done_file=str(entry.get("done_file", "metrics.json")),
+        optional=bool(entry.get("optional", False)),
     )
 
 
@@ -165,7 +178,13 @@ def _validate(plan: Plan) -> None:
             raise PlanError(f"{where}: choice {choice.name!r} reads run {choice.run!r}, which the plan does not have")
         if choice.rule not in CHOICE_RULES:
             raise PlanError(f"{where}: choice {choice.name!r} has rule {choice.rule!r}, not one of {CHOICE_RULES}")
+    for key, value in plan.overrides.items():
+        if value is None:
+            raise PlanError(f"{where}: override {key!r} is null: {NULL_HINT}")
     for spec in plan.runs:
+        nulls = [key for key, value in spec.overrides.items() if value is None]
+        if nulls:
+            raise PlanError(f"{where}: run {spec.name!r} overrides {nulls} are null: {NULL_HINT}")
         for value in spec.overrides.values():
             for name in CHOICE_PATTERN.findall(str(value)):
                 if name not in plan.choices:
@@ -176,9 +195,20 @@ def _validate(plan: Plan) -> None:
                         f"{where}: run {spec.name!r} uses {{run_dir:{name}}}: no earlier run has that name"
                     )
     for table in plan.tables:
-        for row in table.get("rows", []):
-            if row.get("run") not in names:
-                raise PlanError(f"{where}: table {table.get('name')!r} row {row.get('label')!r} names no plan run")
+        _validate_table(where, table, names)
+
+
+def _validate_table(where: Path, table: dict, names: list[str]) -> None:
+    if "name" not in table or not table.get("rows"):
+        raise PlanError(f"{where}: every table needs a name and rows, got {table!r}")
+    labels = [row.get("label") for row in table["rows"]]
+    for row in table["rows"]:
+        if row.get("run") not in names:
+            raise PlanError(f"{where}: table {table['name']!r} row {row.get('label')!r} names no plan run")
+    for entry in table.get("comparisons", []):
+        for side in ("system", "baseline"):
+            if entry.get(side) not in labels:
+                raise PlanError(f"{where}: table {table['name']!r} compares {entry.get(side)!r}, not a row label")
 
 
 def choices_used(spec: RunSpec) -> list[str]:
@@ -213,8 +243,7 @@ def fill_choices(overrides: dict[str, Any], chosen: dict[str, Any]) -> dict[str,
 
 
 def to_argv(values: dict[str, Any]) -> list[str]:
-    """``{flag: value}`` -> ``["--flag", "value", ...]``: lists give several values, booleans ``true``/``false``,
-    ``None`` an empty string (the recipes read an empty path as none)."""
+    """``{flag: value}`` -> ``["--flag", "value", ...]``: lists give several values, booleans ``true``/``false``."""
     argv = []
     for key, value in values.items():
         argv.append(f"--{key}")
@@ -222,8 +251,6 @@ def to_argv(values: dict[str, Any]) -> list[str]:
             argv.append("true" if value else "false")
         elif isinstance(value, (list, tuple)):
             argv.extend(str(v) for v in value)
-        elif value is None:
-            argv.append("")
         else:
             argv.append(str(value))
     return argv

@@ -164,9 +164,10 @@ class Runner:
 
     def argv(self, spec: RunSpec, seed: int, chosen: dict[str, Any]) -> list[str]:
         argv = ["--config", spec.config] if spec.config else []
-        argv += to_argv(self.plan.overrides)
         run_dirs = {name: str(self.run_dir(name, self.plan.run(name).seeds[0])) for name in runs_needed(spec)}
-        argv += to_argv(fill_run_dirs(fill_choices(spec.overrides, chosen), run_dirs))
+        own = fill_run_dirs(fill_choices(spec.overrides, chosen), run_dirs)
+        shared = self.plan.overrides if spec.recipe == self.plan.recipe else {}  # a job of another script: its own
+        argv += to_argv({**shared, **own})  # a run's own value wins over the plan's
         for flag in self.plan.seed_args if spec.seed_args is None else spec.seed_args:
             argv += [flag, str(seed)]
         return [*argv, "--output_dir", str(self.run_dir(spec.name, seed))]
@@ -230,6 +231,9 @@ class Runner:
         commit = plan_commit(self.plan.path) if dry_run else check_protocol(self.plan, self.exploratory)
         for spec in self.plan.runs:
             if only and spec.name not in only:
+                continue
+            if spec.optional and spec.name not in (only or []):
+                logger.info("%s: optional, runs only when --only names it", spec.name)
                 continue
             if spec.pending:
                 logger.info("%s: pending, not run (%s)", spec.name, spec.pending)

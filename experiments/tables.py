@@ -139,12 +139,13 @@ def comparison_table(runner: Any, table: dict) -> dict:
         systems[spec["label"]] = aligned(per_seed, order)
         rows.append(summary_row(spec, systems[spec["label"]], metrics))
     ready = [e for e in table.get("comparisons", []) if e["system"] in systems and e["baseline"] in systems]
-    comparisons = [compare(plan, systems, entry, metrics) for entry in ready]
+    compared = list(table.get("comparison_metrics") or [plan.primary_metric])
+    comparisons = [compare(plan, systems, entry, compared) for entry in ready]
     missing = [f"{e['system']} vs {e['baseline']}" for e in table.get("comparisons", []) if e not in ready]
     notes = list(table.get("notes", []))
     if order is not None and len(order) != plan.test_rows:
         notes.append(f"The plan registered {plan.test_rows} test rows; these runs scored {len(order)}.")
-    return {"rows": rows, "comparisons": comparisons, "metrics": metrics, "notes": notes, "missing": missing}
+    return {"rows": rows, "comparisons": comparisons, "metrics": compared, "notes": notes, "missing": missing}
 
 
 def summary_row(spec: dict, per_seed: dict[int, list[dict]], metrics: list[str]) -> dict:
