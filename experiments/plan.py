@@ -24,7 +24,17 @@ CHOICE_PATTERN = re.compile(r"\{choice:([A-Za-z0-9_]+)\}")
 RUN_DIR_PATTERN = re.compile(r"\{run_dir:([A-Za-z0-9_.-]+)\}")
 # A command line has no null: the recipes' parsers read "None" as no number and "" as no path.
 NULL_HINT = 'write "None" for no number or "" for no path, as the recipe parser reads them'
-OPTIONAL = ("metrics", "overrides", "seed_args", "launcher", "choices", "tables", "bootstrap_samples", "description")
+OPTIONAL = (
+    "metrics",
+    "overrides",
+    "seed_args",
+    "launcher",
+    "choices",
+    "tables",
+    "bootstrap_samples",
+    "description",
+    "exploratory",
+)
 RUN_KEYS = ("name", "overrides", "seeds", "recipe", "config", "pending", "seed_args", "done_file", "optional")
 REQUIRED = ("name", "recipe", "config", "budget", "seeds", "test_rows", "primary_metric", "statistic", "runs")
 
@@ -88,6 +98,7 @@ class Plan:
     tables: list[dict] = field(default_factory=list)
     bootstrap_samples: int = 1000
     description: str = ""
+    exploratory: bool = False
 
     def run(self, name: str) -> RunSpec:
         for spec in self.runs:
@@ -137,6 +148,7 @@ def load_plan(path: str | Path) -> Plan:
         tables=list(raw.get("tables") or []),
         bootstrap_samples=int(raw.get("bootstrap_samples", 1000)),
         description=str(raw.get("description", "")),
+        exploratory=bool(raw.get("exploratory", False)),
     )
     _validate(plan)
     return plan

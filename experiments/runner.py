@@ -114,14 +114,16 @@ class Runner:
         plan: The parsed plan.
         runs_root: Where run directories go (``<runs_root>/<plan>/<run>/seed<k>``).
         results_root: Where tables and prediction copies go (``<results_root>/<recipe>/``).
-        exploratory: Lift the committed-plan check; every table says "exploratory".
+        exploratory: Lift the committed-plan check; every table says "exploratory" (as it does when the plan
+            itself says ``exploratory: true``).
     """
 
     def __init__(self, plan: Plan, runs_root: Path, results_root: Path, exploratory: bool = False):
         self.plan = plan
         self.runs_root = Path(runs_root)
         self.results_dir = Path(results_root) / plan.recipe
-        self.exploratory = exploratory
+        self.allow_uncommitted = exploratory
+        self.exploratory = exploratory or plan.exploratory  # a plan may declare itself exploratory (pre-protocol)
 
     # ---- where things go ----
     def run_dir(self, run: str, seed: int) -> Path:
@@ -228,7 +230,7 @@ class Runner:
         unknown = sorted(set(only or []) - {spec.name for spec in self.plan.runs})
         if unknown:
             raise PlanError(f"{self.plan.path}: --only names runs the plan does not have: {unknown}")
-        commit = plan_commit(self.plan.path) if dry_run else check_protocol(self.plan, self.exploratory)
+        commit = plan_commit(self.plan.path) if dry_run else check_protocol(self.plan, self.allow_uncommitted)
         for spec in self.plan.runs:
             if only and spec.name not in only:
                 continue

@@ -242,3 +242,16 @@ def test_cli_refuses_an_uncommitted_plan(repo, tmp_path):
     path = _write(repo, _plan(), commit=False)
     with pytest.raises(SystemExit, match="committed unchanged"):
         runner_module.main([str(path), "--runs-root", str(tmp_path / "r"), "--results-root", str(tmp_path / "o")])
+
+
+def test_a_plan_declared_exploratory_is_still_checked_and_marks_its_tables(repo, tmp_path, counted):
+    plan = _plan(exploratory=True)
+    plan["runs"] = plan["runs"][:2]
+    plan["tables"] = [plan["tables"][1]]
+    path = _write(repo, plan, commit=False)
+    with pytest.raises(ProtocolError):
+        _runner(path, tmp_path).run()
+    _write(repo, plan)
+    outcome = _runner(path, tmp_path).run()
+    assert len(counted) == 4
+    assert "EXPLORATORY" in outcome.tables["fake_passthrough"].read_text()
