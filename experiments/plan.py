@@ -34,7 +34,9 @@ OPTIONAL = (
     "bootstrap_samples",
     "description",
     "exploratory",
+    "launch_args",
 )
+TABLE_KINDS = ("comparison", "series", "metrics")
 RUN_KEYS = ("name", "overrides", "seeds", "recipe", "config", "pending", "seed_args", "done_file", "optional")
 REQUIRED = ("name", "recipe", "config", "budget", "seeds", "test_rows", "primary_metric", "statistic", "runs")
 
@@ -99,6 +101,7 @@ class Plan:
     bootstrap_samples: int = 1000
     description: str = ""
     exploratory: bool = False
+    launch_args: list[str] = field(default_factory=list)
 
     def run(self, name: str) -> RunSpec:
         for spec in self.runs:
@@ -149,6 +152,7 @@ def load_plan(path: str | Path) -> Plan:
         bootstrap_samples=int(raw.get("bootstrap_samples", 1000)),
         description=str(raw.get("description", "")),
         exploratory=bool(raw.get("exploratory", False)),
+        launch_args=[str(arg) for arg in raw.get("launch_args") or []],
     )
     _validate(plan)
     return plan
@@ -213,6 +217,8 @@ def _validate(plan: Plan) -> None:
 def _validate_table(where: Path, table: dict, names: list[str]) -> None:
     if "name" not in table or not table.get("rows"):
         raise PlanError(f"{where}: every table needs a name and rows, got {table!r}")
+    if table.get("kind", "comparison") not in TABLE_KINDS:
+        raise PlanError(f"{where}: table {table['name']!r} has kind {table['kind']!r}, not one of {TABLE_KINDS}")
     labels = [row.get("label") for row in table["rows"]]
     for row in table["rows"]:
         if row.get("run") not in names:

@@ -193,7 +193,7 @@ class Runner:
             out.rename(stale)
         out.mkdir(parents=True)
         started = time.time()
-        wall, cpu = invoke_recipe(spec.recipe, argv, self.plan.launcher, out / "log.txt")
+        wall, cpu = invoke_recipe(spec.recipe, argv, self.plan.launcher, out / "log.txt", self.plan.launch_args)
         if not (out / spec.done_file).is_file():
             raise RuntimeError(f"{spec.recipe} finished without writing {out / spec.done_file}")
         record = {
@@ -209,7 +209,9 @@ class Runner:
             "wall_s": round(wall, 2),
             "cpu_s": round(cpu, 2),
         }
-        (out / RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        partial = out / f"{RECORD}.tmp"
+        partial.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        os.replace(partial, out / RECORD)  # a kill leaves no half record
         self.copy_predictions(spec.name, seed)
 
     def copy_predictions(self, run: str, seed: int) -> None:
@@ -304,11 +306,14 @@ def recipe_module(recipe: str) -> str:
     return recipe if "." in recipe else f"recipes.{recipe}"
 
 
-def invoke_recipe(recipe: str, argv: list[str], launcher: str, log_path: Path) -> tuple[float, float]:
+def invoke_recipe(
+    recipe: str, argv: list[str], launcher: str, log_path: Path, launch_args: list[str] = ()
+) -> tuple[float, float]:
     """Run the recipe once with ``argv``; returns (wall seconds, CPU seconds of the run).
 
-    ``python``/``accelerate`` start a fresh process (``python -m recipes.<name>`` / ``accelerate launch -m``), its
-    output in ``log_path``; ``inprocess`` calls ``main(*make_parser().parse_args_and_config(argv))`` here.
+    ``python`` starts ``python -m recipes.<name>``, ``accelerate`` starts ``accelerate launch <launch_args> -m
+    recipes.<name>`` (e.g. ``--num_processes 2``), each with its output in ``log_path``; ``inprocess`` calls
+    ``main(*make_parser().parse_args_and_config(argv))`` in this process.
     """
     module = recipe_module(recipe)
     start_wall = time.perf_counter()
@@ -318,9 +323,9 @@ def invoke_recipe(recipe: str, argv: list[str], launcher: str, log_path: Path) -
         loaded.main(*loaded.make_parser().parse_args_and_config(argv))
         return time.perf_counter() - start_wall, time.process_time() - start_cpu
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    prefix = (
-        [sys.executable, "-m"] if launcher == "python" else [sys.executable, "-m", "accelerate.commands.launch", "-m"]
-    )
+    prefix = [sys.executable, "-m"]
+    if launcher == "accelerate":
+        prefix = [sys.executable, "-m", "accelerate.commands.launch", *launch_args, "-m"]
     with open(log_path, "w", encoding="utf-8") as log:
         subprocess.run([*prefix, module, *argv], check=True, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

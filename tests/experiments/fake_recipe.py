@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,8 @@ class FakeArguments:
     max_steps: int = field(default=10, metadata={"help": "Recorded only."})
     seed: int = field(default=0, metadata={"help": "Training seed."})
     data_seed: int = field(default=0, metadata={"help": "Data-order seed."})
+    sleep: float = field(default=0.0, metadata={"help": "Seconds to 'train' (a run a test can kill)."})
+    calls_file: str = field(default="", metadata={"help": "Append the output_dir here on every start."})
 
 
 def make_parser():
@@ -26,6 +29,10 @@ def make_parser():
 
 
 def main(args: FakeArguments) -> dict:
+    if args.calls_file:
+        with open(args.calls_file, "a", encoding="utf-8") as calls:
+            calls.write(args.output_dir + "\n")
+    time.sleep(args.sleep)
     rng = random.Random(args.seed * 1000 + int(args.quality * 100))
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,9 +113,9 @@ def counted(monkeypatch) -> list:
     calls = []
     real = runner_module.invoke_recipe
 
-    def invoke(recipe, argv, launcher, log_path):
+    def invoke(recipe, argv, launcher, log_path, launch_args=()):
         calls.append(argv[argv.index("--output_dir") + 1])
-        return real(recipe, argv, launcher, log_path)
+        return real(recipe, argv, launcher, log_path, launch_args)
 
     monkeypatch.setattr(runner_module, "invoke_recipe", invoke)
     return calls
@@ -255,3 +259,28 @@ def test_a_plan_declared_exploratory_is_still_checked_and_marks_its_tables(repo,
     outcome = _runner(path, tmp_path).run()
     assert len(counted) == 4
     assert "EXPLORATORY" in outcome.tables["fake_passthrough"].read_text()
+
+
+def test_killed_runner_resumes_at_the_unfinished_run(repo, tmp_path):
+    """SIGKILL the runner while a run trains; the re-run starts exactly the runs without a finished record."""
+    calls = tmp_path / "calls.txt"
+    plan = _plan(launcher="python", seeds=[0, 1, 2], choices={}, tables=[])
+    plan["runs"] = [{"name": "slow", "overrides": {"quality": 0.5, "sleep": 1.5, "calls_file": str(calls)}}]
+    path = _write(repo, plan)
+    runs = tmp_path / "runs" / "fake_plan" / "slow"
+    command = [sys.executable, "-m", "experiments", str(path), "--runs-root", str(tmp_path / "runs")]
+    command += ["--results-root", str(tmp_path / "results")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (runs / "seed0" / "experiment.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)  # the runner and the recipe it is running
+    process.wait()
+    finished = {record.parent.name for record in runs.glob("seed*/experiment.json")}
+    assert "seed0" in finished and "seed2" not in finished
+    started_before = len(calls.read_text().splitlines())
+
+    subprocess.run(command, env=env, check=True)
+    restarted = [Path(line).name for line in calls.read_text().splitlines()[started_before:]]
+    assert sorted(restarted) == sorted({"seed0", "seed1", "seed2"} - finished)

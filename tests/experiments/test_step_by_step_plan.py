@@ -37,7 +37,7 @@ def _fake_invoke(wins_by_seed: dict[int, int], fail: tuple[str, int] | None = No
     """A stand-in for running recipes/step_by_step.py: 10 test rows; task_prefix gets ``wins`` more rows right."""
     calls = []
 
-    def invoke(recipe, argv, launcher, log_path):
+    def invoke(recipe, argv, launcher, log_path, launch_args=()):
         script_args, training_args = step_by_step.make_parser().parse_args_and_config(argv)
         calls.append((script_args.mode, training_args.seed))
         if fail == (script_args.mode, training_args.seed):
