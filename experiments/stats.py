@@ -115,8 +115,9 @@ def seed_row_bootstrap(
             _mean_score(system, drawn, rows, metric) - _mean_score(baseline, drawn_baseline, rows, metric)
         )
     low, high = percentile_interval(differences, confidence)
-    below = sum(d <= 0 for d in differences) / samples
-    above = sum(d >= 0 for d in differences) / samples
+    # add-one counts: a bootstrap of `samples` resamples cannot show p below 1 / (samples + 1)
+    below = (sum(d <= 0 for d in differences) + 1) / (samples + 1)
+    above = (sum(d >= 0 for d in differences) + 1) / (samples + 1)
     p_value = min(1.0, 2 * min(below, above))
     return Difference(estimate, low, high, p_value, "seed-and-row bootstrap", len(system_seeds), n_rows)
 

@@ -33,7 +33,10 @@ matplotlib.use("Agg")
 from matplotlib import pyplot  # noqa: E402 - the backend is chosen before pyplot loads
 
 logger = logging.getLogger("experiments.tables")
-EXPLORATORY = "EXPLORATORY (plan not committed before its runs: no claim rests on this table)"
+EXPLORATORY = (
+    "EXPLORATORY: no claim rests on this table (its plan was not committed before its runs, or predates "
+    "results/PROTOCOL.md)"
+)
 
 
 def render_tables(runner: Any, commit: Any) -> dict[str, Path]:
@@ -49,13 +52,14 @@ def render_tables(runner: Any, commit: Any) -> dict[str, Path]:
     header = {
         "plan": plan.name,
         "plan_file": str(plan.path),
-        "plan_commit": commit.sha if commit.clean else f"{commit.sha} + uncommitted changes",
+        "plan_commit": commit.sha if commit.clean else f"{commit.sha or 'never committed'} + uncommitted changes",
         "exploratory": exploratory,
         "statistic": plan.statistic,
         "primary_metric": plan.primary_metric,
         "planned_test_rows": plan.test_rows,
         "budget": plan.budget,
         "command": f"python -m experiments {plan.path}",
+        "dev_choices": dev_choices(runner),
     }
     written = {}
     for table in plan.tables:
@@ -64,12 +68,21 @@ def render_tables(runner: Any, commit: Any) -> dict[str, Path]:
         body = builder(runner, table)
         runs = sorted({row["run"] for row in table.get("rows", [])})
         body["cpu_minutes"] = cpu_minutes(records, runs)
+        # a plan revision may add runs: the table names every plan commit its runs were made under
+        body["run_plan_commits"] = sorted(
+            {str(r.get("plan_commit")) for (run, _), r in records.items() if run in runs}
+        )
         written[table["name"]] = write_table(runner.results_dir, table, header, body)
     budget = budget_table(plan, records)
     written[f"{plan.name}_budget"] = write_table(
         runner.results_dir, {"name": f"{plan.name}_budget", "title": f"{plan.name}: compute"}, header, budget
     )
     return written
+
+
+def dev_choices(runner: Any) -> dict[str, Any]:
+    """Every registered dev choice with the value it took (``None`` before its run has finished)."""
+    return {name: runner.resolve_choice(name) for name in runner.plan.choices}
 
 
 # ---- loading ----
@@ -271,8 +284,8 @@ def write_table(results_dir: Path, table: dict, header: dict, body: dict) -> Pat
 
 
 def table_markdown(payload: dict) -> str:
-    title = payload["title"]
-    lines = [f"# {title}", ""]
+    """The table as markdown: what made it (plan, commit, statistic, compute), its rows, differences and notes."""
+    lines = [f"# {payload['title']}", ""]
     if payload["exploratory"]:
         lines += [f"**{EXPLORATORY}**", ""]
     lines += [
@@ -280,8 +293,12 @@ def table_markdown(payload: dict) -> str:
         f"Statistic: {payload['statistic']}; primary metric: {payload['primary_metric']}; "
         f"CPU-minutes of these runs: {payload.get('cpu_minutes')}.",
         "",
-        markdown_rows(payload["rows"]),
+        f"Runs made under plan commits: {', '.join(payload.get('run_plan_commits') or ['none yet'])}.",
+        "",
     ]
+    if payload.get("dev_choices"):
+        lines += [f"Chosen on dev: {payload['dev_choices']}.", ""]
+    lines.append(markdown_rows(payload["rows"]))
     if payload.get("comparisons"):
         lines += ["", "## Differences (95% intervals)", "", markdown_rows(comparison_rows(payload))]
     if payload.get("missing"):

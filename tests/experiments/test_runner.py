@@ -170,7 +170,8 @@ def test_table_has_intervals_verdicts_plan_commit_and_prediction_copies(repo, tm
         table["plan_commit"]
         == json.loads((tmp_path / "runs/fake_plan/weak/seed0/experiment.json").read_text())["plan_commit"]
     )
-    assert table["exploratory"] is False
+    assert table["exploratory"] is False and table["run_plan_commits"] == [table["plan_commit"]]
+    assert table["dev_choices"] == {"steps": 20}
     rows = {row["label"]: row for row in table["rows"]}
     assert rows["strong"]["seeds"] == 3 and rows["strong"]["accuracy"] > rows["weak"]["accuracy"]
     assert rows["reranker"]["status"] == "pending"
