@@ -52,7 +52,7 @@ def render_tables(runner: Any, commit: Any) -> dict[str, Path]:
     header = {
         "plan": plan.name,
         "plan_file": str(plan.path),
-        "plan_commit": commit.sha if commit.clean else f"{commit.sha or 'never committed'} + uncommitted changes",
+        "plan_commit": commit_label(commit),
         "exploratory": exploratory,
         "statistic": plan.statistic,
         "primary_metric": plan.primary_metric,
@@ -70,7 +70,7 @@ def render_tables(runner: Any, commit: Any) -> dict[str, Path]:
         body["cpu_minutes"] = cpu_minutes(records, runs)
         # a plan revision may add runs: the table names every plan commit its runs were made under
         body["run_plan_commits"] = sorted(
-            {str(r.get("plan_commit")) for (run, _), r in records.items() if run in runs}
+            {r.get("plan_commit") or "uncommitted" for (run, _), r in records.items() if run in runs}
         )
         written[table["name"]] = write_table(runner.results_dir, table, header, body)
     budget = budget_table(plan, records)
@@ -78,6 +78,12 @@ def render_tables(runner: Any, commit: Any) -> dict[str, Path]:
         runner.results_dir, {"name": f"{plan.name}_budget", "title": f"{plan.name}: compute"}, header, budget
     )
     return written
+
+
+def commit_label(commit: Any) -> str:
+    if commit.clean:
+        return commit.sha
+    return f"{commit.sha} + uncommitted changes" if commit.sha else "never committed"
 
 
 def dev_choices(runner: Any) -> dict[str, Any]:
