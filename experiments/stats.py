@@ -19,6 +19,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy
 from scipy import stats as scipy_stats
 
 Metric = Callable[[Sequence], float]
@@ -62,8 +63,24 @@ def _check_rows(system: Mapping[int, Sequence], baseline: Mapping[int, Sequence]
     return rows
 
 
-def _mean_score(per_seed: Mapping[int, Sequence], seeds: Sequence[int], rows: Sequence[int], metric: Metric) -> float:
-    return statistics.fmean(metric([per_seed[seed][i] for i in rows]) for seed in seeds)
+def seed_scorer(per_seed: Mapping[int, Sequence], metric: Metric) -> Callable[[int, Sequence[int]], float]:
+    """A function (seed, row indices) -> the metric on those rows of that seed.
+
+    A metric with per-row statistics (``row_statistics`` / ``from_statistics``, see
+    :class:`experiments.metrics.CorpusMetric`) is scored from one sum of precomputed statistics, so a bootstrap
+    resample costs a vector sum, not a re-scoring of every sentence; any other metric is called on the rows.
+    """
+    if hasattr(metric, "row_statistics") and hasattr(metric, "from_statistics"):
+        tables = {
+            seed: numpy.array([metric.row_statistics(row) for row in rows], dtype=float)
+            for seed, rows in per_seed.items()
+        }
+        return lambda seed, rows: metric.from_statistics(tables[seed][numpy.asarray(rows)].sum(axis=0))
+    return lambda seed, rows: metric([per_seed[seed][i] for i in rows])
+
+
+def _mean_score(score: Callable[[int, Sequence[int]], float], seeds: Sequence[int], rows: Sequence[int]) -> float:
+    return statistics.fmean(score(seed, rows) for seed in seeds)
 
 
 def _paired_seeds(system_seeds: list[int], baseline_seeds: list[int], drawn: list[int], rng: random.Random):
@@ -103,17 +120,17 @@ def seed_row_bootstrap(
     rng = random.Random(seed)
     system_seeds, baseline_seeds = sorted(system), sorted(baseline)
     all_rows = list(range(n_rows))
-    estimate = _mean_score(system, system_seeds, all_rows, metric) - _mean_score(
-        baseline, baseline_seeds, all_rows, metric
+    score_system = seed_scorer(system, metric)
+    score_baseline = seed_scorer(baseline, metric)
+    estimate = _mean_score(score_system, system_seeds, all_rows) - _mean_score(
+        score_baseline, baseline_seeds, all_rows
     )
     differences = []
     for _ in range(samples):
         drawn = [rng.choice(system_seeds) for _ in system_seeds]
         drawn_baseline = _paired_seeds(system_seeds, baseline_seeds, drawn, rng)
         rows = [rng.randrange(n_rows) for _ in all_rows]
-        differences.append(
-            _mean_score(system, drawn, rows, metric) - _mean_score(baseline, drawn_baseline, rows, metric)
-        )
+        differences.append(_mean_score(score_system, drawn, rows) - _mean_score(score_baseline, drawn_baseline, rows))
     low, high = percentile_interval(differences, confidence)
     # add-one counts: a bootstrap of `samples` resamples cannot show p below 1 / (samples + 1)
     below = (sum(d <= 0 for d in differences) + 1) / (samples + 1)

@@ -7,7 +7,9 @@ import random
 import pytest
 
 from experiments import stats
-from experiments.metrics import accuracy
+from experiments.metrics import get_metric
+
+accuracy = get_metric("accuracy")
 
 
 def _rows(rate: float, n: int, rng: random.Random) -> list[dict]:
@@ -79,3 +81,14 @@ def test_verdict_threshold_expresses_a_within_margin_claim():
 
 def test_percentile_interval_interpolates():
     assert stats.percentile_interval(list(range(101)), 0.9) == pytest.approx((5.0, 95.0))
+
+
+def test_decomposed_metric_gives_the_same_bootstrap_as_rescoring():
+    """Scoring a resample from summed per-row statistics equals calling the metric on the resampled rows."""
+    system = _system({0: 0.7, 1: 0.6}, n=50, seed=6)
+    baseline = _system({0: 0.5, 1: 0.55}, n=50, seed=7)
+    fast = stats.seed_row_bootstrap(system, baseline, accuracy, samples=100)
+    slow = stats.seed_row_bootstrap(system, baseline, lambda rows: accuracy(rows), samples=100)
+    assert (fast.estimate, fast.low, fast.high, fast.p_value) == pytest.approx(
+        (slow.estimate, slow.low, slow.high, slow.p_value)
+    )
