@@ -33,6 +33,7 @@ matplotlib.use("Agg")
 from matplotlib import pyplot  # noqa: E402 - the backend is chosen before pyplot loads
 
 logger = logging.getLogger("experiments.tables")
+MIN_SEEDS = 3
 EXPLORATORY = (
     "EXPLORATORY: no claim rests on this table (its plan was not committed before its runs, or predates "
     "results/PROTOCOL.md)"
@@ -183,7 +184,10 @@ def compare(plan: Any, systems: dict, entry: dict, metrics: list[str]) -> dict:
     system, baseline = systems[entry["system"]], systems[entry["baseline"]]
     for name in entry.get("metrics", metrics):
         difference = difference_by_plan(plan, system, baseline, get_metric(name))
-        result[name] = {**difference.as_dict(), "verdict": stats.verdict(difference, result["threshold"])}
+        verdict = stats.verdict(difference, result["threshold"])
+        if len(system) < MIN_SEEDS:  # a claim needs the variance over seeds (results/PROTOCOL.md)
+            verdict = f"{stats.NOT_SHOWN} (fewer than {MIN_SEEDS} seeds)"
+        result[name] = {**difference.as_dict(), "verdict": verdict}
     return result
 
 

@@ -285,3 +285,18 @@ def test_killed_runner_resumes_at_the_unfinished_run(repo, tmp_path):
     subprocess.run(command, env=env, check=True)
     restarted = [Path(line).name for line in calls.read_text().splitlines()[started_before:]]
     assert sorted(restarted) == sorted({"seed0", "seed1", "seed2"} - finished)
+
+
+def test_a_system_with_fewer_than_three_seeds_is_never_met(repo, tmp_path, counted):
+    plan = _plan(seeds=[0, 1], choices={})
+    plan["runs"] = [
+        {"name": "strong", "overrides": {"quality": 0.95}},
+        {"name": "weak", "overrides": {"quality": 0.1}},
+    ]
+    plan["tables"] = [plan["tables"][0]]
+    plan["tables"][0]["rows"] = plan["tables"][0]["rows"][:2]
+    plan["tables"][0]["comparisons"] = plan["tables"][0]["comparisons"][:1]
+    _runner(_write(repo, plan), tmp_path).run()
+    comparison = json.loads((tmp_path / "results" / FAKE / "fake_table.json").read_text())["comparisons"][0]
+    assert comparison["accuracy"]["ci_low"] > 0  # the interval alone would say "met"
+    assert comparison["accuracy"]["verdict"] == "not shown (fewer than 3 seeds)"
