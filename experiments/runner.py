@@ -249,7 +249,12 @@ class Runner:
         return outcome
 
     def run_seeds(self, spec: RunSpec, commit: PlanCommit, dry_run: bool, outcome: Outcome) -> None:
-        chosen = self.chosen_values(spec)
+        try:
+            chosen = self.chosen_values(spec)
+        except PlanError:  # e.g. the dev run's metrics.json lacks the series: this run cannot start, the rest can
+            logger.exception("%s: its dev choice cannot be made", spec.name)
+            outcome.failed += [f"{spec.name}/seed{seed}" for seed in spec.seeds]
+            return
         for seed in spec.seeds:
             label = f"{spec.name}/seed{seed}"
             if chosen is None:

@@ -89,7 +89,13 @@ def commit_label(commit: Any) -> str:
 
 def dev_choices(runner: Any) -> dict[str, Any]:
     """Every registered dev choice with the value it took (``None`` before its run has finished)."""
-    return {name: runner.resolve_choice(name) for name in runner.plan.choices}
+    chosen = {}
+    for name in runner.plan.choices:
+        try:
+            chosen[name] = runner.resolve_choice(name)
+        except ValueError as error:  # the plan's PlanError: the table says why instead of failing
+            chosen[name] = f"not made: {error}"
+    return chosen
 
 
 # ---- loading ----

@@ -300,3 +300,13 @@ def test_a_system_with_fewer_than_three_seeds_is_never_met(repo, tmp_path, count
     comparison = json.loads((tmp_path / "results" / FAKE / "fake_table.json").read_text())["comparisons"][0]
     assert comparison["accuracy"]["ci_low"] > 0  # the interval alone would say "met"
     assert comparison["accuracy"]["verdict"] == "not shown (fewer than 3 seeds)"
+
+
+def test_a_dev_choice_that_cannot_be_made_fails_only_its_runs(repo, tmp_path, counted):
+    plan = _plan()
+    plan["choices"]["steps"]["series"] = "no_such_series"
+    outcome = _runner(_write(repo, plan), tmp_path).run()
+    assert sorted(outcome.failed) == sorted(f"{run}/seed{s}" for run in ("strong", "weak") for s in (0, 1, 2))
+    assert len(counted) == 1  # the dev run itself ran
+    table = json.loads((tmp_path / "results" / FAKE / "fake_table.json").read_text())
+    assert table["dev_choices"]["steps"].startswith("not made:") and "no_such_series" in table["dev_choices"]["steps"]
