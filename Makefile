@@ -29,22 +29,25 @@ lint:
 format:
 	ruff check --fix . && ruff format .
 
-# Every LMCor table (WMT22 de-en unseen/seen systems + learning curve, JFLEG, Gemma plug-and-play) into
-# results/lmcor/; resumable (finished stages are skipped). ~100 core-minutes on this machine's CPU.
+# Results: one runner, one plan YAML per table set (experiments/plans/<recipe>*.yaml), resumable (a finished run is
+# skipped), refused unless the plan is committed unchanged (results/PROTOCOL.md). Tables, plots and gzipped per-run
+# predictions go to results/<recipe>/. One plan alone: `python -m experiments experiments/plans/<plan>.yaml`
+# (--dry-run lists what would run; --only RUN ... runs a few).
+RESULTS_PLANS = for plan in $(1); do $(PY) -m experiments $$plan || exit 1; done
+
+# Every LMCor table: the first tables (experiments/plans/lmcor.yaml) and WMT22 de-en properly powered
+# (experiments/plans/lmcor_wmt22_deen.yaml: dev curve, k = 4 x 3 seeds, baselines; about 5 CPU-hours).
 results-lmcor:
-	$(PY) recipes/lmcor_results.py
+	$(call RESULTS_PLANS,experiments/plans/lmcor*.yaml)
 
-# Every distilling step-by-step table (SVAMP, CQA: 4 rows x 3 seeds; SVAMP data-fraction curve; a SmolLM2 teacher's
-# rationales -> student) into results/step_by_step/; resumable (finished runs are skipped). ~100 core-minutes here.
+# Every distilling step-by-step table (SVAMP, CQA, SVAMP data-fraction curve, a SmolLM2 teacher's rationales).
 results-step-by-step:
-	$(PY) recipes/results_step_by_step.py --plan recipes/configs/step_by_step/plans/results_cpu.yaml
+	$(call RESULTS_PLANS,experiments/plans/step_by_step*.yaml)
 
-# Every multi-task QLoRA table (4-bit multi-task vs single-task at equal total and per-task budget vs MiniLM; fp32
-# LoRA) into results/qlora_multitask/; resumable (finished runs are skipped).
+# Every multi-task QLoRA table (4-bit multi-task vs single-task vs MiniLM; fp32 LoRA).
 results-multitask:
-	$(PY) recipes/results_multitask.py
+	$(call RESULTS_PLANS,experiments/plans/qlora_multitask*.yaml)
 
-# Every LLMEmbed table (SST-2, AG News, R8: fused / LLM-only / last layer / encoder-only / last-token pooling vs a
-# fine-tuned MiniLM, with extraction / head / inference CPU) into results/llmembed/; resumable (embedding cache).
+# Every LLMEmbed table (SST-2, AG News, R8 vs a fine-tuned MiniLM, intervals on every difference).
 results-llmembed:
-	$(PY) recipes/results_llmembed.py
+	$(call RESULTS_PLANS,experiments/plans/llmembed*.yaml)

@@ -118,23 +118,3 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=level, force=False
     )
-
-
-def load_script(path: str | os.PathLike):
-    """Import a script file (a recipe, a results driver) as a module, by path: ``recipes/`` is not a package.
-
-    The module is registered in ``sys.modules`` under ``_script_<stem>`` first, so its dataclasses resolve their
-    annotations and a second load returns the same module.
-    """
-    import importlib.util
-    import sys
-
-    path = Path(path).resolve()
-    name = f"_script_{path.stem}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module

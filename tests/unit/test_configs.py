@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import subprocess
 import sys
@@ -18,17 +18,13 @@ RECIPE_CONFIGS = sorted((REPO / "recipes" / "configs").glob("*/*.yaml"))
 DATA_GEN_CONFIGS = sorted((REPO / "data_gen" / "configs").glob("*.yaml"))
 
 
-def _load_script(path: Path):
-    spec = importlib.util.spec_from_file_location(f"_script_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses resolve string annotations through sys.modules[cls.__module__].
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def _script_module(script: Path):
+    """The script's module by its dotted name (``recipes/lmcor.py`` -> ``recipes.lmcor``): nothing loads by path."""
+    return importlib.import_module(".".join(script.relative_to(REPO).with_suffix("").parts))
 
 
 def _parse(script: Path, config: Path):
-    parser = _load_script(script).make_parser()
+    parser = _script_module(script).make_parser()
     return parser.parse_args_and_config(["--config", str(config)])
 
 

@@ -175,19 +175,3 @@ def test_gpu_configs_parse_at_the_papers_scale(name):
     assert training.max_steps >= 1000
     # bf16 is a command-line flag (a CPU parse of bf16: true fails): the config's run line must pass it
     assert "--bf16 true" in (REPO / f"recipes/configs/lmcor/{name}.yaml").read_text()
-
-
-def test_results_driver_stages_parse_and_share_the_test_split():
-    from toolkit.configs import load_script
-
-    results = load_script(REPO / "recipes" / "lmcor_results.py")
-    RECIPE_STAGES, STAGES, parse_recipe_args = results.RECIPE_STAGES, results.STAGES, results.parse_recipe_args  # noqa: N806
-
-    parsed = {s: parse_recipe_args([*argv, "--output_dir", "/tmp/x"]) for s, argv in RECIPE_STAGES.items()}
-    assert set(RECIPE_STAGES) <= set(STAGES)
-    deen = [parsed[s][0] for s in ("deen_k4", "deen_nocand", "deen_k1")]
-    assert [a.no_candidates for a in deen] == [False, True, False] and [a.k for a in deen] == [4, 4, 1]
-    split = {(a.task, a.split_block, a.dev_size, a.test_size, a.split_seed, a.max_source_words) for a in deen}
-    assert len(split) == 1 and {parsed[s][2].max_steps for s in ("deen_k4", "deen_nocand", "deen_k1")} == {80}
-    jfleg = [parsed[s][0] for s in ("jfleg_k4", "jfleg_nocand", "jfleg_k1")]
-    assert [a.single_candidate for a in jfleg] == [False, False, True] and all(not a.pool_path for a in jfleg)

@@ -1,0 +1,50 @@
+"""Every shipped plan loads, and every run's command line parses with its recipe's own parser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from experiments.plan import choices_used, load_plan
+from experiments.runner import Runner, recipe_module
+
+REPO = Path(__file__).resolve().parents[2]
+PLANS = sorted((REPO / "experiments" / "plans").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PLANS, ids=lambda p: p.stem)
+def test_plan_runs_parse_with_their_recipe(path, tmp_path, monkeypatch):
+    import importlib
+
+    monkeypatch.chdir(REPO)
+    plan = load_plan(path)
+    assert plan.recipe in path.stem  # experiments/plans/<recipe>*.yaml
+    runner = Runner(plan, tmp_path / "runs", tmp_path / "results")
+    runnable = [spec for spec in plan.runs if not spec.pending]
+    assert runnable, f"{path.name} plans no runnable run"
+    for spec in runnable:
+        chosen = {name: 7 for name in choices_used(spec)}  # a stand-in for the value chosen on dev
+        module = importlib.import_module(recipe_module(spec.recipe))
+        for seed in spec.seeds:
+            parsed = module.make_parser().parse_args_and_config(runner.argv(spec, seed, chosen))
+            values = {key: value for section in parsed for key, value in vars(section).items()}
+            assert values["output_dir"] == str(runner.run_dir(spec.name, seed))
+            if "--seed" in (plan.seed_args if spec.seed_args is None else spec.seed_args):
+                assert values["seed"] == seed
+
+
+def test_the_deen_plan_follows_the_protocol(monkeypatch):
+    """Step count chosen on dev, three seeds of the corrector, >= 300 test rows, every baseline in the table."""
+    monkeypatch.chdir(REPO)
+    plan = load_plan(REPO / "experiments" / "plans" / "lmcor_wmt22_deen.yaml")
+    assert len(plan.run("k4").seeds) >= 3 and plan.test_rows >= 300
+    assert plan.overrides["test_size"] == plan.test_rows
+    choice = plan.choices[choices_used(plan.run("k4"))[0]]
+    dev_run = plan.run(choice.run)
+    assert dev_run.overrides["eval_strategy"] == "steps"  # the curve is dev loss, never a test score
+    for name in ("k1", "no_candidates"):
+        assert choices_used(plan.run(name)) == choices_used(plan.run("k4"))
+    labels = " ".join(row["label"] for row in plan.tables[0]["rows"])
+    for baseline in ("best single system", "MBR", "reranker", "k = 1", "no-candidates"):
+        assert baseline in labels
