@@ -254,11 +254,13 @@ def test_two_processes_score_the_same_rows_as_one(tiny_llama_dir, tmp_path):
     pool = _write_pool(tmp_path / "pool.jsonl")
     shared = ["--lora", "false", "--chat_template", "false", "--eval_generate_steps", "2"]
     shared += ["--train_sampling_strategy", "random", "--gen_batch_size", "2"]
+    shared += ["--test_size", "4"]  # 16 training rows: 4 full global batches of 4, the same in both runs
 
     one = tmp_path / "one"
     recipe = _recipe()
     argv = _common(one, pool, tiny_llama_dir, *shared, "--per_device_train_batch_size", "4")
-    recipe.main(*recipe.make_parser().parse_args_and_config(argv))
+    # The launched script reads the default config under its flags: so does this run.
+    recipe.main(*recipe.make_parser().parse_args_and_config(recipe.argv_with_default_config(argv)))
 
     two = tmp_path / "two"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(REPO)}
