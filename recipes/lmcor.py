@@ -44,10 +44,11 @@ from toolkit.methods.lmcor.evaluation import (
     results_markdown,
     training_summary,
 )
-from toolkit.models.students import load_student, make_trainer, tokenize_pairs
+from toolkit.models.students import load_student
 from toolkit.run import Push, finish_run
 from toolkit.runtime import configure_threads
 from toolkit.teachers import TeacherConfig
+from toolkit.training.student_training import make_trainer, tokenize_pairs
 from toolkit.training.tracking import require_tensorboard, resume_checkpoint
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "lmcor" / "default.yaml"

@@ -70,20 +70,21 @@ def validate_pool(rows: Sequence[Mapping[str, Any]], *, need_candidates: bool = 
     """Check candidate-pool rows and raise a ``ValueError`` naming the first bad row."""
     if not rows:
         raise ValueError("empty candidate pool")
-    for i, row in enumerate(rows):
+    for index, row in enumerate(rows):
+        where = f"pool row {index} (id={row.get('id')})"
         if not isinstance(row.get("source"), str):
-            raise ValueError(f"pool row {i}: missing string 'source'")
+            raise ValueError(f"{where}: missing string 'source'")
         refs = row.get("references")
-        if not refs or not all(isinstance(r, str) and r.strip() for r in refs):
-            raise ValueError(f"pool row {i} (id={row.get('id')}): 'references' must be a non-empty list of strings")
+        if not refs or not all(isinstance(ref, str) and ref.strip() for ref in refs):
+            raise ValueError(f"{where}: 'references' must be a non-empty list of strings")
         if not need_candidates:
             continue
         cands = row.get("candidates")
-        if not cands or not all(isinstance(c, str) for c in cands):
-            raise ValueError(f"pool row {i} (id={row.get('id')}): 'candidates' must be a non-empty list of strings")
+        if not cands or not all(isinstance(cand, str) for cand in cands):
+            raise ValueError(f"{where}: 'candidates' must be a non-empty list of strings")
         systems = candidate_systems(row)
         if systems is not None and len(systems) != len(cands):
-            raise ValueError(f"pool row {i}: {len(systems)} systems for {len(cands)} candidates")
+            raise ValueError(f"{where}: {len(systems)} systems for {len(cands)} candidates")
 
 
 def load_pool(
@@ -117,8 +118,8 @@ def load_pool(
         rows = [dict(r) for r in load_wmt22(WMT22_POOLS[task], data_dir=data_dir)]
     else:
         raise ValueError("task 'jsonl' needs pool_path")
-    for i, row in enumerate(rows):
-        row.setdefault("id", f"{task}-{i}" if split == "dev" else f"{task}-{split}-{i}")
+    for index, row in enumerate(rows):
+        row.setdefault("id", f"{task}-{index}" if split == "dev" else f"{task}-{split}-{index}")
         row.setdefault("group", row["id"])
     validate_pool(rows, need_candidates=False)
     return rows

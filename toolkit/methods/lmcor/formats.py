@@ -221,10 +221,10 @@ def fair_shares(lengths: Sequence[int], budget: int) -> list[int]:
     """
     caps = [0] * len(lengths)
     remaining = max(0, budget)
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    for pos, i in enumerate(order):
-        caps[i] = min(lengths[i], remaining // (len(order) - pos))
-        remaining -= caps[i]
+    shortest_first = sorted(range(len(lengths)), key=lambda segment: lengths[segment])
+    for position, segment in enumerate(shortest_first):
+        caps[segment] = min(lengths[segment], remaining // (len(shortest_first) - position))
+        remaining -= caps[segment]
     return caps
 
 

@@ -174,7 +174,7 @@ def best_single_system(
         for name in systems
     }
     headline = TASK_METRICS[task][0]
-    best = max(systems, key=lambda s: per_system[s][headline])
+    best = max(systems, key=lambda system: per_system[system][headline])
     return best, per_system, system_outputs(test_rows, best)
 
 
@@ -193,11 +193,13 @@ def paired_bootstrap_rows(baselines, models, refs, n_samples: int = 1000) -> lis
         _, out = PairedTest(systems, {"bleu": BLEU(), "chrf": CHRF()}, refs, test_type="bs", n_samples=n_samples)()
         # sacrebleu keys them by its own names ("System", "BLEU", "chrF2"), in the order given
         scores = dict(zip(("bleu", "chrf"), [v for k, v in out.items() if k != "System"]))
-        for i, (name, _) in enumerate(systems[1:], start=1):
+        for index, (name, _) in enumerate(systems[1:], start=1):
             row = {"model": name, "vs": base_name}
-            row |= {f"{m} delta": round(float(scores[m][i].score - scores[m][0].score), 2) for m in ("bleu", "chrf")}
-            row |= {f"{m} p": round(float(scores[m][i].p_value), 3) for m in ("bleu", "chrf")}
-            row |= {f"{m} 95% CI": round(float(scores[m][i].ci), 2) for m in ("bleu", "chrf")}
+            for metric in ("bleu", "chrf"):
+                model, base = scores[metric][index], scores[metric][0]
+                row[f"{metric} delta"] = round(float(model.score - base.score), 2)
+                row[f"{metric} p"] = round(float(model.p_value), 3)
+                row[f"{metric} 95% CI"] = round(float(model.ci), 2)
             rows.append(row)
     return rows
 

@@ -53,11 +53,14 @@ def mbr_select(candidates: Sequence[str], utility: Callable[[str, str], float] |
     if len(candidates) <= 2:
         return 0
     utility = utility or chrf_utility
-    best, best_score = 0, float("-inf")
-    for i, hyp in enumerate(candidates):
-        score = sum(utility(hyp, other) for j, other in enumerate(candidates) if j != i) / (len(candidates) - 1)
+    best = 0
+    best_score = float("-inf")
+    for index, hyp in enumerate(candidates):
+        others = [other for other_index, other in enumerate(candidates) if other_index != index]
+        score = sum(utility(hyp, other) for other in others) / len(others)
         if score > best_score + 1e-12:
-            best, best_score = i, score
+            best = index
+            best_score = score
     return best
 
 
@@ -73,7 +76,7 @@ def oracle_select(
         raise ValueError("oracle_select needs candidates and references")
     utility = utility or chrf_utility
     scores = [max(utility(c, r) for r in references) for c in candidates]
-    return max(range(len(candidates)), key=lambda i: (scores[i], -i))
+    return max(range(len(candidates)), key=lambda index: (scores[index], -index))
 
 
 def oracle_label(metric: str) -> str:
