@@ -32,9 +32,7 @@ from toolkit.methods.lmcor.data import (
     budgeted_format,
     candidates_for_splits,
     corrector_examples,
-    filter_rows,
-    load_pool,
-    split_and_subsample,
+    load_splits,
 )
 from toolkit.methods.lmcor.evaluation import (
     evaluate_run,
@@ -125,8 +123,7 @@ def main(
     t_start = time.perf_counter()
 
     # ---- Data ---- pool rows -> group-aware splits -> k teacher candidates per row (the candidates job, cached)
-    pool = load_pool(config.task, data_dir=config.data_dir, pool_path=config.pool_path)
-    splits = split_and_subsample(filter_rows(pool, config), config)
+    splits = load_splits(config)
     with training_args.main_process_first(desc="teacher candidates"):  # rank 0 fills the cache, others read it
         splits = candidates_for_splits(splits, config, script_args.teacher())
     timings["candidates_s"] = time.perf_counter() - t_start

@@ -11,7 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 
+from data_gen import candidates
+from toolkit.generation.cache import GenerationCache
 from toolkit.methods.lmcor.data import load_pool, split_and_subsample
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,8 +61,6 @@ def _common(out: Path, pool: Path, model: Path, *extra: str) -> list[str]:
 
 
 def _weights(path: Path) -> dict:
-    from safetensors.torch import load_file
-
     files = sorted(path.glob("*.safetensors"))
     assert files, f"no safetensors in {path}"
     return {k: v for f in files for k, v in load_file(str(f)).items()}
@@ -121,8 +122,6 @@ def test_lmcor_tiny_llama_lora_teacher_candidates_and_push(tiny_llama_dir, tmp_p
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     # source + up to k=3 candidates (a random teacher may emit empty ones, which are dropped)
     assert all(1 <= p["input"].count(" || ") <= 3 for p in preds)
-    from toolkit.generation.cache import GenerationCache
-
     with GenerationCache(tmp_path / "cache.sqlite") as cache:
         assert len(cache) == 6 * 3  # 6 distinct prompts x (1 greedy + 2 samples), content-addressed
     pushed = fake_hub.files("fake-user/lmcor-tiny")
@@ -136,8 +135,6 @@ def test_lmcor_tiny_llama_lora_teacher_candidates_and_push(tiny_llama_dir, tmp_p
 def test_candidates_job_then_recipe_makes_no_new_teacher_calls(tiny_t5_dir, fake_openai, tmp_path):
     """The recipe gets its candidates through the candidates job (same requests, same prompt): after
     ``data_gen/candidates.py`` with the shipped JFLEG config ran on the same rows and teacher, it calls nothing."""
-    from data_gen import candidates
-
     recipe = _recipe()
     pool = _write_pool(tmp_path / "pool.jsonl", with_candidates=False)
     cache = tmp_path / "c.sqlite"

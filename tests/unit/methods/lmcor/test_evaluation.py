@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 import pytest
 
+from toolkit.methods.lmcor import evaluation
 from toolkit.methods.lmcor.config import LMCorConfig
 from toolkit.methods.lmcor.data import load_pool
 from toolkit.methods.lmcor.evaluation import CORRECTOR, NO_CANDIDATES, corrector_scores, evaluate_run
@@ -118,3 +120,23 @@ def test_no_candidates_row_is_labelled_and_baselines_still_use_the_candidates():
     assert methods[-1] == NO_CANDIDATES and CORRECTOR not in methods and res["model_row"] == NO_CANDIDATES
     assert res["corrector"] == res["scores"][NO_CANDIDATES] and res["corrector"]["chrf"] == pytest.approx(100.0)
     assert res["best_single_system"] in ("U1", "U2")
+
+
+def test_learning_curve_scores_the_test_rows_at_its_steps_only(monkeypatch):
+    rows = _mt_rows(4)
+    calls = []
+
+    def fake_generate(model, tokenizer, inputs, **kwargs):
+        calls.append((list(inputs), kwargs))
+        return [row["references"][0] for row in rows]
+
+    monkeypatch.setattr(evaluation, "generate", fake_generate)
+    config = LMCorConfig(task="jsonl", task_type="mt", pool_path="x")
+    inputs = [f"input {i}" for i in range(4)]
+    assert evaluation.learning_curve_callbacks([], config, None, rows, inputs, {}) == []
+    (callback,) = evaluation.learning_curve_callbacks([2], config, None, rows, inputs, {"max_new_tokens": 3})
+    for step in (1, 2, 3):
+        callback.on_step_end(None, SimpleNamespace(global_step=step), None, model=object())
+    assert calls == [(inputs, {"max_new_tokens": 3})]  # one process: the whole test set, in order
+    assert [entry["step"] for entry in callback.history] == [2]
+    assert callback.history[0]["chrf"] == pytest.approx(100.0)

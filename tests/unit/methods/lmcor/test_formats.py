@@ -6,6 +6,7 @@ import logging
 import random
 
 import pytest
+from transformers import AutoTokenizer, ByT5Tokenizer
 
 from toolkit.methods.lmcor.formats import (
     BudgetedFormat,
@@ -15,6 +16,7 @@ from toolkit.methods.lmcor.formats import (
     fair_shares,
     pick_candidates,
 )
+from toolkit.training.student_training import tokenize_pairs
 
 POOL = [
     {
@@ -95,21 +97,15 @@ def test_fair_shares_is_max_min_fair():
 
 
 def _byt5():
-    from transformers import ByT5Tokenizer
-
     return ByT5Tokenizer()
 
 
 def _tiny_llama_tok(tiny_llama_dir):
-    from transformers import AutoTokenizer
-
     return AutoTokenizer.from_pretrained(tiny_llama_dir)
 
 
 @pytest.mark.parametrize("which", ["byt5_slow_seq2seq", "tiny_llama_fast_causal"])
 def test_long_inputs_are_cut_fairly_and_the_last_candidate_survives(which, tiny_llama_dir, caplog):
-    from toolkit.models.students import tokenize_pairs
-
     seq2seq = which.startswith("byt5")
     tok = _byt5() if seq2seq else _tiny_llama_tok(tiny_llama_dir)
     long = " ".join(["the quick brown fox jumps over the lazy dog"] * 12)
