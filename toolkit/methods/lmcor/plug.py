@@ -10,7 +10,6 @@ that carry candidates, with the same input format, truncation and scoring as the
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,6 @@ from toolkit.methods.lmcor.data import budgeted_format, corrector_inputs
 from toolkit.methods.lmcor.evaluation import evaluate_run, generate_sharded
 from toolkit.models.loading import load_tokenizer
 from toolkit.models.students import load_student
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["evaluate_saved_corrector", "load_saved_corrector", "with_test_systems"]
 

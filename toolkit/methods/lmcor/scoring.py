@@ -10,7 +10,6 @@ of every row of a results table.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -22,8 +21,6 @@ from sacrebleu.significance import PairedTest
 from toolkit.evaluation import metrics
 from toolkit.methods.lmcor.config import TASK_METRICS, TASK_TYPES
 from toolkit.methods.lmcor.formats import candidate_systems, clean_text
-
-logger = logging.getLogger(__name__)
 
 HYP_TOKENIZERS = (None, "ptb")
 
