@@ -17,7 +17,8 @@ import logging
 import time
 
 from toolkit.configs import setup_logging
-from toolkit.methods.lmcor import formats as lmcor
+from toolkit.methods.lmcor.data import load_pool
+from toolkit.methods.lmcor.formats import GEC_TEMPLATE, clean_text
 from toolkit.publishing import reporting
 
 logger = logging.getLogger("prefix_reuse")
@@ -28,10 +29,10 @@ def demo_requests(n_rows: int, k: int, max_tokens: int, num_demos: int = 3):
     from toolkit.generation.prompts import FewShotTemplate
     from toolkit.teachers import GenerationRequest
 
-    pool = lmcor.load_pool("demo_gec")
-    demos = [{**d, "target": lmcor.clean_text(d["references"][0])} for d in pool[:num_demos]]
+    pool = load_pool("demo_gec")
+    demos = [{**d, "target": clean_text(d["references"][0])} for d in pool[:num_demos]]
     rows = pool[num_demos : num_demos + n_rows]
-    template = FewShotTemplate(prompt_format="chat", **lmcor.GEC_TEMPLATE)
+    template = FewShotTemplate(prompt_format="chat", **GEC_TEMPLATE)
     reqs = []
     for row in rows:
         prompt = template.build(demos, row)

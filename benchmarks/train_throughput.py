@@ -24,7 +24,8 @@ import tempfile
 import time
 
 from toolkit.configs import setup_logging
-from toolkit.methods.lmcor import formats as lmcor
+from toolkit.methods.lmcor.data import load_pool
+from toolkit.methods.lmcor.formats import CorrectorFormat, build_training_examples
 from toolkit.models import students
 from toolkit.publishing import reporting
 
@@ -50,17 +51,17 @@ class CountingCollator(students.PairCollator):
 
 def build_examples(pool: str, n: int, seed: int, max_source_words: int | None = None) -> list[dict]:
     """Corrector examples from a real pool (WMT22 en-de, 4 systems) or the shipped demo set (fake candidates)."""
-    fmt = lmcor.CorrectorFormat(separator=" || ")
+    fmt = CorrectorFormat(separator=" || ")
     if pool == "wmt22_ende":
-        rows = lmcor.load_pool("wmt22_ende")
+        rows = load_pool("wmt22_ende")
         if max_source_words:
             rows = [r for r in rows if len(r["source"].split()) <= max_source_words]
     else:
-        rows = lmcor.load_pool("demo_gec")
+        rows = load_pool("demo_gec")
         # No teacher in a benchmark: use the source and references as stand-in candidates (lengths are realistic).
         rows = [{**r, "candidates": [r["source"], *r["references"], r["source"].lower()]} for r in rows]
     rows = random.Random(seed).sample(rows, min(n, len(rows)))
-    return lmcor.build_training_examples(rows, fmt, k=4, seed=seed, multi_reference=False)
+    return build_training_examples(rows, fmt, k=4, seed=seed, multi_reference=False)
 
 
 def run_pipeline(name, model_name, lora, feats, args, *, pad_to, grouped) -> dict:

@@ -1,28 +1,37 @@
-"""End-to-end LMCor recipe on tiny models: loss logged, weights change, exact files written, push, DDP."""
+"""End-to-end LMCor recipe on tiny models: loss logged, weights change, exact files written, push, two processes."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
+
+from data_gen import candidates
+from toolkit.generation.cache import GenerationCache
+from toolkit.methods.lmcor.data import load_pool, split_and_subsample
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "recipes" / "lmcor.py"
 RUN_FILES = {
-    "metrics.json", "results.md", "predictions.jsonl", "training_curves.png", "README.md", "run_config.json", "report.html"
-}  # fmt: skip
+    "metrics.json",
+    "results.md",
+    "predictions.jsonl",
+    "training_curves.png",
+    "README.md",
+    "run_config.json",
+    "report.html",
+}
 
 
 def _recipe():
-    spec = importlib.util.spec_from_file_location("_lmcor_recipe_script", SCRIPT)
-    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("recipes.lmcor")
 
 
 def _write_pool(path: Path, n: int = 24, with_candidates: bool = True) -> Path:
@@ -42,19 +51,16 @@ def _write_pool(path: Path, n: int = 24, with_candidates: bool = True) -> Path:
 
 
 def _common(out: Path, pool: Path, model: Path, *extra: str) -> list[str]:
-    return [
-        "--task", "jsonl", "--task_type", "gec", "--pool_path", str(pool), "--dev_size", "4", "--test_size", "6",
-        "--model_name_or_path", str(model), "--output_dir", str(out), "--max_steps", "4",
-        "--per_device_train_batch_size", "4", "--learning_rate", "5e-3", "--logging_steps", "1",
-        "--save_strategy", "no", "--report_to", "none", "--max_new_tokens", "8", "--max_source_len", "96",
-        "--max_target_len", "32", "--k", "3", "--separator", " || ", "--train_sampling_strategy", "group_by_length",
-        *extra,
-    ]  # fmt: skip
+    data = ["--task", "jsonl", "--task_type", "gec", "--pool_path", str(pool), "--dev_size", "4", "--test_size", "6"]
+    corrector = ["--k", "3", "--separator", " || ", "--max_new_tokens", "8"]
+    student = ["--model_name_or_path", str(model), "--max_source_len", "96", "--max_target_len", "32"]
+    schedule = "--max_steps 4 --per_device_train_batch_size 4 --learning_rate 5e-3 --logging_steps 1"
+    plumbing = "--save_strategy no --report_to none --train_sampling_strategy group_by_length"
+    training = ["--output_dir", str(out), *schedule.split(), *plumbing.split()]
+    return [*data, *corrector, *student, *training, *extra]
 
 
 def _weights(path: Path) -> dict:
-    from safetensors.torch import load_file
-
     files = sorted(path.glob("*.safetensors"))
     assert files, f"no safetensors in {path}"
     return {k: v for f in files for k, v in load_file(str(f)).items()}
@@ -65,11 +71,9 @@ def _check_run(out: Path, results: dict, n_test: int = 6):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["training"]["train_loss"] > 0 and metrics["training"]["train_tokens_per_s"] > 0
     methods = [row["method"] for row in metrics["table"]]
-    assert methods == [
-        "source copy", "first candidate", "random candidate", "MBR (chrF consensus)",
-        "oracle selection (corpus GLEU search)", "oracle selection (corpus BLEU search)",
-        "oracle selection (corpus chrF search)", "LMCor corrector",
-    ]  # fmt: skip
+    selectors = ["source copy", "first candidate", "random candidate", "MBR (chrF consensus)"]
+    oracles = [f"oracle selection (corpus {label} search)" for label in ("GLEU", "BLEU", "chrF")]
+    assert methods == [*selectors, *oracles, "LMCor corrector"]
     table = (out / "results.md").read_text()
     assert "| method | gleu | bleu | chrf |" in table and "LMCor corrector" in table
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
@@ -105,12 +109,10 @@ def test_lmcor_tiny_llama_lora_teacher_candidates_and_push(tiny_llama_dir, tmp_p
     recipe = _recipe()
     pool = _write_pool(tmp_path / "pool.jsonl", with_candidates=False)
     out = tmp_path / "run"
-    extra = [
-        "--teacher_model", str(tiny_llama_dir), "--cache_path", str(tmp_path / "cache.sqlite"),
-        "--teacher_max_tokens", "6", "--num_demos", "1", "--chat_template", "false", "--lora_r", "4",
-        "--push_to_hub", "true", "--hub_model_id", "fake-user/lmcor-tiny", "--hub_token", fake_hub.token,
-        "--eval_generate_steps", "2",
-    ]  # fmt: skip
+    teacher = ["--teacher_model", str(tiny_llama_dir), "--cache_path", str(tmp_path / "cache.sqlite")]
+    teacher += ["--teacher_max_tokens", "6", "--num_demos", "1"]
+    hub = ["--push_to_hub", "true", "--hub_model_id", "fake-user/lmcor-tiny", "--hub_token", fake_hub.token]
+    extra = [*teacher, *hub, "--chat_template", "false", "--lora_r", "4", "--eval_generate_steps", "2"]
     results = recipe.main(*recipe.make_parser().parse_args_and_config(_common(out, pool, tiny_llama_dir, *extra)))
     _check_run(out, results)
     adapter = _weights(out)
@@ -120,64 +122,67 @@ def test_lmcor_tiny_llama_lora_teacher_candidates_and_push(tiny_llama_dir, tmp_p
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     # source + up to k=3 candidates (a random teacher may emit empty ones, which are dropped)
     assert all(1 <= p["input"].count(" || ") <= 3 for p in preds)
-    from toolkit.generation.cache import GenerationCache
-
     with GenerationCache(tmp_path / "cache.sqlite") as cache:
         assert len(cache) == 6 * 3  # 6 distinct prompts x (1 greedy + 2 samples), content-addressed
     pushed = fake_hub.files("fake-user/lmcor-tiny")
     assert {"README.md", "adapter_model.safetensors", "metrics.json", "results.md"} <= set(pushed)
-    # Issue 12 item 8: the card counts every teacher request of the run (train + dev + test), 1 greedy + 1 sampled.
+    # The card counts every teacher request of the run (train + dev + test), 1 greedy + 1 sampled per row.
     assert "| Teacher calls | 48 |" in (out / "README.md").read_text()
     config_text = (out / "run_config.json").read_text()
     assert fake_hub.token not in config_text and fake_hub.token not in pushed["README.md"].decode()
 
 
 def test_candidates_job_then_recipe_makes_no_new_teacher_calls(tiny_t5_dir, fake_openai, tmp_path):
-    """Issue 13: the recipe gets its candidates through the candidates job (same requests, same prompt): after
+    """The recipe gets its candidates through the candidates job (same requests, same prompt): after
     ``data_gen/candidates.py`` with the shipped JFLEG config ran on the same rows and teacher, it calls nothing."""
-    from data_gen import candidates
-    from toolkit.methods.lmcor import data as lmcor_data
-    from toolkit.methods.lmcor import formats as lmcor
-
     recipe = _recipe()
-    pool, cache, out = (
-        _write_pool(tmp_path / "pool.jsonl", with_candidates=False),
-        tmp_path / "c.sqlite",
-        tmp_path / "run",
-    )
+    pool = _write_pool(tmp_path / "pool.jsonl", with_candidates=False)
+    cache = tmp_path / "c.sqlite"
     url = fake_openai.base_url
-    argv = _common(out, pool, tiny_t5_dir, "--lora", "false", "--separator", " <extra_id_0> ", "--max_steps", "1",
-                   "--teacher_backend", "openai", "--teacher_model", "fake", "--teacher_base_url", url,
-                   "--teacher_api_key", "sk-x", "--cache_path", str(cache), "--k", "4", "--num_demos", "3",
-                   "--teacher_max_tokens", "48")  # fmt: skip
-    script_args, model_args, training_args = recipe.make_parser().parse_args_and_config(argv)
+    teacher = ["--teacher_backend", "openai", "--teacher_model", "fake", "--teacher_base_url", url]
+    teacher += [
+        "--teacher_api_key",
+        "sk-x",
+        "--cache_path",
+        str(cache),
+        "--num_demos",
+        "3",
+        "--teacher_max_tokens",
+        "48",
+    ]
+    t5 = ["--lora", "false", "--separator", " <extra_id_0> ", "--max_steps", "1", "--k", "4"]
+    argv = _common(tmp_path / "run", pool, tiny_t5_dir, *t5, *teacher)
+    script_args, config, model_args, training_args = recipe.make_parser().parse_args_and_config(argv)
     # The job's demonstrations: the recipe's first num_demos + 1 training rows (by index into the same file).
-    splits = lmcor_data.split_and_subsample(lmcor.load_pool("jsonl", pool_path=str(pool)), script_args)
+    splits = split_and_subsample(load_pool("jsonl", pool_path=str(pool)), config)
     ids = [json.loads(line)["id"] for line in pool.read_text().splitlines()]
     demos = [str(ids.index(r["id"])) for r in splits["train"][:4]]
-    job_argv = [
-        "--config", str(REPO / "data_gen" / "configs" / "jfleg_smollm2.yaml"), "--backend", "openai", "--model", "fake",
-        "--base_url", url, "--api_key", "sk-x", "--input_file", str(pool), "--output_dir", str(tmp_path / "job"),
-        "--cache_path", str(cache), "--progress", "false", "--demo_indices", *demos,
-    ]  # fmt: skip
+    job_argv = ["--config", str(REPO / "data_gen" / "configs" / "jfleg_smollm2.yaml"), "--progress", "false"]
+    job_argv += ["--backend", "openai", "--model", "fake", "--base_url", url, "--api_key", "sk-x"]
+    job_argv += ["--input_file", str(pool), "--output_dir", str(tmp_path / "job"), "--cache_path", str(cache)]
+    job_argv += ["--demo_indices", *demos]
     summary = candidates.main(*candidates.make_parser().parse_args_and_config(job_argv))
     assert summary["completed"] == 24 and len(fake_openai.requests) == 2 * 24
     fake_openai.reset_log()
-    results = recipe.main(script_args, model_args, training_args)
+    results = recipe.main(script_args, config, model_args, training_args)
     assert fake_openai.requests == []  # every candidate of every split came from the job's cache entries
     assert results["training"]["train_examples"] == 24 - 4 - 6
 
 
 def test_lmcor_given_test_file_is_the_test_set(tiny_t5_dir, tmp_path):
-    """Issue 12 item 7: train on the pool, test on another file (no carved test split); long inputs are cut fairly."""
+    """Train on the pool, test on another file (no carved test split); long inputs are cut fairly."""
     recipe = _recipe()
     pool = _write_pool(tmp_path / "pool.jsonl")
     test_rows = [
-        {"id": f"official{i}", "source": f"they go to work on monday {i} .", "references": [f"they went to work {i} ."],
-         "candidates": [f"they goes to work {i} .", f"they went to work {i} .", "they go work ."],
-         "systems": ["A", "B", "C"]}
+        {
+            "id": f"official{i}",
+            "source": f"they go to work on monday {i} .",
+            "references": [f"they went to work {i} ."],
+            "candidates": [f"they goes to work {i} .", f"they went to work {i} .", "they go work ."],
+            "systems": ["A", "B", "C"],
+        }
         for i in range(5)
-    ]  # fmt: skip
+    ]
     test_file = tmp_path / "official_test.jsonl"
     test_file.write_text("".join(json.dumps(r) + "\n" for r in test_rows))
     out = tmp_path / "run"
@@ -209,29 +214,74 @@ def test_lmcor_bad_config_errors(tmp_path):
 
 def test_default_config_used_without_args():
     recipe = _recipe()
-    argv = recipe._argv_with_default_config([])
-    script, model, training = recipe.make_parser().parse_args_and_config(argv)
-    assert script.task == "demo_gec" and model.model_name_or_path == "local:smollm2-135m"
-    assert recipe._argv_with_default_config(["--config", "x.yaml"]) == ["--config", "x.yaml"]
+    argv = recipe.argv_with_default_config([])
+    _script, config, model, _training = recipe.make_parser().parse_args_and_config(argv)
+    assert config.task == "demo_gec" and model.model_name_or_path == "local:smollm2-135m"
+    assert recipe.argv_with_default_config(["--config", "x.yaml"]) == ["--config", "x.yaml"]
+
+
+@pytest.mark.parametrize("name", ["wmt22_deen_gpu", "wmt22_ende_gpu", "jfleg_gpu"])
+def test_gpu_configs_parse_at_the_papers_scale(name):
+    path = REPO / "recipes" / "configs" / "lmcor" / f"{name}.yaml"
+    _script, config, model, training = _recipe().make_parser().parse_args_and_config(["--config", str(path)])
+    assert model.model_name_or_path.startswith(("google/", "Qwen/")) and config.max_source_words is None
+    assert training.max_steps >= 1000
+    # bf16 is a command-line flag (a CPU parse of bf16: true fails): the config's run line must pass it
+    assert "--bf16 true" in path.read_text()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _predictions(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.slow
-def test_lmcor_two_process_cpu_ddp(tiny_llama_dir, tmp_path):
-    """2-process CPU DDP (gloo) through `accelerate launch`, with the DESIGN.md command.
+def test_two_processes_score_the_same_rows_as_one(tiny_llama_dir, tmp_path):
+    """2-process CPU DDP (gloo) through `accelerate launch`, same global batch: same rows, order, learning curve, scores.
 
-    Not via a ``use_cpu: true`` accelerate config: with accelerate 1.15 that starts a single process (measured:
-    WORLD_SIZE unset, world_size 1).
+    Not via a ``use_cpu: true`` accelerate config: with accelerate 1.15 that starts a single process. Test generation
+    and the learning-curve callback are sharded across both ranks; a hang (a rank left out of a collective) fails at
+    the timeout.
     """
     pool = _write_pool(tmp_path / "pool.jsonl")
-    out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
-        str(SCRIPT), *_common(out, pool, tiny_llama_dir, "--lora", "false", "--chat_template", "false"),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    shared = ["--lora", "false", "--chat_template", "false", "--eval_generate_steps", "2"]
+    shared += ["--train_sampling_strategy", "random", "--gen_batch_size", "2"]
+    shared += ["--test_size", "4"]  # 16 training rows: 4 full global batches of 4, the same in both runs
+
+    one = tmp_path / "one"
+    recipe = _recipe()
+    argv = _common(one, pool, tiny_llama_dir, *shared, "--per_device_train_batch_size", "4")
+    # The launched script reads the default config under its flags: so does this run.
+    recipe.main(*recipe.make_parser().parse_args_and_config(recipe.argv_with_default_config(argv)))
+
+    two = tmp_path / "two"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(REPO)}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch += ["--main_process_port", str(_free_port()), str(SCRIPT)]
+    argv = _common(two, pool, tiny_llama_dir, *shared, "--per_device_train_batch_size", "2")
+    proc = subprocess.run([*launch, *argv], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["training"]["world_size"] == 2
-    assert "LMCor corrector" in proc.stdout
+    assert proc.stdout.count("LMCor on jsonl") == 1  # only the main process reports
+
+    single = json.loads((one / "metrics.json").read_text())
+    double = json.loads((two / "metrics.json").read_text())
+    assert single["distributed"]["num_processes"] == 1
+    assert double["distributed"] == {
+        "distributed_type": "MULTI_CPU",
+        "num_processes": 2,
+        "wrapper": "DistributedDataParallel",
+    }
+    assert double["training"]["world_size"] == 2
+    assert [p["id"] for p in _predictions(two)] == [p["id"] for p in _predictions(one)]
+    assert [p["input"] for p in _predictions(two)] == [p["input"] for p in _predictions(one)]
+    assert [h["step"] for h in double["learning_curve"]] == [h["step"] for h in single["learning_curve"]] == [2]
+    assert double["learning_curve"] == [pytest.approx(h, abs=1e-6) for h in single["learning_curve"]]
+    assert set(double["scores"]) == set(single["scores"])
+    for method, scores in single["scores"].items():
+        assert double["scores"][method] == pytest.approx(scores, abs=1e-6), method

@@ -1,8 +1,10 @@
-"""LMCor run data: train/dev/test rows (carved from the pool, or official files), teacher candidates, examples.
+"""LMCor run data: candidate pools, the train/dev/test rows, teacher candidates, the corrector's examples.
 
-Everything here decides *which rows and which candidates* the corrector trains and is tested on. ``args`` is the
-recipe's ``LMCorArguments`` (``recipes/lmcor.py``). Teacher candidates come from the candidates job
-(:mod:`toolkit.generation.candidates`) with :func:`candidate_prompt`, the same requests as
+Everything here decides *which rows and which candidates* the corrector trains and is tested on, from an
+:class:`~toolkit.methods.lmcor.config.LMCorConfig`. Pools are rows
+``{"id", "source", "references", "group", ["candidates", "systems"]}``: a named task's data or a candidates dataset,
+split group-aware and deterministically (given dev/test files replace the carved splits). Teacher candidates come
+from the candidates job (:mod:`toolkit.generation.candidates`) with :func:`candidate_prompt`, the same requests as
 ``data_gen/candidates.py --config data_gen/configs/jfleg_smollm2.yaml``: whichever runs first fills the cache.
 """
 
@@ -10,172 +12,292 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from datasets import Dataset
+
 from toolkit.generation.candidates import CandidatesConfig, generate_candidates
 from toolkit.generation.jobs import PromptConfig
-from toolkit.methods.lmcor import formats as lmcor
+from toolkit.methods.lmcor.config import NAMED_SPLITS, POOL_TASKS, WMT22_POOLS, LMCorConfig
+from toolkit.methods.lmcor.formats import (
+    D2T_TEMPLATE,
+    GEC_TEMPLATE,
+    BudgetedFormat,
+    CorrectorFormat,
+    build_eval_inputs,
+    build_training_examples,
+    candidate_systems,
+    clean_text,
+)
+from toolkit.tasks.base import deterministic_split, load_local, read_jsonl
+from toolkit.tasks.data_to_text import load_e2e
+from toolkit.tasks.gec import load_jfleg
+from toolkit.tasks.translation import load_wmt22
 from toolkit.teachers import TeacherConfig
 
 logger = logging.getLogger(__name__)
 
-# Official splits a named loader serves, for --test_path / --dev_path "name:split" (JFLEG test is not in the data
-# folder: pass its files as a local JSONL instead).
-NAMED_SPLITS = ("jfleg:dev", "e2e:dev", "e2e:test")
+__all__ = [
+    "budgeted_format",
+    "candidate_prompt",
+    "candidates_for_splits",
+    "corrector_examples",
+    "demo_gec_path",
+    "filter_rows",
+    "load_pool",
+    "load_split_rows",
+    "load_splits",
+    "split_and_subsample",
+    "split_pool",
+    "teacher_candidates",
+    "validate_pool",
+]
 
 
-def check_split_spec(name: str, spec: str | None) -> None:
-    """Validate a ``--test_path`` / ``--dev_path`` value: an existing file/folder or one of :data:`NAMED_SPLITS`."""
-    if spec and not Path(spec).exists() and spec not in NAMED_SPLITS:
-        raise ValueError(f"{name}={spec!r} is neither an existing file/folder nor one of {NAMED_SPLITS}")
+# --------------------------------------------------------------------------------------------------------------
+# Pools: loading, checking, the group-aware split
+# --------------------------------------------------------------------------------------------------------------
+def demo_gec_path() -> str:
+    """Path of the demo GEC set shipped in the package (``toolkit/data/demo_gec.jsonl``)."""
+    path = Path(__file__).resolve().parents[2] / "data" / "demo_gec.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; rebuild it with: python toolkit/data/make_demo_gec.py")
+    return str(path)
 
 
-def check_arguments(args) -> None:
-    """Validate the recipe's ``LMCorArguments``; fills ``task_type`` (from the task) and ``eval_tokenize=auto``."""
-    if args.task not in lmcor.POOL_TASKS:
-        raise ValueError(f"task must be one of {sorted(lmcor.POOL_TASKS)}, got {args.task!r}")
-    args.task_type = args.task_type or lmcor.POOL_TASKS[args.task]
-    if args.task_type not in lmcor.TASK_TYPES:
-        raise ValueError(f"task_type must be one of {lmcor.TASK_TYPES} (set it for task=jsonl)")
-    if args.task == "jsonl" and not args.pool_path:
-        raise ValueError("task=jsonl needs --pool_path")
-    if args.k < 1 or args.augment < 1 or args.num_beams < 1 or args.split_block < 0:
-        raise ValueError("k, augment and num_beams must be >= 1, split_block >= 0")
-    if args.no_candidates and args.single_candidate:
-        raise ValueError("no_candidates and single_candidate exclude each other")
-    if args.eval_tokenize == "auto":
-        args.eval_tokenize = "ptb" if args.task == "jfleg" else "none"
-    if args.eval_tokenize not in ("ptb", "none"):
-        raise ValueError(f"eval_tokenize must be auto, ptb or none, got {args.eval_tokenize!r}")
-    if set(args.train_systems) & set(args.test_systems):
-        raise ValueError(f"train and test systems overlap: {set(args.train_systems) & set(args.test_systems)}")
-    if bool(args.train_systems) != bool(args.test_systems):
-        raise ValueError("give both train_systems and test_systems (held-out systems), or neither")
-    for name in ("test_path", "dev_path"):
-        check_split_spec(name, getattr(args, name))
-    if args.test_path and args.test_path == args.dev_path:
-        raise ValueError(f"test_path and dev_path are the same ({args.test_path}): dev would select on test")
+def validate_pool(rows: Sequence[Mapping[str, Any]], *, need_candidates: bool = True) -> None:
+    """Check candidate-pool rows and raise a ``ValueError`` naming the first bad row."""
+    if not rows:
+        raise ValueError("empty candidate pool")
+    for index, row in enumerate(rows):
+        where = f"pool row {index} (id={row.get('id')})"
+        if not isinstance(row.get("source"), str):
+            raise ValueError(f"{where}: missing string 'source'")
+        refs = row.get("references")
+        if not refs or not all(isinstance(ref, str) and ref.strip() for ref in refs):
+            raise ValueError(f"{where}: 'references' must be a non-empty list of strings")
+        if not need_candidates:
+            continue
+        cands = row.get("candidates")
+        if not cands or not all(isinstance(cand, str) for cand in cands):
+            raise ValueError(f"{where}: 'candidates' must be a non-empty list of strings")
+        systems = candidate_systems(row)
+        if systems is not None and len(systems) != len(cands):
+            raise ValueError(f"{where}: {len(systems)} systems for {len(cands)} candidates")
 
 
-def load_split_rows(spec: str, args) -> list[dict]:
-    """Rows of a given dev/test set (see :func:`check_split_spec`), in the pool's row format."""
+def load_pool(
+    task: str, *, data_dir: str | None = None, pool_path: str | None = None, split: str = "dev"
+) -> list[dict[str, Any]]:
+    """Rows ``{"id", "source", "references", "group", ["candidates", "systems"]}`` for a named task.
+
+    Args:
+        task: ``demo_gec`` (shipped demo set), ``jfleg`` (JFLEG dev), ``e2e`` (E2E dev, grouped per MR),
+            ``wmt22_ende`` / ``wmt22_deen`` / ``wmt22_zhen`` / ``wmt22_csen`` (WMT22 with every system's output as
+            candidates) or ``jsonl`` (``pool_path``).
+        data_dir: real-data root override.
+        pool_path: a candidates dataset (JSONL / Arrow dir written by ``data_gen/candidates.py``) whose
+            ``candidates`` replace the task's own; for ``jsonl`` the pool itself.
+        split: the loader split for ``jfleg`` / ``e2e`` (e.g. ``e2e`` ``test`` as an official test set).
+    """
+    if task not in POOL_TASKS:
+        raise ValueError(f"unknown LMCor task {task!r}; expected one of {sorted(POOL_TASKS)}")
+    if pool_path:
+        ds = load_local(pool_path)
+        rows = [dict(r) for r in (ds["train"] if hasattr(ds, "keys") and "train" in ds else ds)]
+        if rows and "source" not in rows[0] and "mr" in rows[0]:
+            rows = [{**r, "source": r["mr"]} for r in rows]
+    elif task == "demo_gec":
+        rows = read_jsonl(demo_gec_path())
+    elif task == "jfleg":
+        rows = [dict(r) for r in load_jfleg(split, data_dir=data_dir)]
+    elif task == "e2e":
+        rows = [{"source": r["mr"], **dict(r)} for r in load_e2e(split, data_dir=data_dir)]
+    elif task in WMT22_POOLS:
+        rows = [dict(r) for r in load_wmt22(WMT22_POOLS[task], data_dir=data_dir)]
+    else:
+        raise ValueError("task 'jsonl' needs pool_path")
+    for index, row in enumerate(rows):
+        row.setdefault("id", f"{task}-{index}" if split == "dev" else f"{task}-{split}-{index}")
+        row.setdefault("group", row["id"])
+    validate_pool(rows, need_candidates=False)
+    return rows
+
+
+def split_pool(
+    rows: Sequence[Mapping[str, Any]], *, dev_size: int | float, test_size: int | float, seed: int = 42
+) -> dict[str, list[dict[str, Any]]]:
+    """Deterministic train/dev/test split keeping rows of one ``group`` (sentence, MR) in one split."""
+    # Split on ids only: nested candidate lists need not survive an Arrow round trip.
+    by_id = {r["id"]: r for r in rows}
+    ds = Dataset.from_dict({"id": [r["id"] for r in rows], "group": [str(r["group"]) for r in rows]})
+    parts = deterministic_split(ds, dev_size=dev_size, test_size=test_size, seed=seed, group_column="group")
+    return {name: [dict(by_id[i]) for i in parts[name]["id"]] for name in ("train", "dev", "test")}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The run's rows: filtered, split, subsampled
+# --------------------------------------------------------------------------------------------------------------
+def load_split_rows(spec: str, *, data_dir: str | None = None) -> list[dict]:
+    """Rows of a given dev/test set (a file, or one of :data:`~toolkit.methods.lmcor.config.NAMED_SPLITS`)."""
     if spec in NAMED_SPLITS and not Path(spec).exists():
         task, split = spec.split(":")
-        return lmcor.load_pool(task, data_dir=args.data_dir, split=split)
-    return lmcor.load_pool("jsonl", pool_path=spec)
+        return load_pool(task, data_dir=data_dir, split=split)
+    return load_pool("jsonl", pool_path=spec)
 
 
-def _size(x: float) -> int | float:
-    return int(x) if x >= 1 else float(x)
+def split_size(value: float) -> int | float:
+    """A ``dev_size`` / ``test_size``: a row count from 1 up, else a fraction."""
+    return int(value) if value >= 1 else float(value)
 
 
-def filter_rows(rows: list[dict], args) -> list[dict]:
+def filter_rows(rows: list[dict], config: LMCorConfig) -> list[dict]:
     """Group rows into ``split_block`` blocks (pool order), then apply ``max_source_words``; logs what was dropped.
 
     Blocks are assigned before filtering, so a block is the same run of consecutive segments whatever the length
     cap: neighbouring segments (often one document) never straddle train and test.
     """
-    if args.split_block:
-        rows = [{**r, "group": f"block-{i // args.split_block}"} for i, r in enumerate(rows)]
-    if not args.max_source_words:
+    if config.split_block:
+        rows = [{**row, "group": f"block-{index // config.split_block}"} for index, row in enumerate(rows)]
+    if not config.max_source_words:
         return rows
-    kept = [r for r in rows if len(r["source"].split()) <= args.max_source_words]
-    logger.info("max_source_words=%d kept %d / %d rows", args.max_source_words, len(kept), len(rows))
+    kept = [row for row in rows if len(row["source"].split()) <= config.max_source_words]
+    logger.info("max_source_words=%d kept %d / %d rows", config.max_source_words, len(kept), len(rows))
     return kept
 
 
-def split_and_subsample(rows: list[dict], args) -> dict[str, list[dict]]:
+def load_splits(config: LMCorConfig) -> dict[str, list[dict]]:
+    """The run's train/dev/test rows: the config's pool, filtered (:func:`filter_rows`) and split
+    (:func:`split_and_subsample`); rows carry whatever candidates the pool has."""
+    pool = load_pool(config.task, data_dir=config.data_dir, pool_path=config.pool_path)
+    return split_and_subsample(filter_rows(pool, config), config)
+
+
+def split_and_subsample(rows: list[dict], config: LMCorConfig) -> dict[str, list[dict]]:
     """Train/dev/test rows: given ``test_path`` / ``dev_path`` files, else carved from the pool; then subsamples.
 
     The pool is carved (group-aware, deterministic) only for the splits not given as files. Pool rows whose source
     is also in a given dev/test file are dropped from the carved splits (logged), so no test sentence is trained
     on. The ``max_*_rows`` caps then draw seeded subsamples (original order kept), of given files too.
     """
-    files = {name: spec for name, spec in (("test", args.test_path), ("dev", args.dev_path)) if spec}
-    given = {name: load_split_rows(spec, args) for name, spec in files.items()}
-    held = {lmcor.clean_text(r["source"]) for part in given.values() for r in part}
+    files = {name: spec for name, spec in (("test", config.test_path), ("dev", config.dev_path)) if spec}
+    given = {name: load_split_rows(spec, data_dir=config.data_dir) for name, spec in files.items()}
+    held = {clean_text(row["source"]) for part in given.values() for row in part}
     if held:
-        kept = [r for r in rows if lmcor.clean_text(r["source"]) not in held]
+        kept = [row for row in rows if clean_text(row["source"]) not in held]
         if len(kept) < len(rows):
             logger.warning("Dropped %d pool rows whose source is in the given dev/test file", len(rows) - len(kept))
         rows = kept
-    sizes = {name: 0 if name in given else _size(getattr(args, f"{name}_size")) for name in ("dev", "test")}
-    splits = lmcor.split_pool(rows, dev_size=sizes["dev"], test_size=sizes["test"], seed=args.split_seed)
+    dev_size = 0 if "dev" in given else split_size(config.dev_size)
+    test_size = 0 if "test" in given else split_size(config.test_size)
+    splits = split_pool(rows, dev_size=dev_size, test_size=test_size, seed=config.split_seed)
     splits.update(given)
     if files:
         logger.info("Official splits from files (not carved from the pool): %s", files)
-    caps = {"train": args.max_train_rows, "dev": args.max_dev_rows, "test": args.max_test_rows}
-    rng = random.Random(args.split_seed)
+    caps = {"train": config.max_train_rows, "dev": config.max_dev_rows, "test": config.max_test_rows}
+    rng = random.Random(config.split_seed)
     for name, cap in caps.items():
         if cap is not None and len(splits[name]) > cap:
             keep = sorted(rng.sample(range(len(splits[name])), cap))
-            splits[name] = [splits[name][i] for i in keep]
-    logger.info("Split sizes: %s", {k: len(v) for k, v in splits.items()})
+            splits[name] = [splits[name][index] for index in keep]
+    logger.info("Split sizes: %s", {name: len(part) for name, part in splits.items()})
     return splits
 
 
-def candidates_for_splits(splits: dict[str, list[dict]], args) -> dict[str, list[dict]]:
+# --------------------------------------------------------------------------------------------------------------
+# Teacher candidates (the candidates job) for rows that have none
+# --------------------------------------------------------------------------------------------------------------
+def candidates_for_splits(
+    splits: dict[str, list[dict]], config: LMCorConfig, teacher: TeacherConfig
+) -> dict[str, list[dict]]:
     """Fill in teacher candidates for the rows that have none (demos come from the train split).
 
     Rows that already carry candidates (a generated pool, WMT system outputs) keep them, so a given test file
     without candidates gets the teacher's while the pool keeps its own. All splits go through one engine run, so
     ``max_cost`` bounds the whole run's spend; rows whose generation failed are dropped.
     """
-    todo = {f"{name}/{i}": r for name, rows in splits.items() for i, r in enumerate(rows) if not r.get("candidates")}
+    todo = {
+        f"{name}/{index}": row
+        for name, rows in splits.items()
+        for index, row in enumerate(rows)
+        if not row.get("candidates")
+    }
     if not todo:
         return splits
     # Work ids carry the split: a given dev/test file may reuse the pool's ids.
-    generated = teacher_candidates([{**r, "id": key} for key, r in todo.items()], splits["train"], args)
-    done = {r["id"]: r for r in generated}
+    work = [{**row, "id": key} for key, row in todo.items()]
+    done = {row["id"]: row for row in teacher_candidates(work, splits["train"], config, teacher)}
     out = {}
     for name, rows in splits.items():
-        keys = [f"{name}/{i}" for i in range(len(rows))]
+        keys = [f"{name}/{index}" for index in range(len(rows))]
         out[name] = [
-            r if key not in todo else {**done[key], "id": r["id"]}
-            for key, r in zip(keys, rows)
+            row if key not in todo else {**done[key], "id": row["id"]}
+            for key, row in zip(keys, rows)
             if key not in todo or key in done
         ]
     return out
 
 
-def candidate_prompt(args) -> tuple[PromptConfig, CandidatesConfig]:
-    """The candidates job's settings for the recipe's teacher: chat few-shot, the task's template, first line only.
+def candidate_prompt(config: LMCorConfig) -> tuple[PromptConfig, CandidatesConfig]:
+    """The candidates job's settings: chat few-shot, the task's template, first line only, 1 greedy + k-1 samples.
 
     Demonstrations are the first ``num_demos`` training rows (plus a spare for a row that is one of them).
     """
-    template = lmcor.D2T_TEMPLATE if args.task_type == "d2t" else lmcor.GEC_TEMPLATE
+    template = D2T_TEMPLATE if config.task_type == "d2t" else GEC_TEMPLATE
     prompt = PromptConfig(
-        **template, prompt_format="chat", num_demos=args.num_demos, demo_selection="fixed", demo_split="train",
-        max_tokens=args.teacher_max_tokens, stop=["\n"], seed=args.teacher_seed,
-    )  # fmt: skip
-    cand = CandidatesConfig(
-        num_candidates=args.k, include_greedy=True, temperature=args.teacher_temperature, top_p=args.teacher_top_p
+        **template,
+        prompt_format="chat",
+        num_demos=config.num_demos,
+        demo_selection="fixed",
+        demo_split="train",
+        max_tokens=config.teacher_max_tokens,
+        stop=["\n"],
+        seed=config.teacher_seed,
     )
-    return prompt, cand
+    sampling = CandidatesConfig(
+        num_candidates=config.k,
+        include_greedy=True,
+        temperature=config.teacher_temperature,
+        top_p=config.teacher_top_p,
+    )
+    return prompt, sampling
 
 
-def teacher_config(args) -> TeacherConfig:
-    return TeacherConfig(
-        backend=args.teacher_backend, model=args.teacher_model, base_url=args.teacher_base_url,
-        api_key=args.teacher_api_key, batch_size=args.teacher_batch_size,
-    )  # fmt: skip
-
-
-def teacher_candidates(rows: list[dict], demo_pool: list[dict], args, teacher: TeacherConfig | None = None):
+def teacher_candidates(
+    rows: list[dict], demo_pool: list[dict], config: LMCorConfig, teacher: TeacherConfig
+) -> list[dict]:
     """k candidates per row from the candidates job (rows whose generation failed are dropped, logged)."""
-    prompt, cand = candidate_prompt(args)
-    out, failures, summary = generate_candidates(
-        rows, demo_pool, teacher or teacher_config(args), prompt, cand, cache_path=args.cache_path,
-        max_cost=args.max_cost,
-    )  # fmt: skip
+    prompt, sampling = candidate_prompt(config)
+    out, _failures, summary = generate_candidates(
+        rows, demo_pool, teacher, prompt, sampling, cache_path=config.cache_path, max_cost=config.max_cost
+    )
     logger.info("Teacher candidates: %s", summary)
     if len(out) < len(rows):
         logger.warning("Dropped %d / %d rows whose teacher generation failed", len(rows) - len(out), len(rows))
     return out
 
 
-def corrector_examples(splits: dict[str, list[dict]], args, fmt, *, seed: int) -> dict[str, Any]:
+# --------------------------------------------------------------------------------------------------------------
+# The corrector's examples
+# --------------------------------------------------------------------------------------------------------------
+def budgeted_format(config: LMCorConfig, tokenizer: Any, max_source_len: int, *, is_seq2seq: bool) -> BudgetedFormat:
+    """The config's corrector input format, fitted to ``max_source_len`` tokens of the student."""
+    fmt = CorrectorFormat(config.separator, config.source_prefix, config.candidates_prefix)
+    return BudgetedFormat(fmt, tokenizer, max_source_len, is_seq2seq=is_seq2seq)
+
+
+def corrector_inputs(rows: Sequence[Mapping], config: LMCorConfig, fmt: CorrectorFormat | BudgetedFormat) -> list[str]:
+    """The corrector's test inputs: the first allowed candidates in pool order, or the prefixed source alone."""
+    if config.no_candidates:
+        return [source_only_input(row, config) for row in rows]
+    return build_eval_inputs(rows, fmt, k=config.candidates_read, systems=config.test_systems or None)
+
+
+def corrector_examples(
+    splits: dict[str, list[dict]], config: LMCorConfig, fmt: CorrectorFormat | BudgetedFormat, *, seed: int
+) -> dict[str, Any]:
     """Training and dev examples and the test inputs, all with the candidate choice the evaluation uses.
 
     With ``single_candidate`` every split sees the first (greedy) candidate only: order shuffling cannot swap it
@@ -183,57 +305,65 @@ def corrector_examples(splits: dict[str, list[dict]], args, fmt, *, seed: int) -
 
     Args:
         splits: rows with candidates.
-        args: the script arguments.
+        config: the method's settings.
         fmt: a :class:`~toolkit.methods.lmcor.formats.CorrectorFormat` or a
-            :class:`~toolkit.methods.lmcor.truncation.BudgetedFormat`
-            (then how many inputs of each split it had to cut is logged and returned).
+            :class:`~toolkit.methods.lmcor.formats.BudgetedFormat` (then how many inputs of each split it had to
+            cut is logged and returned).
         seed: seeds the training subsets / orders.
 
     Returns:
         ``{"train": examples, "dev": examples, "test": inputs, "inputs_cut": {split: count}}``.
     """
-    if args.no_candidates:
-        return source_only_examples(splits, args)
-    k = 1 if args.single_candidate else args.k
-    common = {"k": k, "systems": args.train_systems or None, "seed": seed}
+    if config.no_candidates:
+        return source_only_examples(splits, config)
+    common = {"k": config.candidates_read, "systems": config.train_systems or None, "seed": seed}
     out: dict[str, Any] = {"inputs_cut": {}}
-
-    def cut(name: str) -> None:
-        out["inputs_cut"][name] = fmt.log_cut(name) if hasattr(fmt, "log_cut") else 0
-
-    out["train"] = lmcor.build_training_examples(
-        splits["train"], fmt, shuffle=args.shuffle_candidates, augment=args.augment,
-        multi_reference=args.multi_reference, subset=not args.single_candidate, **common,
-    )  # fmt: skip
-    cut("train")
-    out["dev"] = lmcor.build_training_examples(splits["dev"], fmt, subset=False, **common)
-    cut("dev")
-    out["test"] = lmcor.build_eval_inputs(splits["test"], fmt, k=k, systems=args.test_systems or None)
-    cut("test")
+    out["train"] = build_training_examples(
+        splits["train"],
+        fmt,
+        shuffle=config.shuffle_candidates,
+        augment=config.augment,
+        multi_reference=config.multi_reference,
+        subset=not config.single_candidate,
+        **common,
+    )
+    out["inputs_cut"]["train"] = count_cut(fmt, "train")
+    out["dev"] = build_training_examples(splits["dev"], fmt, subset=False, **common)
+    out["inputs_cut"]["dev"] = count_cut(fmt, "dev")
+    out["test"] = corrector_inputs(splits["test"], config, fmt)
+    out["inputs_cut"]["test"] = count_cut(fmt, "test")
     return out
 
 
-def source_only_examples(splits: dict[str, list[dict]], args) -> dict[str, Any]:
+def count_cut(fmt: CorrectorFormat | BudgetedFormat, split: str) -> int:
+    """How many of ``split``'s inputs the format had to cut (0 for a plain format, which never cuts)."""
+    return fmt.log_cut(split) if isinstance(fmt, BudgetedFormat) else 0
+
+
+def source_only_input(row: Mapping, config: LMCorConfig) -> str:
+    """The no-candidates baseline's input: the corrector's source prefix and the source, no candidate."""
+    return f"{config.source_prefix}{clean_text(row['source'])}"
+
+
+def source_only_examples(splits: dict[str, list[dict]], config: LMCorConfig) -> dict[str, Any]:
     """The no-candidates baseline's data: ``source_prefix + source -> reference``, the corrector's rows and references.
 
     Same rows, same references (one example per reference with ``multi_reference``) and the same source prefix as
     the corrector, so the only difference is that no candidate is shown.
     """
 
-    def inputs(rows: list[dict]) -> list[str]:
-        return [f"{args.source_prefix}{lmcor.clean_text(r['source'])}" for r in rows]
-
     def examples(rows: list[dict]) -> list[dict[str, str]]:
         out = []
-        for row, x in zip(rows, inputs(rows)):
-            refs = [lmcor.clean_text(r) for r in row["references"] if r and r.strip()]
-            for j, ref in enumerate(refs if args.multi_reference else refs[:1]):
-                out.append({"id": f"{row.get('id', '')}/ref{j}", "source": x, "target": ref})
+        for row in rows:
+            refs = [clean_text(ref) for ref in row["references"] if ref and ref.strip()]
+            for ref_index, ref in enumerate(refs if config.multi_reference else refs[:1]):
+                example_id = f"{row.get('id', '')}/ref{ref_index}"
+                out.append({"id": example_id, "source": source_only_input(row, config), "target": ref})
         return out
 
     return {
         "train": examples(splits["train"]),
         "dev": examples(splits["dev"]),
-        "test": inputs(splits["test"]),
+        "test": [source_only_input(row, config) for row in splits["test"]],
         "inputs_cut": {"train": 0, "dev": 0, "test": 0},
     }

@@ -1,6 +1,8 @@
-"""LMCor evaluation: the corrector and every baseline scored on the same test rows, the learning curve, lineage.
+"""LMCor evaluation: the corrector and every baseline scored on the same test rows, the learning curve, the card.
 
-``args`` is the recipe's ``LMCorArguments`` (``recipes/lmcor.py``); only its fields are read.
+Test generation runs on every rank through :func:`toolkit.distributed.map_sharded` (each rank decodes its share of
+the rows, the outputs are gathered in order), so a sharded model (FSDP, ZeRO-3) makes its forward passes on every
+rank at once. The main process scores the gathered outputs and writes the run's artifacts.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from toolkit.methods.lmcor import formats as lmcor
-from toolkit.methods.lmcor import scoring as lmcor_scoring
-from toolkit.methods.lmcor import selectors as lmcor_selectors
+from toolkit.distributed import is_main_process, map_sharded
+from toolkit.methods.lmcor.config import WMT22_POOLS, LMCorConfig
+from toolkit.methods.lmcor.scoring import best_single_system, score_outputs
+from toolkit.methods.lmcor.selectors import baseline_outputs, oracle_label
 from toolkit.models.students import generate
 from toolkit.publishing.hub import Lineage
 from toolkit.publishing.reporting import markdown_table
@@ -25,28 +28,47 @@ CORRECTOR = "LMCor corrector"
 NO_CANDIDATES = "no-candidates model (source -> reference)"
 
 __all__ = [
-    "CORRECTOR", "NO_CANDIDATES", "EvalAtSteps", "build_lineage", "corrector_scores", "evaluate_run",
-    "learning_curve_callbacks", "model_card", "results_markdown", "training_summary",
-]  # fmt: skip
+    "CORRECTOR",
+    "NO_CANDIDATES",
+    "EvalAtSteps",
+    "build_lineage",
+    "corrector_scores",
+    "evaluate_run",
+    "generate_sharded",
+    "learning_curve_callbacks",
+    "model_card",
+    "results_markdown",
+    "training_summary",
+]
 
 
-def hyp_tokenize(args) -> str | None:
-    """The hypothesis tokenisation every row of the run's tables uses (``None`` = whitespace only)."""
-    return None if args.eval_tokenize == "none" else args.eval_tokenize
+def generate_sharded(model: Any, tokenizer: Any, inputs: Sequence[str], **gen_kwargs: Any) -> list[str]:
+    """Decode ``inputs`` with every rank taking an equal share; every rank gets all outputs, in input order.
+
+    Args:
+        model: the corrector (the same on every rank, or sharded across them).
+        tokenizer: its tokenizer.
+        inputs: the corrector inputs; every rank passes the same list.
+        **gen_kwargs: :func:`toolkit.models.students.generate` settings.
+    """
+
+    def decode(share: list[str]) -> list[str]:
+        return generate(model, tokenizer, share, **gen_kwargs)
+
+    return map_sharded(decode, inputs)
 
 
-def corrector_scores(args, rows: Sequence[Mapping], predictions: Sequence[str]):
-    return lmcor_scoring.score_outputs(
-        args.task_type,
-        [r["source"] for r in rows],
-        predictions,
-        [r["references"] for r in rows],
-        tokenize=hyp_tokenize(args),
-    )
+def corrector_scores(
+    config: LMCorConfig, rows: Sequence[Mapping], predictions: Sequence[str]
+) -> tuple[dict[str, float], dict[str, str]]:
+    """``(scores, signatures)`` of one output per row, with the run's hypothesis tokenisation."""
+    sources = [row["source"] for row in rows]
+    refs = [row["references"] for row in rows]
+    return score_outputs(config.task_type, sources, predictions, refs, tokenize=config.hyp_tokenize)
 
 
 def evaluate_run(
-    args,
+    config: LMCorConfig,
     rows: list[dict],
     inputs: list[str],
     predictions: list[str],
@@ -57,117 +79,156 @@ def evaluate_run(
 
     The best single system (held-out-system runs) is chosen on ``dev_rows`` and their references, then reported on
     the test rows; without dev rows that row is left out. Every hypothesis gets the same preprocessing
-    (``args.eval_tokenize``); oracle rows are >= every selector row on their own metric.
+    (``config.eval_tokenize``); oracle rows are >= every selector row on their own metric.
     """
-    k = 1 if args.single_candidate else args.k
-    systems = args.test_systems or None
-    tokenize = hyp_tokenize(args)
+    systems = config.test_systems or None
+    tokenize = config.hyp_tokenize
     best_name, per_system_dev, single = None, {}, {}
     if systems and dev_rows:
-        best_name, per_system_dev, best_out = lmcor_scoring.best_single_system(
-            dev_rows, rows, task=args.task_type, systems=systems, tokenize=tokenize
+        best_name, per_system_dev, best_out = best_single_system(
+            dev_rows, rows, task=config.task_type, systems=systems, tokenize=tokenize
         )
         single = {f"best single system ({best_name}, chosen on dev)": best_out}
     elif systems:
         logger.warning("No dev rows: the best-single-system row is left out (it must not be chosen on test rows)")
-    baselines = lmcor_selectors.baseline_outputs(
-        rows, task=args.task_type, k=k, systems=systems, seed=args.baseline_seed, tokenize=tokenize,
+    baselines = baseline_outputs(
+        rows,
+        task=config.task_type,
+        k=config.candidates_read,
+        systems=systems,
+        seed=config.baseline_seed,
+        tokenize=tokenize,
         extra_starts=single,
-    )  # fmt: skip
-    metric_names = list(lmcor.TASK_METRICS[args.task_type])
-    oracles = [lmcor_scoring.oracle_label(m) for m in metric_names]
-    outputs = {n: o for n, o in baselines.items() if n not in oracles}
+    )
+    oracles = [oracle_label(metric) for metric in config.metrics]
+    # Table order: selectors, the best single system, the oracles, the model.
+    outputs = {name: out for name, out in baselines.items() if name not in oracles}
     outputs.update(single)
-    outputs.update({n: baselines[n] for n in oracles})
-    model_row = NO_CANDIDATES if args.no_candidates else CORRECTOR
+    outputs.update({name: baselines[name] for name in oracles})
+    model_row = NO_CANDIDATES if config.no_candidates else CORRECTOR
     outputs[model_row] = predictions
-    sources, refs = [r["source"] for r in rows], [r["references"] for r in rows]
     scores, signatures = {}, {}
     for name, hyps in outputs.items():
-        scores[name], sigs = lmcor_scoring.score_outputs(args.task_type, sources, hyps, refs, tokenize=tokenize)
-        signatures.update(sigs)
-    table = [{"method": n, **{m: scores[n][m] for m in metric_names}} for n in outputs]
-    preds = [
-        {"id": r.get("id"), "input": x, "prediction": p, "references": r["references"],
-         **{f"baseline:{n}": outputs[n][i] for n in outputs if n != model_row}}
-        for i, (r, x, p) in enumerate(zip(rows, inputs, predictions))
-    ]  # fmt: skip
+        scores[name], row_signatures = corrector_scores(config, rows, hyps)
+        signatures.update(row_signatures)
     return {
-        "task": args.task,
-        "task_type": args.task_type,
+        "task": config.task,
+        "task_type": config.task_type,
         "scores": scores,
         "corrector": scores[model_row],
         "model_row": model_row,
         "per_system_dev": per_system_dev,
         "best_single_system": best_name,
         "signatures": signatures,
-        "table": table,
-        "columns": ["method", *metric_names],
-        "predictions": preds,
+        "table": [{"method": name, **{m: scores[name][m] for m in config.metrics}} for name in outputs],
+        "columns": ["method", *config.metrics],
+        "predictions": prediction_records(rows, inputs, outputs, model_row),
     }
 
 
+def prediction_records(
+    rows: Sequence[Mapping], inputs: Sequence[str], outputs: Mapping[str, Sequence[str]], model_row: str
+) -> list[dict[str, Any]]:
+    """One record per test row: its input, the model's prediction, the references and every baseline's output."""
+    records = []
+    for index, (row, text) in enumerate(zip(rows, inputs)):
+        record = {"id": row.get("id"), "input": text, "prediction": outputs[model_row][index]}
+        record["references"] = row["references"]
+        record.update({f"baseline:{name}": out[index] for name, out in outputs.items() if name != model_row})
+        records.append(record)
+    return records
+
+
 class EvalAtSteps(TrainerCallback):
-    """Decodes + scores the test rows at the given global steps; the learning curve is in ``history``."""
+    """Decodes and scores the test rows at the given global steps; the learning curve is in ``history``.
 
-    def __init__(self, steps, tokenizer, rows, inputs, args, gen_kwargs: dict):
-        self.steps, self.history = set(steps), []
-        self.tokenizer, self.rows, self.inputs, self.args, self.gen_kwargs = tokenizer, rows, inputs, args, gen_kwargs
+    Every rank decodes its share (:func:`generate_sharded`); the main process scores and keeps the curve.
+    """
 
-    def on_step_end(self, training_args, state, control, model=None, **kwargs):
-        if state.global_step in self.steps and state.is_world_process_zero:
-            preds = generate(model, self.tokenizer, self.inputs, **self.gen_kwargs)
-            scores, _ = corrector_scores(self.args, self.rows, preds)
+    def __init__(
+        self,
+        steps: Sequence[int],
+        tokenizer: Any,
+        rows: Sequence[Mapping],
+        inputs: Sequence[str],
+        config: LMCorConfig,
+        gen_kwargs: Mapping[str, Any],
+    ):
+        self.steps = set(steps)
+        self.history: list[dict[str, Any]] = []
+        self.tokenizer = tokenizer
+        self.rows = rows
+        self.inputs = inputs
+        self.config = config
+        self.gen_kwargs = dict(gen_kwargs)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step not in self.steps:
+            return
+        predictions = generate_sharded(model, self.tokenizer, self.inputs, **self.gen_kwargs)
+        if is_main_process():
+            scores, _ = corrector_scores(self.config, self.rows, predictions)
             self.history.append({"step": state.global_step, **scores})
             logger.info("step %d corrector: %s", state.global_step, scores)
 
 
-def learning_curve_callbacks(args, tokenizer, rows, inputs, gen_kwargs: dict) -> list[EvalAtSteps]:
-    """``[EvalAtSteps]`` at ``args.eval_generate_steps``, or ``[]`` when none are asked for."""
-    steps = args.eval_generate_steps
-    return [EvalAtSteps(steps, tokenizer, rows, inputs, args, gen_kwargs)] if steps else []
+def learning_curve_callbacks(
+    steps: Sequence[int],
+    config: LMCorConfig,
+    tokenizer: Any,
+    rows: Sequence[Mapping],
+    inputs: Sequence[str],
+    gen_kwargs: Mapping[str, Any],
+) -> list[EvalAtSteps]:
+    """``[EvalAtSteps]`` at ``steps``, or ``[]`` when none are asked for."""
+    return [EvalAtSteps(steps, tokenizer, rows, inputs, config, gen_kwargs)] if steps else []
 
 
-def build_lineage(args, model_args, splits: dict[str, list[dict]]):
+def build_lineage(config: LMCorConfig, splits: Mapping[str, list[dict]], *, base_model: str) -> Lineage:
     """The card's lineage: who made the candidates, and every teacher request (and its cost) the run used.
 
     Teacher calls and cost sum over the train, dev *and* test candidates (all were paid for); the dataset
     fingerprint stays that of the training rows.
     """
     train_rows = splits["train"]
-    if args.task in lmcor.WMT22_POOLS:
-        systems = args.train_systems or sorted({s for r in train_rows for s in r.get("systems", [])})
-        pair = lmcor.WMT22_POOLS[args.task]
+    if config.task in WMT22_POOLS:
+        systems = config.train_systems or sorted({name for row in train_rows for name in row.get("systems", [])})
+        pair = WMT22_POOLS[config.task]
         return Lineage(
             teacher_id=f"WMT22 {pair} system outputs: " + ", ".join(systems),
             generated_dataset=f"wmt22_general ({pair} system-outputs)",
-            base_model=model_args.model_name_or_path,
-            extra={"test_systems (unseen)": ", ".join(args.test_systems)} if args.test_systems else {},
+            base_model=base_model,
+            extra={"test_systems (unseen)": ", ".join(config.test_systems)} if config.test_systems else {},
         )
     per_split = {name: Lineage.from_generated(rows) for name, rows in splits.items()}
     lineage = Lineage.from_generated(
-        [r for rows in splits.values() for r in rows],
-        generated_dataset=args.pool_path or args.task,
-        base_model=model_args.model_name_or_path,
+        [row for rows in splits.values() for row in rows],
+        generated_dataset=config.pool_path or config.task,
+        base_model=base_model,
     )
     lineage.dataset_fingerprint = per_split["train"].dataset_fingerprint
     if lineage.num_teacher_calls:
         calls = {name: part.num_teacher_calls or 0 for name, part in per_split.items()}
-        lineage.extra["teacher calls by split"] = ", ".join(f"{name} {n}" for name, n in calls.items())
+        lineage.extra["teacher calls by split"] = ", ".join(f"{name} {count}" for name, count in calls.items())
     return lineage
 
 
 def training_summary(
-    train_metrics: Mapping, examples: Mapping, tokens_seen: int | None, train_s: float, training_args
-):
+    train_metrics: Mapping, examples: Mapping, tokens_seen: int | None, train_s: float, *, world_size: int
+) -> dict[str, Any]:
     """The run's ``training`` block: trainer metrics, example counts, cut inputs, non-padding tokens per second."""
+    tokens = int(tokens_seen or 0)
     return {
-        **train_metrics, "train_examples": len(examples["train"]), "dev_examples": len(examples["dev"]),
-        "test_rows": len(examples["test"]), "inputs_cut_to_max_source_len": examples["inputs_cut"],
-        "tokens_seen_non_padding": int(tokens_seen or 0), "world_size": training_args.world_size,
+        **train_metrics,
+        "train_examples": len(examples["train"]),
+        "dev_examples": len(examples["dev"]),
+        "test_rows": len(examples["test"]),
+        "inputs_cut_to_max_source_len": examples["inputs_cut"],
+        "tokens_seen_non_padding": tokens,
+        "world_size": world_size,
         # Non-padding tokens per second per process; with DDP, multiply by world size for the total.
-        "train_tokens_per_s": int(tokens_seen or 0) / train_s if train_s else None,
-    }  # fmt: skip
+        "train_tokens_per_s": tokens / train_s if train_s else None,
+    }
 
 
 def results_markdown(results: Mapping[str, Any]) -> str:
@@ -176,14 +237,41 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     return f"{table}\n{results['training']['test_rows']} test rows (the same rows for every method).\n"
 
 
-def model_card(args, model_args, model_name: str, description: str, results: Mapping, splits) -> Card:
-    """The corrector's card: lineage (who made the candidates, every teacher call), signatures, input format."""
-    sigs = "\n".join(f"- {k}: `{v}`" for k, v in results["signatures"].items()) or "n/a"
-    sep = args.separator
-    fmt = f"`{args.source_prefix}<input>{sep}{args.candidates_prefix}<c1>{sep}<c2> ...` with k={args.k} candidates."
+def model_card(
+    config: LMCorConfig,
+    results: Mapping,
+    splits: Mapping[str, list[dict]],
+    *,
+    base_model: str,
+    adapter: bool,
+    model_name: str,
+    description: str,
+) -> Card:
+    """The corrector's card: lineage (who made the candidates, every teacher call), signatures, input format.
+
+    Args:
+        config: the run's method settings.
+        results: :func:`evaluate_run`'s results.
+        splits: the run's rows (their teacher usage goes into the lineage).
+        base_model: the student the corrector was trained from.
+        adapter: the saved model is a PEFT adapter (LoRA / QLoRA), not full weights.
+        model_name: the name the card gives the model.
+        description: one paragraph on what the model is.
+    """
+    signatures = "\n".join(f"- {name}: `{sig}`" for name, sig in results["signatures"].items()) or "n/a"
+    sep = config.separator
+    input_format = (
+        f"`{config.source_prefix}<input>{sep}{config.candidates_prefix}<c1>{sep}<c2> ...` "
+        f"with k={config.k} candidates."
+    )
     return Card(
-        base_model=model_args.model_name_or_path, task=args.task_type, recipe="lmcor", description=description,
-        model_name=model_name, datasets=[args.task], lineage=build_lineage(args, model_args, splits),
-        library_name="peft" if model_args.lora or model_args.quantization else "transformers",
-        extra_sections={"sacrebleu signatures": sigs, "Input format": fmt},
-    )  # fmt: skip
+        base_model=base_model,
+        task=config.task_type,
+        recipe="lmcor",
+        description=description,
+        model_name=model_name,
+        datasets=[config.task],
+        lineage=build_lineage(config, splits, base_model=base_model),
+        library_name="peft" if adapter else "transformers",
+        extra_sections={"sacrebleu signatures": signatures, "Input format": input_format},
+    )

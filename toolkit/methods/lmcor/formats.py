@@ -1,24 +1,26 @@
-"""LMCor: a small corrector that reads an input plus k LLM candidates and rewrites them into the target.
+"""What the corrector reads: the input format, the candidates it sees, its training examples, the token budget.
 
 Reference: Vernikos et al. 2023, "Small Language Models Improve Giants by Rewriting Their Outputs". The
 corrector is trained on ``(input + candidates) -> reference`` and, at test time, reads candidates from any LLM
-(plug-and-play). This module holds the method:
+(plug-and-play). This module holds:
 
-* **candidate pools** — rows ``{"id", "source", "references": [...], "candidates": [...], "systems": [...]}``
-  (``systems`` names who produced each candidate: a WMT system; rows of the candidates job name the teacher's
-  ``greedy``/``sample`` kind in ``candidate_kinds`` instead, see :func:`candidate_systems`), loading and the
-  group-aware split,
 * **the corrector input format** (:class:`CorrectorFormat`): the paper's
   ``source: x <extra_id_0> candidates: c1 <extra_id_0> c2 ...`` with a configurable separator; candidates are
   whitespace-normalised first (the paper's code kept trailing newlines in candidates),
+* **the token budget** (:class:`BudgetedFormat`): the students truncate an over-long input on the right, which for
+  ``source || c1 || ... || ck`` silently deletes the *last candidates* whole (the corrector then trains and is
+  tested on fewer than k candidates, and the shuffled training examples lose different ones each time). Instead the
+  source and every candidate are cut fairly before the students see the text: a max-min fair split of the budget
+  (:func:`fair_shares`), so every candidate keeps at least its head; the cut inputs are counted for the report,
 * **training examples** (:func:`build_training_examples`): k candidates, optional order shuffling as
   augmentation, the single-candidate ablation, system filtering for held-out-system tests, and multi-reference
   data expanded to *one example per reference* (every reference is a valid rewrite; picking one at random would
   throw data away, and concatenating them is not a target),
 * **the teacher prompts** (:data:`GEC_TEMPLATE`, :data:`D2T_TEMPLATE`) the candidates job sends.
 
-Training-free baselines live in :mod:`toolkit.methods.lmcor.selectors`, scoring in
-:mod:`toolkit.methods.lmcor.scoring`, the candidates job in :mod:`toolkit.generation.candidates`.
+Candidate rows are ``{"id", "source", "references": [...], "candidates": [...], "systems": [...]}`` (``systems``
+names who produced each candidate: a WMT system; rows of the candidates job name the teacher's ``greedy``/``sample``
+kind in ``candidate_kinds`` instead, see :func:`candidate_systems`).
 """
 
 from __future__ import annotations
@@ -28,39 +30,39 @@ import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-from datasets import Dataset
-
-from toolkit.tasks.base import deterministic_split, load_local, read_jsonl
-from toolkit.tasks.data_to_text import load_e2e
-from toolkit.tasks.gec import load_jfleg
-from toolkit.tasks.translation import load_wmt22
 
 logger = logging.getLogger(__name__)
 
-TASK_TYPES = ("gec", "mt", "d2t")
-# Metrics reported per task family; the first one is the headline (used to pick the best single system).
-TASK_METRICS = {"gec": ("gleu", "bleu", "chrf"), "mt": ("bleu", "chrf"), "d2t": ("bleu", "rougeL")}
-_WS = re.compile(r"\s+")
+WHITESPACE = re.compile(r"\s+")
+GEC_TEMPLATE = {
+    "instruction": "Correct the grammar and spelling mistakes in the sentence. Change as little as possible.",
+    "input_template": "Sentence: {source}",
+    "output_template": "Corrected: {target}",
+}
+D2T_TEMPLATE = {
+    "instruction": "Write one fluent restaurant description that mentions every attribute.",
+    "input_template": "Attributes: {source}",
+    "output_template": "Description: {target}",
+}
 
 __all__ = [
-    "TASK_METRICS",
-    "TASK_TYPES",
+    "D2T_TEMPLATE",
+    "GEC_TEMPLATE",
+    "BudgetedFormat",
     "CorrectorFormat",
     "build_eval_inputs",
     "build_training_examples",
     "candidate_systems",
     "clean_text",
+    "fair_shares",
     "pick_candidates",
-    "validate_pool",
 ]
 
 
 def clean_text(text: str) -> str:
     """Collapse every whitespace run (newlines, tabs) into one space and strip the ends."""
-    return _WS.sub(" ", text).strip()
+    return WHITESPACE.sub(" ", text).strip()
 
 
 @dataclass
@@ -97,26 +99,6 @@ def candidate_systems(row: Mapping[str, Any]) -> list[str] | None:
     """Who produced each candidate: ``systems`` (WMT systems) or, in the candidates job's rows, ``candidate_kinds``."""
     names = row.get("systems")
     return row.get("candidate_kinds") if names is None else names
-
-
-def validate_pool(rows: Sequence[Mapping[str, Any]], *, need_candidates: bool = True) -> None:
-    """Check candidate-pool rows and raise a ``ValueError`` naming the first bad row."""
-    if not rows:
-        raise ValueError("empty candidate pool")
-    for i, row in enumerate(rows):
-        if not isinstance(row.get("source"), str):
-            raise ValueError(f"pool row {i}: missing string 'source'")
-        refs = row.get("references")
-        if not refs or not all(isinstance(r, str) and r.strip() for r in refs):
-            raise ValueError(f"pool row {i} (id={row.get('id')}): 'references' must be a non-empty list of strings")
-        if not need_candidates:
-            continue
-        cands = row.get("candidates")
-        if not cands or not all(isinstance(c, str) for c in cands):
-            raise ValueError(f"pool row {i} (id={row.get('id')}): 'candidates' must be a non-empty list of strings")
-        systems = candidate_systems(row)
-        if systems is not None and len(systems) != len(cands):
-            raise ValueError(f"pool row {i}: {len(systems)} systems for {len(cands)} candidates")
 
 
 def pick_candidates(
@@ -200,8 +182,8 @@ def build_training_examples(
         refs = [clean_text(r) for r in row["references"] if r and r.strip()]
         if not multi_reference:
             refs = refs[:1]
-        for j, ref in enumerate(refs):
-            for a in range(augment):
+        for ref_index, ref in enumerate(refs):
+            for copy in range(augment):
                 # The rng draws a subset only when asked: with subset=False (the single-candidate ablation) the
                 # example must hold the same first-k candidates evaluation uses, shuffled or not.
                 cands = pick_candidates(row, k=k, systems=systems, rng=rng if subset else None)
@@ -210,9 +192,8 @@ def build_training_examples(
                 if not cands:
                     skipped += 1
                     continue
-                out.append(
-                    {"id": f"{row.get('id', '')}/ref{j}/aug{a}", "source": fmt(row["source"], cands), "target": ref}
-                )
+                example_id = f"{row.get('id', '')}/ref{ref_index}/aug{copy}"
+                out.append({"id": example_id, "source": fmt(row["source"], cands), "target": ref})
     if skipped:
         logger.warning("Skipped %d examples with no candidate from the allowed systems", skipped)
     return out
@@ -226,74 +207,104 @@ def build_eval_inputs(
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Pools: loading, splitting; the teacher prompts of the candidates job
+# The token budget: cut the source and every candidate fairly
 # --------------------------------------------------------------------------------------------------------------
-WMT22_POOLS = {"wmt22_ende": "en-de", "wmt22_deen": "de-en", "wmt22_zhen": "zh-en", "wmt22_csen": "cs-en"}
-POOL_TASKS = {"demo_gec": "gec", "jfleg": "gec", **dict.fromkeys(WMT22_POOLS, "mt"), "e2e": "d2t", "jsonl": None}
-GEC_TEMPLATE = {
-    "instruction": "Correct the grammar and spelling mistakes in the sentence. Change as little as possible.",
-    "input_template": "Sentence: {source}",
-    "output_template": "Corrected: {target}",
-}
-D2T_TEMPLATE = {
-    "instruction": "Write one fluent restaurant description that mentions every attribute.",
-    "input_template": "Attributes: {source}",
-    "output_template": "Description: {target}",
-}
-
-
-def demo_gec_path() -> str:
-    """Path of the demo GEC set shipped in the package (``toolkit/data/demo_gec.jsonl``)."""
-    path = Path(__file__).resolve().parents[2] / "data" / "demo_gec.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; rebuild it with: python toolkit/data/make_demo_gec.py")
-    return str(path)
-
-
-def load_pool(
-    task: str, *, data_dir: str | None = None, pool_path: str | None = None, split: str = "dev"
-) -> list[dict[str, Any]]:
-    """Rows ``{"id", "source", "references", "group", ["candidates", "systems"]}`` for a named task.
+def fair_shares(lengths: Sequence[int], budget: int) -> list[int]:
+    """Max-min fair caps: each segment gets ``min(length, share)``, unused share flows to the longer ones.
 
     Args:
-        task: ``demo_gec`` (shipped demo set), ``jfleg`` (JFLEG dev), ``e2e`` (E2E dev, grouped per MR),
-            ``wmt22_ende`` / ``wmt22_deen`` / ``wmt22_zhen`` / ``wmt22_csen`` (WMT22 with every system's output as
-            candidates) or ``jsonl`` (``pool_path``).
-        data_dir: real-data root override.
-        pool_path: a candidates dataset (JSONL / Arrow dir written by ``data_gen/candidates.py``) whose
-            ``candidates`` replace the task's own; for ``jsonl`` the pool itself.
-        split: the loader split for ``jfleg`` / ``e2e`` (e.g. ``e2e`` ``test`` as an official test set).
+        lengths: token length of each segment.
+        budget: total tokens available (negative counts as 0).
+
+    Returns:
+        One cap per segment, summing to ``min(budget, sum(lengths))``.
     """
-    if task not in POOL_TASKS:
-        raise ValueError(f"unknown LMCor task {task!r}; expected one of {sorted(POOL_TASKS)}")
-    if pool_path:
-        ds = load_local(pool_path)
-        rows = [dict(r) for r in (ds["train"] if hasattr(ds, "keys") and "train" in ds else ds)]
-        if rows and "source" not in rows[0] and "mr" in rows[0]:
-            rows = [{**r, "source": r["mr"]} for r in rows]
-    elif task == "demo_gec":
-        rows = read_jsonl(demo_gec_path())
-    elif task == "jfleg":
-        rows = [dict(r) for r in load_jfleg(split, data_dir=data_dir)]
-    elif task == "e2e":
-        rows = [{"source": r["mr"], **dict(r)} for r in load_e2e(split, data_dir=data_dir)]
-    elif task in WMT22_POOLS:
-        rows = [dict(r) for r in load_wmt22(WMT22_POOLS[task], data_dir=data_dir)]
-    else:
-        raise ValueError("task 'jsonl' needs pool_path")
-    for i, row in enumerate(rows):
-        row.setdefault("id", f"{task}-{i}" if split == "dev" else f"{task}-{split}-{i}")
-        row.setdefault("group", row["id"])
-    validate_pool(rows, need_candidates=False)
-    return rows
+    caps = [0] * len(lengths)
+    remaining = max(0, budget)
+    shortest_first = sorted(range(len(lengths)), key=lambda segment: lengths[segment])
+    for position, segment in enumerate(shortest_first):
+        caps[segment] = min(lengths[segment], remaining // (len(shortest_first) - position))
+        remaining -= caps[segment]
+    return caps
 
 
-def split_pool(
-    rows: Sequence[Mapping[str, Any]], *, dev_size: int | float, test_size: int | float, seed: int = 42
-) -> dict[str, list[dict[str, Any]]]:
-    """Deterministic train/dev/test split keeping rows of one ``group`` (sentence, MR) in one split."""
-    # Split on ids only: nested candidate lists need not survive an Arrow round trip.
-    by_id = {r["id"]: r for r in rows}
-    ds = Dataset.from_dict({"id": [r["id"] for r in rows], "group": [str(r["group"]) for r in rows]})
-    parts = deterministic_split(ds, dev_size=dev_size, test_size=test_size, seed=seed, group_column="group")
-    return {name: [dict(by_id[i]) for i in parts[name]["id"]] for name in ("train", "dev", "test")}
+class BudgetedFormat:
+    """A :class:`CorrectorFormat` whose inputs fit ``max_source_len`` tokens of the student.
+
+    Call it like the format, ``fmt(source, candidates) -> str``, so it drops into :func:`build_training_examples`
+    and :func:`build_eval_inputs` unchanged.
+
+    Attributes:
+        num_inputs: inputs rendered so far.
+        num_cut: of those, how many were over budget and had their source / candidates cut.
+    """
+
+    MAX_ROUNDS = 6  # re-measure rounds: token merges across a boundary can shift the count by one or two
+
+    def __init__(self, fmt: CorrectorFormat, tokenizer: Any, max_source_len: int, *, is_seq2seq: bool = False):
+        """Wrap ``fmt``.
+
+        Args:
+            fmt: the corrector input format.
+            tokenizer: the student's tokenizer (the budget is in its tokens).
+            max_source_len: the student's input cap in tokens.
+            is_seq2seq: encoder-decoder students count the special tokens (EOS) the tokenizer appends against the
+                cap; causal students cap the body only (the prompt template comes on top).
+        """
+        self.fmt = fmt
+        self.tokenizer = tokenizer
+        special = tokenizer.num_special_tokens_to_add() if is_seq2seq else 0
+        self.budget = max_source_len - special
+        if self.budget < 1:
+            raise ValueError(f"max_source_len={max_source_len} leaves no room after {special} special tokens")
+        self.num_inputs = 0
+        self.num_cut = 0
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _head(self, text: str, n: int) -> str:
+        """The first ``n`` tokens of ``text``, as text (a clean character cut with a fast tokenizer's offsets)."""
+        if n <= 0:
+            return ""
+        if getattr(self.tokenizer, "is_fast", False):
+            enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            offsets = enc["offset_mapping"]
+            return text if n >= len(offsets) else text[: offsets[n - 1][1]]
+        return self.tokenizer.decode(self._ids(text)[:n], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def __call__(self, source: str, candidates: Sequence[str]) -> str:
+        self.num_inputs += 1
+        text = self.fmt(source, candidates)
+        total = len(self._ids(text))
+        if total <= self.budget:
+            return text
+        self.num_cut += 1
+        segments = [clean_text(source), *(clean_text(c) for c in candidates)]
+        lengths = [len(self._ids(s)) for s in segments]
+        # Prefixes and separators cost roughly what is left after the segments; re-measure and shrink until it fits
+        # (token merges across a boundary can make the estimate off by a token or two).
+        available = self.budget - (total - sum(lengths))
+        for _ in range(self.MAX_ROUNDS):
+            caps = fair_shares(lengths, available)
+            parts = [self._head(s, c) for s, c in zip(segments, caps)]
+            text = self.fmt(parts[0], parts[1:])
+            excess = len(self._ids(text)) - self.budget
+            if excess <= 0:
+                break
+            available -= excess
+        return text
+
+    def log_cut(self, what: str) -> int:
+        """Log (warning) how many ``what`` inputs were cut since the last call; returns that count and resets."""
+        cut = self.num_cut
+        if cut:
+            logger.warning(
+                "%d / %d %s corrector inputs were longer than %d tokens: source and candidates cut fairly to fit",
+                cut,
+                self.num_inputs,
+                what,
+                self.budget,
+            )
+        self.num_cut = self.num_inputs = 0
+        return cut

@@ -1,0 +1,142 @@
+"""Evaluation: every method on the same rows through one scoring path, the learning-curve callback, the card."""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+
+import pytest
+
+from toolkit.methods.lmcor import evaluation
+from toolkit.methods.lmcor.config import LMCorConfig
+from toolkit.methods.lmcor.data import load_pool
+from toolkit.methods.lmcor.evaluation import CORRECTOR, NO_CANDIDATES, corrector_scores, evaluate_run
+
+SYSTEMS = ["S1", "U1", "U2"]
+
+
+def _mt_rows(n: int) -> list[dict]:
+    return [
+        {
+            "id": f"r{i}",
+            "group": f"r{i}",
+            "source": f"Quelle {i} Satz",
+            "references": [f"ref {i} a", f"ref {i} b"],
+            "candidates": [f"{system} out {i}" for system in SYSTEMS],
+            "systems": list(SYSTEMS),
+        }
+        for i in range(n)
+    ]
+
+
+def _synthetic_pool(n: int = 40, seed: int = 0) -> list[dict]:
+    """Candidates whose sentence-chrF ranking disagrees with corpus BLEU/GLEU: near-miss spellings (high chrF, no
+    word match) against short exact fragments (few words, all matching)."""
+    rng = random.Random(seed)
+    words = "the cat sat on a mat while my dog ran to his big red house near our old school".split()
+    rows = []
+    for i in range(n):
+        ref = " ".join(rng.sample(words, 8)) + " ."
+        toks = ref.split()
+        src = " ".join(t if j % 3 else t + "s" for j, t in enumerate(toks))
+        near_miss = " ".join(t + "e" if len(t) > 2 else t for t in toks)  # char n-grams survive, words do not
+        fragment = " ".join(toks[:4])  # 4 right words, heavy brevity penalty
+        shuffled = " ".join(rng.sample(toks, len(toks)))
+        rows.append(
+            {
+                "id": f"s{i}",
+                "source": src,
+                "references": [ref, " ".join(toks[::-1])],
+                "candidates": [near_miss, fragment, shuffled, src],
+                "systems": ["A", "B", "C", "D"],
+            }
+        )
+    return rows
+
+
+def _jfleg_run(data_root):
+    rows = load_pool("jfleg", data_dir=str(data_root))
+    assert len(rows) == 754
+    config = LMCorConfig(task="jfleg", data_dir=str(data_root), k=2)
+    pool = [{**r, "candidates": [r["references"][1], r["source"]]} for r in rows]
+    return config, pool, [r["source"] for r in rows]
+
+
+def test_recipe_scoring_path_source_copy_is_official_jfleg_gleu(data_root):
+    """JFLEG dev, source copy: 38.20 GLEU (official gleu.py) through the recipe's scoring, hypotheses PTB-tokenised
+    as for every row of the table; evaluate_run's source-copy row is scored by that same path."""
+    config, pool, sources = _jfleg_run(data_root)
+    assert config.eval_tokenize == "ptb"  # auto: JFLEG references are PTB-tokenised
+    scores, sigs = corrector_scores(config, pool, sources)
+    assert scores["gleu"] == pytest.approx(38.20, abs=0.01)
+    assert "refs:sampled-500" in sigs["gleu"] and sigs["gleu"].endswith("hyp:ptb")
+    part = pool[:40]
+    results = evaluate_run(config, part, sources[:40], sources[:40], dev_rows=pool[40:50])
+    expected = corrector_scores(config, part, sources[:40])[0]
+    assert results["scores"]["source copy"] == pytest.approx(expected)
+    assert results["scores"][CORRECTOR] == pytest.approx(expected)
+    assert results["signatures"]["gleu"] == sigs["gleu"]
+
+
+@pytest.mark.slow
+def test_recipe_evaluate_run_full_jfleg_dev_source_copy(data_root):
+    config, pool, sources = _jfleg_run(data_root)
+    results = evaluate_run(config, pool, sources, sources, dev_rows=pool[:20])
+    assert results["scores"]["source copy"]["gleu"] == pytest.approx(38.20, abs=0.01)
+
+
+def test_evaluate_run_best_single_system_from_dev_and_oracles_bound_it():
+    rows = _synthetic_pool(30, seed=5)
+    dev, test = rows[:10], rows[10:]
+    config = LMCorConfig(
+        task="jsonl", task_type="mt", pool_path="unused", k=4, train_systems=["X"], test_systems=["A", "B", "C", "D"]
+    )
+    preds = [r["candidates"][0] for r in test]
+    res = evaluate_run(config, test, preds, preds, dev_rows=dev)
+    single = [n for n in res["scores"] if n.startswith("best single system")]
+    assert single == [f"best single system ({res['best_single_system']}, chosen on dev)"]
+    assert set(res["per_system_dev"]) == {"A", "B", "C", "D"}
+    for metric, label in (("bleu", "BLEU"), ("chrf", "chrF")):
+        oracle = res["scores"][f"oracle selection (corpus {label} search)"][metric]
+        assert oracle >= res["scores"][single[0]][metric] - 1e-9
+    assert [r["method"] for r in res["table"]][-1] == "LMCor corrector"
+    no_dev = evaluate_run(config, test, preds, preds)
+    assert no_dev["best_single_system"] is None and not any(n.startswith("best single") for n in no_dev["scores"])
+
+
+def test_no_candidates_row_is_labelled_and_baselines_still_use_the_candidates():
+    rows = _mt_rows(6)
+    config = LMCorConfig(
+        task="jsonl",
+        task_type="mt",
+        pool_path="x",
+        train_systems=["S1"],
+        test_systems=["U1", "U2"],
+        k=2,
+        no_candidates=True,
+    )
+    res = evaluate_run(config, rows, ["x"] * 6, [r["references"][0] for r in rows], dev_rows=rows[:3])
+    methods = [r["method"] for r in res["table"]]
+    assert methods[-1] == NO_CANDIDATES and CORRECTOR not in methods and res["model_row"] == NO_CANDIDATES
+    assert res["corrector"] == res["scores"][NO_CANDIDATES] and res["corrector"]["chrf"] == pytest.approx(100.0)
+    assert res["best_single_system"] in ("U1", "U2")
+
+
+def test_learning_curve_scores_the_test_rows_at_its_steps_only(monkeypatch):
+    rows = _mt_rows(4)
+    calls = []
+
+    def fake_generate(model, tokenizer, inputs, **kwargs):
+        calls.append((list(inputs), kwargs))
+        return [row["references"][0] for row in rows]
+
+    monkeypatch.setattr(evaluation, "generate", fake_generate)
+    config = LMCorConfig(task="jsonl", task_type="mt", pool_path="x")
+    inputs = [f"input {i}" for i in range(4)]
+    assert evaluation.learning_curve_callbacks([], config, None, rows, inputs, {}) == []
+    (callback,) = evaluation.learning_curve_callbacks([2], config, None, rows, inputs, {"max_new_tokens": 3})
+    for step in (1, 2, 3):
+        callback.on_step_end(None, SimpleNamespace(global_step=step), None, model=object())
+    assert calls == [(inputs, {"max_new_tokens": 3})]  # one process: the whole test set, in order
+    assert [entry["step"] for entry in callback.history] == [2]
+    assert callback.history[0]["chrf"] == pytest.approx(100.0)
