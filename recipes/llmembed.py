@@ -103,6 +103,23 @@ def run_baselines(config, base_args, run_args, train, test, names, params, devic
         ``(results, {method: predicted label names}, the encoder fine-tuning's own results or {})``.
     """
     results, predictions, finetuned = [], {}, {}
+    # Prompting first: under ZeRO-3 a model loaded after the encoder's Trainer started could come up partitioned.
+    if base_args.run_few_shot:
+        result, predictions["few_shot_prompt"], predictions["few_shot_raw"] = comparison.few_shot_result(
+            config.llm_model,
+            train,
+            test,
+            names,
+            params["llm"],
+            per_class=base_args.few_shot_per_class,
+            max_test=base_args.few_shot_max_test,
+            max_new_tokens=base_args.few_shot_max_new_tokens,
+            max_chars=base_args.few_shot_max_chars,
+            batch_size=base_args.few_shot_batch_size,
+            seed=run_args.seed,
+            device=device,
+        )
+        results.append(result)
     if base_args.run_encoder_baseline and config.encoder_model:
         tensorboard_dir = str(Path(run_args.output_dir) / "baselines" / "finetuned_encoder")
         result, predictions["finetuned_encoder"], finetuned = comparison.finetuned_encoder_result(
@@ -118,22 +135,6 @@ def run_baselines(config, base_args, run_args, train, test, names, params, devic
             max_length=config.max_length,
             report_to=run_args.report_to,
             output_dir=tensorboard_dir if run_args.report_to else None,
-        )
-        results.append(result)
-    if base_args.run_few_shot:
-        result, predictions["few_shot_prompt"], predictions["few_shot_raw"] = comparison.few_shot_result(
-            config.llm_model,
-            train,
-            test,
-            names,
-            params["llm"],
-            per_class=base_args.few_shot_per_class,
-            max_test=base_args.few_shot_max_test,
-            max_new_tokens=base_args.few_shot_max_new_tokens,
-            max_chars=base_args.few_shot_max_chars,
-            batch_size=base_args.few_shot_batch_size,
-            seed=run_args.seed,
-            device=device,
         )
         results.append(result)
     return results, predictions, finetuned
