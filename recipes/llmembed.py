@@ -96,7 +96,9 @@ def train_heads(config: LLMEmbedConfig, views: list[dict], train, val, names, ru
     return fits
 
 
-def run_baselines(config, base_args, run_args, train, test, names, params, device) -> tuple[list, dict, dict]:
+def run_baselines(
+    config: LLMEmbedConfig, base_args: BaselineArguments, run_args: RunArguments, *, train, test, names, params, device
+) -> tuple[list, dict, dict]:
     """The fine-tuned encoder and few-shot prompting on the same splits (every rank takes part).
 
     Returns:
@@ -174,14 +176,14 @@ def main(data_args: DataArguments, config: LLMEmbedConfig, base_args: BaselineAr
     views = [{name: split_features[i] for name, split_features in features.items()} for i in range(3)]
 
     # ---- Train ----
-    # The heads train once, on the main process (identical on every rank anyway: seeded, on gathered features).
+    # The heads (seconds of CPU on the gathered features) train once, on the main process; the others wait.
     fits = train_heads(config, views, train, val, names, run_args) if is_main_process() else {}
     wait_for_everyone()
 
     # ---- Evaluate ----
     # The baselines on the same splits, then every method scored on the same test rows.
     baselines, predictions, finetuned = run_baselines(
-        config, base_args, run_args, train, test, names, params, str(state.device)
+        config, base_args, run_args, train=train, test=test, names=names, params=params, device=str(state.device)
     )
     if not is_main_process():
         wait_for_everyone()

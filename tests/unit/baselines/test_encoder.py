@@ -7,6 +7,7 @@ import pytest
 datasets = pytest.importorskip("datasets")
 
 from toolkit.baselines.encoder import finetune_sequence_classifier, finetune_token_classifier  # noqa: E402
+from toolkit.methods.multitask.formats import score_task  # noqa: E402
 
 
 def _cls_split(n: int, offset: int = 0):
@@ -66,8 +67,6 @@ def test_sequence_classifier_label_set_from_train_and_unseen_test_gold(tiny_bert
 def test_encoder_and_llm_scoring_give_the_same_macro_f1(tiny_bert_dir):
     """Issue 12 item 15: one macro-F1 definition. The encoder's predictions, written as LLM answers and scored by
     toolkit.methods.multitask.formats.score_task, give the encoder's own numbers, also when a train label is absent from test."""
-    from toolkit.methods.multitask.formats import score_task
-
     train, test = _cls_split(16), _cls_split(6)
     names = ["neg", "pos", "neutral"]  # the train label set; "neutral" has no test row
     out = finetune_sequence_classifier(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from transformers import RobertaConfig, RobertaModel
 
+from tests.fakes.tiny_models import build_tokenizer
 from toolkit.meter import Cost
 from toolkit.methods.llmembed import embeddings
 from toolkit.methods.llmembed.config import LLMEmbedConfig
 from toolkit.methods.llmembed.head import pool_hidden
+from toolkit.models.backbone_inputs import forward_params
 
 SHORT = "the movie was great"
 LONG = "this movie was great , i loved it . positive negative world sports business sci/tech music song"
@@ -105,10 +108,6 @@ def test_fingerprint_is_length_prefixed():
 @pytest.fixture(scope="module")
 def roberta(tmp_path_factory):
     """A tiny RoBERTa from config: its positions start at ``padding_idx + 1``, not 0."""
-    from transformers import RobertaConfig, RobertaModel
-
-    from tests.fakes.tiny_models import build_tokenizer
-
     folder = tmp_path_factory.mktemp("tiny-roberta")
     tok = build_tokenizer(folder)
     config = RobertaConfig(
@@ -154,8 +153,6 @@ def test_padded_batch_equals_plain_unpadded_forward(request, which, side):
 
 
 def test_only_zero_based_models_get_position_ids(roberta, llama, bert):
-    from toolkit.models.backbone_inputs import forward_params
-
     assert "position_ids" not in forward_params(roberta[0])  # derives padding_idx + 1 based positions itself
     assert "position_ids" in forward_params(llama[0]) and "position_ids" in forward_params(bert[0])
 
