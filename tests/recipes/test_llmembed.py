@@ -75,16 +75,19 @@ def test_recipe_end_to_end_cache_and_push(toy_data, tiny_llama_dir, tiny_bert_di
     assert metrics["sizes"] == {"train": 40, "val": 20, "test": 20}
     assert metrics["splits"]["test"].endswith("test.jsonl") and metrics["splits"]["dev"].startswith("carved")
     for name, row in rows.items():
-        assert 0.0 <= row["accuracy"] <= 1.0 and row["infer_s"] > 0, name
+        assert 0.0 <= row["accuracy"] <= 1.0, name
         assert row["energy_wh"] == pytest.approx(row["cpu_s"] * 10.0 / 3600)
     # The toy problem is separable by bag of words: the LLMEmbed head must beat chance clearly.
     assert rows["llmembed"]["accuracy"] >= 0.8
-    # Cost columns: extraction + head = training CPU; the pooling ablation shares the LLM's forward passes.
+    # Cost columns: extraction + head = training CPU; each head is charged the extraction of the sources it reads;
+    # the pooling ablation shares the LLM's forward passes.
+    extracted = {name: cost["train"]["cpu_s"] for name, cost in metrics["extraction"].items()}
+    assert rows["llmembed"]["extract_cpu_s"] == pytest.approx(extracted["llm"] + extracted["encoder"])
+    assert rows["llm_only"]["extract_cpu_s"] == pytest.approx(extracted["llm"])
     for name in ("llmembed", "llmembed_last_token", "llm_only"):
         row = rows[name]
-        assert row["extract_cpu_s"] > 0 and row["head_cpu_s"] > 0 and row["infer_cpu_s_per_1k"] > 0, name
         assert row["train_cpu_s"] == pytest.approx(row["extract_cpu_s"] + row["head_cpu_s"])
-    assert rows["finetuned_encoder"]["extract_cpu_s"] == 0 and rows["finetuned_encoder"]["head_cpu_s"] > 0
+    assert rows["finetuned_encoder"]["extract_cpu_s"] == 0
     assert metrics["extraction"]["llm_last"]["train"] == metrics["extraction"]["llm"]["train"]
     # The rendered tables say which rows they score, and each has one n_test value.
     sections = (out / "results.md").read_text().split("### ")[1:]
@@ -125,7 +128,7 @@ def test_recipe_end_to_end_cache_and_push(toy_data, tiny_llama_dir, tiny_bert_di
     assert all(r["features_cached"] for r in rows2.values())
     # Same splits and seed -> the same head and predictions; the cached extraction cost is still charged.
     assert rows2["llmembed"]["accuracy"] == rows["llmembed"]["accuracy"]
-    assert rows2["llmembed"]["cpu_s"] > 0
+    assert rows2["llmembed"]["extract_cpu_s"] == pytest.approx(rows["llmembed"]["extract_cpu_s"])
 
 
 def test_bad_flags_are_refused_at_parse_time(tmp_path):
@@ -223,14 +226,7 @@ def test_two_processes_score_the_same_rows_as_one(toy_data, tiny_llama_dir, tmp_
     one_out, two_out = tmp_path / "one", tmp_path / "two"
     one = _run(_args(toy_data, one_out, tmp_path / "cache1", tiny_llama_dir, bert, *extra))
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(REPO)}
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    launch += ["--main_process_port", str(_free_port()), "-m", "recipes.llmembed"]
-    argv = _args(toy_data, two_out, tmp_path / "cache2", tiny_llama_dir, bert, *extra)
-    proc = subprocess.run([*launch, *argv], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    two = json.loads((two_out / "metrics.json").read_text())
+    two = _launch_two_processes(_args(toy_data, two_out, tmp_path / "cache2", tiny_llama_dir, bert, *extra))
 
     assert two["distributed"] == {
         "distributed_type": "MULTI_CPU",
@@ -250,3 +246,28 @@ def test_two_processes_score_the_same_rows_as_one(toy_data, tiny_llama_dir, tmp_
     two_head, one_head = load_file(str(two_out / "model.safetensors")), load_file(str(one_out / "model.safetensors"))
     for name, tensor in one_head.items():
         torch.testing.assert_close(two_head[name], tensor, atol=1e-4, rtol=1e-3)
+
+    # Re-run on the cache the main process wrote: both ranks take every feature from it, and score the same.
+    no_baselines = ["--run_encoder_baseline", "false", "--run_few_shot", "false"]
+    cached_argv = _args(
+        toy_data, tmp_path / "cached", tmp_path / "cache2", tiny_llama_dir, bert, *extra, *no_baselines
+    )
+    cached = _launch_two_processes(cached_argv)
+    assert all(row["features_cached"] for row in cached["rows"])
+    heads = [row for row in _quality(two)["all"] if row["method"] in {r["method"] for r in cached["rows"]}]
+    assert _quality(cached)["all"] == heads
+
+
+def _launch_two_processes(argv: list[str]) -> dict:
+    """The recipe on 2 CPU processes (gloo) through `accelerate launch`; its metrics.json.
+
+    Not via a ``use_cpu: true`` accelerate config or ``--cpu``: with accelerate 1.15 those start a single process.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(REPO)}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch += ["--main_process_port", str(_free_port()), "-m", "recipes.llmembed"]
+    proc = subprocess.run([*launch, *argv], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = Path(argv[argv.index("--output_dir") + 1])
+    return json.loads((out / "metrics.json").read_text())
