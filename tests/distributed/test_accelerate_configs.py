@@ -18,7 +18,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import torch
 from accelerate.commands.config.config_args import load_config_from_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,8 +126,6 @@ def test_the_gpu_smoke_flags_parse_in_every_recipe(recipe, tmp_path):
 @pytest.mark.gpu
 @pytest.mark.slow
 def test_gpu_smoke_trains_and_reloads_every_recipe(tmp_path):
-    if torch.cuda.device_count() < 2:
-        pytest.skip("the GPU smoke shards over several GPUs; this machine has one")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(["bash", str(SMOKE), str(tmp_path)], env=env, capture_output=True, text=True, timeout=7200)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]

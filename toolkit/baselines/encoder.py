@@ -8,14 +8,14 @@ Two plain ``transformers.Trainer`` runs that every classification recipe can put
   → span slot F1 (first sub-word of each word carries the word's label, the usual BERT-NER scheme).
 
 Both take the same budget knobs (:class:`EncoderBudget`), so a recipe can give the encoder exactly the budget it
-gives its LLM student; ``model_name_or_path`` accepts ``local:minilm-l6`` as well as paths and Hub ids.
+gives its LLM student; ``model_name_or_path`` accepts ``local:minilm-l6`` as well as paths and Hub ids::
+
+    result = finetune_sequence_classifier("local:minilm-l6", train, dev, test, label_names=names, max_steps=200)
 
 Under a multi-process launch (``accelerate launch``) the ``Trainer`` trains data-parallel: every rank must call
 these functions, ``batch_size`` stays the *global* batch (each rank takes ``batch_size / num_processes`` rows of it),
 and ``trainer.predict`` gathers every rank's predictions back in order, so a 2-process run sees the same batches
-as a 1-process run. The results name the wrapper the Trainer used (``DistributedDataParallel`` under DDP)::
-
-    result = finetune_sequence_classifier("local:minilm-l6", train, dev, test, label_names=names, max_steps=200)
+as a 1-process run. The results name the wrapper the Trainer used (``DistributedDataParallel`` under DDP).
 """
 
 from __future__ import annotations
