@@ -81,14 +81,14 @@ def _label_ids(ds, label_column: str, names: list[str]) -> list[int]:
     index = {n: i for i, n in enumerate(names)}
     feature = ds.features[label_column]
     out = []
-    for v in ds[label_column]:
-        if isinstance(v, str):
-            if v not in index:
-                raise ValueError(f"label {v!r} is not among the {len(names)} known labels")
-            out.append(index[v])
+    for value in ds[label_column]:
+        if isinstance(value, str):
+            if value not in index:
+                raise ValueError(f"label {value!r} is not among the {len(names)} known labels")
+            out.append(index[value])
         else:
             # ClassLabel ints are indices into feature.names; re-map in case label_names reorders them.
-            name = feature.names[v] if hasattr(feature, "names") else names[v]
+            name = feature.names[value] if hasattr(feature, "names") else names[value]
             out.append(index[name])
     return out
 

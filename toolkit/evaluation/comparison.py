@@ -144,9 +144,9 @@ def build_tables(
         fewest any method scored) when some method scored fewer. A table with no method is left out.
     """
     n_all = len(gold_ids)
-    for r in results:
-        if len(r.pred_ids) > n_all:
-            raise ValueError(f"{r.method} has {len(r.pred_ids)} predictions for {n_all} test rows")
+    for result in results:
+        if len(result.pred_ids) > n_all:
+            raise ValueError(f"{result.method} has {len(result.pred_ids)} predictions for {n_all} test rows")
     tables = {}
     full = [r for r in results if len(r.pred_ids) == n_all]
     if full:
@@ -159,8 +159,8 @@ def build_tables(
     n_sub = min((len(r.pred_ids) for r in results), default=n_all)
     if n_sub < n_all:
         rows = []
-        for r in results:
-            row = score_row(r, gold_ids[:n_sub], names, watts_per_core)
+        for result in results:
+            row = score_row(result, gold_ids[:n_sub], names, watts_per_core)
             rows.append({k: v for k, v in row.items() if k not in _TOTALS})
         partial = ", ".join(r.method for r in results if len(r.pred_ids) < n_all)
         tables["subset"] = {

@@ -297,12 +297,12 @@ def get_or_extract_many(
         return [results[i] for i in range(len(specs))]
     poolings = [specs[i].pooling for i in missing]
     feats, cost = _extract_sharded(specs[missing[0]], poolings, texts, device, backbone, show_progress)
-    for i in missing:
-        info = {"spec": asdict(specs[i]), **cost}
-        if paths[i] is not None and is_main_process():
-            _write_cache_entry(paths[i], feats[specs[i].pooling], info)
-        path = str(paths[i]) if paths[i] else None
-        results[i] = (feats[specs[i].pooling], {**info, "cache_hit": False, "path": path})
+    for index in missing:
+        spec, path = specs[index], paths[index]
+        info = {"spec": asdict(spec), **cost}
+        if path is not None and is_main_process():
+            _write_cache_entry(path, feats[spec.pooling], info)
+        results[index] = (feats[spec.pooling], {**info, "cache_hit": False, "path": str(path) if path else None})
     return [results[i] for i in range(len(specs))]
 
 
