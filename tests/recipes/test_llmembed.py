@@ -52,6 +52,11 @@ def _args(toy_data, out, cache, llama, bert, *extra):
     return [*data, *sizes, *models, *head, *baselines, *run, *extra]
 
 
+def _recipe():
+    """The recipe module, for the other recipe tests that drive it (artifacts, tensorboard)."""
+    return llmembed
+
+
 def _run(argv: list[str]) -> dict:
     return llmembed.main(*llmembed.make_parser().parse_args_and_config(argv))
 
