@@ -60,7 +60,8 @@ def generate_sharded(model, tokenizer) -> list[list[int]]:
     """Greedy continuations of every prompt, each rank generating its share.
 
     One prompt per ``generate`` (no padding to tell the runs apart) and ``synced_gpus=True``: a rank whose
-    sequence ends early keeps joining the others' forward passes, whose parameter all-gathers need every rank.
+    sequence ends early keeps joining the others' forward passes, whose parameter all-gathers need every rank
+    (transformers turns it on by itself for an FSDP-managed module; spelled out here because it is the point).
     """
 
     def continue_share(prompts: list[str]) -> list[list[int]]:
