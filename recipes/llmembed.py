@@ -1,29 +1,41 @@
 """LLMEmbed (Liu et al., ACL 2024): classify with fused multi-layer hidden states of a small LLM + an encoder.
 
     accelerate launch recipes/llmembed.py --config recipes/configs/llmembed/sst2.yaml
+    python -m recipes.llmembed --config recipes/configs/llmembed/sst2.yaml
 
 One run = one dataset, one set of splits (``toolkit.tasks.classification_splits``) and every method on them:
 LLMEmbed and its ablations (``--variants``), a fine-tuned encoder and the same LLM prompted few-shot. Costs are wall
 and process CPU seconds and an energy estimate (CPU-s × ``watts_per_core``), model loading excluded; cached features
 are charged the extraction that built them. Every row of a table is scored on the same test rows
 (``toolkit.evaluation.comparison``). The run directory holds the fused head (``model.safetensors`` + ``head_config.json``).
-Single-process at heart: under a multi-process launch the main process does the work.
+
+Several processes (``accelerate launch --multi_gpu --num_processes N``; two CPU processes: README → Recipes) give the
+same tables as one: the frozen backbones' embeddings are extracted in shards across the ranks and gathered in order,
+the encoder baseline trains data-parallel on the same global batch, the few-shot prompts are sharded; the fusion
+heads (seconds of CPU on cached features) train once, on the main process, while the others wait; only the main
+process writes the run directory and pushes. ``metrics.json`` records what ran under ``"distributed"``.
 """
 
 import logging
 import random
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 from accelerate import PartialState
 
 from toolkit import configs
-from toolkit.evaluation import comparison as cmp
+from toolkit.distributed import is_main_process, wait_for_everyone
+from toolkit.evaluation import comparison
 from toolkit.meter import DEFAULT_WATTS_PER_CORE, Cost
-from toolkit.methods.llmembed import head as le
-from toolkit.methods.llmembed.embeddings import ExtractionSpec, checkpoint_num_params, extract_sources, extraction_cost
-from toolkit.models import loading as models
+from toolkit.methods.llmembed.config import VARIANT_SOURCES, LLMEmbedConfig
+from toolkit.methods.llmembed.embeddings import (
+    checkpoint_num_params,
+    extract_sources,
+    extraction_cost,
+    extraction_specs,
+)
+from toolkit.methods.llmembed.head import fit_variant, head_log_history, save_head
+from toolkit.models.loading import cache_dir
 from toolkit.publishing import reporting
 from toolkit.publishing.hub import DEFAULT_IGNORE_PATTERNS
 from toolkit.run import Card, Push, finish_run
@@ -40,43 +52,11 @@ DESCRIPTION = (
 
 
 @dataclass
-class LLMEmbedArguments:
-    llm_model: str = field(default="local:smollm2-135m", metadata={"help": "Causal LM backbone."})
-    llm_layers: list[int] = field(default_factory=lambda: [-5, -4, -3, -2, -1], metadata={"help": "<0: from last."})
-    llm_pooling: str = field(default="mean", metadata={"help": "mean (masked) or last (last real token)."})
-    encoder_model: str | None = field(default="local:minilm-l6", metadata={"help": "Sentence encoder view."})
-    encoder_pooling: str = field(default="mean", metadata={"help": "Encoder pooling (mean or last)."})
-    max_length: int = field(default=128, metadata={"help": "Truncation length (tokens) for every model."})
-    extract_batch_size: int = field(default=16, metadata={"help": "Texts per forward pass."})
-    cache_dir: str | None = field(
-        default=None, metadata={"help": "Embedding cache (default $TOOLKIT_CACHE/llmembed)."}
-    )
-    variants: list[str] = field(default_factory=lambda: list(le.VARIANTS), metadata={"help": f"Of {le.VARIANTS}."})
-    proj_dim: int = field(default=256, metadata={"help": "Per-view projection size."})
-    hidden_dims: list[int] = field(default_factory=lambda: [1024, 256], metadata={"help": "MLP hidden sizes."})
-    sigma: float = field(default=1.0, metadata={"help": "Co-occurrence scale: 2*sigmoid(sigma*x)-1."})
-    dropout: float = field(default=0.2, metadata={"help": "Dropout in projections and MLP."})
-    epochs: int = field(default=100, metadata={"help": "Max head epochs (early stopping on validation)."})
-    patience: int = field(default=10, metadata={"help": "Epochs without validation gain before stopping."})
-    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
-    weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay."})
-    batch_size: int = field(default=64, metadata={"help": "Head training batch size."})
-
-    def __post_init__(self):
-        if unknown := [v for v in self.variants if v not in le.VARIANTS]:
-            raise ValueError(f"unknown variants {unknown}; expected {le.VARIANTS}")
-        if not self.encoder_model and any("encoder" in le.VARIANT_SOURCES[v] for v in self.variants):
-            raise ValueError("variants llmembed/encoder_only/llmembed_last_token need encoder_model")
-        if bad := {self.llm_pooling, self.encoder_pooling} - set(le.POOLING_CHOICES):
-            raise ValueError(f"pooling must be one of {le.POOLING_CHOICES}, got {sorted(bad)}")
-
-
-@dataclass
 class BaselineArguments:
     run_encoder_baseline: bool = field(default=True, metadata={"help": "Fine-tune encoder_model as a classifier."})
     encoder_epochs: float = field(default=3.0, metadata={"help": "Fine-tuning epochs."})
     encoder_learning_rate: float = field(default=5e-5, metadata={"help": "Fine-tuning learning rate."})
-    encoder_batch_size: int = field(default=16, metadata={"help": "Fine-tuning batch size."})
+    encoder_batch_size: int = field(default=16, metadata={"help": "Fine-tuning global batch size."})
     run_few_shot: bool = field(default=True, metadata={"help": "Prompt llm_model few-shot (greedy) as a baseline."})
     few_shot_per_class: int = field(default=1, metadata={"help": "Demonstrations per label."})
     few_shot_max_test: int | None = field(default=None, metadata={"help": "Prompt only the first N test rows."})
@@ -103,94 +83,173 @@ class RunArguments:
 
 
 def make_parser():
-    return configs.make_parser([DataArguments, LLMEmbedArguments, BaselineArguments, RunArguments])
+    return configs.make_parser([DataArguments, LLMEmbedConfig, BaselineArguments, RunArguments])
 
 
-def _prefixed(args, prefix: str) -> dict:
-    """``--few_shot_max_test`` -> ``max_test=``: a baseline's arguments as its function's keyword arguments."""
-    return {k.removeprefix(prefix): v for k, v in vars(args).items() if k.startswith(prefix)}
+def train_heads(config: LLMEmbedConfig, views: list[dict], train, val, names, run_args: RunArguments) -> dict:
+    """One fusion head per variant (LLMEmbed and its ablations) on that variant's views: ``{variant: fit}``."""
+    fits = {}
+    for variant in config.variants:
+        fits[variant] = fit_variant(variant, views, train[1], val[1], names, config, run_args.seed)
+        if "tensorboard" in run_args.report_to:  # one run per variant, x axis = head epoch
+            write_history(fits[variant]["fit"]["history"], Path(run_args.output_dir) / "runs" / variant)
+    return fits
 
 
-def main(data_args, model_args, base_args, run_args):
+def run_baselines(
+    config: LLMEmbedConfig, base_args: BaselineArguments, run_args: RunArguments, *, train, test, names, params, device
+) -> tuple[list, dict, dict]:
+    """The fine-tuned encoder and few-shot prompting on the same splits (every rank takes part).
+
+    Returns:
+        ``(results, {method: predicted label names}, the encoder fine-tuning's own results or {})``.
+    """
+    results, predictions, finetuned = [], {}, {}
+    # Prompting first: under ZeRO-3 a model loaded after the encoder's Trainer started could come up partitioned.
+    if base_args.run_few_shot:
+        result, predictions["few_shot_prompt"], predictions["few_shot_raw"] = comparison.few_shot_result(
+            config.llm_model,
+            train,
+            test,
+            names,
+            params["llm"],
+            per_class=base_args.few_shot_per_class,
+            max_test=base_args.few_shot_max_test,
+            max_new_tokens=base_args.few_shot_max_new_tokens,
+            max_chars=base_args.few_shot_max_chars,
+            batch_size=base_args.few_shot_batch_size,
+            seed=run_args.seed,
+            device=device,
+        )
+        results.append(result)
+    if base_args.run_encoder_baseline and config.encoder_model:
+        tensorboard_dir = str(Path(run_args.output_dir) / "baselines" / "finetuned_encoder")
+        result, predictions["finetuned_encoder"], finetuned = comparison.finetuned_encoder_result(
+            config.encoder_model,
+            train,
+            test,
+            names,
+            params["encoder"],
+            epochs=base_args.encoder_epochs,
+            learning_rate=base_args.encoder_learning_rate,
+            batch_size=base_args.encoder_batch_size,
+            seed=run_args.seed,
+            max_length=config.max_length,
+            report_to=run_args.report_to,
+            output_dir=tensorboard_dir if run_args.report_to else None,
+        )
+        results.append(result)
+    return results, predictions, finetuned
+
+
+def distributed_record(state: PartialState, wrapper: str | None) -> dict:
+    """What ran: the launch's distributed type, its process count, and the class wrapping the trained encoder."""
+    return {"distributed_type": state.distributed_type.value, "num_processes": state.num_processes, "wrapper": wrapper}
+
+
+def main(data_args: DataArguments, config: LLMEmbedConfig, base_args: BaselineArguments, run_args: RunArguments):
     configs.setup_logging()
     configure_threads()
     state = PartialState()
-    if not state.is_main_process:  # see module docstring: nothing here is worth sharding
-        state.wait_for_everyone()
-        return None
-    out, seed, m, b = Path(run_args.output_dir), run_args.seed, model_args, base_args
-    random.seed(seed)
+    out = Path(run_args.output_dir)
+    random.seed(run_args.seed)
 
     # ---- Data ----
-    train, val, test, names, where = load_splits(data_args, seed)
+    # Every rank draws the same seeded splits.
+    train, val, test, names, where = load_splits(data_args, run_args.seed)
     sizes = {"train": len(train[0]), "val": len(val[0]), "test": len(test[0])}
     logger.info("splits %s from %s, %d labels", sizes, where, len(names))
 
     # ---- Model ----
-    # Frozen backbones -> pooled hidden states of several layers, extracted once (cached), one pass per text.
-    spec = partial(ExtractionSpec, max_length=m.max_length, batch_size=m.extract_batch_size)
-    specs = {"llm": spec(m.llm_model, list(m.llm_layers), m.llm_pooling)}
-    if "llmembed_last_token" in m.variants:  # pooling ablation: the same forward passes, last real token
-        specs["llm_last"] = spec(m.llm_model, list(m.llm_layers), "last")
-    if m.encoder_model:
-        specs["encoder"] = spec(m.encoder_model, [-1], m.encoder_pooling)
-    feats, infos = extract_sources(specs, [train[0], val[0], test[0]], m.cache_dir or models.cache_dir() / "llmembed")
+    # Frozen backbones -> pooled hidden states of several layers, one pass per text, sharded across the ranks, cached.
+    specs = extraction_specs(config)
+    features, infos = extract_sources(
+        specs, [train[0], val[0], test[0]], config.cache_dir or cache_dir() / "llmembed", device=str(state.device)
+    )
     costs = {name: extraction_cost(info) for name, info in infos.items()}
-    params = {name: checkpoint_num_params(s.model) for name, s in specs.items()}
+    params = {name: checkpoint_num_params(spec.model) for name, spec in specs.items()}
+    if config.encoder_model and "encoder" not in params:  # the encoder baseline's size
+        params["encoder"] = checkpoint_num_params(config.encoder_model)
 
     # ---- Trainer ----
-    # One fusion head per variant (LLMEmbed and its ablations), on that variant's views of the cached features.
-    views, results, predictions, best = [{name: f[i] for name, f in feats.items()} for i in range(3)], [], {}, None
+    # One view set per split; the heads read the views of their variant's sources only.
+    views = [{name: split_features[i] for name, split_features in features.items()} for i in range(3)]
 
     # ---- Train ----
-    for variant in m.variants:
-        fit = le.fit_variant(variant, views, train[1], val[1], names, m, seed)
-        if "tensorboard" in run_args.report_to:  # one run per variant, x axis = head epoch
-            write_history(fit["fit"]["history"], out / "runs" / variant)
-        results.append(cmp.head_result(variant, fit, le.VARIANT_SOURCES[variant], costs, params, sizes["train"]))
-        predictions[variant] = [names[p] for p in fit["predictions"]]
-        if variant == "llmembed" or best is None:
-            best = (variant, fit)
+    # The heads (seconds of CPU on the gathered features) train once, on the main process; the others wait.
+    fits = train_heads(config, views, train, val, names, run_args) if is_main_process() else {}
+    wait_for_everyone()
 
     # ---- Evaluate ----
     # The baselines on the same splits, then every method scored on the same test rows.
-    if b.run_encoder_baseline and m.encoder_model:
-        tb_dir = str(out / "baselines" / "finetuned_encoder") if run_args.report_to else None
-        result, predictions["finetuned_encoder"] = cmp.finetuned_encoder_result(
-            m.encoder_model, train, test, names, params["encoder"], **_prefixed(b, "encoder_"), seed=seed,
-            max_length=m.max_length, report_to=run_args.report_to, output_dir=tb_dir,
-        )  # fmt: skip
-        results.append(result)
-    if b.run_few_shot:
-        result, predictions["few_shot_prompt"], predictions["few_shot_raw"] = cmp.few_shot_result(
-            m.llm_model, train, test, names, params["llm"], **_prefixed(b, "few_shot_"), seed=seed
-        )
-        results.append(result)
-    state.wait_for_everyone()
-    tables = cmp.build_tables(results, test[1], names, run_args.watts_per_core)
+    baselines, predictions, finetuned = run_baselines(
+        config, base_args, run_args, train=train, test=test, names=names, params=params, device=str(state.device)
+    )
+    if not is_main_process():
+        wait_for_everyone()
+        return None
+    results = [
+        comparison.head_result(variant, fit, VARIANT_SOURCES[variant], costs, params, sizes["train"])
+        for variant, fit in fits.items()
+    ]
+    predictions = {**{variant: [names[p] for p in fit["predictions"]] for variant, fit in fits.items()}, **predictions}
+    tables = comparison.build_tables([*results, *baselines], test[1], names, run_args.watts_per_core)
     rows = tables["all"]["rows"] if "all" in tables else []
-    table = cmp.render_tables(tables, cmp.splits_preamble(where, sizes))
+    table = comparison.render_tables(tables, comparison.splits_preamble(where, sizes))
 
     # ---- Finish ----
-    golds, dataset, (variant, fit) = [names[y] for y in test[1]], data_args.train_path or data_args.dataset, best
-    extraction = {k: {s: vars(c) if isinstance(c, Cost) else c for s, c in v.items()} for k, v in costs.items()}
-    metrics = {"dataset": dataset, "labels": names, "rows": rows, "tables": tables, "splits": where, "sizes": sizes,
-               "extraction": extraction, "backbone_params": params, "head_history": fit["fit"]["history"],
-               "watts_per_core": run_args.watts_per_core, "hub_url": None}  # fmt: skip
-    cmp.plot_comparison(tables, out)
+    # The saved head is the fused model (or the first variant run); the main process writes and pushes.
+    variant = "llmembed" if "llmembed" in fits else config.variants[0]
+    fit = fits[variant]
+    golds = [names[y] for y in test[1]]
+    dataset = data_args.train_path or data_args.dataset
+    extraction = {name: {k: vars(v) if isinstance(v, Cost) else v for k, v in c.items()} for name, c in costs.items()}
+    metrics = {
+        "dataset": dataset,
+        "labels": names,
+        "rows": rows,
+        "tables": tables,
+        "splits": where,
+        "sizes": sizes,
+        "extraction": extraction,
+        "backbone_params": params,
+        "head_history": fit["fit"]["history"],
+        "watts_per_core": run_args.watts_per_core,
+        "distributed": distributed_record(state, finetuned.get("wrapper")),
+        "hub_url": None,
+    }
+    comparison.plot_comparison(tables, out)
     reporting.plot_confusion_matrix(golds, predictions[variant], names, out / "confusion_matrix.png")
-    le.save_head(fit["head"], out, extra={"extraction": {k: [s.model, s.layers, s.pooling] for k, s in specs.items()}})
+    extraction_specs_saved = {name: [spec.model, spec.layers, spec.pooling] for name, spec in specs.items()}
+    save_head(fit["head"], out, extra={"extraction": extraction_specs_saved})
     row = next(r for r in rows if r["method"] == variant)
-    card = Card(m.llm_model, "classification", "llmembed", DESCRIPTION, f"llmembed-{variant}-{Path(dataset).stem}",
-                [dataset], library_name=None)  # fmt: skip
-    push = Push(run_args.hub_model_id if run_args.push_to_hub else None, run_args.hub_token, run_args.hub_private,
-                ignore_patterns=(*DEFAULT_IGNORE_PATTERNS, "runs/*", "baselines/*"))  # fmt: skip
+    card = Card(
+        base_model=config.llm_model,
+        task="classification",
+        recipe="llmembed",
+        description=DESCRIPTION,
+        model_name=f"llmembed-{variant}-{Path(dataset).stem}",
+        datasets=[dataset],
+        library_name=None,
+    )
+    push = Push(
+        repo_id=run_args.hub_model_id if run_args.push_to_hub else None,
+        token=run_args.hub_token,
+        private=run_args.hub_private,
+        ignore_patterns=(*DEFAULT_IGNORE_PATTERNS, "runs/*", "baselines/*"),
+    )
     done = finish_run(
-        out, metrics=metrics, results_md=table, predictions=cmp.prediction_rows(test[0], golds, predictions),
-        log_history=le.head_log_history(fit["fit"]["history"]), card=card, push=push,
-        config={"data": data_args, "model": model_args, "baselines": base_args, "run": run_args},
+        out,
+        metrics=metrics,
+        results_md=table,
+        predictions=comparison.prediction_rows(test[0], golds, predictions),
+        log_history=head_log_history(fit["fit"]["history"]),
+        card=card,
+        push=push,
+        config={"data": data_args, "model": config, "baselines": base_args, "run": run_args},
         card_metrics={"test": {"accuracy": row["accuracy"], "macro_f1": row["macro_f1"]}},
-    )  # fmt: skip
+    )
+    wait_for_everyone()
     print(table)
     return {**metrics, "hub_url": done["hub_url"]}
 

@@ -11,6 +11,11 @@ Both take the same budget knobs (:class:`EncoderBudget`), so a recipe can give t
 gives its LLM student; ``model_name_or_path`` accepts ``local:minilm-l6`` as well as paths and Hub ids::
 
     result = finetune_sequence_classifier("local:minilm-l6", train, dev, test, label_names=names, max_steps=200)
+
+Under a multi-process launch (``accelerate launch``) the ``Trainer`` trains data-parallel: every rank must call
+these functions, ``batch_size`` stays the *global* batch (each rank takes ``batch_size / num_processes`` rows of it),
+and ``trainer.predict`` gathers every rank's predictions back in order, so a 2-process run sees the same batches
+as a 1-process run. The results name the wrapper the Trainer used (``DistributedDataParallel`` under DDP).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from transformers import (
 )
 
 from toolkit.configs import apply_cpu_safe_defaults
+from toolkit.distributed import num_processes
 from toolkit.evaluation.label_scoring import label_scores
 from toolkit.evaluation.metrics import slot_f1
 from toolkit.models.loading import resolve_model
@@ -75,14 +81,14 @@ def _label_ids(ds, label_column: str, names: list[str]) -> list[int]:
     index = {n: i for i, n in enumerate(names)}
     feature = ds.features[label_column]
     out = []
-    for v in ds[label_column]:
-        if isinstance(v, str):
-            if v not in index:
-                raise ValueError(f"label {v!r} is not among the {len(names)} known labels")
-            out.append(index[v])
+    for value in ds[label_column]:
+        if isinstance(value, str):
+            if value not in index:
+                raise ValueError(f"label {value!r} is not among the {len(names)} known labels")
+            out.append(index[value])
         else:
             # ClassLabel ints are indices into feature.names; re-map in case label_names reorders them.
-            name = feature.names[v] if hasattr(feature, "names") else names[v]
+            name = feature.names[value] if hasattr(feature, "names") else names[value]
             out.append(index[name])
     return out
 
@@ -110,7 +116,7 @@ class EncoderBudget:
 
     ``output_dir`` is the trainer's scratch dir (a temp dir when ``None``; no checkpoints are saved); ``report_to``
     the trainer integrations (``tensorboard`` logs under ``output_dir``; default none). Texts are truncated to
-    ``max_length`` tokens.
+    ``max_length`` tokens. ``batch_size`` is the global batch: with several processes each takes an equal part of it.
     """
 
     epochs: float = 1.0
@@ -124,14 +130,25 @@ class EncoderBudget:
     output_dir: str | None = None
     report_to: str | list[str] | None = None
 
+    def per_device_batch_size(self) -> int:
+        """This process's part of the global ``batch_size``.
+
+        Raises:
+            ValueError: ``batch_size`` does not split evenly over the processes.
+        """
+        processes = num_processes()
+        if self.batch_size % processes:
+            raise ValueError(f"batch_size {self.batch_size} does not split evenly over {processes} processes")
+        return self.batch_size // processes
+
     def training_args(self, scratch_dir: str) -> TrainingArguments:
         args = TrainingArguments(
             output_dir=self.output_dir or scratch_dir,
             num_train_epochs=self.epochs,
             max_steps=self.max_steps if self.max_steps and self.max_steps > 0 else -1,
             learning_rate=self.learning_rate,
-            per_device_train_batch_size=self.batch_size,
-            per_device_eval_batch_size=max(self.batch_size, 32),
+            per_device_train_batch_size=self.per_device_batch_size(),
+            per_device_eval_batch_size=max(self.per_device_batch_size(), 32),
             warmup_steps=self.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
             logging_steps=self.logging_steps,
             save_strategy="no",
@@ -154,6 +171,7 @@ def _train(trainer, train_rows) -> tuple[Any, dict[str, Any]]:
         "train_steps": trainer.state.global_step,
         "train_tokens": tokens_trained([len(r["input_ids"]) for r in train_rows], _rows_seen(trainer)),
         "log_history": list(trainer.state.log_history),
+        "wrapper": type(trainer.model_wrapped).__name__,
     }
 
 
@@ -189,11 +207,11 @@ def finetune_sequence_classifier(
     Returns:
         ``{"accuracy", "macro_f1", "dev_accuracy", "dev_macro_f1", "train_seconds", "train_cpu_seconds",
         "train_steps", "train_tokens", "infer_seconds", "train_samples_per_second", "predictions" (label names,
-        aligned with test), "golds", "labels", "num_train", "num_test", "log_history"}``. ``dev_*`` are ``None`` when
+        aligned with test), "golds", "labels", "num_train", "num_test", "log_history", "wrapper"}``. ``dev_*`` are ``None`` when
         ``dev`` is ``None``. Accuracy and macro-F1 follow :func:`toolkit.evaluation.label_scoring.label_scores` (macro-F1 over
         the train label set), the same definition as the LLM students'.
     """
-    b = EncoderBudget(**budget)
+    budget_config = EncoderBudget(**budget)
     _check_splits(train, test)
     for name, ds in (("train", train), ("dev", dev), ("test", test)):
         if ds is not None and text_column not in ds.column_names:
@@ -201,7 +219,7 @@ def finetune_sequence_classifier(
     names = resolve_label_names([train], label_column, label_names)
     path = _resolve_name(model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    torch.manual_seed(b.seed)
+    torch.manual_seed(budget_config.seed)
     model = AutoModelForSequenceClassification.from_pretrained(
         path,
         num_labels=len(names),
@@ -215,7 +233,7 @@ def finetune_sequence_classifier(
         model.config.pad_token_id = tokenizer.pad_token_id
 
     def encode(ds):
-        enc = tokenizer(list(ds[text_column]), truncation=True, max_length=b.max_length)
+        enc = tokenizer(list(ds[text_column]), truncation=True, max_length=budget_config.max_length)
         rows = [{k: enc[k][i] for k in enc} for i in range(len(ds))]
         for row, y in zip(rows, _label_ids(ds, label_column, names)):
             row["labels"] = y
@@ -223,14 +241,14 @@ def finetune_sequence_classifier(
 
     train_rows = encode(train)
     with tempfile.TemporaryDirectory() as tmp:
-        args = b.training_args(tmp)
+        args = budget_config.training_args(tmp)
         trainer = Trainer(
             model=model, args=args, train_dataset=train_rows, data_collator=DataCollatorWithPadding(tokenizer)
         )
         train_out, compute = _train(trainer, train_rows)
 
         def encode_inputs(ds):
-            enc = tokenizer(list(ds[text_column]), truncation=True, max_length=b.max_length)
+            enc = tokenizer(list(ds[text_column]), truncation=True, max_length=budget_config.max_length)
             return [{k: enc[k][i] for k in enc} for i in range(len(ds))]
 
         def predict(ds):
@@ -303,7 +321,7 @@ def finetune_token_classifier(
         "train_tokens", "infer_seconds", "predictions" (tag lists), "golds", "tags", "num_train", "num_test",
         "log_history"}``.
     """
-    b = EncoderBudget(**budget)
+    budget_config = EncoderBudget(**budget)
     _check_splits(train, test)
     splits = [ds for ds in (train, dev, test) if ds is not None]
     for ds in splits:
@@ -319,7 +337,7 @@ def finetune_token_classifier(
     tokenizer = AutoTokenizer.from_pretrained(path)
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"{model_name_or_path}: token classification needs a fast tokenizer (word_ids())")
-    torch.manual_seed(b.seed)
+    torch.manual_seed(budget_config.seed)
     model = AutoModelForTokenClassification.from_pretrained(
         path,
         num_labels=len(tag_names),
@@ -329,7 +347,9 @@ def finetune_token_classifier(
     )
 
     def encode(ds, is_train=False):
-        enc = tokenizer(list(ds[tokens_column]), is_split_into_words=True, truncation=True, max_length=b.max_length)
+        enc = tokenizer(
+            list(ds[tokens_column]), is_split_into_words=True, truncation=True, max_length=budget_config.max_length
+        )
         rows, first_positions = [], []
         for i, tags in enumerate(ds[tags_column]):
             if len(tags) != len(ds[i][tokens_column]):
@@ -350,7 +370,7 @@ def finetune_token_classifier(
 
     train_rows, _ = encode(train, is_train=True)
     with tempfile.TemporaryDirectory() as tmp:
-        args = b.training_args(tmp)
+        args = budget_config.training_args(tmp)
         trainer = Trainer(
             model=model,
             args=args,

@@ -1,4 +1,8 @@
-"""Few-shot prompting baseline: the same LLM, prompted with a few labelled demonstrations, greedy decoding."""
+"""Few-shot prompting baseline: the same LLM, prompted with a few labelled demonstrations, greedy decoding.
+
+Under a multi-process launch every rank loads the model on its own device and prompts an equal share of the test
+texts (:func:`toolkit.distributed.map_sharded`); every rank gets every answer back, in order.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import random
 import re
 from collections.abc import Sequence
 
+from toolkit.distributed import map_sharded
 from toolkit.meter import Cost, CostMeter
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 
@@ -15,9 +20,9 @@ def build_few_shot_messages(
 ) -> list[dict[str, str]]:
     """Chat messages: instruction listing the labels, demos as user/assistant turns, then the query."""
 
-    def clip(t: str) -> str:
-        t = " ".join(t.split())
-        return t if len(t) <= max_chars else t[:max_chars] + " ..."
+    def clip(text: str) -> str:
+        text = " ".join(text.split())
+        return text if len(text) <= max_chars else text[:max_chars] + " ..."
 
     system = (
         "Classify the text into exactly one of these labels: "
@@ -44,9 +49,9 @@ def parse_label(output: str, label_names: Sequence[str]) -> str | None:
         return names[norm]
     hits = []
     for low, name in names.items():
-        m = re.search(rf"(?<![\w/]){re.escape(low)}(?![\w/])", norm)
-        if m:
-            hits.append((m.start(), -len(low), name))
+        match = re.search(rf"(?<![\w/]){re.escape(low)}(?![\w/])", norm)
+        if match:
+            hits.append((match.start(), -len(low), name))
     if not hits:
         return None
     hits.sort()
@@ -58,11 +63,11 @@ def parse_label(output: str, label_names: Sequence[str]) -> str | None:
 def pick_demos(texts: Sequence[str], labels: Sequence[str], label_names: Sequence[str], per_class: int, seed: int):
     """``per_class`` seeded random demos per label, interleaved by class (so no label is always last)."""
     rng = random.Random(seed)
-    by_label: dict[str, list[str]] = {n: [] for n in label_names}
-    for t, y in zip(texts, labels):
-        by_label[y].append(t)
-    picked = {n: rng.sample(ts, min(per_class, len(ts))) for n, ts in by_label.items()}
-    demos = [(picked[n][k], n) for k in range(per_class) for n in label_names if k < len(picked[n])]
+    by_label: dict[str, list[str]] = {name: [] for name in label_names}
+    for text, label in zip(texts, labels):
+        by_label[label].append(text)
+    picked = {name: rng.sample(rows, min(per_class, len(rows))) for name, rows in by_label.items()}
+    demos = [(picked[name][k], name) for k in range(per_class) for name in label_names if k < len(picked[name])]
     rng.shuffle(demos)
     return demos
 
@@ -107,21 +112,34 @@ def few_shot_baseline(
     max_chars: int = 400,
     batch_size: int = 8,
     seed: int = 42,
+    device: str | None = None,
 ) -> tuple[list[str | None], list[str], int, Cost]:
     """Prompt ``model`` (the ``hf`` teacher backend, greedy) with ``per_class`` seeded demos per label.
 
-    Only the first ``max_test`` test texts are prompted (all when ``None``); model loading is not charged.
+    Only the first ``max_test`` test texts are prompted (all when ``None``), sharded across the ranks of a
+    multi-process run (every rank must call it); model loading is not charged.
+
+    Args:
+        device: This rank's torch device (default: the ``hf`` teacher's, cuda when available).
 
     Returns:
         ``(predictions, raw_outputs, n_demos, cost)``; a prediction is ``None`` when the output names no label.
+        ``cost`` is this rank's (its share of the prompts, and the wait for the others).
     """
-    teacher = load_teacher(TeacherConfig(backend="hf", model=model, batch_size=batch_size))
+    teacher = load_teacher(TeacherConfig(backend="hf", model=model, batch_size=batch_size, device=device))
     demos = pick_demos(train_texts, train_labels, label_names, per_class, seed)
-    n = min(max_test or len(test_texts), len(test_texts))
+    n_prompted = min(max_test or len(test_texts), len(test_texts))
     if hasattr(teacher, "load"):
         teacher.load()  # model loading is excluded from every method's cost
-    with CostMeter() as m:
-        preds, raw = few_shot_classify(
-            teacher, demos, test_texts[:n], label_names, max_new_tokens=max_new_tokens, max_chars=max_chars
+
+    def classify_share(texts: list[str]) -> list[tuple[str | None, str]]:
+        predictions, outputs = few_shot_classify(
+            teacher, demos, texts, label_names, max_new_tokens=max_new_tokens, max_chars=max_chars
         )
-    return preds, raw, len(demos), m.cost
+        return list(zip(predictions, outputs))
+
+    with CostMeter() as meter:
+        answers = map_sharded(classify_share, list(test_texts[:n_prompted]))
+    predictions = [prediction for prediction, _ in answers]
+    outputs = [output for _, output in answers]
+    return predictions, outputs, len(demos), meter.cost

@@ -27,12 +27,33 @@ from toolkit.baselines.few_shot import few_shot_baseline
 from toolkit.evaluation.label_scoring import label_scores
 from toolkit.evaluation.metrics import accuracy
 from toolkit.meter import DEFAULT_WATTS_PER_CORE, Cost, CostMeter
+from toolkit.methods.llmembed.embeddings import cost_over_ranks
 from toolkit.publishing import reporting
 from toolkit.publishing.reporting import markdown_table
 
-ALL_COLUMNS = ["method", "n_train", "n_test", "accuracy", "macro_f1", "invalid", "extract_cpu_s", "head_cpu_s",
-               "train_cpu_s", "infer_cpu_s_per_1k", "train_s", "infer_s", "infer_ms_per_ex", "infer_cpu_ms_per_ex",
-               "cpu_s", "energy_wh", "trainable_params", "inference_params", "features_cached"]  # fmt: skip
+ALL_COLUMNS = [
+    "method",
+    "n_train",
+    "n_test",
+    "accuracy",
+    "macro_f1",
+    "invalid",
+    "extract_cpu_s",
+    "head_cpu_s",
+    "train_cpu_s",
+    "infer_cpu_s_per_1k",
+    "train_s",
+    "infer_s",
+    "infer_ms_per_ex",
+    "infer_cpu_ms_per_ex",
+    "cpu_s",
+    "energy_wh",
+    "trainable_params",
+    "inference_params",
+    "features_cached",
+]
+#: The quality columns of a row: what a multi-process run must reproduce (the cost columns are measurements).
+QUALITY_COLUMNS = ("method", "n_train", "n_test", "accuracy", "macro_f1", "invalid")
 # Totals over the rows a method scored: not comparable on a subset, so dropped there.
 _TOTALS = ("infer_s", "cpu_s", "energy_wh")
 SUBSET_COLUMNS = [c for c in ALL_COLUMNS if c not in _TOTALS]
@@ -74,29 +95,39 @@ def score_row(
     When fewer rows than ``result`` predicted are scored, the inference cost is charged pro rata, so the
     per-example columns keep the measured rate.
     """
-    n = len(gold_ids)
-    if len(result.pred_ids) < n:
-        raise ValueError(f"{result.method} predicted {len(result.pred_ids)} rows, cannot score {n}")
-    pred_ids = result.pred_ids[:n]
+    n_rows = len(gold_ids)
+    if len(result.pred_ids) < n_rows:
+        raise ValueError(f"{result.method} predicted {len(result.pred_ids)} rows, cannot score {n_rows}")
+    pred_ids = result.pred_ids[:n_rows]
     preds = [names[p] if p >= 0 else "<invalid>" for p in pred_ids]
     golds = [names[g] for g in gold_ids]
-    share = n / max(len(result.pred_ids), 1)
+    share = n_rows / max(len(result.pred_ids), 1)
     infer = Cost(result.infer_cost.wall_s * share, result.infer_cost.cpu_s * share)
     total = result.train_cost + infer
+    per_row = 1 / max(n_rows, 1)
+    # One macro-F1 for every recipe: over the training label set, invalid answers count as wrong.
+    scores = label_scores([p if p >= 0 else None for p in pred_ids], list(gold_ids), range(len(names)))
     return {
-        "method": result.method, "n_train": result.n_train, "n_test": n, "accuracy": accuracy(preds, golds),
-        # One macro-F1 for every recipe: over the training label set, invalid answers count as wrong.
-        "macro_f1": label_scores([p if p >= 0 else None for p in pred_ids], list(gold_ids), range(len(names)))[
-            "macro_f1"
-        ],
-        "invalid": sum(p < 0 for p in pred_ids), "extract_cpu_s": result.extract_cost.cpu_s,
-        "head_cpu_s": result.train_cost.cpu_s - result.extract_cost.cpu_s, "train_cpu_s": result.train_cost.cpu_s,
-        "infer_cpu_s_per_1k": 1000 * infer.cpu_s / max(n, 1),
-        "train_s": result.train_cost.wall_s, "infer_s": infer.wall_s,
-        "infer_ms_per_ex": 1000 * infer.wall_s / max(n, 1), "infer_cpu_ms_per_ex": 1000 * infer.cpu_s / max(n, 1),
-        "cpu_s": total.cpu_s, "energy_wh": total.energy_wh(watts_per_core),
-        "trainable_params": result.trainable_params, "inference_params": result.inference_params, **result.extra,
-    }  # fmt: skip
+        "method": result.method,
+        "n_train": result.n_train,
+        "n_test": n_rows,
+        "accuracy": accuracy(preds, golds),
+        "macro_f1": scores["macro_f1"],
+        "invalid": sum(p < 0 for p in pred_ids),
+        "extract_cpu_s": result.extract_cost.cpu_s,
+        "head_cpu_s": result.train_cost.cpu_s - result.extract_cost.cpu_s,
+        "train_cpu_s": result.train_cost.cpu_s,
+        "infer_cpu_s_per_1k": 1000 * infer.cpu_s * per_row,
+        "train_s": result.train_cost.wall_s,
+        "infer_s": infer.wall_s,
+        "infer_ms_per_ex": 1000 * infer.wall_s * per_row,
+        "infer_cpu_ms_per_ex": 1000 * infer.cpu_s * per_row,
+        "cpu_s": total.cpu_s,
+        "energy_wh": total.energy_wh(watts_per_core),
+        "trainable_params": result.trainable_params,
+        "inference_params": result.inference_params,
+        **result.extra,
+    }
 
 
 def build_tables(
@@ -113,9 +144,9 @@ def build_tables(
         fewest any method scored) when some method scored fewer. A table with no method is left out.
     """
     n_all = len(gold_ids)
-    for r in results:
-        if len(r.pred_ids) > n_all:
-            raise ValueError(f"{r.method} has {len(r.pred_ids)} predictions for {n_all} test rows")
+    for result in results:
+        if len(result.pred_ids) > n_all:
+            raise ValueError(f"{result.method} has {len(result.pred_ids)} predictions for {n_all} test rows")
     tables = {}
     full = [r for r in results if len(r.pred_ids) == n_all]
     if full:
@@ -128,8 +159,8 @@ def build_tables(
     n_sub = min((len(r.pred_ids) for r in results), default=n_all)
     if n_sub < n_all:
         rows = []
-        for r in results:
-            row = score_row(r, gold_ids[:n_sub], names, watts_per_core)
+        for result in results:
+            row = score_row(result, gold_ids[:n_sub], names, watts_per_core)
             rows.append({k: v for k, v in row.items() if k not in _TOTALS})
         partial = ", ".join(r.method for r in results if len(r.pred_ids) < n_all)
         tables["subset"] = {
@@ -176,14 +207,24 @@ def plot_comparison(tables: dict[str, dict], out: str | os.PathLike) -> None:
     the rows they all scored.
     """
     out = Path(out)
-    rows, n = tables.get("all", {}).get("rows", []), tables.get("all", {}).get("n_rows", 0)
-    reporting.plot_xy(rows, "energy_wh", "accuracy", "method", out / "accuracy_vs_energy.png",
-                      title=f"accuracy vs energy: all {n} test rows")  # fmt: skip
+    everything = tables.get("all", {})
+    reporting.plot_xy(
+        everything.get("rows", []),
+        "energy_wh",
+        "accuracy",
+        "method",
+        out / "accuracy_vs_energy.png",
+        title=f"accuracy vs energy: all {everything.get('n_rows', 0)} test rows",
+    )
     common = tables.get("subset", tables.get("all"))
     reporting.plot_xy(
-        common["rows"], "infer_cpu_ms_per_ex", "accuracy", "method", out / "accuracy_vs_inference_cpu.png",
+        common["rows"],
+        "infer_cpu_ms_per_ex",
+        "accuracy",
+        "method",
+        out / "accuracy_vs_inference_cpu.png",
         title=f"accuracy vs inference CPU ms/ex: {common['n_rows']} test rows",
-    )  # fmt: skip
+    )
 
 
 def head_result(method: str, fit: dict, sources: Sequence[str], costs: dict, params: dict, n_train: int):
@@ -197,9 +238,17 @@ def head_result(method: str, fit: dict, sources: Sequence[str], costs: dict, par
     infer = fit["infer_cost"] + sum((costs[s]["test"] for s in sources), Cost())
     n_head = sum(p.numel() for p in fit["head"].parameters())
     extra = {"best_epoch": fit["fit"]["best_epoch"], "features_cached": all(costs[s]["cached"] for s in sources)}
-    n_infer = n_head + sum(params[s] or 0 for s in sources)
-    return MethodResult(method, fit["predictions"], fit["train_cost"] + extract, infer, n_train, n_head, n_infer,
-                        extract, extra)  # fmt: skip
+    return MethodResult(
+        method=method,
+        pred_ids=fit["predictions"],
+        train_cost=fit["train_cost"] + extract,
+        infer_cost=infer,
+        n_train=n_train,
+        trainable_params=n_head,
+        inference_params=n_head + sum(params[s] or 0 for s in sources),
+        extract_cost=extract,
+        extra=extra,
+    )
 
 
 def finetuned_encoder_result(
@@ -208,25 +257,39 @@ def finetuned_encoder_result(
     """Fine-tune ``model`` end to end on ``train`` (``(texts, label ids)``) and predict ``test``, with its costs.
 
     No validation split: the fixed budget needs no model selection, and it keeps CPU honest. CPU time is
-    measured for the whole call and split between training and inference by their wall-time shares.
+    measured for the whole call and split between training and inference by their wall-time shares. Under a
+    multi-process launch every rank must call it: the ``Trainer`` trains data-parallel, and the costs are summed
+    over the ranks (``toolkit.methods.llmembed.embeddings.cost_over_ranks``).
 
     Returns:
-        ``(result, predicted label names)``.
+        ``(result, predicted label names, the fine-tuning's own results (see ``finetune_sequence_classifier``))``.
     """
     features = Features({"text": Value("string"), "label": ClassLabel(names=list(names))})
-    ds = [Dataset.from_dict({"text": t, "label": y}, features=features) for t, y in (train, test)]
-    with CostMeter() as m:
-        res = finetune_sequence_classifier(model, ds[0], None, ds[1], **finetune_kwargs)
-    share = res["train_seconds"] / max(res["train_seconds"] + res["infer_seconds"], 1e-9)
-    train_c = Cost(res["train_seconds"], m.cost.cpu_s * share)
-    infer_c = Cost(res["infer_seconds"], m.cost.cpu_s * (1 - share))
-    ids = [list(names).index(p) for p in res["predictions"]]
-    result = MethodResult("finetuned_encoder", ids, train_c, infer_c, len(train[0]), n_params, n_params)
-    return result, res["predictions"]
+    train_set = Dataset.from_dict({"text": train[0], "label": train[1]}, features=features)
+    test_set = Dataset.from_dict({"text": test[0], "label": test[1]}, features=features)
+    with CostMeter() as meter:
+        finetuned = finetune_sequence_classifier(model, train_set, None, test_set, **finetune_kwargs)
+    total = cost_over_ranks(meter.cost.wall_s, meter.cost.cpu_s)
+    train_s, infer_s = finetuned["train_seconds"], finetuned["infer_seconds"]
+    share = train_s / max(train_s + infer_s, 1e-9)
+    ids = [list(names).index(p) for p in finetuned["predictions"]]
+    result = MethodResult(
+        method="finetuned_encoder",
+        pred_ids=ids,
+        train_cost=Cost(train_s, total.cpu_s * share),
+        infer_cost=Cost(infer_s, total.cpu_s * (1 - share)),
+        n_train=len(train[0]),
+        trainable_params=n_params,
+        inference_params=n_params,
+    )
+    return result, finetuned["predictions"], finetuned
 
 
 def few_shot_result(model: str, train: tuple, test: tuple, names: Sequence[str], n_params: int | None, **kwargs):
     """The same LLM prompted few-shot (:func:`toolkit.baselines.few_shot.few_shot_baseline`), with its costs.
+
+    Under a multi-process launch every rank must call it: the prompts are sharded across the ranks, and the cost is
+    summed over them.
 
     Returns:
         ``(result, predicted label names with "<invalid>" for none, raw outputs)``.
@@ -235,5 +298,6 @@ def few_shot_result(model: str, train: tuple, test: tuple, names: Sequence[str],
         model, train[0], [names[y] for y in train[1]], test[0], names, **kwargs
     )
     ids = [names.index(p) if p is not None else -1 for p in preds]
-    result = MethodResult("few_shot_prompt", ids, Cost(), cost, n_demos, 0, n_params)
+    infer_cost = cost_over_ranks(cost.wall_s, cost.cpu_s)
+    result = MethodResult("few_shot_prompt", ids, Cost(), infer_cost, n_demos, 0, n_params)
     return result, [p if p is not None else "<invalid>" for p in preds], raw

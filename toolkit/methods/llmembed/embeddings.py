@@ -9,6 +9,12 @@ side (:mod:`toolkit.models.backbone_inputs`).
 
 Features are cached as safetensors keyed by model, layers, pooling, max length and a hash of the texts; a cache
 hit never loads the model, and still reports the cost of the extraction that built the entry.
+
+Under a multi-process launch the extraction is sharded: it is a frozen forward pass, so every rank extracts an
+equal share of the texts on its own device and the shares are gathered back in order
+(:func:`toolkit.distributed.map_sharded`). The main process decides what the cache holds (its answer is broadcast, so
+no rank can skip a pass the others make) and alone writes new entries; the cache folder must be one every node
+reads, as the Hugging Face cache usually is.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -24,13 +31,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from accelerate.utils import broadcast_object_list, gather_object
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import AutoModel
 
+from toolkit.distributed import is_main_process, map_sharded
 from toolkit.meter import Cost
-from toolkit.methods.llmembed.head import POOLING_CHOICES, pool_hidden, resolve_layers
+from toolkit.methods.llmembed.config import POOLING_CHOICES, LLMEmbedConfig
+from toolkit.methods.llmembed.head import pool_hidden, resolve_layers
 from toolkit.models.backbone_inputs import forward_params, model_inputs
 from toolkit.models.loading import default_device, load_tokenizer, resolve_model
 
@@ -59,6 +69,30 @@ class ExtractionSpec:
             raise ValueError(f"pooling must be one of {POOLING_CHOICES}, got {self.pooling!r}")
         if self.max_length < 1 or self.batch_size < 1:
             raise ValueError("max_length and batch_size must be >= 1")
+
+
+def extraction_specs(config: LLMEmbedConfig) -> dict[str, ExtractionSpec]:
+    """The feature sources ``config``'s variants read: ``llm``, ``llm_last`` (pooling ablation), ``encoder``.
+
+    ``llm_last`` differs from ``llm`` only in pooling, so :func:`extract_sources` takes both from one set of forward
+    passes.
+    """
+    shared = {"max_length": config.max_length, "batch_size": config.extract_batch_size}
+    specs = {"llm": ExtractionSpec(config.llm_model, list(config.llm_layers), config.llm_pooling, **shared)}
+    if "llmembed_last_token" in config.variants:
+        specs["llm_last"] = ExtractionSpec(config.llm_model, list(config.llm_layers), "last", **shared)
+    if config.uses_encoder():
+        specs["encoder"] = ExtractionSpec(config.encoder_model, [-1], config.encoder_pooling, **shared)
+    return specs
+
+
+def cost_over_ranks(wall_s: float, cpu_s: float) -> Cost:
+    """One job's cost summed over the processes that shared it: the slowest rank's wall time, every rank's CPU.
+
+    A no-op with one process. Every rank must call it (it gathers).
+    """
+    parts = gather_object([(wall_s, cpu_s)])
+    return Cost(max(wall for wall, _ in parts), sum(cpu for _, cpu in parts))
 
 
 def load_backbone(name: str, device: str | None = None, padding_side: str | None = None):
@@ -139,8 +173,9 @@ def extract_embeddings(
                     f"got {len(hidden_states)}"
                 )
             mask = inputs["attention_mask"]
-            for p, out in outs.items():
-                out[torch.tensor(rows)] = torch.stack([pool_hidden(hidden_states[i], mask, p) for i in idx], 1).cpu()
+            for name, out in outs.items():
+                pooled = [pool_hidden(hidden_states[i], mask, name) for i in idx]
+                out[torch.tensor(rows)] = torch.stack(pooled, 1).cpu()
             n_tokens += int(mask.sum())
             bar.update(len(rows))
     bar.close()
@@ -171,12 +206,12 @@ def bare_forward(model, tokenizer, texts: Sequence[str], *, max_length: int = 12
 
 def texts_fingerprint(texts: Sequence[str]) -> str:
     """sha256 over the texts (length-prefixed, so ``["ab", "c"]`` and ``["a", "bc"]`` differ)."""
-    h = hashlib.sha256()
+    digest = hashlib.sha256()
     for text in texts:
         data = text.encode("utf-8")
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    return h.hexdigest()
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
 
 
 def model_fingerprint(name: str) -> str:
@@ -185,13 +220,13 @@ def model_fingerprint(name: str) -> str:
     So a checkpoint re-saved at the same path (e.g. a re-built tiny test model) does not hit a stale cache.
     """
     path = Path(resolve_model(name))
-    h = hashlib.sha256(str(name).encode())
+    digest = hashlib.sha256(str(name).encode())
     if path.is_dir():
-        for f in sorted(path.iterdir()):
-            if f.suffix in (".json", ".safetensors", ".bin"):
-                st = f.stat()
-                h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()
+        for file in sorted(path.iterdir()):
+            if file.suffix in (".json", ".safetensors", ".bin"):
+                stat = file.stat()
+                digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
 
 
 def cache_key(spec: ExtractionSpec, texts_fp: str) -> str:
@@ -205,11 +240,6 @@ def cache_key(spec: ExtractionSpec, texts_fp: str) -> str:
         "texts": texts_fp,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def _cache_path(cache_dir: str | os.PathLike, spec: ExtractionSpec, key: str) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(spec.model))[-40:]
-    return Path(cache_dir) / f"{slug}-{key}.safetensors"
 
 
 def get_or_extract(
@@ -254,59 +284,116 @@ def get_or_extract_many(
 ) -> list[tuple]:
     """:func:`get_or_extract` for specs that differ only in pooling: the cache misses share one extraction pass.
 
-    Each entry is cached under its own spec and charged the whole pass (what it would cost alone).
+    Each entry is cached under its own spec and charged the whole pass (what it would cost alone). Every rank of a
+    multi-process run must call it with the same arguments: the misses are extracted in shards across the ranks.
     """
     if len({(s.model, tuple(s.layers), s.max_length, s.batch_size) for s in specs}) != 1:
         raise ValueError("get_or_extract_many: the specs may differ only in pooling")
-    results: dict[int, tuple] = {}
-    paths = {}
-    for i, spec in enumerate(specs):
-        if cache_dir is None:
-            continue
-        paths[i] = path = _cache_path(cache_dir, spec, cache_key(spec, texts_fingerprint(texts)))
-        if path.exists():
-            with safe_open(str(path), framework="pt") as fh:
-                meta = json.loads(fh.metadata()["info"])
-            logger.info("Embedding cache hit: %s (%d texts)", path.name, len(texts))
-            results[i] = (load_file(str(path))["features"], {**meta, "cache_hit": True, "path": str(path)})
-    missing = [i for i in range(len(specs)) if i not in results]
+    paths = [cache_path(cache_dir, spec, texts) if cache_dir is not None else None for spec in specs]
+    cached = _cached_on_main(paths)
+    results = {i: _read_cache_entry(paths[i]) for i in range(len(specs)) if cached[i]}
+    missing = [i for i in range(len(specs)) if not cached[i]]
     if not missing:
         return [results[i] for i in range(len(specs))]
-    t0, c0 = time.perf_counter(), time.process_time()
+    poolings = [specs[i].pooling for i in missing]
+    feats, cost = _extract_sharded(specs[missing[0]], poolings, texts, device, backbone, show_progress)
+    for index in missing:
+        spec, path = specs[index], paths[index]
+        info = {"spec": asdict(spec), **cost}
+        if path is not None and is_main_process():
+            _write_cache_entry(path, feats[spec.pooling], info)
+        results[index] = (feats[spec.pooling], {**info, "cache_hit": False, "path": str(path) if path else None})
+    return [results[i] for i in range(len(specs))]
+
+
+def cache_path(cache_dir: str | os.PathLike, spec: ExtractionSpec, texts: Sequence[str]) -> Path:
+    """Where the features of ``spec`` on ``texts`` are cached."""
+    key = cache_key(spec, texts_fingerprint(texts))
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(spec.model))[-40:]
+    return Path(cache_dir) / f"{slug}-{key}.safetensors"
+
+
+def _cached_on_main(paths: Sequence[Path | None]) -> list[bool]:
+    """Which entries the cache holds, as the main process sees it (broadcast: every rank extracts the same misses)."""
+    hits = [path is not None and path.exists() for path in paths]
+    return broadcast_object_list([hits])[0]
+
+
+def _read_cache_entry(path: Path) -> tuple:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"embedding cache entry {path} exists on the main process only: use a shared cache_dir"
+        )
+    with safe_open(str(path), framework="pt") as fh:
+        meta = json.loads(fh.metadata()["info"])
+    logger.info("Embedding cache hit: %s (%d texts)", path.name, meta.get("n_texts", -1))
+    return load_file(str(path))["features"], {**meta, "cache_hit": True, "path": str(path)}
+
+
+def _write_cache_entry(path: Path, features, info: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    save_file({"features": features.contiguous()}, str(tmp), metadata={"info": json.dumps(info)})
+    os.replace(tmp, path)  # atomic: a killed run never leaves a truncated entry under the real name
+
+
+def _extract_sharded(spec: ExtractionSpec, poolings, texts, device, backbone, show_progress) -> tuple[dict, dict]:
+    """Features of ``texts`` under each of ``poolings``, every rank extracting its share; with the pass's cost.
+
+    Returns:
+        ``({pooling: [N, len(layers), H]}, cost)``: ``cost`` has ``n_texts``, ``n_tokens`` and the load / extraction
+        wall and CPU seconds, summed over the ranks (:func:`cost_over_ranks`).
+    """
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
     if backbone is None:
-        backbone = load_backbone(specs[0].model, device=device)
+        backbone = load_backbone(spec.model, device=device)
     elif callable(backbone):
         backbone = backbone()
-    load_wall = time.perf_counter() - t0
-    t1, c1 = time.perf_counter(), time.process_time()
-    spec0 = specs[missing[0]]
-    feats, n_tokens = extract_embeddings(
-        backbone[0], backbone[1], texts, layers=spec0.layers, pooling=[specs[i].pooling for i in missing],
-        max_length=spec0.max_length, batch_size=spec0.batch_size, show_progress=show_progress,
-    )  # fmt: skip
+    model, tokenizer = backbone
+    load = cost_over_ranks(time.perf_counter() - start_wall, time.process_time() - start_cpu)
+    extract_wall, extract_cpu = time.perf_counter(), time.process_time()
+
+    def extract_share(rows: list[str]) -> list[tuple[dict, int]]:
+        feats, _ = extract_embeddings(
+            model,
+            tokenizer,
+            rows,
+            layers=spec.layers,
+            pooling=list(poolings),
+            max_length=spec.max_length,
+            batch_size=spec.batch_size,
+            show_progress=show_progress,
+        )
+        lengths = [len(ids) for ids in tokenizer(rows, truncation=True, max_length=spec.max_length)["input_ids"]]
+        # clone(): a pickled view would carry the whole batch's storage through the gather
+        return [({p: feats[p][row].clone() for p in poolings}, lengths[row]) for row in range(len(rows))]
+
+    per_row = map_sharded(extract_share, list(texts))
+    extract = cost_over_ranks(time.perf_counter() - extract_wall, time.process_time() - extract_cpu)
+    feats = {p: _stack([row[0][p] for row in per_row], len(spec.layers)) for p in poolings}
     cost = {
         "n_texts": len(texts),
-        "n_tokens": n_tokens,
-        "load_wall_s": load_wall,
-        "load_cpu_s": c1 - c0,
-        "extract_wall_s": time.perf_counter() - t1,
-        "extract_cpu_s": time.process_time() - c1,
+        "n_tokens": sum(row[1] for row in per_row),
+        "load_wall_s": load.wall_s,
+        "load_cpu_s": load.cpu_s,
+        "extract_wall_s": extract.wall_s,
+        "extract_cpu_s": extract.cpu_s,
     }
     logger.info(
         "Extracted %s layers %s for %d texts (%d tokens) in %.1f s",
-        spec0.model, spec0.layers, len(texts), n_tokens, cost["extract_wall_s"],
-    )  # fmt: skip
-    for i in missing:
-        info = {"spec": asdict(specs[i]), **cost}
-        feat = feats[specs[i].pooling]
-        path = paths.get(i)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp-{os.getpid()}")
-            save_file({"features": feat.contiguous()}, str(tmp), metadata={"info": json.dumps(info)})
-            os.replace(tmp, path)  # atomic: a killed run never leaves a truncated entry under the real name
-        results[i] = (feat, {**info, "cache_hit": False, "path": str(path) if path else None})
-    return [results[i] for i in range(len(specs))]
+        spec.model,
+        spec.layers,
+        len(texts),
+        cost["n_tokens"],
+        cost["extract_wall_s"],
+    )
+    return feats, cost
+
+
+def _stack(rows: list, n_layers: int):
+    if rows:
+        return torch.stack(rows)
+    return torch.empty(0, n_layers, 0)  # no texts: nothing was extracted
 
 
 def checkpoint_num_params(name: str) -> int | None:
@@ -315,46 +402,58 @@ def checkpoint_num_params(name: str) -> int | None:
     if not files:
         return None
     total = 0
-    for f in files:
-        with safe_open(str(f), framework="pt") as fh:
-            for k in fh.keys():
-                shape = fh.get_slice(k).get_shape()
-                n = 1
-                for d in shape:
-                    n *= d
-                total += n
+    for file in files:
+        with safe_open(str(file), framework="pt") as fh:
+            for key in fh.keys():
+                total += math.prod(fh.get_slice(key).get_shape())
     return total
 
 
 def extract_sources(
-    specs: Mapping[str, ExtractionSpec], splits: Sequence[Sequence[str]], cache_dir: str | os.PathLike | None
+    specs: Mapping[str, ExtractionSpec],
+    splits: Sequence[Sequence[str]],
+    cache_dir: str | os.PathLike | None,
+    *,
+    device: str | None = None,
 ) -> tuple[dict[str, list], dict[str, list[dict]]]:
-    """Features of every named spec on every split of texts, through the cache.
+    """Features of every named spec on every split of texts, through the cache, sharded across the ranks.
 
     Specs that differ only in pooling (e.g. the mean- and last-token-pooled views of one LLM) share one backbone
-    load, made only on a cache miss, and one set of forward passes.
+    load, made only on a cache miss, and one set of forward passes. Every rank must call it.
+
+    Args:
+        specs: ``{source name: what to extract}`` (see :func:`extraction_specs`).
+        splits: Lists of texts (e.g. train, validation, test).
+        cache_dir: Cache folder (``None`` disables caching).
+        device: This rank's torch device (default :func:`toolkit.models.loading.default_device`).
 
     Returns:
-        ``({name: [features per split]}, {name: [info per split]})`` (see :func:`get_or_extract`).
+        ``({name: [features per split]}, {name: [info per split]})`` (see :func:`get_or_extract`), on every rank.
     """
     groups: dict[tuple, list[str]] = {}
-    for name, s in specs.items():
-        groups.setdefault((s.model, tuple(s.layers), s.max_length, s.batch_size), []).append(name)
+    for name, spec in specs.items():
+        groups.setdefault((spec.model, tuple(spec.layers), spec.max_length, spec.batch_size), []).append(name)
     feats, infos = {}, {}
     for names in groups.values():
-        loaded: dict = {}
-
-        def backbone(model: str = specs[names[0]].model, loaded: dict = loaded) -> tuple:
-            if "bb" not in loaded:
-                loaded["bb"] = load_backbone(model, padding_side="right")
-            return loaded["bb"]
-
-        parts = [
-            get_or_extract_many([specs[n] for n in names], texts, cache_dir, backbone=backbone) for texts in splits
-        ]
-        for j, name in enumerate(names):
-            feats[name], infos[name] = [p[j][0] for p in parts], [p[j][1] for p in parts]
+        backbone = _lazy_backbone(specs[names[0]].model, device)
+        group_specs = [specs[name] for name in names]
+        parts = [get_or_extract_many(group_specs, texts, cache_dir, backbone=backbone) for texts in splits]
+        for position, name in enumerate(names):
+            feats[name] = [part[position][0] for part in parts]
+            infos[name] = [part[position][1] for part in parts]
     return feats, infos
+
+
+def _lazy_backbone(model: str, device: str | None):
+    """A zero-argument loader that loads ``model`` on its first call only (never, when every split is cached)."""
+    loaded: dict[str, tuple] = {}
+
+    def backbone() -> tuple:
+        if "backbone" not in loaded:
+            loaded["backbone"] = load_backbone(model, device=device, padding_side="right")
+        return loaded["backbone"]
+
+    return backbone
 
 
 def extraction_cost(infos: Sequence[Mapping]) -> dict:
@@ -363,5 +462,5 @@ def extraction_cost(infos: Sequence[Mapping]) -> dict:
     Training a head needs the train and validation features, predicting needs the test features; a cached entry
     is charged the extraction that built it.
     """
-    costs = [Cost(i["extract_wall_s"], i["extract_cpu_s"]) for i in infos]
-    return {"train": costs[0] + costs[1], "test": costs[2], "cached": all(i["cache_hit"] for i in infos)}
+    costs = [Cost(info["extract_wall_s"], info["extract_cpu_s"]) for info in infos]
+    return {"train": costs[0] + costs[1], "test": costs[2], "cached": all(info["cache_hit"] for info in infos)}

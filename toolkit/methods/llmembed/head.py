@@ -32,19 +32,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from toolkit.meter import CostMeter
+from toolkit.methods.llmembed.config import POOLING_CHOICES, VARIANTS, LLMEmbedConfig
 
 logger = logging.getLogger(__name__)
-
-POOLING_CHOICES = ("mean", "last")
-VARIANTS = ("llmembed", "llm_only", "last_layer_only", "encoder_only", "llmembed_last_token")
-#: The feature sources (keys of :func:`select_views`'s ``features``) each variant reads.
-VARIANT_SOURCES = {
-    "llmembed": ("llm", "encoder"),
-    "llm_only": ("llm",),
-    "last_layer_only": ("llm",),
-    "encoder_only": ("encoder",),
-    "llmembed_last_token": ("llm_last", "encoder"),
-}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -70,16 +60,16 @@ def resolve_layers(layers: Sequence[int], num_hidden_layers: int) -> list[int]:
     """
     if not layers:
         raise ValueError("at least one layer is needed")
-    n = num_hidden_layers + 1
-    out = []
+    n_states = num_hidden_layers + 1
+    resolved = []
     for layer in layers:
-        idx = layer + n if layer < 0 else layer
-        if not 0 <= idx < n:
+        index = layer + n_states if layer < 0 else layer
+        if not 0 <= index < n_states:
             raise ValueError(f"layer {layer} out of range for a model with {num_hidden_layers} layers")
-        out.append(idx)
-    if len(set(out)) != len(out):
-        raise ValueError(f"layers {list(layers)} name the same layer twice (resolved {out})")
-    return out
+        resolved.append(index)
+    if len(set(resolved)) != len(resolved):
+        raise ValueError(f"layers {list(layers)} name the same layer twice (resolved {resolved})")
+    return resolved
 
 
 def masked_mean_pool(hidden, attention_mask):
@@ -97,9 +87,9 @@ def masked_mean_pool(hidden, attention_mask):
 def last_token_pool(hidden, attention_mask):
     """Hidden state of each row's last real token, for left *and* right padding. → [B, H] (float32)."""
     mask = attention_mask.to(torch.long)
-    t = mask.shape[1]
+    length = mask.shape[1]
     # Position of the last 1 in each row: first 1 of the reversed mask, mapped back.
-    last = (t - 1) - mask.flip(dims=[1]).argmax(dim=1)
+    last = (length - 1) - mask.flip(dims=[1]).argmax(dim=1)
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float()
 
 
@@ -189,46 +179,46 @@ class LLMEmbedHead(nn.Module):
             raise ValueError("at least one view is needed")
         if not config.mean_group or len({dims[i] for i in config.mean_group}) != 1:
             raise ValueError(f"mean_group {config.mean_group} must name views of one dim (view dims {dims})")
-        for i, d in enumerate(dims):
-            self.register_buffer(f"mu_{i}", torch.zeros(d))
-            self.register_buffer(f"sd_{i}", torch.ones(d))
+        for index, dim in enumerate(dims):
+            self.register_buffer(f"mu_{index}", torch.zeros(dim))
+            self.register_buffer(f"sd_{index}", torch.ones(dim))
         self.proj = nn.ModuleList(
-            nn.Sequential(nn.Linear(d, config.proj_dim), nn.ReLU(), nn.Dropout(config.dropout)) for d in dims
+            nn.Sequential(nn.Linear(dim, config.proj_dim), nn.ReLU(), nn.Dropout(config.dropout)) for dim in dims
         )
-        v = len(dims)
-        self.register_buffer("triu", torch.triu_indices(v, v), persistent=False)
-        in_dim = v * (v + 1) // 2 + dims[config.mean_group[0]]
+        n_views = len(dims)
+        self.register_buffer("triu", torch.triu_indices(n_views, n_views), persistent=False)
+        in_dim = n_views * (n_views + 1) // 2 + dims[config.mean_group[0]]
         layers: list[nn.Module] = []
-        for h in config.hidden_dims:
-            layers += [nn.Linear(in_dim, h), nn.ReLU(), nn.Dropout(config.dropout)]
-            in_dim = h
+        for hidden in config.hidden_dims:
+            layers += [nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(config.dropout)]
+            in_dim = hidden
         layers.append(nn.Linear(in_dim, config.num_labels))
         self.mlp = nn.Sequential(*layers)
 
     @torch.no_grad()
     def fit_standardizer(self, views) -> None:
         """Set the per-view mean/std from training views (call once, before training)."""
-        for i, x in enumerate(views):
-            getattr(self, f"mu_{i}").copy_(x.float().mean(0))
-            getattr(self, f"sd_{i}").copy_(x.float().std(0).clamp(min=1e-6))
+        for index, view in enumerate(views):
+            getattr(self, f"mu_{index}").copy_(view.float().mean(0))
+            getattr(self, f"sd_{index}").copy_(view.float().std(0).clamp(min=1e-6))
 
     def forward(self, views):
-        z = [(x - getattr(self, f"mu_{i}")) / getattr(self, f"sd_{i}") for i, x in enumerate(views)]
-        proj = torch.stack([p(x) for p, x in zip(self.proj, z)], dim=1)  # [B, V, P]
+        standardized = [(x - getattr(self, f"mu_{i}")) / getattr(self, f"sd_{i}") for i, x in enumerate(views)]
+        proj = torch.stack([p(x) for p, x in zip(self.proj, standardized)], dim=1)  # [B, V, P]
         gram = proj @ proj.transpose(1, 2) / proj.shape[-1] ** 0.5  # [B, V, V]
         co = 2 * torch.sigmoid(self.config.sigma * gram[:, self.triu[0], self.triu[1]]) - 1
-        mean = torch.stack([z[i] for i in self.config.mean_group], dim=0).mean(0)
+        mean = torch.stack([standardized[i] for i in self.config.mean_group], dim=0).mean(0)
         return self.mlp(torch.cat([co, mean], dim=-1))
 
 
 def predict_logits(head, views, batch_size: int = 512):
     """Logits [N, C] for views (eval mode, no grad)."""
     head.eval()
-    out = []
+    logits = []
     with torch.inference_mode():
-        for s in range(0, views[0].shape[0], batch_size):
-            out.append(head([v[s : s + batch_size] for v in views]))
-    return torch.cat(out)
+        for start in range(0, views[0].shape[0], batch_size):
+            logits.append(head([view[start : start + batch_size] for view in views]))
+    return torch.cat(logits)
 
 
 def train_head(
@@ -255,35 +245,40 @@ def train_head(
         "val_accuracy"}]}``.
     """
     torch.manual_seed(seed)  # head init happened before; this seeds dropout
-    gen = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
     y_train = torch.as_tensor(train_labels, dtype=torch.long)
     y_val = torch.as_tensor(val_labels, dtype=torch.long)
     head.fit_standardizer(train_views)
-    opt = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    n = len(y_train)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    n_train = len(y_train)
     best = (-1.0, float("inf"))
-    best_state, best_epoch, bad, history = copy.deepcopy(head.state_dict()), 0, 0, []
+    best_state = copy.deepcopy(head.state_dict())
+    best_epoch = 0
+    epochs_without_gain = 0
+    history = []
     for epoch in range(1, epochs + 1):
         head.train()
-        perm = torch.randperm(n, generator=gen)
+        order = torch.randperm(n_train, generator=generator)
         total = 0.0
-        for s in range(0, n, batch_size):
-            idx = perm[s : s + batch_size]
-            loss = F.cross_entropy(head([v[idx] for v in train_views]), y_train[idx])
-            opt.zero_grad()
+        for start in range(0, n_train, batch_size):
+            rows = order[start : start + batch_size]
+            loss = F.cross_entropy(head([view[rows] for view in train_views]), y_train[rows])
+            optimizer.zero_grad()
             loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
+            optimizer.step()
+            total += loss.item() * len(rows)
         logits = predict_logits(head, val_views)
         val_loss = float(F.cross_entropy(logits, y_val))
         val_acc = float((logits.argmax(-1) == y_val).float().mean())
-        history.append({"epoch": epoch, "train_loss": total / n, "val_loss": val_loss, "val_accuracy": val_acc})
+        history.append({"epoch": epoch, "train_loss": total / n_train, "val_loss": val_loss, "val_accuracy": val_acc})
         if (val_acc, -val_loss) > (best[0], -best[1]):
-            best, best_epoch, bad = (val_acc, val_loss), epoch, 0
+            best = (val_acc, val_loss)
+            best_epoch = epoch
+            epochs_without_gain = 0
             best_state = copy.deepcopy(head.state_dict())
         else:
-            bad += 1
-            if bad >= patience:
+            epochs_without_gain += 1
+            if epochs_without_gain >= patience:
                 break
     head.load_state_dict(best_state)
     head.eval()
@@ -311,40 +306,72 @@ def load_head(folder: str | os.PathLike):
     return head.eval()
 
 
-def fit_variant(variant: str, features: Sequence[dict], train_labels, val_labels, label_names, hparams, seed: int):
+def fit_variant(
+    variant: str, features: Sequence[dict], train_labels, val_labels, label_names, config: LLMEmbedConfig, seed: int
+) -> dict[str, Any]:
     """Train one head for ``variant`` on the (train, validation, test) features, then predict the test rows.
 
     Args:
-        variant: One of :data:`VARIANTS`.
+        variant: One of :data:`~toolkit.methods.llmembed.config.VARIANTS`.
         features: Per split (train, validation, test), the ``features`` of :func:`select_views`.
-        train_labels, val_labels: Label ids.
+        train_labels: Label ids of the training rows.
+        val_labels: Label ids of the validation rows (early stopping).
         label_names: Label names (saved in the head's config).
-        hparams: Any object with ``proj_dim``, ``hidden_dims``, ``sigma``, ``dropout`` (the head) and ``epochs``,
-            ``learning_rate``, ``weight_decay``, ``batch_size``, ``patience`` (its training).
+        config: The head's shape (``proj_dim``, ``hidden_dims``, ``sigma``, ``dropout``) and training (``epochs``,
+            ``learning_rate``, ``weight_decay``, ``batch_size``, ``patience``).
         seed: Seeds the head's init, dropout and shuffling.
 
     Returns:
         ``{"head", "fit" (see :func:`train_head`), "predictions" (test label ids), "train_cost", "infer_cost"}``;
         the costs are the head's own (feature extraction not included).
     """
-    (tr, mean_group), (va, _), (te, _) = [select_views(f, variant) for f in features]
-    h = hparams
-    config = HeadConfig([v.shape[1] for v in tr], mean_group, len(label_names), h.proj_dim, list(h.hidden_dims),
-                        h.sigma, h.dropout, label_names=list(label_names))  # fmt: skip
+    (train_views, mean_group), (val_views, _), (test_views, _) = [select_views(f, variant) for f in features]
+    head_config = HeadConfig(
+        view_dims=[view.shape[1] for view in train_views],
+        mean_group=mean_group,
+        num_labels=len(label_names),
+        proj_dim=config.proj_dim,
+        hidden_dims=list(config.hidden_dims),
+        sigma=config.sigma,
+        dropout=config.dropout,
+        label_names=list(label_names),
+    )
     torch.manual_seed(seed)
-    head = LLMEmbedHead(config)
-    with CostMeter() as train_m:
-        fit = train_head(head, tr, train_labels, va, val_labels, epochs=h.epochs, learning_rate=h.learning_rate,
-                         weight_decay=h.weight_decay, batch_size=h.batch_size, patience=h.patience, seed=seed)  # fmt: skip
-    with CostMeter() as infer_m:
-        preds = predict_logits(head, te).argmax(-1).tolist()
-    return {"head": head, "fit": fit, "predictions": preds, "train_cost": train_m.cost, "infer_cost": infer_m.cost}
+    head = LLMEmbedHead(head_config)
+    with CostMeter() as train_meter:
+        fit = train_head(
+            head,
+            train_views,
+            train_labels,
+            val_views,
+            val_labels,
+            epochs=config.epochs,
+            learning_rate=config.learning_rate,
+            weight_decay=config.weight_decay,
+            batch_size=config.batch_size,
+            patience=config.patience,
+            seed=seed,
+        )
+    with CostMeter() as infer_meter:
+        predictions = predict_logits(head, test_views).argmax(-1).tolist()
+    return {
+        "head": head,
+        "fit": fit,
+        "predictions": predictions,
+        "train_cost": train_meter.cost,
+        "infer_cost": infer_meter.cost,
+    }
 
 
 def head_log_history(history: Sequence[dict]) -> list[dict]:
     """:func:`train_head`'s history as a Trainer-style ``log_history`` (step = epoch), for the training curves."""
     return [
-        {"step": h["epoch"], "epoch": h["epoch"], "loss": h["train_loss"], "eval_loss": h["val_loss"],
-         "eval_accuracy": h["val_accuracy"]}
-        for h in history
-    ]  # fmt: skip
+        {
+            "step": entry["epoch"],
+            "epoch": entry["epoch"],
+            "loss": entry["train_loss"],
+            "eval_loss": entry["val_loss"],
+            "eval_accuracy": entry["val_accuracy"],
+        }
+        for entry in history
+    ]

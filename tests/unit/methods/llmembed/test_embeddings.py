@@ -1,12 +1,17 @@
-"""toolkit.methods.llmembed.embeddings: extraction order and padding, layer selection, each model's positions, the disk cache."""
+"""LLMEmbed feature extraction: order and padding, layer selection, each model's positions, the disk cache."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from transformers import RobertaConfig, RobertaModel
 
-from toolkit.methods.llmembed import embeddings as emb
+from tests.fakes.tiny_models import build_tokenizer
+from toolkit.meter import Cost
+from toolkit.methods.llmembed import embeddings
+from toolkit.methods.llmembed.config import LLMEmbedConfig
 from toolkit.methods.llmembed.head import pool_hidden
+from toolkit.models.backbone_inputs import forward_params
 
 SHORT = "the movie was great"
 LONG = "this movie was great , i loved it . positive negative world sports business sci/tech music song"
@@ -14,12 +19,12 @@ LONG = "this movie was great , i loved it . positive negative world sports busin
 
 @pytest.fixture(scope="module")
 def llama(tiny_llama_dir):
-    return emb.load_backbone(str(tiny_llama_dir))
+    return embeddings.load_backbone(str(tiny_llama_dir))
 
 
 @pytest.fixture(scope="module")
 def bert(tiny_bert_dir):
-    return emb.load_backbone(str(tiny_bert_dir))
+    return embeddings.load_backbone(str(tiny_bert_dir))
 
 
 @pytest.mark.parametrize("which", ["llama", "bert"])
@@ -29,8 +34,8 @@ def test_pooling_ignores_padding(request, which, side, pooling):
     model, tok = request.getfixturevalue(which)
     tok.padding_side = side
     kw = {"layers": [0, -1], "pooling": pooling, "show_progress": False}
-    alone, _ = emb.extract_embeddings(model, tok, [SHORT], batch_size=1, **kw)
-    batched, _ = emb.extract_embeddings(model, tok, [SHORT, LONG], batch_size=2, **kw)
+    alone, _ = embeddings.extract_embeddings(model, tok, [SHORT], batch_size=1, **kw)
+    batched, _ = embeddings.extract_embeddings(model, tok, [SHORT, LONG], batch_size=2, **kw)
     torch.testing.assert_close(batched[0], alone[0], atol=1e-5, rtol=1e-4)
     # Control: the short text really was padded, and an unmasked mean (the reference's bug) would differ.
     batch = tok([SHORT, LONG], padding=True, return_tensors="pt")
@@ -43,7 +48,7 @@ def test_pooling_ignores_padding(request, which, side, pooling):
 def test_layer_selection_matches_hidden_states(llama):
     model, tok = llama
     tok.padding_side = "right"
-    feats, n_tokens = emb.extract_embeddings(model, tok, [LONG], layers=[0, 1, -1], show_progress=False)
+    feats, n_tokens = embeddings.extract_embeddings(model, tok, [LONG], layers=[0, 1, -1], show_progress=False)
     batch = tok([LONG], return_tensors="pt")
     with torch.inference_mode():
         hs = model(**batch, output_hidden_states=True).hidden_states
@@ -56,11 +61,11 @@ def test_layer_selection_matches_hidden_states(llama):
 def test_length_sorted_batches_restore_order(bert):
     model, tok = bert
     texts = [LONG, SHORT, "music", LONG + " song", "positive negative"]
-    together, _ = emb.extract_embeddings(model, tok, texts, layers=[-1], batch_size=2, show_progress=False)
+    together, _ = embeddings.extract_embeddings(model, tok, texts, layers=[-1], batch_size=2, show_progress=False)
     for i, t in enumerate(texts):
-        alone, _ = emb.extract_embeddings(model, tok, [t], layers=[-1], batch_size=1, show_progress=False)
+        alone, _ = embeddings.extract_embeddings(model, tok, [t], layers=[-1], batch_size=1, show_progress=False)
         torch.testing.assert_close(together[i], alone[0], atol=1e-5, rtol=1e-4)
-    rows = [r for r, _ in emb.length_sorted_batches(tok, texts, 128, 2)]
+    rows = [r for r, _ in embeddings.length_sorted_batches(tok, texts, 128, 2)]
     assert sorted(i for r in rows for i in r) == list(range(len(texts))) and rows[0][0] == 3
 
 
@@ -75,46 +80,50 @@ def test_cache_hit_skips_model_and_forward(llama, tmp_path, tiny_llama_dir):
         calls["load"] += 1
         return model, tok
 
-    spec = emb.ExtractionSpec(str(tiny_llama_dir), layers=[-2, -1], max_length=32, batch_size=2)
+    spec = embeddings.ExtractionSpec(str(tiny_llama_dir), layers=[-2, -1], max_length=32, batch_size=2)
     texts = [SHORT, LONG, "music"]
     try:
-        first, info1 = emb.get_or_extract(spec, texts, tmp_path, backbone=load, show_progress=False)
+        first, info1 = embeddings.get_or_extract(spec, texts, tmp_path, backbone=load, show_progress=False)
         assert not info1["cache_hit"] and calls == {"forward": 2, "load": 1}
-        second, info2 = emb.get_or_extract(spec, texts, tmp_path, backbone=load, show_progress=False)
+        second, info2 = embeddings.get_or_extract(spec, texts, tmp_path, backbone=load, show_progress=False)
         assert info2["cache_hit"] and calls == {"forward": 2, "load": 1}
         torch.testing.assert_close(first, second)
         assert info2["extract_wall_s"] == info1["extract_wall_s"]  # original cost is still reported
         # Anything in the key changes -> miss: texts, max_length, layers, pooling.
-        emb.get_or_extract(spec, texts[:2], tmp_path, backbone=load, show_progress=False)
+        embeddings.get_or_extract(spec, texts[:2], tmp_path, backbone=load, show_progress=False)
         for change in ({"max_length": 16}, {"layers": [-1]}, {"pooling": "last"}):
-            spec2 = emb.ExtractionSpec(**{**spec.__dict__, **change})
-            assert not emb.get_or_extract(spec2, texts, tmp_path, backbone=load, show_progress=False)[1]["cache_hit"]
+            spec2 = embeddings.ExtractionSpec(**{**spec.__dict__, **change})
+            assert not embeddings.get_or_extract(spec2, texts, tmp_path, backbone=load, show_progress=False)[1][
+                "cache_hit"
+            ]
         assert calls["load"] == 5
     finally:
         hook.remove()
 
 
 def test_fingerprint_is_length_prefixed():
-    assert emb.texts_fingerprint(["ab", "c"]) != emb.texts_fingerprint(["a", "bc"])
+    assert embeddings.texts_fingerprint(["ab", "c"]) != embeddings.texts_fingerprint(["a", "bc"])
 
 
 @pytest.fixture(scope="module")
 def roberta(tmp_path_factory):
     """A tiny RoBERTa from config: its positions start at ``padding_idx + 1``, not 0."""
-    from transformers import RobertaConfig, RobertaModel
-
-    from tests.fakes.tiny_models import build_tokenizer
-
     folder = tmp_path_factory.mktemp("tiny-roberta")
     tok = build_tokenizer(folder)
     config = RobertaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=130, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=130,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     RobertaModel(config).save_pretrained(folder)
-    return emb.load_backbone(str(folder))
+    return embeddings.load_backbone(str(folder))
 
 
 @pytest.mark.parametrize("which", ["roberta", "llama", "bert"])
@@ -130,7 +139,7 @@ def test_padded_batch_equals_plain_unpadded_forward(request, which, side):
     tok.padding_side = side
     texts = [SHORT, LONG]
     for pooling in ("mean", "last"):
-        batched, _ = emb.extract_embeddings(
+        batched, _ = embeddings.extract_embeddings(
             model, tok, texts, layers=[0, -1], pooling=pooling, batch_size=2, show_progress=False
         )
         for i, text in enumerate(texts):
@@ -144,7 +153,33 @@ def test_padded_batch_equals_plain_unpadded_forward(request, which, side):
 
 
 def test_only_zero_based_models_get_position_ids(roberta, llama, bert):
-    from toolkit.models.backbone_inputs import forward_params
-
     assert "position_ids" not in forward_params(roberta[0])  # derives padding_idx + 1 based positions itself
     assert "position_ids" in forward_params(llama[0]) and "position_ids" in forward_params(bert[0])
+
+
+def test_specs_follow_the_variants():
+    config = LLMEmbedConfig(llm_model="llm", encoder_model="enc", llm_layers=[-2, -1], max_length=64)
+    specs = embeddings.extraction_specs(config)
+    assert set(specs) == {"llm", "llm_last", "encoder"}
+    assert specs["llm_last"].pooling == "last" and specs["llm_last"].layers == specs["llm"].layers == [-2, -1]
+    assert specs["encoder"].model == "enc" and specs["encoder"].layers == [-1]
+    assert {spec.max_length for spec in specs.values()} == {64}
+    only_llm = LLMEmbedConfig(llm_model="llm", encoder_model="enc", variants=["llm_only"])
+    assert set(embeddings.extraction_specs(only_llm)) == {"llm"}
+
+
+def test_one_process_cost_is_its_own():
+    assert embeddings.cost_over_ranks(2.0, 3.5) == Cost(2.0, 3.5)
+
+
+def test_extract_sources_shares_one_pass_between_poolings(tiny_llama_dir, tmp_path):
+    spec = embeddings.ExtractionSpec(str(tiny_llama_dir), layers=[-1], max_length=32, batch_size=2)
+    specs = {"llm": spec, "llm_last": embeddings.ExtractionSpec(**{**spec.__dict__, "pooling": "last"})}
+    splits = [[SHORT, LONG, "music"], [LONG]]
+    feats, infos = embeddings.extract_sources(specs, splits, tmp_path)
+    assert [f.shape[0] for f in feats["llm"]] == [3, 1] and [f.shape[0] for f in feats["llm_last"]] == [3, 1]
+    assert infos["llm"][0]["extract_cpu_s"] == infos["llm_last"][0]["extract_cpu_s"]  # one pass, charged to both
+    model, tok = embeddings.load_backbone(str(tiny_llama_dir), padding_side="right")
+    want, n_tokens = embeddings.extract_embeddings(model, tok, splits[0], layers=[-1], show_progress=False)
+    torch.testing.assert_close(feats["llm"][0], want)
+    assert infos["llm"][0]["n_tokens"] == n_tokens
