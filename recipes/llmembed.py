@@ -174,7 +174,7 @@ def main(data_args, model_args, base_args, run_args):
     # ---- Finish ----
     golds, dataset, (variant, fit) = [names[y] for y in test[1]], data_args.train_path or data_args.dataset, best
     extraction = {k: {s: vars(c) if isinstance(c, Cost) else c for s, c in v.items()} for k, v in costs.items()}
-    metrics = {"dataset": dataset, "labels": names, "rows": rows, "tables": tables, "splits": where, "sizes": sizes,
+    metrics = {"dataset": dataset, "labels": names, "splits": where, "sizes": sizes,
                "extraction": extraction, "backbone_params": params, "head_history": fit["fit"]["history"],
                "watts_per_core": run_args.watts_per_core, "hub_url": None}  # fmt: skip
     cmp.plot_comparison(tables, out)
@@ -186,7 +186,8 @@ def main(data_args, model_args, base_args, run_args):
     push = Push(run_args.hub_model_id if run_args.push_to_hub else None, run_args.hub_token, run_args.hub_private,
                 ignore_patterns=(*DEFAULT_IGNORE_PATTERNS, "runs/*", "baselines/*"))  # fmt: skip
     done = finish_run(
-        out, metrics=metrics, results_md=table, predictions=cmp.prediction_rows(test[0], golds, predictions),
+        out, metrics=metrics, tables={"results": rows, **{name: t["rows"] for name, t in tables.items() if name != "all"}},
+        results_md=table, predictions=cmp.prediction_rows(test[0], golds, predictions),
         log_history=le.head_log_history(fit["fit"]["history"]), card=card, push=push,
         config={"data": data_args, "model": model_args, "baselines": base_args, "run": run_args},
         card_metrics={"test": {"accuracy": row["accuracy"], "macro_f1": row["macro_f1"]}},

@@ -172,7 +172,7 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args:
     results["training"] = lmcor_eval.training_summary(
         train_result.metrics, examples, trainer.state.num_input_tokens_seen, timings["train_s"], training_args
     )
-    results["timings"] = {**timings, "total_s": time.perf_counter() - t_start}
+    timings["total_s"] = time.perf_counter() - t_start
 
     # ---- Finish ----
     trainer.save_model(str(out_dir)), tokenizer.save_pretrained(out_dir)  # fmt: skip
@@ -181,7 +181,9 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args:
     hub = Push(repo_id if push else None, training_args.hub_token, bool(training_args.hub_private_repo))
     predictions = results.pop("predictions")
     finish_run(
-        out_dir, metrics=results, results_md=lmcor_eval.results_markdown(results), predictions=predictions,
+        out_dir, metrics=results, tables={"results": results["table"]}, timings=timings,
+        tokens=results["training"]["tokens_seen_non_padding"], results_md=lmcor_eval.results_markdown(results),
+        predictions=predictions,
         log_history=trainer.state.log_history, card=card, card_metrics={"test": results["corrector"]},
         config={"script": script_args, "model": model_args, "training": training_args}, push=hub,
     )  # fmt: skip

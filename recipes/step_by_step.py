@@ -138,8 +138,8 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
         "student": a.model_name_or_path, "test_accuracy": test_acc, "dev_accuracy": dev_acc,
         "label_prefix": label_prefix, "seed": training_args.seed, **data["report"],
         "best_checkpoint": trainer.state.best_model_checkpoint, "global_steps": trainer.state.global_step,
-        "train_loss": train_result.training_loss, "train_wall_s": train_wall, "train_tokens": tokens,
-        "train_tokens_per_s": tokens / max(train_wall, 1e-9), "test_generation_s": test_wall, "lineage": lineage,
+        "train_loss": train_result.training_loss, "train_tokens": tokens,
+        "train_tokens_per_s": tokens / max(train_wall, 1e-9), "lineage": lineage,
     }  # fmt: skip
     rows = [
         {"system": f"student ({a.mode}, {a.label_source} labels)", "dev_acc": dev_acc, "test_acc": test_acc},
@@ -166,6 +166,9 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
     done = finish_run(
         out,
         metrics=metrics,
+        tables={"results": rows},
+        timings={"train_s": train_wall, "test_generation_s": test_wall},
+        tokens=tokens,
         results_md=reporting.markdown_table(rows, floatfmt=".4f"),
         predictions=[
             {"id": r["id"], "input": r["input"], "gold": r["gold"], "prediction": p, "correct": c}

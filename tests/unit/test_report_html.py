@@ -11,7 +11,7 @@ import pytest
 
 from tests.fakes.report_runs import RESULT_ROWS, SECRET, make_gec_run_dir
 from toolkit.publishing import reporting
-from toolkit.publishing.report_artifacts import parse_markdown_tables, report_from_run_dir, samples_from_predictions
+from toolkit.publishing.report_artifacts import record_tables, report_from_run_dir, samples_from_predictions
 from toolkit.publishing.report_html import ResultsTable, best_row_index, redact_argv, word_diff_html, write_run_report
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,9 +59,15 @@ def test_redact_argv_hides_secret_flag_values():
         "64",
     ]
     assert redact_argv(argv) == [
-        "recipes/lmcor.py", "--api_key", "<redacted>", "--hub_token=<redacted>", "--openai-api-key", "<redacted>",
-        "--max_tokens", "64",
-    ]  # fmt: skip
+        "recipes/lmcor.py",
+        "--api_key",
+        "<redacted>",
+        "--hub_token=<redacted>",
+        "--openai-api-key",
+        "<redacted>",
+        "--max_tokens",
+        "64",
+    ]
 
 
 def test_run_report_is_self_contained_marks_best_diffs_and_redacts(tmp_path, monkeypatch):
@@ -82,7 +88,7 @@ def test_run_report_is_self_contained_marks_best_diffs_and_redacts(tmp_path, mon
                 "student": f"she goes . {env_secret}",
                 "references": ["she goes ."],
             },
-        ],  # fmt: skip
+        ],
         diff=True,
         lineage={"teacher_id": "openai:gpt-4o-mini", "base_model": "t5-small", "extra": {"api_key": SECRET}},
         command=["recipes/lmcor.py", "--api_key", SECRET],
@@ -138,28 +144,32 @@ def test_report_from_run_dir_never_fails_a_run(tmp_path, caplog):
         report_from_run_dir(tmp_path, strict=True)
 
 
-def test_parse_markdown_tables_titles_notes_and_pipes():
-    text = (
-        "# Tables\n\nAll rows score 40 test rows.\n\n## all rows\n| method | accuracy |\n| --- | --- |\n"
-        "| a \\| b | 0.5 |\n| c | 0.75 |\n\n## subset\n| method | accuracy | energy_wh |\n|---|---|---|\n"
-        "| a | 0.6 | 1 |\n\nEnergy in Wh.\n| not | a table |\n"
-    )
-    tables = parse_markdown_tables(text)
-    assert [t.title for t in tables] == ["all rows", "subset"]
-    assert tables[0].rows[0] == {"method": "a | b", "accuracy": "0.5"} and tables[0].best == 1
-    assert tables[0].note == "All rows score 40 test rows."
-    assert (
-        tables[1].metric == "accuracy"
-        and tables[1].best is None
-        and "Energy in Wh." in tables[1].note
-        and "| not |" in tables[1].note
-    )
+def test_record_tables_come_main_first_and_empty_ones_are_left_out():
+    metrics = {
+        "tables": {
+            "subset": [{"method": "a", "accuracy": 0.6}],
+            "results": [{"method": "a", "accuracy": 0.5}],
+            "empty": [],
+        }
+    }
+    tables = record_tables(metrics)
+    assert [t.title for t in tables] == ["Results", "subset"]
+    assert tables[0].rows == [{"method": "a", "accuracy": 0.5}]
+    assert record_tables({"table": [{"method": "a"}]}) == []  # only the record's field is read
+
+
+def test_report_ignores_results_md(tmp_path):
+    make_gec_run_dir(tmp_path)
+    (tmp_path / "results.md").write_text("| method | gleu |\n| --- | --- |\n| only-in-markdown | 99 |\n")
+    html = report_from_run_dir(tmp_path, strict=True).read_text()
+    assert "only-in-markdown" not in html and "LMCor corrector" in html
 
 
 def test_samples_from_each_recipes_predictions():
     sbs = samples_from_predictions([{"id": "1", "input": "q?", "gold": "4", "prediction": "5", "correct": False}])
-    assert sbs == [{"id": "1", "input": "q?", "student": "5", "references": ["4"], "extra": {"correct": False},
-                    "outputs": {}}]  # fmt: skip
+    assert sbs == [
+        {"id": "1", "input": "q?", "student": "5", "references": ["4"], "extra": {"correct": False}, "outputs": {}}
+    ]
     emb = samples_from_predictions([{"text": "good film", "gold": "pos", "llmembed_mlp": "pos", "few_shot": "neg"}])
     assert emb[0]["input"] == "good film" and emb[0]["outputs"] == {"llmembed_mlp": "pos", "few_shot": "neg"}
     long = [
@@ -170,9 +180,11 @@ def test_samples_from_each_recipes_predictions():
     ]
     pivot = samples_from_predictions(long, max_samples=4)
     assert [s["id"] for s in pivot] == ["intent #1", "topic #1", "intent #2", "topic #2"]
-    assert pivot[1]["student"] == "multitask-topic-0" and pivot[1]["outputs"] == {
-        "single": "single-topic-0", "encoder": "encoder-topic-0"
-    } and pivot[1]["references"] == ["g0"]  # fmt: skip
+    assert (
+        pivot[1]["student"] == "multitask-topic-0"
+        and pivot[1]["outputs"] == {"single": "single-topic-0", "encoder": "encoder-topic-0"}
+        and pivot[1]["references"] == ["g0"]
+    )
     tags = samples_from_predictions([{"model": "encoder", "task": "slots", "tags": ["O", "B-x"], "gold_tags": ["O"]}])
     assert tags[0]["references"] == [["O"]]  # a tag list is one reference
 

@@ -1,8 +1,9 @@
 """Build ``report.html`` from the artifacts a recipe run or a data-gen job already wrote to disk.
 
-A run directory holds (each optional) ``results.md`` (one or more markdown tables), ``metrics.json``
-(``learning_curve``, ``lineage``, ``task_type``), ``predictions.jsonl``, PNG figures, ``run_config.json`` or
-``config.json`` and the model card ``README.md`` (its front matter carries the lineage). A data-gen output folder
+A run directory holds (each optional) ``metrics.json`` (the run record of :mod:`toolkit.run`: its ``tables`` and
+``predictions`` fields, ``learning_curve``, ``lineage``), the predictions file it names, PNG figures,
+``run_config.json`` or ``config.json`` and the model card ``README.md`` (its front matter carries the task and the
+lineage). The tables come from the record, never from ``results.md``. A data-gen output folder
 holds ``summary.json``, ``data.jsonl``, ``failures.jsonl``, ``config.json`` and ``README.md``.
 
 Both entry points log and return ``None`` when the report cannot be built (``strict=False``, the default): a report
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,15 +30,17 @@ from toolkit.tasks.readers import read_jsonl
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["parse_markdown_tables", "report_from_data_gen_dir", "report_from_run_dir", "samples_from_predictions"]
+__all__ = ["record_tables", "report_from_data_gen_dir", "report_from_run_dir", "samples_from_predictions"]
+
+# The run record's names (toolkit.run imports this module, so they are spelled here rather than imported).
+MAIN_TABLE = "results"
+PREDICTIONS_FILE = "predictions.jsonl"
 
 _INPUT_KEYS = ("input", "source", "text", "prompt", "mr", "question")
 _STUDENT_KEYS = ("prediction", "student", "output")
 _REF_KEYS = ("references", "reference", "gold", "target", "gold_tags", "label")
 _EXTRA_KEYS = ("correct", "valid", "parse_ok")
 _SKIP_KEYS = ("id", "row_index")
-_SPLIT_CELLS = re.compile(r"(?<!\\)\|")
-_SEPARATOR_ROW = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 
 
 def _read_json(path: Path) -> Any:
@@ -49,48 +51,17 @@ def _read_jsonl(path: Path) -> list[dict]:
     return read_jsonl(path) if path.is_file() else []
 
 
-def _cells(line: str) -> list[str]:
-    line = line.strip()
-    line = line[1:] if line.startswith("|") else line
-    line = line[:-1] if line.endswith("|") and not line.endswith("\\|") else line
-    return [c.strip().replace("\\|", "|") for c in _SPLIT_CELLS.split(line)]
-
-
-def parse_markdown_tables(text: str) -> list[ResultsTable]:
-    """Every GitHub markdown table in ``text`` as a :class:`ResultsTable`.
-
-    The closest heading above a table becomes its title; other text lines around it become its note, so
-    explanations written into ``results.md`` (which rows were scored, budgets) stay next to their table.
-    """
-    tables: list[ResultsTable] = []
-    title, text_lines, block = "Results", [], []
-
-    def flush_table() -> None:
-        nonlocal text_lines
-        if len(block) >= 2 and _SEPARATOR_ROW.match(block[1]):
-            header = _cells(block[0])
-            rows = [dict(zip(header, _cells(line))) for line in block[2:]]
-            tables.append(ResultsTable(rows=rows, columns=header, title=title, note=" ".join(text_lines)))
-            text_lines = []
-        else:
-            text_lines += block
-        block.clear()
-
-    for line in text.splitlines():
-        if line.lstrip().startswith("|"):
-            block.append(line)
-            continue
-        if block:
-            flush_table()
-        if line.startswith("#"):
-            title = line.lstrip("#").strip() or title
-        elif line.strip():
-            text_lines.append(line.strip())
-    if block:
-        flush_table()
-    if text_lines and tables:  # text after the last table explains it
-        tables[-1].note = " ".join(filter(None, [tables[-1].note, *text_lines]))
-    return tables
+def record_tables(metrics: Mapping[str, Any]) -> list[ResultsTable]:
+    """The run record's ``tables`` (``{name: [row dicts]}``, see :mod:`toolkit.run`) as report tables, main first."""
+    tables = metrics.get("tables")
+    if not isinstance(tables, Mapping):
+        return []
+    ordered = sorted(tables.items(), key=lambda item: item[0] != MAIN_TABLE)
+    return [
+        ResultsTable(rows=list(rows), title="Results" if name == MAIN_TABLE else name)
+        for name, rows in ordered
+        if isinstance(rows, list) and rows
+    ]
 
 
 def _first(row: Mapping, keys: tuple[str, ...], taken: set[str]) -> str | None:
@@ -155,18 +126,6 @@ def samples_from_predictions(rows: list[dict], max_samples: int = 50, student_mo
     return samples
 
 
-def _find_key(obj: Any, key: str) -> Any:
-    """The first value stored under ``key`` anywhere in nested dicts (breadth first)."""
-    queue = [obj]
-    while queue:
-        current = queue.pop(0)
-        if isinstance(current, Mapping):
-            if isinstance(current.get(key), Mapping):
-                return current[key]
-            queue += [v for v in current.values() if isinstance(v, Mapping)]
-    return None
-
-
 def _card(run_dir: Path) -> tuple[str | None, dict]:
     """Title (first ``# `` heading) and YAML front matter of the ``README.md`` card in ``run_dir``."""
     path = run_dir / "README.md"
@@ -198,11 +157,6 @@ def _learning_curve_png(run_dir: Path, metrics: Mapping) -> Path | None:
     return plot_xy(points, "step", "value", "metric", run_dir / "learning_curve.png", title="learning curve (test)")
 
 
-def _is_gec(metrics: Mapping, config: Mapping) -> bool:
-    facts = json.dumps([metrics.get("task_type"), metrics.get("task"), _find_key(config, "script")], default=str)
-    return bool(re.search(r"\bgec\b|jfleg", facts, re.I))
-
-
 def report_from_run_dir(
     run_dir: str | os.PathLike, *, max_samples: int = 50, strict: bool = False, **overrides: Any
 ) -> Path | None:
@@ -226,14 +180,14 @@ def report_from_run_dir(
         about = card_meta.get("distill_toolkit") if isinstance(card_meta.get("distill_toolkit"), Mapping) else {}
         if card_title and about.get("recipe"):
             card_title = f"{about['recipe']} · {about.get('task', '')}: {card_title}"
-        results_md = run_dir / "results.md"
-        tables = parse_markdown_tables(results_md.read_text(encoding="utf-8")) if results_md.is_file() else []
+        tables = record_tables(metrics)
         learning = _learning_curve_png(run_dir, metrics)
         images = [p for p in sorted(run_dir.glob("*.png")) if not p.name.startswith("report")]
         images.sort(key=lambda p: p.name != "training_curves.png")  # the main curves first
-        predictions = _read_jsonl(run_dir / "predictions.jsonl")
+        predictions_file = (metrics.get("predictions") or {}).get("path", PREDICTIONS_FILE)
+        predictions = _read_jsonl(run_dir / predictions_file)
         samples = samples_from_predictions(predictions, max_samples)
-        lineage = dict(_find_key(metrics, "lineage") or _find_key(card_meta, "lineage") or {})
+        lineage = dict(metrics.get("lineage") or about.get("lineage") or {})
         lineage.setdefault("output_dir", str(run_dir))
         kwargs: dict[str, Any] = {
             "title": card_title or f"Run report: {run_dir.name}",
@@ -241,7 +195,7 @@ def report_from_run_dir(
             "images": images,
             "samples": samples,
             "total_rows": len(predictions),
-            "diff": _is_gec(metrics, config) and any("source" in s for s in samples),
+            "diff": about.get("task") == "gec" and any("source" in s for s in samples),
             "lineage": lineage,
             "config": config,
         }

@@ -68,7 +68,7 @@ def redact_secrets(obj: Any) -> Any:
 
 
 def write_metrics(run_dir: str | os.PathLike, metrics: dict, name: str = "metrics.json") -> Path:
-    """Write ``metrics`` as pretty JSON with sorted keys into ``run_dir / name``.
+    """Write ``metrics`` as pretty JSON into ``run_dir / name``, keys in insertion order (table columns keep theirs).
 
     Floats are written as-is (no rounding: downstream tables decide the precision). Anything whose key looks
     like a secret is redacted (:func:`redact_secrets`), since recipes sometimes dump their config next to the
@@ -86,7 +86,7 @@ def write_metrics(run_dir: str | os.PathLike, metrics: dict, name: str = "metric
     path.parent.mkdir(parents=True, exist_ok=True)
     # Convert exotic scalars first so redact() sees plain Python values rather than str()-ing them.
     plain = json.loads(json.dumps(metrics, default=_json_default))
-    path.write_text(json.dumps(redact_secrets(plain), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(redact_secrets(plain), indent=2) + "\n", encoding="utf-8")
     logger.info("Wrote metrics to %s", path)
     return path
 
