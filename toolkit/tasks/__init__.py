@@ -15,18 +15,9 @@ from typing import Any
 
 from datasets import DatasetDict
 
-from toolkit.tasks.base import DataFormatError, data_root, deterministic_split, load_local, read_lines
+from toolkit.tasks.local import load_local
 
-__all__ = [
-    "REGISTRY",
-    "DataFormatError",
-    "TaskSpec",
-    "data_root",
-    "deterministic_split",
-    "load",
-    "load_local",
-    "read_lines",
-]
+__all__ = ["REGISTRY", "TaskSpec", "load"]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from datasets import ClassLabel, Dataset, Features, Value
 
-from toolkit.tasks.base import DataFormatError, data_root, read_delimited_numbered, read_lines, require_file
+from toolkit.tasks.base import data_root
+from toolkit.tasks.readers import DataFormatError, read_delimited_numbered, read_lines, require_file
 
 logger = logging.getLogger(__name__)
 

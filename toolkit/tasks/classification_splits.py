@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolkit.tasks import classification
-from toolkit.tasks.base import load_local
+from toolkit.tasks.local import load_local
 
 DATASETS = ("sst2", "ag_news", "r8", "20newsgroups")
 OFFICIAL_DEV = {"sst2": "dev"}  # loaders with an official validation split; the others carve it from train

@@ -1,7 +1,7 @@
 """Grammatical error correction: JFLEG (fluency-oriented GEC, 4 references per sentence).
 
 Only the JFLEG dev split (754 sentences) is in the data folder; there is no English GEC training split,
-so recipes split dev deterministically (:func:`toolkit.tasks.base.deterministic_split`).
+so recipes split dev deterministically (:func:`toolkit.tasks.splits.deterministic_split`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import os
 
 from datasets import Dataset
 
-from toolkit.tasks.base import data_root, read_aligned
+from toolkit.tasks.base import data_root
+from toolkit.tasks.readers import read_aligned
 
 JFLEG_SPLITS = ("dev",)
 N_JFLEG_REFS = 4

@@ -11,14 +11,9 @@ import re
 
 from datasets import Dataset, DatasetDict
 
-from toolkit.tasks.base import (
-    DataFormatError,
-    data_root,
-    deterministic_split,
-    read_aligned,
-    read_jsonl_numbered,
-    require_file,
-)
+from toolkit.tasks.base import data_root
+from toolkit.tasks.readers import DataFormatError, read_aligned, read_jsonl_numbered, require_file
+from toolkit.tasks.splits import deterministic_split
 
 SNIPS_SPLITS = ("train", "valid", "test")
 SLURP_SPLITS = ("devel",)
@@ -162,7 +157,7 @@ def split_slurp(
     """Deterministic train/dev/test split of SLURP's single split.
 
     Grouped by the lower-cased text, so an utterance repeated in the data never lands in two splits
-    (see :func:`toolkit.tasks.base.deterministic_split`).
+    (see :func:`toolkit.tasks.splits.deterministic_split`).
     """
     if "_group" in ds.column_names:
         raise ValueError("column '_group' is reserved by split_slurp")

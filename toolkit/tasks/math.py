@@ -16,7 +16,8 @@ import re
 
 from datasets import Dataset
 
-from toolkit.tasks.base import DataFormatError, data_root, read_json_list, read_jsonl_numbered, require_file
+from toolkit.tasks.base import data_root
+from toolkit.tasks.readers import DataFormatError, read_json_list, read_jsonl_numbered, require_file
 
 SVAMP_PALM_SPLITS = ("train", "test")
 
@@ -149,7 +150,7 @@ def load_svamp(
     Args:
         split: For ``source="palm"``: ``"train"`` (800) or ``"test"`` (200), the split used by Distilling
             step-by-step. For ``source="svamp"`` the file has no splits: pass ``None`` (all 1,000) and use
-            :func:`toolkit.tasks.base.deterministic_split`.
+            :func:`toolkit.tasks.splits.deterministic_split`.
         data_dir: Data root override.
         source: ``"palm"`` (``distill_step_by_step_palm/svamp/svamp_<split>.json``) or ``"svamp"``
             (the original ``svamp/SVAMP.json``).

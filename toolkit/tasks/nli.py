@@ -12,7 +12,8 @@ import os
 
 from datasets import Dataset
 
-from toolkit.tasks.base import DataFormatError, data_root, read_aligned, read_jsonl_numbered, require_file
+from toolkit.tasks.base import data_root
+from toolkit.tasks.readers import DataFormatError, read_aligned, read_jsonl_numbered, require_file
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 ESNLI_SPLITS = ("dev", "test")

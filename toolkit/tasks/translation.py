@@ -11,7 +11,8 @@ import os
 
 from datasets import Dataset, Features, List, Value
 
-from toolkit.tasks.base import data_root, read_aligned
+from toolkit.tasks.base import data_root
+from toolkit.tasks.readers import read_aligned
 
 WMT22_PAIRS = ("en-de", "de-en", "zh-en", "cs-en")
 _PREFIX = "generaltest2022"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from toolkit.tasks.base import DataFormatError
 from toolkit.tasks.intent_slot import load_slurp, load_snips, spans_to_bio, split_slurp
+from toolkit.tasks.readers import DataFormatError
 
 
 def test_spans_to_bio_hand_example():

@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from toolkit.tasks.base import DataFormatError
 from toolkit.tasks.math import numbers_match
 from toolkit.tasks.palm import format_input, load_palm, parse_completion
+from toolkit.tasks.readers import DataFormatError
 
 logger = logging.getLogger(__name__)
 
