@@ -29,7 +29,7 @@ from toolkit.methods.step_by_step.scoring import TASKS, canonical_label, teacher
 from toolkit.methods.step_by_step.training import LABEL_SOURCES, MODES
 from toolkit.tasks import math as math_task
 from toolkit.tasks import palm
-from toolkit.tasks.base import load_local
+from toolkit.tasks.local import load_local
 
 logger = logging.getLogger(__name__)
 
