@@ -113,15 +113,13 @@ class _CandidateStats:
 def _sacrebleu_stats(metric_obj, cands: list[list[str]], refs: list[list[str]]) -> _CandidateStats:
     import numpy as np
 
-    from toolkit.evaluation.metrics import _ref_streams
+    from toolkit.evaluation.metrics import score_from_statistics, sentence_statistics
 
     flat_hyps = [c for row in cands for c in row]
     flat_refs = [r for row, rr in zip(cands, refs) for r in [rr] * len(row)]
-    flat = iter(metric_obj._extract_corpus_statistics(flat_hyps, _ref_streams(flat_refs)))
+    flat = iter(sentence_statistics(metric_obj, flat_hyps, flat_refs))
     stats = [[np.asarray(next(flat)) for _ in row] for row in cands]
-    return _CandidateStats(
-        stats, lambda i, a: a, lambda t: float(metric_obj._compute_score_from_stats(t.tolist()).score)
-    )
+    return _CandidateStats(stats, lambda i, a: a, lambda t: score_from_statistics(metric_obj, t.tolist()))
 
 
 def _candidate_stats(metric: str, sources: list[str], cands: list[list[str]], refs: list[list[str]]):
