@@ -38,12 +38,12 @@ def _positive_int(value: str | None, name: str) -> int | None:
     if value in (None, ""):
         return None
     try:
-        n = int(value)
+        count = int(value)
     except ValueError as exc:
         raise ValueError(f"{name}={value!r} is not an integer") from exc
-    if n < 1:
+    if count < 1:
         raise ValueError(f"{name}={value!r} must be >= 1")
-    return n
+    return count
 
 
 def resolve_num_threads(

@@ -50,8 +50,8 @@ __all__ = [
 ]
 
 
-def _ngrams(tokens: list[str], n: int) -> Counter:
-    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) + 1 - n))
+def _ngrams(tokens: list[str], order: int) -> Counter:
+    return Counter(tuple(tokens[i : i + order]) for i in range(len(tokens) + 1 - order))
 
 
 def sentence_stats(hyp: list[str], src: list[str], ref: list[str]) -> list[float]:
@@ -63,13 +63,13 @@ def sentence_stats(hyp: list[str], src: list[str], ref: list[str]) -> list[float
     ``d_n = max(len(hyp) + 1 - n, 0)``.
     """
     stats: list[float] = [len(hyp), len(ref)]
-    for n in range(1, GLEU_ORDER + 1):
-        hyp_ngrams = _ngrams(hyp, n)
-        ref_ngrams = _ngrams(ref, n)
-        source_not_ref = Counter({g: c for g, c in _ngrams(src, n).items() if g not in ref_ngrams})
+    for order in range(1, GLEU_ORDER + 1):
+        hyp_ngrams = _ngrams(hyp, order)
+        ref_ngrams = _ngrams(ref, order)
+        source_not_ref = Counter({g: c for g, c in _ngrams(src, order).items() if g not in ref_ngrams})
         matched = sum((hyp_ngrams & ref_ngrams).values()) - sum((hyp_ngrams & source_not_ref).values())
         stats.append(max(matched, 0))
-        stats.append(max(len(hyp) + 1 - n, 0))
+        stats.append(max(len(hyp) + 1 - order, 0))
     return stats
 
 
@@ -123,7 +123,7 @@ def sampled_totals(per_ref: Sequence[Sequence[Sequence[float]]], draws):
     """Corpus statistics of every iteration: ``totals[it] = sum_i per_ref[i][draws[it, i]]`` (exact integer sums)."""
     width = max(len(r) for r in per_ref)
     totals = np.zeros((draws.shape[0], STATS_WIDTH))
-    for j in range(width):  # one matrix product per reference slot instead of an (iterations, rows, 10) tensor
-        slot = np.array([r[j] if j < len(r) else [0.0] * STATS_WIDTH for r in per_ref], dtype=np.float64)
-        totals += (draws == j).astype(np.float64) @ slot
+    for ref_slot in range(width):  # one matrix product per reference slot, not an (iterations, rows, 10) tensor
+        slot = np.array([r[ref_slot] if ref_slot < len(r) else [0.0] * STATS_WIDTH for r in per_ref], dtype=np.float64)
+        totals += (draws == ref_slot).astype(np.float64) @ slot
     return totals

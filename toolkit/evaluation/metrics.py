@@ -67,22 +67,23 @@ class MetricResult:
 # ----------------------------------------------------------------------------------------- helpers
 
 
-def check_same_length(a: Sequence, b: Sequence, what: str = "predictions and references") -> None:
-    if len(a) != len(b):
-        raise ValueError(f"{what} differ in length: {len(a)} vs {len(b)}")
-    if len(a) == 0:
+def check_same_length(first: Sequence, second: Sequence, what: str = "predictions and references") -> None:
+    """Raise when two aligned sequences differ in length or are empty (``what`` names them in the message)."""
+    if len(first) != len(second):
+        raise ValueError(f"{what} differ in length: {len(first)} vs {len(second)}")
+    if len(first) == 0:
         raise ValueError(f"cannot score empty {what}")
 
 
 def normalize_refs(refs: Sequence[str | Sequence[str]]) -> list[list[str]]:
     """Per-row reference lists; a bare string row means one reference."""
     out = []
-    for i, row in enumerate(refs):
+    for index, row in enumerate(refs):
         row_list = [row] if isinstance(row, str) else list(row)
         if not row_list:
-            raise ValueError(f"row {i} has no reference")
+            raise ValueError(f"row {index} has no reference")
         if not all(isinstance(r, str) for r in row_list):
-            raise TypeError(f"row {i}: references must be strings, got {row_list!r}")
+            raise TypeError(f"row {index}: references must be strings, got {row_list!r}")
         out.append(row_list)
     return out
 
@@ -188,8 +189,8 @@ def gleu(
     if num_iterations is None:
         total = [0.0] * STATS_WIDTH
         for stats in per_ref:
-            for j in range(STATS_WIDTH):
-                total[j] += sum(st[j] for st in stats) / len(stats)
+            for column in range(STATS_WIDTH):
+                total[column] += sum(st[column] for st in stats) / len(stats)
         return MetricResult("gleu", 100.0 * gleu_from_stats(total), f"{prefix}|refs:expected-stats", {"stats": total})
     iterations = effective_iterations(counts, num_iterations)
     scores = 100.0 * gleu_from_totals(sampled_totals(per_ref, official_draws(counts, iterations)))
@@ -218,8 +219,8 @@ def rouge(hyps: Sequence[str], refs: Sequence[str | Sequence[str]], *, use_stemm
     totals = dict.fromkeys(keys, 0.0)
     for hyp, row in zip(hyps, rows):
         scores = scorer.score_multi(row, hyp)
-        for k in keys:
-            totals[k] += scores[k].fmeasure
+        for key in keys:
+            totals[key] += scores[key].fmeasure
     return {k: 100.0 * v / len(rows) for k, v in totals.items()}
 
 
@@ -254,17 +255,17 @@ def macro_f1(preds: Sequence[Hashable], golds: Sequence[Hashable], labels: Seque
     tp: Counter = Counter()
     fp: Counter = Counter()
     fn: Counter = Counter()
-    for p, g in zip(preds, golds):
-        if p == g:
-            tp[g] += 1
+    for pred, gold in zip(preds, golds):
+        if pred == gold:
+            tp[gold] += 1
         else:
-            fn[g] += 1
-            if p in class_set:
-                fp[p] += 1
+            fn[gold] += 1
+            if pred in class_set:
+                fp[pred] += 1
     f1s = []
-    for c in classes:
-        denom = 2 * tp[c] + fp[c] + fn[c]
-        f1s.append(2 * tp[c] / denom if denom else 0.0)
+    for label in classes:
+        denom = 2 * tp[label] + fp[label] + fn[label]
+        f1s.append(2 * tp[label] / denom if denom else 0.0)
     return sum(f1s) / len(f1s)
 
 
@@ -280,9 +281,9 @@ def exact_match(preds: Sequence[str], golds: Sequence[str | Sequence[str]], *, i
     """
     check_same_length(preds, golds)
     hits = 0
-    for p, g in zip(preds, golds):
-        accepted = [g] if isinstance(g, str) else list(g)
-        norm = _normalize_answer(p, ignore_case) if p is not None else None
+    for pred, gold in zip(preds, golds):
+        accepted = [gold] if isinstance(gold, str) else list(gold)
+        norm = _normalize_answer(pred, ignore_case) if pred is not None else None
         hits += norm is not None and any(norm == _normalize_answer(a, ignore_case) for a in accepted)
     return hits / len(golds)
 
@@ -332,24 +333,24 @@ def slot_f1(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[str
     counts = {"n_pred": Counter(), "n_gold": Counter(), "n_correct": Counter()}
     for pred, gold in zip(pred_tags, gold_tags):
         clean = []
-        for t in pred:
+        for tag in pred:
             try:
-                _split_tag(t)
-                clean.append(t)
+                _split_tag(tag)
+                clean.append(tag)
             except ValueError:
                 n_invalid += 1
                 clean.append("O")
-        n = max(len(clean), len(gold))
-        preds.append(clean + ["O"] * (n - len(clean)))
-        golds.append(list(gold) + ["O"] * (n - len(gold)))
+        length = max(len(clean), len(gold))
+        preds.append(clean + ["O"] * (length - len(clean)))
+        golds.append(list(gold) + ["O"] * (length - len(gold)))
         p_spans, g_spans = set(bio_spans(preds[-1])), set(bio_spans(golds[-1]))
         counts["n_pred"].update(s[0] for s in p_spans)
         counts["n_gold"].update(s[0] for s in g_spans)
         counts["n_correct"].update(s[0] for s in p_spans & g_spans)
     if n_invalid:
         logger.warning("slot_f1: %d predicted tags were not BIO and were read as 'O'", n_invalid)
-    p, r, f, _ = precision_recall_fscore_support(golds, preds, average="micro", zero_division=0)
-    result: dict[str, Any] = {"precision": float(p), "recall": float(r), "f1": float(f)}
+    precision, recall, f1, _ = precision_recall_fscore_support(golds, preds, average="micro", zero_division=0)
+    result: dict[str, Any] = {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
     result |= {key: sum(c.values()) for key, c in counts.items()}
     result["n_invalid_tags"] = n_invalid
     types = sorted(set(counts["n_pred"]) | set(counts["n_gold"]))

@@ -72,22 +72,24 @@ def _pivot_long(rows: list[dict], max_samples: int, student_model: str) -> list[
     """Rows of one prediction per ``(model, task, test row)`` (multi-task recipe) -> one sample per test row."""
     seen: dict[tuple[str, str], int] = {}
     grouped: dict[tuple[int, str], dict] = {}
-    for r in rows:
-        model, task = str(r["model"]), str(r["task"])
-        i = seen[(model, task)] = seen.get((model, task), -1) + 1
-        sample = grouped.setdefault((i, task), {"id": f"{task} #{i + 1}", "outputs": {}, "extra": {"task": task}})
-        sample.setdefault("input", r.get("text") or (" ".join(r["tokens"]) if r.get("tokens") else None))
-        value = r.get("output", r.get("label", r.get("tags")))
+    for row in rows:
+        model, task = str(row["model"]), str(row["task"])
+        position = seen[(model, task)] = seen.get((model, task), -1) + 1
+        sample = grouped.setdefault(
+            (position, task), {"id": f"{task} #{position + 1}", "outputs": {}, "extra": {"task": task}}
+        )
+        sample.setdefault("input", row.get("text") or (" ".join(row["tokens"]) if row.get("tokens") else None))
+        value = row.get("output", row.get("label", row.get("tags")))
         if model == student_model:
             sample["student"], sample["student_name"] = value, model
         else:
             sample["outputs"][model] = value
-        gold = r.get("gold", r.get("gold_tags"))
+        gold = row.get("gold", row.get("gold_tags"))
         if gold is not None:
             sample.setdefault("references", [gold])
     samples = [grouped[k] for k in sorted(grouped)]  # row 1 of every task, then row 2...
-    for s in samples:
-        s["input"] = s.get("input") or "(input text not recorded in predictions.jsonl)"
+    for sample in samples:
+        sample["input"] = sample.get("input") or "(input text not recorded in predictions.jsonl)"
     return samples[:max_samples]
 
 
@@ -102,25 +104,25 @@ def samples_from_predictions(rows: list[dict], max_samples: int = 50, student_mo
     if rows and "model" in rows[0] and "task" in rows[0]:
         return _pivot_long(rows, max_samples, student_model)
     samples = []
-    for r in rows[:max_samples]:
+    for row in rows[:max_samples]:
         taken: set[str] = set(_SKIP_KEYS)
-        input_key = _first(r, _INPUT_KEYS, taken)
+        input_key = _first(row, _INPUT_KEYS, taken)
         taken.add(input_key or "")
-        student_key = _first(r, _STUDENT_KEYS, taken)
+        student_key = _first(row, _STUDENT_KEYS, taken)
         taken.add(student_key or "")
-        ref_key = _first(r, _REF_KEYS, taken)
+        ref_key = _first(row, _REF_KEYS, taken)
         taken.add(ref_key or "")
-        sample: dict[str, Any] = {"id": r.get("id"), "input": r.get(input_key, "(no input column)")}
-        source = r.get("source", r.get("baseline:source copy"))  # LMCor's source-copy baseline is the source
+        sample: dict[str, Any] = {"id": row.get("id"), "input": row.get(input_key, "(no input column)")}
+        source = row.get("source", row.get("baseline:source copy"))  # LMCor's source-copy baseline is the source
         if isinstance(source, str):
             sample["source"] = source
         if student_key:
-            sample["student"] = r[student_key]
+            sample["student"] = row[student_key]
         if ref_key:  # only ``references`` holds several; a gold label / tag list is one reference
-            sample["references"] = r[ref_key] if ref_key == "references" else [r[ref_key]]
-        sample["extra"] = {k: r[k] for k in _EXTRA_KEYS if k in r}
+            sample["references"] = row[ref_key] if ref_key == "references" else [row[ref_key]]
+        sample["extra"] = {k: row[k] for k in _EXTRA_KEYS if k in row}
         sample["outputs"] = {
-            k.removeprefix("baseline:"): v for k, v in r.items() if k not in taken and k not in _EXTRA_KEYS
+            k.removeprefix("baseline:"): v for k, v in row.items() if k not in taken and k not in _EXTRA_KEYS
         }
         samples.append(sample)
     return samples

@@ -310,10 +310,17 @@ def plot_confusion_matrix(
     ax.set_ylabel("gold")
     if len(labels) <= 20:  # cell annotations become unreadable beyond that
         vmax = max((c for row in counts for c in row), default=0) or 1
-        for i, row in enumerate(counts):
-            for j, value in enumerate(row):
+        for gold_index, row in enumerate(counts):
+            for pred_index, value in enumerate(row):
                 text = f"{value:.2f}" if normalize else f"{int(value)}"
-                ax.text(j, i, text, ha="center", va="center", color="white" if value > vmax / 2 else "black")
+                ax.text(
+                    pred_index,
+                    gold_index,
+                    text,
+                    ha="center",
+                    va="center",
+                    color="white" if value > vmax / 2 else "black",
+                )
     ax.set_title(title or ("confusion matrix (row-normalised)" if normalize else "confusion matrix"))
     return _save(fig, path)
 

@@ -102,8 +102,8 @@ def load(name: str, split: str | None = None, data_dir: str | os.PathLike | None
     loader = getattr(importlib.import_module(f"toolkit.tasks.{spec.module}"), spec.function)
     call_kwargs = {**spec.kwargs, **kwargs, "data_dir": data_dir}
 
-    def _one(s: str):
-        return loader(split=s, **call_kwargs) if spec.split_arg else loader(**call_kwargs)
+    def _one(split_name: str):
+        return loader(split=split_name, **call_kwargs) if spec.split_arg else loader(**call_kwargs)
 
     if split is None:
         return DatasetDict({s: _one(s) for s in spec.splits})

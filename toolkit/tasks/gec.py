@@ -43,11 +43,11 @@ def load_jfleg(split: str = "dev", data_dir: str | os.PathLike | None = None, sp
     files = {"source": folder / src_name}
     files.update({f"ref{i}": folder / f"{split}.ref{i}" for i in range(N_JFLEG_REFS)})
     cols = read_aligned(files)
-    n = len(cols["source"])
+    num_rows = len(cols["source"])
     return Dataset.from_dict(
         {
-            "id": [f"jfleg-{split}-{i}" for i in range(n)],
+            "id": [f"jfleg-{split}-{i}" for i in range(num_rows)],
             "source": [s.strip() for s in cols["source"]],
-            "references": [[cols[f"ref{r}"][i].strip() for r in range(N_JFLEG_REFS)] for i in range(n)],
+            "references": [[cols[f"ref{r}"][i].strip() for r in range(N_JFLEG_REFS)] for i in range(num_rows)],
         }
     )

@@ -171,9 +171,9 @@ def read_completions(task: str, split: str, data_dir: str | os.PathLike | None =
     completions: list[str] = []
     for path in completion_files(task, split, data_dir):
         items = read_json_list(path)
-        for i, item in enumerate(items):
+        for item_index, item in enumerate(items):
             if not isinstance(item, str):
-                raise DataFormatError(path, None, f"item {i} is a {type(item).__name__}, expected a string")
+                raise DataFormatError(path, None, f"item {item_index} is a {type(item).__name__}, expected a string")
         completions.extend(items)
     return completions
 

@@ -51,12 +51,12 @@ def model_parts(splits: Sequence[Any]) -> list[tuple[str, str, str]]:
     A joint ``intent_slots`` entry ``snips:intent_slots`` becomes two models, ``snips:intent`` and ``snips:slots``.
     """
     parts = []
-    for sp in splits:
-        if sp.task == "intent_slots":
-            source = sp.name.rsplit(":", 1)[0]
-            parts += [(f"{source}:intent", "intent", sp.name), (f"{source}:slots", "slots", sp.name)]
+    for entry in splits:
+        if entry.task == "intent_slots":
+            source = entry.name.rsplit(":", 1)[0]
+            parts += [(f"{source}:intent", "intent", entry.name), (f"{source}:slots", "slots", entry.name)]
         else:
-            parts.append((sp.name, sp.task, sp.name))
+            parts.append((entry.name, entry.task, entry.name))
     return parts
 
 
@@ -81,8 +81,9 @@ def split_step_budget(total_steps: int, shares: Mapping[str, float]) -> dict[str
     exact = {n: spare * shares[n] / mass for n in names}
     steps = {n: 1 + math.floor(exact[n]) for n in names}
     left = total_steps - sum(steps.values())
-    for n in sorted(names, key=lambda n: (-(exact[n] - math.floor(exact[n])), names.index(n)))[:left]:
-        steps[n] += 1
+    largest_remainders = sorted(names, key=lambda n: (-(exact[n] - math.floor(exact[n])), names.index(n)))
+    for name in largest_remainders[:left]:
+        steps[name] += 1
     return steps
 
 
