@@ -48,7 +48,7 @@ class CountingCollator(students.PairCollator):
         return sum(r["real_tokens"] for r in used), sum(r["padded_tokens"] for r in used)
 
 
-def build_examples(pool: str, n: int, seed: int, max_source_words: int | None = None) -> list[dict]:
+def build_examples(pool: str, num_rows: int, seed: int, max_source_words: int | None = None) -> list[dict]:
     """Corrector examples from a real pool (WMT22 en-de, 4 systems) or the shipped demo set (fake candidates)."""
     fmt = lmcor.CorrectorFormat(separator=" || ")
     if pool == "wmt22_ende":
@@ -59,7 +59,7 @@ def build_examples(pool: str, n: int, seed: int, max_source_words: int | None = 
         rows = lmcor.load_pool("demo_gec")
         # No teacher in a benchmark: use the source and references as stand-in candidates (lengths are realistic).
         rows = [{**r, "candidates": [r["source"], *r["references"], r["source"].lower()]} for r in rows]
-    rows = random.Random(seed).sample(rows, min(n, len(rows)))
+    rows = random.Random(seed).sample(rows, min(num_rows, len(rows)))
     return lmcor.build_training_examples(rows, fmt, k=4, seed=seed, multi_reference=False)
 
 
@@ -68,10 +68,18 @@ def run_pipeline(name, model_name, lora, feats, args, *, pad_to, grouped) -> dic
 
     model, tokenizer, _ = students.load_student(model_name, lora=lora, lora_r=16)
     training_args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(prefix="tp-"), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
-        learning_rate=1e-4, report_to=[], save_strategy="no", logging_steps=args.steps, use_cpu=True, seed=args.seed,
-        train_sampling_strategy="group_by_length" if grouped else "random", disable_tqdm=True,
-    )  # fmt: skip
+        output_dir=tempfile.mkdtemp(prefix="tp-"),
+        max_steps=args.steps,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=1e-4,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=args.steps,
+        use_cpu=True,
+        seed=args.seed,
+        train_sampling_strategy="group_by_length" if grouped else "random",
+        disable_tqdm=True,
+    )
     trainer = students.make_trainer(model, tokenizer, training_args, feats)
     collator = CountingCollator(pad_token_id=tokenizer.pad_token_id, pad_to=pad_to)
     trainer.data_collator = collator
