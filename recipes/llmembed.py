@@ -186,14 +186,14 @@ def main(data_args, model_args, base_args, run_args):
     push = Push(run_args.hub_model_id if run_args.push_to_hub else None, run_args.hub_token, run_args.hub_private,
                 ignore_patterns=(*DEFAULT_IGNORE_PATTERNS, "runs/*", "baselines/*"))  # fmt: skip
     done = finish_run(
-        out, metrics=metrics, tables={"results": rows, **{name: t["rows"] for name, t in tables.items() if name != "all"}},
+        out, metrics=metrics, tables={"results": rows, **{k: t["rows"] for k, t in tables.items() if k != "all"}},
         results_md=table, predictions=cmp.prediction_rows(test[0], golds, predictions),
         log_history=le.head_log_history(fit["fit"]["history"]), card=card, push=push,
         config={"data": data_args, "model": model_args, "baselines": base_args, "run": run_args},
         card_metrics={"test": {"accuracy": row["accuracy"], "macro_f1": row["macro_f1"]}},
     )  # fmt: skip
     print(table)
-    return {**metrics, "hub_url": done["hub_url"]}
+    return {**done["record"], "hub_url": done["hub_url"]}
 
 
 if __name__ == "__main__":

@@ -236,7 +236,8 @@ def finish_run(
         is_main: Only the main process writes; the others return at once.
 
     Returns:
-        ``{"output_dir", "hub_url", "record"}`` (``record``: what ``metrics.json`` holds; ``None`` off the main process).
+        ``{"output_dir", "hub_url", "record"}``; ``record`` is what ``metrics.json`` holds (``None`` off the main
+        process).
     """
     if not is_main:
         return {"output_dir": str(output_dir), "hub_url": None, "record": None}
