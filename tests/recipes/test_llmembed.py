@@ -58,11 +58,11 @@ def test_recipe_end_to_end_cache_and_push(toy_data, tiny_llama_dir, tiny_bert_di
     methods |= {"few_shot_prompt"}
     # Every row of a table is scored on the same test rows: the prompt covered the first 6 of 20 rows, so it is
     # not in the all-rows table, and a second table scores every method on those 6 rows.
-    assert {len({r["n_test"] for r in t["rows"]}) for t in metrics["tables"].values()} == {1}
-    assert {r["n_test"] for r in metrics["rows"]} == {20}
-    rows = {r["method"]: r for r in metrics["rows"]}
+    assert {len({r["n_test"] for r in table}) for table in metrics["tables"].values()} == {1}
+    assert {r["n_test"] for r in metrics["tables"]["results"]} == {20}
+    rows = {r["method"]: r for r in metrics["tables"]["results"]}
     assert set(rows) == methods - {"few_shot_prompt"}
-    subset = {r["method"]: r for r in metrics["tables"]["subset"]["rows"]}
+    subset = {r["method"]: r for r in metrics["tables"]["subset"]}
     assert set(subset) == methods and {r["n_test"] for r in subset.values()} == {6}
     assert 0 <= subset["few_shot_prompt"]["invalid"] <= 6
     assert metrics["sizes"] == {"train": 40, "val": 20, "test": 20}
@@ -132,7 +132,7 @@ def test_recipe_end_to_end_cache_and_push(toy_data, tiny_llama_dir, tiny_bert_di
             )  # fmt: skip
         )
     )
-    rows2 = {r["method"]: r for r in again["rows"]}
+    rows2 = {r["method"]: r for r in again["tables"]["results"]}
     assert all(r["features_cached"] for r in rows2.values())
     # Same splits and seed -> the same head and predictions; the cached extraction cost is still charged.
     assert rows2["llmembed"]["accuracy"] == rows["llmembed"]["accuracy"]
