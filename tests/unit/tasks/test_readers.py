@@ -10,40 +10,40 @@ from toolkit.tasks.readers import DataFormatError, read_aligned, read_delimited,
 
 
 def test_read_lines_terminators(tmp_path):
-    p = tmp_path / "a.txt"
-    p.write_bytes(b"one \r\ntwo\rstill two\nthree")  # CRLF, a lone CR inside a line, no final newline
-    assert read_lines(p) == ["one ", "two\rstill two", "three"]
-    p.write_bytes(b"x\n\n")  # a real empty last line survives
-    assert read_lines(p) == ["x", ""]
-    p.write_bytes(b"")
-    assert read_lines(p) == []
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"one \r\ntwo\rstill two\nthree")  # CRLF, a lone CR inside a line, no final newline
+    assert read_lines(path) == ["one ", "two\rstill two", "three"]
+    path.write_bytes(b"x\n\n")  # a real empty last line survives
+    assert read_lines(path) == ["x", ""]
+    path.write_bytes(b"")
+    assert read_lines(path) == []
 
 
 def test_read_aligned_mismatch_names_both_files(tmp_path):
-    a, b = tmp_path / "src.txt", tmp_path / "ref.txt"
-    a.write_text("1\n2\n3\n")
-    b.write_text("1\n2\n")
+    source, reference = tmp_path / "src.txt", tmp_path / "ref.txt"
+    source.write_text("1\n2\n3\n")
+    reference.write_text("1\n2\n")
     with pytest.raises(DataFormatError) as err:
-        read_aligned({"src": a, "ref": b})
-    assert str(a) in str(err.value) and str(b) in str(err.value)
+        read_aligned({"src": source, "ref": reference})
+    assert str(source) in str(err.value) and str(reference) in str(err.value)
     assert err.value.line == 3
 
 
 def test_read_jsonl_malformed_line_names_file_and_line(tmp_path):
-    p = tmp_path / "bad.jsonl"
-    p.write_text('{"a": 1}\n\n{"a": 2}\n{"a": 3,\n')
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": 2}\n{"a": 3,\n')
     with pytest.raises(DataFormatError, match=r"bad\.jsonl:4: invalid JSON"):
-        read_jsonl(p)
-    p.write_text('{"a": 1}\n[1, 2]\n')
+        read_jsonl(path)
+    path.write_text('{"a": 1}\n[1, 2]\n')
     with pytest.raises(DataFormatError, match=r"bad\.jsonl:2: expected a JSON object"):
-        read_jsonl(p)
+        read_jsonl(path)
 
 
 def test_read_delimited_wrong_field_count(tmp_path):
-    p = tmp_path / "t.csv"
-    p.write_text('a,b\n1,2\n"multi\nline",3\n4,5,6\n')
+    path = tmp_path / "t.csv"
+    path.write_text('a,b\n1,2\n"multi\nline",3\n4,5,6\n')
     with pytest.raises(DataFormatError, match=r"t\.csv:5: expected 2 fields"):
-        read_delimited(p)
+        read_delimited(path)
 
 
 def test_data_format_error_pickles():
