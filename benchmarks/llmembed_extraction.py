@@ -20,8 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from toolkit.configs import make_parser as _make_parser
-from toolkit.configs import setup_logging
+from toolkit import configs
 from toolkit.methods.llmembed import embeddings
 
 logger = logging.getLogger("benchmarks.llmembed_extraction")
@@ -44,7 +43,7 @@ class BenchmarkArguments:
 
 
 def make_parser():
-    return _make_parser([BenchmarkArguments])
+    return configs.make_parser([BenchmarkArguments])
 
 
 def _texts(args: BenchmarkArguments) -> list[str]:
@@ -70,7 +69,7 @@ def _best(fn, repeats):
 
 
 def main(args: BenchmarkArguments):
-    setup_logging()
+    configs.setup_logging()
     texts = _texts(args)
     model, tok = embeddings.load_backbone(args.model, padding_side="right")
     kw = {"max_length": args.max_length, "batch_size": args.batch_size}
