@@ -183,7 +183,8 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args:
     finish_run(
         out_dir, metrics=results, tables={"results": results["table"]}, timings=timings,
         tokens=results["training"]["tokens_seen_non_padding"], results_md=lmcor_eval.results_markdown(results),
-        predictions=predictions,
+        predictions=predictions, prediction_columns={"input": "input", "prediction": "prediction",
+                                                     "references": "references", "source": "baseline:source copy"},
         log_history=trainer.state.log_history, card=card, card_metrics={"test": results["corrector"]},
         config={"script": script_args, "model": model_args, "training": training_args}, push=hub,
     )  # fmt: skip

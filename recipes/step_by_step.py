@@ -174,6 +174,7 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
             {"id": r["id"], "input": r["input"], "gold": r["gold"], "prediction": p, "correct": c}
             for r, p, c in zip(test_rows, test_preds, correct)
         ],
+        prediction_columns={"input": "input", "prediction": "prediction", "reference": "gold", "facts": ["correct"]},
         log_history=trainer.state.log_history,
         config={"script_args": a, "training_args": training_args},
         card=card,

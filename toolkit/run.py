@@ -16,7 +16,9 @@ The run record (``metrics.json``) has the same four fields in every recipe, besi
 - ``compute``: what the run cost (:meth:`toolkit.meter.Cost.as_dict`: ``wall_s``, ``cpu_s``, ``peak_rss_mb``,
   ``energy_wh``, and ``tokens`` / ``tokens_per_s`` when the recipe counted them);
 - ``tables``: ``{table_name: [row dicts]}``, the main one named ``"results"`` (its first column names the system);
-- ``predictions``: ``{"path": "predictions.jsonl", "rows": <count>}``.
+- ``predictions``: ``{"path": "predictions.jsonl", "rows": <count>}``, and ``"columns"`` (which column holds the
+  input, the student's output, the references...: :data:`toolkit.publishing.report_artifacts.PREDICTION_ROLES`)
+  when the recipe names them.
 
 With ``push`` set, the folder (or ``push.folder``) is uploaded in one commit. A recipe therefore ends in
 ``finish_run(...)`` and nothing else: adding a fifth recipe needs no new saving code.
@@ -37,7 +39,7 @@ from toolkit.configs import redact, save_config
 from toolkit.meter import DEFAULT_WATTS_PER_CORE, Cost, process_cost
 from toolkit.publishing import reporting
 from toolkit.publishing.hub import DEFAULT_IGNORE_PATTERNS, push_to_hub, render_model_card
-from toolkit.publishing.report_artifacts import MAIN_TABLE, PREDICTIONS_FILE, report_from_run_dir
+from toolkit.publishing.report_artifacts import MAIN_TABLE, PREDICTION_ROLES, PREDICTIONS_FILE, report_from_run_dir
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +158,7 @@ def run_record(
     timings: Mapping[str, float | Cost],
     compute: Mapping[str, float | int],
     prediction_rows: int,
+    prediction_columns: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``metrics.json``'s content: the free ``metrics`` fields and the four record fields (module docstring).
 
@@ -165,12 +168,18 @@ def run_record(
     taken = sorted(set(metrics) & set(RECORD_FIELDS))
     if taken:
         raise ValueError(f"metrics must not hold the run record's own fields {taken}: pass them to finish_run")
+    predictions: dict[str, Any] = {"path": PREDICTIONS_FILE, "rows": prediction_rows}
+    if prediction_columns is not None:
+        unknown = sorted(set(prediction_columns) - set(PREDICTION_ROLES))
+        if unknown:
+            raise ValueError(f"prediction_columns: unknown roles {unknown}; expected some of {PREDICTION_ROLES}")
+        predictions["columns"] = dict(prediction_columns)
     return {
         **metrics,
         "timings": normalise_timings(timings),
         "compute": dict(compute),
         "tables": _check_tables(tables),
-        "predictions": {"path": PREDICTIONS_FILE, "rows": prediction_rows},
+        "predictions": predictions,
     }
 
 
@@ -204,6 +213,7 @@ def finish_run(
     metrics: Mapping[str, Any],
     tables: Mapping[str, Sequence[Mapping[str, Any]]],
     predictions: Iterable[Mapping[str, Any]],
+    prediction_columns: Mapping[str, Any] | None = None,
     timings: Mapping[str, float | Cost] | None = None,
     compute: Cost | None = None,
     tokens: int | None = None,
@@ -222,6 +232,8 @@ def finish_run(
         metrics: The method's own numbers (free fields of ``metrics.json``; not the record's field names).
         tables: ``{table_name: [row dicts]}``, the main one ``"results"``.
         predictions: Scored test rows.
+        prediction_columns: ``{role: column}`` of the rows (roles: ``input``, ``prediction``, ``references`` or
+            ``reference``, ``source``, and ``facts``: a list of columns); the report shows them accordingly.
         timings: Seconds per phase under any of the recipes' names (``train_s``, ``train_wall_s``,
             ``train_seconds``, a :class:`~toolkit.meter.Cost`); normalised by :func:`normalise_timings`.
         compute: What the run cost (default: this process so far, :func:`toolkit.meter.process_cost`).
@@ -252,6 +264,7 @@ def finish_run(
         timings=normalise_timings(timings, total_s=run_compute["wall_s"]),  # no total given: the run's wall time
         compute=run_compute,
         prediction_rows=len(predictions),
+        prediction_columns=prediction_columns,
     )
     results_md = results_md if results_md is not None else render_tables(record["tables"])
     reporting.write_metrics(out, record)

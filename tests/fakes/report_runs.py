@@ -37,7 +37,16 @@ def make_gec_run_dir(run_dir: Path, n_rows: int = 8) -> dict:
         "task": "jfleg",
         "task_type": "gec",
         "tables": {"results": RESULT_ROWS},
-        "predictions": {"path": "predictions.jsonl", "rows": n_rows},
+        "predictions": {
+            "path": "predictions.jsonl",
+            "rows": n_rows,
+            "columns": {
+                "input": "input",
+                "prediction": "prediction",
+                "references": "references",
+                "source": "baseline:source copy",
+            },
+        },
         "learning_curve": [{"step": 2, "gleu": 41.0, "bleu": 50.0}, {"step": 4, "gleu": 55.25, "bleu": 57.0}],
     }
     reporting.write_metrics(run_dir, metrics)

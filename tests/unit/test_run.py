@@ -67,6 +67,9 @@ def test_metrics_json_is_the_run_record(tmp_path):
     assert record["predictions"] == {"path": "predictions.jsonl", "rows": 1}
     assert record["compute"]["tokens"] == 30 and record["compute"]["tokens_per_s"] == pytest.approx(10.0)
     assert {"wall_s", "cpu_s", "peak_rss_mb", "energy_wh"} <= set(record["compute"])
+    _finish(tmp_path, prediction_columns={"input": "input", "reference": "gold"})
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["predictions"]["columns"] == {"input": "input", "reference": "gold"}
 
 
 def test_results_md_and_card_render_the_tables_when_no_text_is_given(tmp_path):
@@ -88,6 +91,8 @@ def test_record_field_names_are_reserved_and_the_main_table_required(tmp_path):
         _finish(tmp_path, metrics={"timings": {}})
     with pytest.raises(ValueError, match="main table"):
         _finish(tmp_path, tables={"extra": []})
+    with pytest.raises(ValueError, match="unknown roles"):
+        _finish(tmp_path, prediction_columns={"gold": "gold"})
 
 
 def test_normalise_timings_names_every_phase_the_same_way():

@@ -30,11 +30,23 @@ from toolkit.tasks.readers import read_jsonl
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["record_tables", "report_from_data_gen_dir", "report_from_run_dir", "samples_from_predictions"]
+__all__ = [
+    "MAIN_TABLE",
+    "PREDICTIONS_FILE",
+    "PREDICTION_ROLES",
+    "guess_prediction_columns",
+    "record_tables",
+    "report_from_data_gen_dir",
+    "report_from_run_dir",
+    "samples_from_predictions",
+]
 
 # The run record's names (toolkit.run imports this module, so they are spelled here rather than imported).
 MAIN_TABLE = "results"
 PREDICTIONS_FILE = "predictions.jsonl"
+# What the record's ``predictions.columns`` may name: the input, the student's output, the references (a list
+# column) or one reference, the text a GEC output is diffed against, and columns shown as row facts.
+PREDICTION_ROLES = ("input", "prediction", "references", "reference", "source", "facts")
 
 _INPUT_KEYS = ("input", "source", "text", "prompt", "mr", "question")
 _STUDENT_KEYS = ("prediction", "student", "output")
@@ -93,39 +105,68 @@ def _pivot_long(rows: list[dict], max_samples: int, student_model: str) -> list[
     return samples[:max_samples]
 
 
-def samples_from_predictions(rows: list[dict], max_samples: int = 50, student_model: str = "multitask") -> list[dict]:
-    """``predictions.jsonl`` rows of any recipe -> sample rows for :func:`toolkit.publishing.report_html.write_run_report`.
+def guess_prediction_columns(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Column roles of a predictions row whose run record does not name them (run directories written before it).
 
     The input is the first of ``input/source/text/prompt/mr/question``, the student's output the first of
-    ``prediction/student/output``, references the first of ``references/reference/gold/target/gold_tags/label``;
-    ``baseline:<name>`` columns and every other column are outputs shown side by side; ``correct`` / ``valid`` /
-    ``parse_ok`` are shown as row facts. Multi-task rows (one per model and task) are pivoted per test row.
+    ``prediction/student/output``, the references ``references`` (a list) or else the first of
+    ``reference/gold/target/gold_tags/label`` (one reference); ``correct`` / ``valid`` / ``parse_ok`` are facts.
+    """
+    taken: set[str] = set(_SKIP_KEYS)
+    roles: dict[str, Any] = {}
+    for role, keys in (("input", _INPUT_KEYS), ("prediction", _STUDENT_KEYS), ("reference", _REF_KEYS)):
+        key = _first(row, keys, taken)
+        if key is not None:
+            roles[role] = key
+            taken.add(key)
+    if roles.get("reference") == "references":
+        roles["references"] = roles.pop("reference")
+    source = next((key for key in ("source", "baseline:source copy") if key in row), None)
+    if source is not None:  # LMCor's source-copy baseline is the source
+        roles["source"] = source
+    roles["facts"] = [key for key in _EXTRA_KEYS if key in row]
+    return roles
+
+
+def _sample(row: Mapping[str, Any], roles: Mapping[str, Any]) -> dict[str, Any]:
+    """One report sample from one predictions row whose column roles are ``roles`` (see :data:`PREDICTION_ROLES`)."""
+    sample: dict[str, Any] = {"id": row.get("id"), "input": row.get(roles.get("input"), "(no input column)")}
+    source = row.get(roles["source"]) if roles.get("source") else None
+    if isinstance(source, str):
+        sample["source"] = source
+    if roles.get("prediction") in row:
+        sample["student"] = row[roles["prediction"]]
+    if roles.get("references") in row:
+        sample["references"] = list(row[roles["references"]])
+    elif roles.get("reference") in row:  # one reference, whatever its type (a label, a tag list)
+        sample["references"] = [row[roles["reference"]]]
+    facts = list(roles.get("facts", ()))
+    sample["extra"] = {key: row[key] for key in facts if key in row}
+    shown = {*_SKIP_KEYS, *facts, *(roles.get(role) for role in ("input", "prediction", "references", "reference"))}
+    sample["outputs"] = {key.removeprefix("baseline:"): value for key, value in row.items() if key not in shown}
+    return sample
+
+
+def samples_from_predictions(
+    rows: list[dict],
+    max_samples: int = 50,
+    student_model: str = "multitask",
+    columns: Mapping[str, Any] | None = None,
+) -> list[dict]:
+    """``predictions.jsonl`` rows -> sample rows for :func:`toolkit.publishing.report_html.write_run_report`.
+
+    Args:
+        rows: The predictions.
+        max_samples: Rows kept.
+        student_model: Long format (one row per model, task and test row; pivoted per test row): the model whose
+            output is the student's.
+        columns: Which column holds what (the run record's ``predictions.columns``, :data:`PREDICTION_ROLES`);
+            ``None`` falls back to :func:`guess_prediction_columns`. Every other column is an output shown side by
+            side (``baseline:<name>`` as ``<name>``).
     """
     if rows and "model" in rows[0] and "task" in rows[0]:
         return _pivot_long(rows, max_samples, student_model)
-    samples = []
-    for row in rows[:max_samples]:
-        taken: set[str] = set(_SKIP_KEYS)
-        input_key = _first(row, _INPUT_KEYS, taken)
-        taken.add(input_key or "")
-        student_key = _first(row, _STUDENT_KEYS, taken)
-        taken.add(student_key or "")
-        ref_key = _first(row, _REF_KEYS, taken)
-        taken.add(ref_key or "")
-        sample: dict[str, Any] = {"id": row.get("id"), "input": row.get(input_key, "(no input column)")}
-        source = row.get("source", row.get("baseline:source copy"))  # LMCor's source-copy baseline is the source
-        if isinstance(source, str):
-            sample["source"] = source
-        if student_key:
-            sample["student"] = row[student_key]
-        if ref_key:  # only ``references`` holds several; a gold label / tag list is one reference
-            sample["references"] = row[ref_key] if ref_key == "references" else [row[ref_key]]
-        sample["extra"] = {k: row[k] for k in _EXTRA_KEYS if k in row}
-        sample["outputs"] = {
-            k.removeprefix("baseline:"): v for k, v in row.items() if k not in taken and k not in _EXTRA_KEYS
-        }
-        samples.append(sample)
-    return samples
+    return [_sample(row, columns or guess_prediction_columns(row)) for row in rows[:max_samples]]
 
 
 def _card(run_dir: Path) -> tuple[str | None, dict]:
@@ -186,9 +227,9 @@ def report_from_run_dir(
         learning = _learning_curve_png(run_dir, metrics)
         images = [p for p in sorted(run_dir.glob("*.png")) if not p.name.startswith("report")]
         images.sort(key=lambda p: p.name != "training_curves.png")  # the main curves first
-        predictions_file = (metrics.get("predictions") or {}).get("path", PREDICTIONS_FILE)
-        predictions = _read_jsonl(run_dir / predictions_file)
-        samples = samples_from_predictions(predictions, max_samples)
+        record_predictions = metrics.get("predictions") or {}
+        predictions = _read_jsonl(run_dir / record_predictions.get("path", PREDICTIONS_FILE))
+        samples = samples_from_predictions(predictions, max_samples, columns=record_predictions.get("columns"))
         lineage = dict(metrics.get("lineage") or about.get("lineage") or {})
         lineage.setdefault("output_dir", str(run_dir))
         kwargs: dict[str, Any] = {

@@ -79,7 +79,27 @@ def test_report_ignores_results_md(tmp_path):
     assert "only-in-markdown" not in html and "LMCor corrector" in html
 
 
-def test_samples_from_each_recipes_predictions():
+def test_samples_follow_the_columns_the_record_names():
+    row = {"text": "good film", "gold": "pos", "llmembed": "pos", "few_shot": "neg", "correct": True}
+    columns = {"input": "text", "prediction": "llmembed", "reference": "gold", "facts": ["correct"]}
+    (sample,) = samples_from_predictions([row], columns=columns)
+    assert sample["input"] == "good film" and sample["student"] == "pos" and sample["references"] == ["pos"]
+    assert sample["outputs"] == {"few_shot": "neg"} and sample["extra"] == {"correct": True}
+    gec = {"input": "x", "prediction": "b", "references": ["b", "c"], "baseline:source copy": "a"}
+    (sample,) = samples_from_predictions([gec], columns={"input": "input", "source": "baseline:source copy"})
+    assert sample["source"] == "a" and "student" not in sample and sample["outputs"]["prediction"] == "b"
+
+
+def test_report_reads_the_prediction_columns_from_the_record(tmp_path):
+    make_gec_run_dir(tmp_path)
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    record["predictions"]["columns"] = {"input": "input", "prediction": "baseline:first candidate"}
+    (tmp_path / "metrics.json").write_text(json.dumps(record))
+    html = report_from_run_dir(tmp_path, strict=True).read_text()
+    assert "she goes to school 3 ." in html and "<del>go</del>" not in html  # no source named: no diff
+
+
+def test_samples_guessed_for_run_dirs_without_columns():
     sbs = samples_from_predictions([{"id": "1", "input": "q?", "gold": "4", "prediction": "5", "correct": False}])
     assert sbs == [
         {"id": "1", "input": "q?", "student": "5", "references": ["4"], "extra": {"correct": False}, "outputs": {}}
