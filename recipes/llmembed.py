@@ -189,6 +189,7 @@ def main(data_args, model_args, base_args, run_args):
         out, metrics=metrics, tables={"results": rows, **{k: t["rows"] for k, t in tables.items() if k != "all"}},
         results_md=table, predictions=cmp.prediction_rows(test[0], golds, predictions),
         prediction_columns={"input": "text", "prediction": variant, "reference": "gold"},
+        watts_per_core=run_args.watts_per_core,
         log_history=le.head_log_history(fit["fit"]["history"]), card=card, push=push,
         config={"data": data_args, "model": model_args, "baselines": base_args, "run": run_args},
         card_metrics={"test": {"accuracy": row["accuracy"], "macro_f1": row["macro_f1"]}},

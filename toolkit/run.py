@@ -217,6 +217,7 @@ def finish_run(
     timings: Mapping[str, float | Cost] | None = None,
     compute: Cost | None = None,
     tokens: int | None = None,
+    watts_per_core: float = DEFAULT_WATTS_PER_CORE,
     results_md: str | None = None,
     log_history: Sequence[Mapping[str, Any]] = (),
     config: Mapping[str, Any],
@@ -238,6 +239,7 @@ def finish_run(
             ``train_seconds``, a :class:`~toolkit.meter.Cost`); normalised by :func:`normalise_timings`.
         compute: What the run cost (default: this process so far, :func:`toolkit.meter.process_cost`).
         tokens: Tokens the run trained on (gives ``compute.tokens_per_s`` over the ``train`` phase).
+        watts_per_core: Power of one busy core, for the energy estimate (``toolkit.meter.DEFAULT_WATTS_PER_CORE``).
         results_md: The results text for ``results.md`` and the card, when it says more than the tables
             (default: :func:`render_tables`).
         log_history: ``trainer.state.log_history`` (or an equivalent list of per-step dicts).
@@ -257,7 +259,8 @@ def finish_run(
     out.mkdir(parents=True, exist_ok=True)
     predictions = list(predictions)
     timings = dict(timings or {})
-    run_compute = record_compute(compute, tokens=tokens, train_s=normalise_timings(timings).get("train_s"))
+    train_s = normalise_timings(timings).get("train_s")
+    run_compute = record_compute(compute, tokens=tokens, train_s=train_s, watts_per_core=watts_per_core)
     record = run_record(
         metrics,
         tables=tables,
