@@ -67,8 +67,8 @@ PROFILE_GROUPS = {
 
 
 def _cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system
+    times = os.times()
+    return times.user + times.system
 
 
 def peak_rss_mb() -> float:
@@ -92,8 +92,12 @@ def model_dims(model) -> dict:
     }
 
 
-def forward_flops(d: dict, tokens: int, head_positions: int, sum_sq_len: float) -> float:
-    return 2 * d["n_body"] * tokens + 2 * d["n_head"] * head_positions + 2 * d["layers"] * d["attn_width"] * sum_sq_len
+def forward_flops(dims: dict, tokens: int, head_positions: int, sum_sq_len: float) -> float:
+    return (
+        2 * dims["n_body"] * tokens
+        + 2 * dims["n_head"] * head_positions
+        + 2 * dims["layers"] * dims["attn_width"] * sum_sq_len
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -102,15 +106,19 @@ def forward_flops(d: dict, tokens: int, head_positions: int, sum_sq_len: float) 
 def row_matmul(args) -> dict:
     import torch
 
-    n = args.matmul_n
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)  # warm-up
+    size = args.matmul_n
+    left, right = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(left, right)  # warm-up
     reps, t0 = 0, time.perf_counter()
     while reps < 3 or time.perf_counter() - t0 < 3.0:
-        torch.mm(a, b)
+        torch.mm(left, right)
         reps += 1
     seconds = time.perf_counter() - t0
-    return {"what": f"torch.mm fp32 {n}x{n}x{n}", "gflop_per_s": 2 * n**3 * reps / seconds / 1e9, "seconds": seconds}
+    return {
+        "what": f"torch.mm fp32 {size}x{size}x{size}",
+        "gflop_per_s": 2 * size**3 * reps / seconds / 1e9,
+        "seconds": seconds,
+    }
 
 
 def _features(vocab: int, args) -> list[dict]:
@@ -140,31 +148,42 @@ def row_train(name: str, args) -> dict:
     micro = MICRO_BATCH.get(name, args.batch)
     total_steps = 1 + args.steps + (1 if profile else 0)
     training_args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(prefix="flops-"), max_steps=total_steps, per_device_train_batch_size=micro,
+        output_dir=tempfile.mkdtemp(prefix="flops-"),
+        max_steps=total_steps,
+        per_device_train_batch_size=micro,
         gradient_accumulation_steps=args.batch // micro,
-        learning_rate=1e-4, report_to=[], save_strategy="no", logging_steps=10**6, use_cpu=True, seed=0,
-        disable_tqdm=True, dataloader_num_workers=0, activation_checkpointing=bool(every_n),
+        learning_rate=1e-4,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=10**6,
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        activation_checkpointing=bool(every_n),
         activation_checkpointing_kwargs={"every_n_layers": every_n} if every_n else None,
-    )  # fmt: skip
+    )
     feats = _features(model.config.vocab_size, args)
     if target_only:
         trainer = students.make_trainer(model, tok, training_args, feats, return_freed_memory=tuned_heap)
     else:
         training_args.remove_unused_columns = False
         trainer = Trainer(
-            model=model, args=training_args, train_dataset=feats,
+            model=model,
+            args=training_args,
+            train_dataset=feats,
             data_collator=students.PairCollator(pad_token_id=tok.pad_token_id),
-        )  # fmt: skip
+        )
     times, cpu, prof_box = [], [], {}
 
     class Timer(TrainerCallback):
-        def on_step_begin(self, a, state, control, **kw):
+        def on_step_begin(self, _args, state, control, **kw):
             self.t0, self.cpu0 = time.perf_counter(), _cpu_s()
             if profile and state.global_step == total_steps - 1:
                 prof_box["p"] = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
                 prof_box["p"].__enter__()
 
-        def on_step_end(self, a, state, control, **kw):
+        def on_step_end(self, _args, state, control, **kw):
             if "p" in prof_box and state.global_step == total_steps:
                 prof_box["p"].__exit__(None, None, None)
             else:
@@ -205,11 +224,11 @@ def _profile_groups(prof) -> dict:
     totals: dict[str, float] = {}
     ops = []
     for evt in prof.key_averages():
-        t = evt.self_cpu_time_total
+        self_time = evt.self_cpu_time_total
         key = evt.key.removeprefix("aten::").lstrip("_")
         group = next((g for g, pats in PROFILE_GROUPS.items() if any(key.startswith(p) for p in pats)), "other")
-        totals[group] = totals.get(group, 0.0) + t
-        ops.append((t, evt.key))
+        totals[group] = totals.get(group, 0.0) + self_time
+        ops.append((self_time, evt.key))
     whole = sum(totals.values()) or 1.0
     ops.sort(reverse=True)
     return {
@@ -226,8 +245,8 @@ def row_teacher_decode(args) -> dict:
     model = load_causal_lm(args.model)
     rss_loaded = peak_rss_mb()
     dims = model_dims(model)
-    b, p, n = args.decode_batch, args.decode_prompt_len, args.decode_tokens
-    ids = torch.randint(10, model.config.vocab_size, (b, p))
+    batch, prompt_len, new_tokens = args.decode_batch, args.decode_prompt_len, args.decode_tokens
+    ids = torch.randint(10, model.config.vocab_size, (batch, prompt_len))
     common = {
         "do_sample": False,
         "pad_token_id": model.generation_config.pad_token_id or 0,
@@ -240,17 +259,19 @@ def row_teacher_decode(args) -> dict:
         model.generate(ids, max_new_tokens=1, min_new_tokens=1, **common)
         prefill = time.perf_counter() - t0
         t0 = time.perf_counter()
-        model.generate(ids, max_new_tokens=n, min_new_tokens=n, **common)
+        model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **common)
         total = time.perf_counter() - t0
     decode_s = total - prefill
-    # n-1 decode forwards of b tokens, each attending to a context of p+1 .. p+n-1 tokens.
-    steps = n - 1
-    ctx = sum(p + i for i in range(1, n))
-    flops = 2 * (dims["n_body"] + dims["n_head"]) * b * steps + 4 * dims["layers"] * dims["attn_width"] * b * ctx
+    # new_tokens - 1 decode forwards of batch tokens, each attending to prompt_len + 1 .. prompt_len + new_tokens - 1.
+    steps = new_tokens - 1
+    ctx = sum(prompt_len + i for i in range(1, new_tokens))
+    flops = (
+        2 * (dims["n_body"] + dims["n_head"]) * batch * steps + 4 * dims["layers"] * dims["attn_width"] * batch * ctx
+    )
     return {
-        "what": f"teacher greedy decode, batch {b}, prompt {p}, {n} new tokens",
+        "what": f"teacher greedy decode, batch {batch}, prompt {prompt_len}, {new_tokens} new tokens",
         "gflop_per_s": flops / decode_s / 1e9,
-        "tokens_per_s": b * steps / decode_s,
+        "tokens_per_s": batch * steps / decode_s,
         "step_s": decode_s / steps,
         "rss_after_load_mb": rss_loaded,
         "prefill_s": prefill,
@@ -313,14 +334,14 @@ def main(argv=None) -> list[dict]:
 def _strip_rows(argv: list[str]) -> list[str]:
     """The parent's arguments minus ``--rows ...`` (the child gets one row through ``--child``)."""
     out, skipping = [], False
-    for a in argv:
-        if a == "--rows" or a.startswith("--rows="):
+    for arg in argv:
+        if arg == "--rows" or arg.startswith("--rows="):
             skipping = True
             continue
-        if skipping and not a.startswith("--"):
+        if skipping and not arg.startswith("--"):
             continue
         skipping = False
-        out.append(a)
+        out.append(arg)
     return out
 
 
@@ -328,8 +349,8 @@ def report(rows: list[dict], args) -> list[dict]:
     from toolkit.publishing import reporting
 
     peak = next((r["gflop_per_s"] for r in rows if r["row"] == "matmul"), None)
-    for r in rows:
-        r["%_of_matmul"] = 100 * r["gflop_per_s"] / peak if peak else None
+    for row in rows:
+        row["%_of_matmul"] = 100 * row["gflop_per_s"] / peak if peak else None
     columns = ["row", "what", "threads", "gflop_per_s", "%_of_matmul", "tokens_per_s", "step_s", "peak_rss_mb"]
     columns += ["cpu_s_per_step", "page_faults_per_step"]
     print(
@@ -337,13 +358,15 @@ def report(rows: list[dict], args) -> list[dict]:
         f"timed steps={args.steps} cpu_count={os.cpu_count()} OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}\n"
     )
     print(reporting.markdown_table(rows, columns=columns))
-    for r in rows:
-        if "lm_head_share_%" in r:
+    for row in rows:
+        if "lm_head_share_%" in row:
             print(
-                f"- {r['row']}: LM head = {r['lm_head_share_%']:.0f}% of forward FLOPs; RSS after load {r['rss_after_load_mb']:.0f} MB"
+                f"- {row['row']}: LM head = {row['lm_head_share_%']:.0f}% of forward FLOPs; RSS after load {row['rss_after_load_mb']:.0f} MB"
             )
-        if "profile" in r:
-            print(f"  profile (self CPU time): {r['profile']['groups_%']}; top ops {r['profile']['top_ops_%'][:5]}")
+        if "profile" in row:
+            print(
+                f"  profile (self CPU time): {row['profile']['groups_%']}; top ops {row['profile']['top_ops_%'][:5]}"
+            )
     if args.out:
         reporting.write_table(args.out, rows, columns=columns)
         reporting.write_metrics(args.out, {"args": vars(args), "rows": rows})

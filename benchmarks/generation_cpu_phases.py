@@ -134,13 +134,19 @@ def measure_phases(run_job: Callable[[], None], teacher: Any, n_requests: int) -
     patches = [
         (base_client.BaseClient, "_build_request", timers.wrap("build", base_client.BaseClient._build_request)),
         (FinalRequestOptions, "construct", classmethod(timers.wrap("build", construct))),
-        (base_client.AsyncAPIClient, "_process_response",
-         timers.wrap_async("sdk_response", base_client.AsyncAPIClient._process_response)),
+        (
+            base_client.AsyncAPIClient,
+            "_process_response",
+            timers.wrap_async("sdk_response", base_client.AsyncAPIClient._process_response),
+        ),
         (tenacity.AsyncRetrying, "__init__", timers.wrap("retry", tenacity.AsyncRetrying.__init__)),
         (tenacity.AsyncRetrying, "__anext__", timers.wrap_async("retry", tenacity.AsyncRetrying.__anext__)),
         (aiohttp_req.ClientRequest, "__init__", timers.wrap("transport", aiohttp_req.ClientRequest.__init__)),
-        (aiohttp_proto.ResponseHandler, "data_received",
-         timers.wrap("transport", aiohttp_proto.ResponseHandler.data_received)),
+        (
+            aiohttp_proto.ResponseHandler,
+            "data_received",
+            timers.wrap("transport", aiohttp_proto.ResponseHandler.data_received),
+        ),
         (httpx2.Response, "__init__", timers.wrap("transport", httpx2.Response.__init__)),
         (openai_teacher, "request_body", timers.wrap("build", openai_teacher.request_body)),
         (openai_teacher, "_json_loads", timers.wrap("parse", openai_teacher._json_loads)),
@@ -148,26 +154,26 @@ def measure_phases(run_job: Callable[[], None], teacher: Any, n_requests: int) -
         (GenerationCache, "submit", submit),
         (generation, "_plan", timers.wrap("plan", generation._plan)),
         (teacher, "generate_each", generate_each),
-    ]  # fmt: skip
+    ]
     with _patched(patches):
         cpu0, main0 = time.process_time(), time.thread_time()
         run_job()
         cpu, main = time.process_time() - cpu0, time.thread_time() - main0
-    c = timers.cpu
+    phase_cpu = timers.cpu
     out = {
-        "build": c["build"],
-        "sdk_response": c["sdk_response"],
-        "retry": c["retry"],
-        "transport": c["transport"],
-        "parse": c["parse"],
-        "handoff": c["handoff"],  # a file cache acknowledges in the writer thread, not inside submit
-        "bookkeeping": c["on_result"] - c["handoff"],
-        "plan": c["plan"],
-        "ack": c["ack"],
+        "build": phase_cpu["build"],
+        "sdk_response": phase_cpu["sdk_response"],
+        "retry": phase_cpu["retry"],
+        "transport": phase_cpu["transport"],
+        "parse": phase_cpu["parse"],
+        "handoff": phase_cpu["handoff"],  # a file cache acknowledges in the writer thread, not inside submit
+        "bookkeeping": phase_cpu["on_result"] - phase_cpu["handoff"],
+        "plan": phase_cpu["plan"],
+        "ack": phase_cpu["ack"],
     }
     loop_thread = sum(v for k, v in out.items() if k != "ack")
     out["rest"] = main - loop_thread
-    out["commit"] = cpu - main - c["ack"]
+    out["commit"] = cpu - main - phase_cpu["ack"]
     out["total"] = cpu
     return {k: 1000 * v / n_requests for k, v in out.items()}
 

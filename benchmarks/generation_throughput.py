@@ -142,10 +142,15 @@ class _ApiBench:
         from toolkit.teachers import TeacherConfig, load_teacher
 
         cfg = TeacherConfig(
-            backend="openai", model="fake", base_url=self.server.base_url, api_key="bench",
-            max_concurrency=self.args.concurrency, price_input_per_mtok=0.0, price_output_per_mtok=0.0,
+            backend="openai",
+            model="fake",
+            base_url=self.server.base_url,
+            api_key="bench",
+            max_concurrency=self.args.concurrency,
+            price_input_per_mtok=0.0,
+            price_output_per_mtok=0.0,
             http_transport=transport,
-        )  # fmt: skip
+        )
         teacher = load_teacher(cfg)
         items = self._items(prompts)
         with tempfile.TemporaryDirectory() as tmp, GenerationCache(Path(tmp) / "c.sqlite") as cache:
@@ -169,9 +174,14 @@ class _ApiBench:
         from toolkit.teachers import TeacherConfig, load_teacher
 
         cfg = TeacherConfig(
-            backend="openai", model="fake", base_url=self.server.base_url, api_key="bench",
-            max_concurrency=self.args.concurrency, price_input_per_mtok=0.0, price_output_per_mtok=0.0,
-        )  # fmt: skip
+            backend="openai",
+            model="fake",
+            base_url=self.server.base_url,
+            api_key="bench",
+            max_concurrency=self.args.concurrency,
+            price_input_per_mtok=0.0,
+            price_output_per_mtok=0.0,
+        )
         teacher, items, count0 = load_teacher(cfg), self._items(prompts), self.server.request_count()
         with tempfile.TemporaryDirectory() as tmp, GenerationCache(Path(tmp) / "c.sqlite") as cache:
             out = measure_phases(lambda: run_generation(items, teacher, cache, progress=False), teacher, len(prompts))
@@ -211,10 +221,10 @@ def _api_part(args) -> tuple[list[dict], list[dict], list[dict]]:
             for name in VARIANTS:  # imports, connection setup, server warm-up on both sides: not measured
                 _run_variant(bench, name, warm)
             runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
-            for r in range(args.repeats):
-                order = list(VARIANTS) if r % 2 == 0 else list(reversed(VARIANTS))  # ABBA: load hits all alike
+            for repeat in range(args.repeats):
+                order = list(VARIANTS) if repeat % 2 == 0 else list(reversed(VARIANTS))  # ABBA: load hits all alike
                 for name in order:
-                    last = name == "toolkit" and r == args.repeats - 1 and cached_row is None
+                    last = name == "toolkit" and repeat == args.repeats - 1 and cached_row is None
                     first, cached = _run_variant(bench, name, bench.prompts, rerun=last)
                     runs[name].append(first)
                     if cached is not None:
@@ -226,17 +236,17 @@ def _api_part(args) -> tuple[list[dict], list[dict], list[dict]]:
         best = {name: max(rs, key=lambda m: m["rate"]) for name, rs in runs.items()}
         cpu_totals[latency] = {VARIANTS[n]: statistics.median(m["cpu_ms"] for m in rs) for n, rs in runs.items()}
         for name, label in VARIANTS.items():
-            b = best[name]
+            best_run = best[name]
             server_ms = [m["server_cpu_ms"] for m in runs[name] if m["server_cpu_ms"] is not None]
             rows.append(
                 {
                     "latency_s": latency,
                     "setup": label,
-                    "best_req_per_s": b["rate"],
+                    "best_req_per_s": best_run["rate"],
                     "median_req_per_s": statistics.median(m["rate"] for m in runs[name]),
                     "ideal_req_per_s": ideal,
-                    "best/ideal": b["rate"] / ideal,
-                    "best/plain_best": b["rate"] / best["plain"]["rate"],
+                    "best/ideal": best_run["rate"] / ideal,
+                    "best/plain_best": best_run["rate"] / best["plain"]["rate"],
                     "client_cpu_ms_per_req": statistics.median(m["cpu_ms"] for m in runs[name]),
                     "server_cpu_ms_per_req": statistics.median(server_ms) if server_ms else None,
                 }
@@ -308,23 +318,41 @@ def _hf_part(args) -> tuple[list[dict], str]:
     loop_tokens = 0
     torch.manual_seed(0)
     with torch.inference_mode():
-        for p in prompts:
-            enc = tok(p, return_tensors="pt")
+        for prompt in prompts:
+            enc = tok(prompt, return_tensors="pt")
             for _ in range(args.n):
                 gen = model.generate(
-                    **enc, do_sample=True, temperature=0.7, top_p=1.0, top_k=0,
-                    max_new_tokens=args.hf_max_tokens, pad_token_id=tok.pad_token_id,
-                )  # fmt: skip
+                    **enc,
+                    do_sample=True,
+                    temperature=0.7,
+                    top_p=1.0,
+                    top_k=0,
+                    max_new_tokens=args.hf_max_tokens,
+                    pad_token_id=tok.pad_token_id,
+                )
                 loop_tokens += gen.shape[1] - enc["input_ids"].shape[1]
     loop_s = time.perf_counter() - t0
     n_samples = len(prompts) * args.n
     rows = [
-        {"setup": "per-example generate loop", "samples": n_samples, "seconds": loop_s, "gen_tokens": loop_tokens,
-         "samples_per_s": n_samples / loop_s, "tokens_per_s": loop_tokens / loop_s, "speedup": 1.0},
-        {"setup": "hf teacher, batched sampling", "samples": n_samples, "seconds": batched_s, "gen_tokens": batched_tokens,
-         "samples_per_s": n_samples / batched_s, "tokens_per_s": batched_tokens / batched_s,
-         "speedup": loop_s / batched_s},
-    ]  # fmt: skip
+        {
+            "setup": "per-example generate loop",
+            "samples": n_samples,
+            "seconds": loop_s,
+            "gen_tokens": loop_tokens,
+            "samples_per_s": n_samples / loop_s,
+            "tokens_per_s": loop_tokens / loop_s,
+            "speedup": 1.0,
+        },
+        {
+            "setup": "hf teacher, batched sampling",
+            "samples": n_samples,
+            "seconds": batched_s,
+            "gen_tokens": batched_tokens,
+            "samples_per_s": n_samples / batched_s,
+            "tokens_per_s": batched_tokens / batched_s,
+            "speedup": loop_s / batched_s,
+        },
+    ]
     return rows, note
 
 
@@ -358,9 +386,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument(
-        "--latencies", type=lambda v: [float(x) for x in v.split(",")], default=[0.05, 0.2, 0.5],
+        "--latencies",
+        type=lambda v: [float(x) for x in v.split(",")],
+        default=[0.05, 0.2, 0.5],
         help="comma-separated server latencies in seconds (one table block each)",
-    )  # fmt: skip
+    )
     parser.add_argument("--latency", type=float, default=None, help="a single latency (overrides --latencies)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per variant; the best is reported")
     parser.add_argument("--server_nice", type=int, default=0, help="niceness added to the fake server process")

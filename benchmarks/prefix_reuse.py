@@ -24,7 +24,7 @@ from toolkit.publishing import reporting
 logger = logging.getLogger("prefix_reuse")
 
 
-def demo_requests(n_rows: int, k: int, max_tokens: int, num_demos: int = 3):
+def demo_requests(n_rows: int, num_candidates: int, max_tokens: int, num_demos: int = 3):
     """The demo's candidate requests for ``n_rows`` rows (demos: the first ``num_demos`` pool rows)."""
     from toolkit.generation.prompts import FewShotTemplate
     from toolkit.teachers import GenerationRequest
@@ -37,10 +37,16 @@ def demo_requests(n_rows: int, k: int, max_tokens: int, num_demos: int = 3):
     for row in rows:
         prompt = template.build(demos, row)
         reqs.append(GenerationRequest(**prompt, n=1, temperature=0.0, max_tokens=max_tokens, stop=["\n"]))
-        if k > 1:
+        if num_candidates > 1:
             reqs.append(
                 GenerationRequest(
-                    **prompt, n=k - 1, temperature=0.7, top_p=0.95, max_tokens=max_tokens, stop=["\n"], seed=0
+                    **prompt,
+                    n=num_candidates - 1,
+                    temperature=0.7,
+                    top_p=0.95,
+                    max_tokens=max_tokens,
+                    stop=["\n"],
+                    seed=0,
                 )
             )
     return rows, reqs
@@ -91,16 +97,16 @@ def main(argv=None) -> list[dict]:
     same = sum(a == b for a, b in zip(best[False]["greedy"], best[True]["greedy"]))
     table = []
     for reuse, name in ((False, "plain batches (prefix recomputed)"), (True, "shared-prefix KV reuse")):
-        r = best[reuse]
+        run = best[reuse]
         table.append(
             {
                 "setup": name,
                 "rows": len(rows),
-                "samples": r["samples"],
-                "seconds": r["seconds"],
-                "items_per_s": len(rows) / r["seconds"],
-                "gen_tokens_per_s": r["gen_tokens"] / r["seconds"],
-                "speedup": best[False]["seconds"] / r["seconds"],
+                "samples": run["samples"],
+                "seconds": run["seconds"],
+                "items_per_s": len(rows) / run["seconds"],
+                "gen_tokens_per_s": run["gen_tokens"] / run["seconds"],
+                "speedup": best[False]["seconds"] / run["seconds"],
                 "greedy_identical": f"{same}/{len(best[False]['greedy'])}",
             }
         )

@@ -143,7 +143,7 @@ def worker(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
     hwm_reset = _reset_hwm()
     losses, timed = [], 0.0
-    for i, ids in enumerate(batches):
+    for step, ids in enumerate(batches):
         ids = ids.to(device)
         if cuda:
             torch.cuda.synchronize()
@@ -154,7 +154,7 @@ def worker(args) -> dict:
         optim.zero_grad(set_to_none=True)
         if cuda:
             torch.cuda.synchronize()
-        if i >= args.warmup:
+        if step >= args.warmup:
             timed += time.perf_counter() - start
         losses.append(float(loss))
     tokens = args.steps * args.batch_size * args.seq_len
@@ -254,17 +254,19 @@ def main(argv=None) -> list[dict]:
     ]
     ratios = {}
     if "qlora-4bit" in by and "lora-fp32" in by:
-        q, f = by["qlora-4bit"], by["lora-fp32"]
+        quantized, full = by["qlora-4bit"], by["lora-fp32"]
         ratios = {
-            "peak_rss_ratio_4bit_over_fp32": q["peak_rss_mb"] / f["peak_rss_mb"],
-            "rss_after_load_ratio_4bit_over_fp32": q["rss_after_load_mb"] / f["rss_after_load_mb"],
-            "weights_ratio_4bit_over_fp32": q["weights_footprint_mb"] / f["weights_footprint_mb"],
-            "tokens_per_second_ratio_4bit_over_fp32": q["tokens_per_second"] / f["tokens_per_second"],
+            "peak_rss_ratio_4bit_over_fp32": quantized["peak_rss_mb"] / full["peak_rss_mb"],
+            "rss_after_load_ratio_4bit_over_fp32": quantized["rss_after_load_mb"] / full["rss_after_load_mb"],
+            "weights_ratio_4bit_over_fp32": quantized["weights_footprint_mb"] / full["weights_footprint_mb"],
+            "tokens_per_second_ratio_4bit_over_fp32": quantized["tokens_per_second"] / full["tokens_per_second"],
         }
-        if q["train_peak_rss_mb"] and f["train_peak_rss_mb"]:
-            ratios["train_peak_rss_ratio_4bit_over_fp32"] = q["train_peak_rss_mb"] / f["train_peak_rss_mb"]
-        if q["cuda_max_allocated_mb"] and f["cuda_max_allocated_mb"]:
-            ratios["cuda_max_allocated_ratio_4bit_over_fp32"] = q["cuda_max_allocated_mb"] / f["cuda_max_allocated_mb"]
+        if quantized["train_peak_rss_mb"] and full["train_peak_rss_mb"]:
+            ratios["train_peak_rss_ratio_4bit_over_fp32"] = quantized["train_peak_rss_mb"] / full["train_peak_rss_mb"]
+        if quantized["cuda_max_allocated_mb"] and full["cuda_max_allocated_mb"]:
+            ratios["cuda_max_allocated_ratio_4bit_over_fp32"] = (
+                quantized["cuda_max_allocated_mb"] / full["cuda_max_allocated_mb"]
+            )
     text = (
         f"model `{args.model}`, batch {args.batch_size} x {args.seq_len} tokens, {args.steps} timed steps "
         f"(+{args.warmup} warmup), LoRA r={args.lora_r}, gradient checkpointing={args.gradient_checkpointing}\n\n"

@@ -49,7 +49,7 @@ class CountingCollator(students.PairCollator):
         return sum(r["real_tokens"] for r in used), sum(r["padded_tokens"] for r in used)
 
 
-def build_examples(pool: str, n: int, seed: int, max_source_words: int | None = None) -> list[dict]:
+def build_examples(pool: str, num_rows: int, seed: int, max_source_words: int | None = None) -> list[dict]:
     """Corrector examples from a real pool (WMT22 en-de, 4 systems) or the shipped demo set (fake candidates)."""
     fmt = CorrectorFormat(separator=" || ")
     if pool == "wmt22_ende":
@@ -60,7 +60,7 @@ def build_examples(pool: str, n: int, seed: int, max_source_words: int | None = 
         rows = load_pool("demo_gec")
         # No teacher in a benchmark: use the source and references as stand-in candidates (lengths are realistic).
         rows = [{**r, "candidates": [r["source"], *r["references"], r["source"].lower()]} for r in rows]
-    rows = random.Random(seed).sample(rows, min(n, len(rows)))
+    rows = random.Random(seed).sample(rows, min(num_rows, len(rows)))
     return build_training_examples(rows, fmt, k=4, seed=seed, multi_reference=False)
 
 

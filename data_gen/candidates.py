@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from toolkit.configs import make_parser as _make_parser
+from toolkit import configs
 from toolkit.generation.candidates import CandidatesConfig, build_requests, candidates_job
 from toolkit.generation.jobs import JobConfig, PromptConfig, init_logging
 from toolkit.runtime import configure_threads
@@ -23,7 +23,7 @@ __all__ = ["CandidatesConfig", "build_requests", "main", "make_parser"]
 
 
 def make_parser():
-    return _make_parser([TeacherConfig, JobConfig, PromptConfig, CandidatesConfig])
+    return configs.make_parser([TeacherConfig, JobConfig, PromptConfig, CandidatesConfig])
 
 
 if __name__ == "__main__":

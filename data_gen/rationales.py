@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from toolkit.configs import make_parser as _make_parser
+from toolkit import configs
 from toolkit.generation.jobs import JobConfig, PromptConfig, init_logging
 from toolkit.generation.rationales import (
     PALM_TEACHER_ID,
@@ -30,7 +30,7 @@ __all__ = ["PALM_TEACHER_ID", "RationalesConfig", "import_palm", "labels_match",
 
 
 def make_parser():
-    return _make_parser([TeacherConfig, JobConfig, PromptConfig, RationalesConfig])
+    return configs.make_parser([TeacherConfig, JobConfig, PromptConfig, RationalesConfig])
 
 
 if __name__ == "__main__":

@@ -207,8 +207,6 @@ def main(data_args: DataArguments, config: LLMEmbedConfig, base_args: BaselineAr
     metrics = {
         "dataset": dataset,
         "labels": names,
-        "rows": rows,
-        "tables": tables,
         "splits": where,
         "sizes": sizes,
         "extraction": extraction,
@@ -241,8 +239,11 @@ def main(data_args: DataArguments, config: LLMEmbedConfig, base_args: BaselineAr
     done = finish_run(
         out,
         metrics=metrics,
+        tables={"results": rows, **{name: table["rows"] for name, table in tables.items() if name != "all"}},
         results_md=table,
         predictions=comparison.prediction_rows(test[0], golds, predictions),
+        prediction_columns={"input": "text", "prediction": variant, "reference": "gold"},
+        watts_per_core=run_args.watts_per_core,
         log_history=head_log_history(fit["fit"]["history"]),
         card=card,
         push=push,
@@ -251,7 +252,7 @@ def main(data_args: DataArguments, config: LLMEmbedConfig, base_args: BaselineAr
     )
     wait_for_everyone()
     print(table)
-    return {**metrics, "hub_url": done["hub_url"]}
+    return {**done["record"], "hub_url": done["hub_url"]}
 
 
 if __name__ == "__main__":

@@ -50,6 +50,13 @@ from toolkit.training.student_training import make_trainer, tokenize_pairs
 from toolkit.training.tracking import require_tensorboard, resume_checkpoint
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "lmcor" / "default.yaml"
+# Which predictions.jsonl columns the report shows as input, output, references and source.
+PREDICTION_COLUMNS = {
+    "input": "input",
+    "prediction": "prediction",
+    "references": "references",
+    "source": "baseline:source copy",
+}
 DESCRIPTION = (
     "An LMCor corrector (Vernikos et al. 2023): a small model trained to read an input and k candidate outputs of a "
     "large model and rewrite them into one better output, at the cost of one small forward pass per input."
@@ -194,7 +201,7 @@ def main(
         "num_processes": trainer.accelerator.num_processes,
         "wrapper": type(trainer.model_wrapped).__name__,
     }
-    results["timings"] = {**timings, "total_s": time.perf_counter() - t_start}
+    timings["total_s"] = time.perf_counter() - t_start
 
     # ---- Finish ----
     tokenizer.save_pretrained(out_dir)
@@ -213,8 +220,12 @@ def main(
     finish_run(
         out_dir,
         metrics=results,
+        tables={"results": results["table"]},
+        timings=timings,
+        tokens=results["training"]["tokens_seen_non_padding"],
         results_md=results_markdown(results),
         predictions=predictions,
+        prediction_columns=PREDICTION_COLUMNS,
         log_history=trainer.state.log_history,
         card=card,
         card_metrics={"test": results["corrector"]},

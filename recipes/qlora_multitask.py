@@ -199,7 +199,10 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig) -> dict:
             merge_adapter(out, config.model_name_or_path, merged)
         finish_run(
             out,
-            metrics=summary,
+            metrics={key: value for key, value in summary.items() if key not in ("compute", "table", "validity")},
+            tables={"results": summary["table"], "compute": summary["compute"], "validity": summary["validity"]},
+            timings={"train_s": info["train_seconds"]},
+            tokens=info["train_tokens"],
             results_md=results_md,
             predictions=predictions,
             log_history=trainer.state.log_history,

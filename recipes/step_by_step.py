@@ -153,10 +153,8 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "global_steps": trainer.state.global_step,
         "train_loss": train_result.training_loss,
-        "train_wall_s": train_wall,
         "train_tokens": tokens,
         "train_tokens_per_s": tokens / max(train_wall, 1e-9),
-        "test_generation_s": test_wall,
         "lineage": data["lineage"],
         "distributed": distributed_record(trainer),
     }
@@ -186,11 +184,15 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
     done = finish_run(
         out,
         metrics=metrics,
+        tables={"results": rows},
+        timings={"train_s": train_wall, "test_generation_s": test_wall},
+        tokens=tokens,
         results_md=results_md,
         predictions=[
             {"id": row["id"], "input": row["input"], "gold": row["gold"], "prediction": pred, "correct": right}
             for row, pred, right in zip(test_rows, test_preds, correct)
         ],
+        prediction_columns={"input": "input", "prediction": "prediction", "reference": "gold", "facts": ["correct"]},
         log_history=trainer.state.log_history,
         config={"script_args": script_args, "training_args": training_args},
         card=card,

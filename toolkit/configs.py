@@ -17,6 +17,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import torch
+from trl import TrlParser
+
 logger = logging.getLogger(__name__)
 
 # Field names whose values are secrets: never written to saved configs, model cards or logs.
@@ -37,8 +40,6 @@ def is_secret_key(key: str) -> bool:
 
 def make_parser(dataclass_types: Iterable[type]):
     """Build a ``TrlParser`` (HfArgumentParser + ``--config`` YAML support) over ``dataclass_types``."""
-    from trl import TrlParser
-
     return TrlParser(list(dataclass_types))
 
 
@@ -48,9 +49,7 @@ def parse_args(dataclass_types: Iterable[type], args: list[str] | None = None) -
 
 
 def cuda_available() -> bool:
-    """True when a CUDA device is usable (imports torch lazily)."""
-    import torch
-
+    """True when a CUDA device is usable."""
     return torch.cuda.is_available()
 
 

@@ -18,6 +18,8 @@ import logging
 import os
 from collections.abc import Mapping
 
+import torch
+
 logger = logging.getLogger(__name__)
 
 #: Set by both of accelerate's launchers (simple and multi-process) in the child's environment.
@@ -36,12 +38,12 @@ def _positive_int(value: str | None, name: str) -> int | None:
     if value in (None, ""):
         return None
     try:
-        n = int(value)
+        count = int(value)
     except ValueError as exc:
         raise ValueError(f"{name}={value!r} is not an integer") from exc
-    if n < 1:
+    if count < 1:
         raise ValueError(f"{name}={value!r} must be >= 1")
-    return n
+    return count
 
 
 def resolve_num_threads(
@@ -81,8 +83,6 @@ def configure_threads(num_threads: int | None = None) -> int:
 
     Call it at the start of a run, before the first torch op. Returns the thread count used.
     """
-    import torch
-
     threads, reason = resolve_num_threads(num_threads)
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)

@@ -14,10 +14,25 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_api_part_prints_all_variants_and_the_cached_rerun():
     out = subprocess.run(
-        [sys.executable, "benchmarks/generation_throughput.py", "--skip_hf", "--n_prompts", "96",
-         "--concurrency", "16", "--latencies", "0.01", "--repeats", "1"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=True,
-    ).stdout  # fmt: skip
+        [
+            sys.executable,
+            "benchmarks/generation_throughput.py",
+            "--skip_hf",
+            "--n_prompts",
+            "96",
+            "--concurrency",
+            "16",
+            "--latencies",
+            "0.01",
+            "--repeats",
+            "1",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
     for label in (
         "plain AsyncOpenAI + semaphore (SDK default httpx)",
         "toolkit teacher+cache+engine (default, aiohttp)",

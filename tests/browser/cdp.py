@@ -28,10 +28,22 @@ SKIP_REASON = (
 )
 # Flags that work in a root container without a GPU or network.
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-extensions", "--disable-default-apps", "--mute-audio",
-    "--hide-scrollbars", "--window-size=1280,900", "--remote-debugging-port=0", "--remote-allow-origins=*",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--mute-audio",
+    "--hide-scrollbars",
+    "--window-size=1280,900",
+    "--remote-debugging-port=0",
+    "--remote-allow-origins=*",
+]
 MAX_SCREENSHOT_HEIGHT = 6000  # px: a long sample section would make a huge PNG
 
 
@@ -123,8 +135,10 @@ async def _inspect(page: Path, expressions: dict[str, str], screenshot: Path) ->
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         proc = subprocess.Popen(
             [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             port, path = _devtools_port(Path(profile), proc)
             async with (

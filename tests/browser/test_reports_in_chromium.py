@@ -75,13 +75,15 @@ def test_run_report_in_chromium(tmp_path):
         },
     )
     assert_clean(report)
-    v = report.values
-    assert v["result_rows"] == expected["n_results"] and v["best"] == [expected["best"]]
-    assert len(v["images"]) == len(expected["figures"])
-    assert all(w > 0 and h > 0 and shown_w > 0 and shown_h > 0 for w, h, shown_w, shown_h in v["images"]), v["images"]
-    assert v["sample_rows"] == expected["n_rows"] and v["diff_marks"] > 0
-    assert v["filtered"] == 1 and v["after_filter"] == expected["n_rows"]
-    assert v["stages"] == ["Teacher", "Data", "Student"] and v["command"]
+    values = report.values
+    assert values["result_rows"] == expected["n_results"] and values["best"] == [expected["best"]]
+    assert len(values["images"]) == len(expected["figures"])
+    assert all(w > 0 and h > 0 and shown_w > 0 and shown_h > 0 for w, h, shown_w, shown_h in values["images"]), values[
+        "images"
+    ]
+    assert values["sample_rows"] == expected["n_rows"] and values["diff_marks"] > 0
+    assert values["filtered"] == 1 and values["after_filter"] == expected["n_rows"]
+    assert values["stages"] == ["Teacher", "Data", "Student"] and values["command"]
     assert report.screenshot == run / "report_screenshot.png"
     width, height = png_size(report.screenshot)
     assert width >= 1000 and height > 900  # the whole page, not an empty viewport
@@ -104,12 +106,12 @@ def test_data_gen_report_in_chromium(fake_openai, tmp_path):
         },
     )
     assert_clean(report)
-    v = report.values
-    assert v["stat_rows"] == sum(not isinstance(x, (dict, list)) for x in on_disk.values())
-    assert v["failure_rows"] == summary["failed"] > 0 and v["sample_rows"] == summary["completed"] > 0
-    assert v["candidates"] == 3 * summary["completed"] and v["images"] == []
+    values = report.values
+    assert values["stat_rows"] == sum(not isinstance(x, (dict, list)) for x in on_disk.values())
+    assert values["failure_rows"] == summary["failed"] > 0 and values["sample_rows"] == summary["completed"] > 0
+    assert values["candidates"] == 3 * summary["completed"] and values["images"] == []
     failed_ids = {f["item_id"] for f in read_jsonl(out / "failures.jsonl")}
-    assert v["filtered"] == (0 if "s3" in failed_ids else 1)
-    assert v["stages"][:2] == ["Teacher", "Data"] and "Student" not in v["stages"]
+    assert values["filtered"] == (0 if "s3" in failed_ids else 1)
+    assert values["stages"][:2] == ["Teacher", "Data"] and "Student" not in values["stages"]
     width, height = png_size(out / "report_screenshot.png")
     assert width >= 1000 and height > 500

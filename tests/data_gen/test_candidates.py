@@ -34,11 +34,32 @@ def gec_file(tmp_path) -> Path:
 
 def _args(server, gec_file, out, cache, *extra):
     return [
-        "--backend", "openai", "--model", "fake", "--base_url", server.base_url, "--api_key", SECRET,
-        "--input_file", str(gec_file), "--output_dir", str(out), "--cache_path", str(cache),
-        "--input_template", "Sentence: {source}", "--output_template", "Corrected: {target}",
-        "--num_demos", "2", "--num_candidates", "4", "--progress", "false", *extra,
-    ]  # fmt: skip
+        "--backend",
+        "openai",
+        "--model",
+        "fake",
+        "--base_url",
+        server.base_url,
+        "--api_key",
+        SECRET,
+        "--input_file",
+        str(gec_file),
+        "--output_dir",
+        str(out),
+        "--cache_path",
+        str(cache),
+        "--input_template",
+        "Sentence: {source}",
+        "--output_template",
+        "Corrected: {target}",
+        "--num_demos",
+        "2",
+        "--num_candidates",
+        "4",
+        "--progress",
+        "false",
+        *extra,
+    ]
 
 
 def _run(args):
@@ -95,17 +116,19 @@ def test_dry_run_and_budget_abort_send_nothing(fake_openai, gec_file, tmp_path, 
 
 def test_shards_merge_in_original_order_and_failures_file(fake_openai, gec_file, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "c.sqlite"
-    for k in (1, 0):  # finishing order must not matter
-        _run(_args(fake_openai, gec_file, out, cache, "--num_shards", "2", "--shard_index", str(k)))
+    for shard in (1, 0):  # finishing order must not matter
+        _run(_args(fake_openai, gec_file, out, cache, "--num_shards", "2", "--shard_index", str(shard)))
     merged = _run(_args(fake_openai, gec_file, out, cache, "--num_shards", "2", "--merge", "true"))
     rows = read_jsonl(out / "data.jsonl")
     assert [r["id"] for r in rows] == [f"s{i}" for i in range(30)] and merged["completed"] == 30
     # Failures: every request fails -> recorded per item, nothing written as a row.
     fake_openai.set_faults(1.0, ("500",))
     fail_out = tmp_path / "fail"
-    s = _run(_args(fake_openai, gec_file, fail_out, tmp_path / "c2.sqlite", "--max_retries", "0", "--max_items", "3"))
+    summary = _run(
+        _args(fake_openai, gec_file, fail_out, tmp_path / "c2.sqlite", "--max_retries", "0", "--max_items", "3")
+    )
     failures = read_jsonl(fail_out / "failures.jsonl")
-    assert s["failed"] == 3 and [f["item_id"] for f in failures] == ["s0", "s1", "s2"]
+    assert summary["failed"] == 3 and [f["item_id"] for f in failures] == ["s0", "s1", "s2"]
     assert failures[0]["error_type"] == "InternalServerError" and failures[0]["attempts"] == 1
 
 

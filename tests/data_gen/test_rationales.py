@@ -28,22 +28,45 @@ def test_rationales_parse_failures_are_explicit(fake_openai, tmp_path):
     )
 
     def responder(prompt, index, seed, body):
-        i = int(prompt.rsplit("Q: ", 1)[1].split(" ", 1)[0])
-        if i % 4 == 0:
+        question = int(prompt.rsplit("Q: ", 1)[1].split(" ", 1)[0])
+        if question % 4 == 0:
             return " I am not sure about this one."  # no answer phrase -> parse failure
-        answer = i + 2 if i % 4 != 3 else i + 5  # every 4th (i % 4 == 3) is wrong
-        return f" {i} + 2 = {answer}. The answer is ({i} + {answer - i}).\n\nQ: next question"
+        answer = question + 2 if question % 4 != 3 else question + 5  # every 4th (question % 4 == 3) is wrong
+        return f" {question} + 2 = {answer}. The answer is ({question} + {answer - question}).\n\nQ: next question"
 
     fake_openai.responder = responder
     summary = _run(
         [
-            "--backend", "openai", "--model", "fake", "--base_url", fake_openai.base_url, "--api_key", "k",
-            "--input_file", str(inp), "--demo_dataset", str(demos), "--demo_split", "", "--num_demos", "1",
-            "--task", "svamp", "--input_template", "Q: {task_input}",
-            "--output_template", "A: {rationale} The answer is {teacher_label}.",
-            "--output_dir", str(tmp_path / "out"), "--cache_path", str(tmp_path / "c.sqlite"), "--progress", "false",
+            "--backend",
+            "openai",
+            "--model",
+            "fake",
+            "--base_url",
+            fake_openai.base_url,
+            "--api_key",
+            "k",
+            "--input_file",
+            str(inp),
+            "--demo_dataset",
+            str(demos),
+            "--demo_split",
+            "",
+            "--num_demos",
+            "1",
+            "--task",
+            "svamp",
+            "--input_template",
+            "Q: {task_input}",
+            "--output_template",
+            "A: {rationale} The answer is {teacher_label}.",
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--cache_path",
+            str(tmp_path / "c.sqlite"),
+            "--progress",
+            "false",
         ]
-    )  # fmt: skip
+    )
     rows = read_jsonl(tmp_path / "out" / "data.jsonl")
     assert len(rows) == 12
     bad = [r for r in rows if not r["parse_ok"]]

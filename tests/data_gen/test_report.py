@@ -37,15 +37,36 @@ def test_rationales_report_shows_parse_rate_and_labels(fake_openai, tmp_path):
     )
 
     def responder(prompt, index, seed, body):
-        i = int(prompt.rsplit("Q: ", 1)[1].split(" ", 1)[0])
-        return " not sure." if i % 4 == 0 else f" {i} + 2 = {i + 2}. The answer is {i + 2}."
+        question = int(prompt.rsplit("Q: ", 1)[1].split(" ", 1)[0])
+        return (
+            " not sure." if question % 4 == 0 else f" {question} + 2 = {question + 2}. The answer is {question + 2}."
+        )
 
     fake_openai.responder = responder
     args = [
-        "--backend", "openai", "--model", "fake", "--base_url", fake_openai.base_url, "--api_key", SECRET,
-        "--input_file", str(inp), "--num_demos", "0", "--task", "svamp", "--input_template", "Q: {task_input}",
-        "--output_dir", str(tmp_path / "out"), "--cache_path", str(tmp_path / "c.sqlite"), "--progress", "false",
-    ]  # fmt: skip
+        "--backend",
+        "openai",
+        "--model",
+        "fake",
+        "--base_url",
+        fake_openai.base_url,
+        "--api_key",
+        SECRET,
+        "--input_file",
+        str(inp),
+        "--num_demos",
+        "0",
+        "--task",
+        "svamp",
+        "--input_template",
+        "Q: {task_input}",
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--cache_path",
+        str(tmp_path / "c.sqlite"),
+        "--progress",
+        "false",
+    ]
     summary = rationales.main(*rationales.make_parser().parse_args_and_config(args))
     html = (tmp_path / "out" / "report.html").read_text()
     assert summary["parse_rate"] == 0.75 and '<div class="v">75.0%</div><div class="k">parse rate</div>' in html
@@ -55,8 +76,8 @@ def test_rationales_report_shows_parse_rate_and_labels(fake_openai, tmp_path):
 
 
 def test_shards_and_merge_each_write_a_report(fake_openai, tmp_path):
-    for k in (0, 1):
-        run_candidates_job(fake_openai, tmp_path, "--num_shards", "2", "--shard_index", str(k))
+    for shard in (0, 1):
+        run_candidates_job(fake_openai, tmp_path, "--num_shards", "2", "--shard_index", str(shard))
     summary, out = run_candidates_job(fake_openai, tmp_path, "--num_shards", "2", "--merge", "true")
     shards = sorted((out / "shards").glob("shard-*"))
     assert [(s / "report.html").read_text().count('class="sample-row"') for s in shards] == [6, 6]

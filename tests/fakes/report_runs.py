@@ -23,7 +23,7 @@ SECRET = "sk-report-SECRET-123456789"
 
 
 def make_gec_run_dir(run_dir: Path, n_rows: int = 8) -> dict:
-    """Write metrics.json, results.md, predictions.jsonl, training_curves.png, run_config.json and README.md.
+    """Write a run record (metrics.json), predictions.jsonl, training_curves.png, run_config.json and README.md.
 
     Returns what a report of the folder must show: result row count, best row, test row count, figure files
     (``learning_curve.png`` is drawn by the report from ``metrics.json``).
@@ -36,11 +36,20 @@ def make_gec_run_dir(run_dir: Path, n_rows: int = 8) -> dict:
     metrics = {
         "task": "jfleg",
         "task_type": "gec",
-        "table": RESULT_ROWS,
+        "tables": {"results": RESULT_ROWS},
+        "predictions": {
+            "path": "predictions.jsonl",
+            "rows": n_rows,
+            "columns": {
+                "input": "input",
+                "prediction": "prediction",
+                "references": "references",
+                "source": "baseline:source copy",
+            },
+        },
         "learning_curve": [{"step": 2, "gleu": 41.0, "bleu": 50.0}, {"step": 4, "gleu": 55.25, "bleu": 57.0}],
     }
     reporting.write_metrics(run_dir, metrics)
-    reporting.write_table(run_dir, RESULT_ROWS, columns=["method", "gleu", "bleu"])
     preds = []
     for i in range(n_rows):
         source = f"she go to school {i} ." if i else "she go to <b>school</b> & home ."
@@ -109,9 +118,30 @@ def run_candidates_job(fake_openai, tmp_path: Path, *extra: str) -> tuple[dict, 
     fake_openai.responder = responder
     out = tmp_path / "out"
     args = [
-        "--backend", "openai", "--model", "fake", "--base_url", fake_openai.base_url, "--api_key", SECRET,
-        "--input_file", str(src), "--output_dir", str(out), "--cache_path", str(tmp_path / "c.sqlite"),
-        "--input_template", "Sentence: {source}", "--output_template", "Corrected: {target}", "--num_demos", "1",
-        "--num_candidates", "3", "--progress", "false", *extra,
-    ]  # fmt: skip
+        "--backend",
+        "openai",
+        "--model",
+        "fake",
+        "--base_url",
+        fake_openai.base_url,
+        "--api_key",
+        SECRET,
+        "--input_file",
+        str(src),
+        "--output_dir",
+        str(out),
+        "--cache_path",
+        str(tmp_path / "c.sqlite"),
+        "--input_template",
+        "Sentence: {source}",
+        "--output_template",
+        "Corrected: {target}",
+        "--num_demos",
+        "1",
+        "--num_candidates",
+        "3",
+        "--progress",
+        "false",
+        *extra,
+    ]
     return candidates.main(*candidates.make_parser().parse_args_and_config(args)), out

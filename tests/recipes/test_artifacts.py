@@ -79,11 +79,19 @@ def test_every_recipe_writes_the_same_artifact_set(
     run = Path(tmp_path / "run")
 
     assert {a for a in ARTIFACTS if (run / a).is_file()} == set(ARTIFACTS)
-    assert _numbers(json.loads((run / "metrics.json").read_text())) > 0
+    record = json.loads((run / "metrics.json").read_text())
+    assert _numbers(record) > 0
     results = (run / "results.md").read_text()
     assert "| --- |" in results  # a markdown table
     predictions = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
     assert predictions and all(isinstance(p, dict) and p for p in predictions)
+    # The run record: the same four fields, named the same way, in every recipe.
+    assert record["predictions"]["path"] == "predictions.jsonl" and record["predictions"]["rows"] == len(predictions)
+    columns = record["predictions"].get("columns", {})
+    assert all(column in predictions[0] for role, column in columns.items() if role not in ("facts", "source"))
+    assert all(key.endswith("_s") for key in record["timings"]) and "total_s" in record["timings"]
+    assert {"wall_s", "cpu_s", "peak_rss_mb", "energy_wh"} <= set(record["compute"])
+    assert record["tables"]["results"] and all(isinstance(row, dict) for row in record["tables"]["results"])
     config = json.loads((run / "run_config.json").read_text())
     assert len(config) >= 1 and all(isinstance(v, dict) for v in config.values())
     card = (run / "README.md").read_text()

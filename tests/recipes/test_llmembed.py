@@ -70,11 +70,11 @@ def test_recipe_end_to_end_cache_and_push(toy_data, tiny_llama_dir, tiny_bert_di
     methods |= {"few_shot_prompt"}
     # Every row of a table is scored on the same test rows: the prompt covered the first 6 of 20 rows, so it is
     # not in the all-rows table, and a second table scores every method on those 6 rows.
-    assert {len({r["n_test"] for r in t["rows"]}) for t in metrics["tables"].values()} == {1}
-    assert {r["n_test"] for r in metrics["rows"]} == {20}
-    rows = {r["method"]: r for r in metrics["rows"]}
+    assert {len({r["n_test"] for r in table}) for table in metrics["tables"].values()} == {1}
+    assert {r["n_test"] for r in metrics["tables"]["results"]} == {20}
+    rows = {r["method"]: r for r in metrics["tables"]["results"]}
     assert set(rows) == methods - {"few_shot_prompt"}
-    subset = {r["method"]: r for r in metrics["tables"]["subset"]["rows"]}
+    subset = {r["method"]: r for r in metrics["tables"]["subset"]}
     assert set(subset) == methods and {r["n_test"] for r in subset.values()} == {6}
     assert 0 <= subset["few_shot_prompt"]["invalid"] <= 6
     assert metrics["sizes"] == {"train": 40, "val": 20, "test": 20}
@@ -129,7 +129,7 @@ def test_recipe_end_to_end_cache_and_push(toy_data, tiny_llama_dir, tiny_bert_di
     monkeypatch.setattr(embeddings, "load_backbone", boom)
     no_baselines = ["--run_encoder_baseline", "false", "--run_few_shot", "false"]
     again = _run(_args(toy_data, tmp_path / "run2", cache, tiny_llama_dir, tiny_bert_dir, *no_baselines))
-    rows2 = {r["method"]: r for r in again["rows"]}
+    rows2 = {r["method"]: r for r in again["tables"]["results"]}
     assert all(r["features_cached"] for r in rows2.values())
     # Same splits and seed -> the same head and predictions; the cached extraction cost is still charged.
     assert rows2["llmembed"]["accuracy"] == rows["llmembed"]["accuracy"]
@@ -216,8 +216,8 @@ def _dropout_free_bert(folder: Path) -> Path:
 
 def _quality(metrics: dict) -> dict:
     return {
-        name: [{column: row.get(column) for column in QUALITY_COLUMNS} for row in table["rows"]]
-        for name, table in metrics["tables"].items()
+        name: [{column: row.get(column) for column in QUALITY_COLUMNS} for row in rows]
+        for name, rows in metrics["tables"].items()
     }
 
 
@@ -245,7 +245,7 @@ def test_two_processes_score_the_same_rows_as_one(toy_data, tiny_llama_dir, tmp_
     assert [json.loads(row) for row in two_rows] == [json.loads(row) for row in one_rows]
     # The features were extracted afresh by the two ranks and equal one process's within float tolerance: the heads
     # trained on them follow the same validation curve and end with the same weights.
-    assert not any(row["features_cached"] for row in two["rows"] if "features_cached" in row)
+    assert not any(row["features_cached"] for row in two["tables"]["results"] if "features_cached" in row)
     for mine, theirs in zip(two["head_history"], one["head_history"], strict=True):
         assert mine["val_loss"] == pytest.approx(theirs["val_loss"], abs=1e-4)
     two_head, one_head = load_file(str(two_out / "model.safetensors")), load_file(str(one_out / "model.safetensors"))
@@ -258,9 +258,11 @@ def test_two_processes_score_the_same_rows_as_one(toy_data, tiny_llama_dir, tmp_
         toy_data, tmp_path / "cached", tmp_path / "cache2", tiny_llama_dir, bert, *extra, *no_baselines
     )
     cached = _launch_two_processes(cached_argv)
-    assert all(row["features_cached"] for row in cached["rows"])
-    heads = [row for row in _quality(two)["all"] if row["method"] in {r["method"] for r in cached["rows"]}]
-    assert _quality(cached)["all"] == heads
+    assert all(row["features_cached"] for row in cached["tables"]["results"])
+    heads = [
+        row for row in _quality(two)["results"] if row["method"] in {r["method"] for r in cached["tables"]["results"]}
+    ]
+    assert _quality(cached)["results"] == heads
 
 
 def _launch_two_processes(argv: list[str]) -> dict:

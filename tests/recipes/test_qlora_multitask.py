@@ -170,7 +170,7 @@ def test_qlora_multitask_end_to_end_4bit(tmp_path, tiny_llama_dir, tiny_bert_dir
     assert cells["news acc (snapped)"] == f"{news['topic_accuracy_snapped']:.4f}"
     # Compute per row, and per_model baselines visibly cost a multiple of the multi-task model.
     assert metrics["baseline_budget"] == {"mode": "per_model", "steps_per_model": None}
-    compute = {c["approach"]: c for c in metrics["compute"]}
+    compute = {c["approach"]: c for c in metrics["tables"]["compute"]}
     assert compute["multi-task"]["train steps"] == 3 and compute["multi-task"]["train tokens"] > 0
     assert compute["single-task LoRA (all)"]["models"] == 3 and compute["single-task LoRA (all)"]["train steps"] == 9
     assert compute["single-task LoRA (all)"]["CPU-s × multi-task"] > 1

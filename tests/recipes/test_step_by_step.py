@@ -270,7 +270,7 @@ def _fake_run(args, targs):
         "dev_accuracy": 0.5,
         "n_train": 20,
         "global_steps": 2,
-        "train_wall_s": 1.0,
+        "timings": {"train_s": 1.0, "test_generation_s": 0.5},
         "train_tokens_per_s": 9.0,
         "train_exclusions": {"kept_parse_failure": 0, "excluded_parse_failure": 1},
         "teacher_test": {"n_parsed": 0},

@@ -19,7 +19,7 @@ How references are combined:
   for bit.
 
 With ragged references each row draws among its own references (the official script assumes the same count
-everywhere). numpy is imported inside functions so ``import toolkit`` stays light.
+everywhere). :func:`toolkit.evaluation.metrics.gleu` is the corpus score built from these statistics.
 """
 
 from __future__ import annotations
@@ -30,15 +30,28 @@ from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 
+import numpy as np
+
 GLEU_ORDER = 4
 OFFICIAL_ITERATIONS = 500
 STATS_WIDTH = 2 + 2 * GLEU_ORDER
 
-__all__ = ["GLEU_ORDER", "OFFICIAL_ITERATIONS", "gleu", "gleu_from_stats", "official_draws", "reference_stats"]
+__all__ = [
+    "GLEU_ORDER",
+    "OFFICIAL_ITERATIONS",
+    "STATS_WIDTH",
+    "effective_iterations",
+    "gleu_from_stats",
+    "gleu_from_totals",
+    "official_draws",
+    "reference_stats",
+    "sampled_totals",
+    "sentence_stats",
+]
 
 
-def _ngrams(tokens: list[str], n: int) -> Counter:
-    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) + 1 - n))
+def _ngrams(tokens: list[str], order: int) -> Counter:
+    return Counter(tuple(tokens[i : i + order]) for i in range(len(tokens) + 1 - order))
 
 
 def sentence_stats(hyp: list[str], src: list[str], ref: list[str]) -> list[float]:
@@ -50,34 +63,34 @@ def sentence_stats(hyp: list[str], src: list[str], ref: list[str]) -> list[float
     ``d_n = max(len(hyp) + 1 - n, 0)``.
     """
     stats: list[float] = [len(hyp), len(ref)]
-    for n in range(1, GLEU_ORDER + 1):
-        h, s, r = _ngrams(hyp, n), _ngrams(src, n), _ngrams(ref, n)
-        s_not_r = Counter({g: c for g, c in s.items() if g not in r})
-        stats.append(max(sum((h & r).values()) - sum((h & s_not_r).values()), 0))
-        stats.append(max(len(hyp) + 1 - n, 0))
+    for order in range(1, GLEU_ORDER + 1):
+        hyp_ngrams = _ngrams(hyp, order)
+        ref_ngrams = _ngrams(ref, order)
+        source_not_ref = Counter({g: c for g, c in _ngrams(src, order).items() if g not in ref_ngrams})
+        matched = sum((hyp_ngrams & ref_ngrams).values()) - sum((hyp_ngrams & source_not_ref).values())
+        stats.append(max(matched, 0))
+        stats.append(max(len(hyp) + 1 - order, 0))
     return stats
 
 
 @lru_cache(maxsize=65536)
 def reference_stats(source: str, hyp: str, refs: tuple[str, ...]) -> tuple[tuple[float, ...], ...]:
     """Whitespace-tokenized :func:`sentence_stats` of ``hyp`` against each reference (cached: tables rescore rows)."""
-    h, s = hyp.split(), source.split()
-    return tuple(tuple(sentence_stats(h, s, r.split())) for r in refs)
+    hyp_tokens, source_tokens = hyp.split(), source.split()
+    return tuple(tuple(sentence_stats(hyp_tokens, source_tokens, ref.split())) for ref in refs)
 
 
 def gleu_from_stats(stats: Sequence[float]) -> float:
     """GLEU in [0, 1] from summed statistics (official ``GLEU.gleu`` without smoothing)."""
     if any(x == 0 for x in stats):
         return 0.0
-    c, r = stats[0], stats[1]
+    hyp_len, ref_len = stats[0], stats[1]
     log_prec = sum(math.log(m / d) for m, d in zip(stats[2::2], stats[3::2])) / GLEU_ORDER
-    return math.exp(min(0.0, 1.0 - r / c) + log_prec)
+    return math.exp(min(0.0, 1.0 - ref_len / hyp_len) + log_prec)
 
 
 def gleu_from_totals(totals):
     """Vectorised :func:`gleu_from_stats` over the rows of a ``(iterations, STATS_WIDTH)`` array, in [0, 1]."""
-    import numpy as np
-
     totals = np.asarray(totals, dtype=np.float64)
     zero = (totals == 0).any(axis=1)
     safe = np.where(totals == 0, 1.0, totals)
@@ -92,8 +105,6 @@ def official_draws(ref_counts: tuple[int, ...], num_iterations: int):
 
     Depends only on the number of references of each row, so one table's rows share one draw matrix.
     """
-    import numpy as np
-
     draws = np.empty((num_iterations, len(ref_counts)), dtype=np.int64)
     for it in range(num_iterations):
         rng = random.Random(it * 101)  # same stream as the script's random.seed(j * 101)
@@ -110,55 +121,9 @@ def effective_iterations(ref_counts: Sequence[int], num_iterations: int) -> int:
 
 def sampled_totals(per_ref: Sequence[Sequence[Sequence[float]]], draws):
     """Corpus statistics of every iteration: ``totals[it] = sum_i per_ref[i][draws[it, i]]`` (exact integer sums)."""
-    import numpy as np
-
     width = max(len(r) for r in per_ref)
     totals = np.zeros((draws.shape[0], STATS_WIDTH))
-    for j in range(width):  # one matrix product per reference slot instead of an (iterations, rows, 10) tensor
-        slot = np.array([r[j] if j < len(r) else [0.0] * STATS_WIDTH for r in per_ref], dtype=np.float64)
-        totals += (draws == j).astype(np.float64) @ slot
+    for ref_slot in range(width):  # one matrix product per reference slot, not an (iterations, rows, 10) tensor
+        slot = np.array([r[ref_slot] if ref_slot < len(r) else [0.0] * STATS_WIDTH for r in per_ref], dtype=np.float64)
+        totals += (draws == ref_slot).astype(np.float64) @ slot
     return totals
-
-
-def gleu(
-    sources: Sequence[str],
-    hyps: Sequence[str],
-    refs: Sequence[Sequence[str]],
-    *,
-    num_iterations: int | None = OFFICIAL_ITERATIONS,
-):
-    """Corpus GLEU on 0-100, by default exactly the official JFLEG ``gleu.py`` (see the module docstring).
-
-    Args:
-        sources: the uncorrected input sentences.
-        hyps: system corrections.
-        refs: per-row reference corrections (ragged allowed).
-        num_iterations: number of official random reference draws (default 500, the official setting); ``None``
-            for the deterministic expected-statistics variant.
-
-    Returns:
-        ``MetricResult("gleu", 100 * GLEU, signature)``; with sampling, ``details["std"]`` is the standard
-        deviation over iterations (0-100 scale) and ``details["iterations"]`` the number of draws.
-    """
-    import numpy as np
-
-    from toolkit.evaluation.metrics import MetricResult, _check_same_length, _normalize_refs
-
-    rows = _normalize_refs(refs)
-    _check_same_length(hyps, rows, "hypotheses and references")
-    _check_same_length(sources, hyps, "sources and hypotheses")
-    per_ref = [reference_stats(src, hyp, tuple(row)) for src, hyp, row in zip(sources, hyps, rows)]
-    counts = tuple(len(r) for r in rows)
-    nrefs = str(counts[0]) if len(set(counts)) == 1 else "var"
-    prefix = f"GLEU|nrefs:{nrefs}|n:{GLEU_ORDER}|tok:whitespace"
-    if num_iterations is None:
-        total = [0.0] * STATS_WIDTH
-        for stats in per_ref:
-            for j in range(STATS_WIDTH):
-                total[j] += sum(st[j] for st in stats) / len(stats)
-        return MetricResult("gleu", 100.0 * gleu_from_stats(total), f"{prefix}|refs:expected-stats", {"stats": total})
-    iterations = effective_iterations(counts, num_iterations)
-    scores = 100.0 * gleu_from_totals(sampled_totals(per_ref, official_draws(counts, iterations)))
-    signature = f"{prefix}|refs:sampled-{iterations}|seed:j*101"
-    details = {"std": float(np.std(scores)), "iterations": iterations}
-    return MetricResult("gleu", float(np.mean(scores)), signature, details)

@@ -11,8 +11,8 @@ before extracting n-grams and lengths, so a padded row is scored against exactly
 (the signature then says ``nrefs:var``). An empty string would NOT be dropped: sacrebleu would score
 against it as a real (empty) reference and it would affect BLEU's closest reference length.
 
-sacrebleu and rouge_score are imported inside the functions (``evaluate.load`` needs the Hub, so the
-libraries are called directly).
+sacrebleu and rouge_score are called directly (``evaluate.load`` needs the Hub). GLEU's statistics live in
+:mod:`toolkit.evaluation.gleu`; this module turns them into a :class:`MetricResult`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,23 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+from rouge_score import rouge_scorer
+from sacrebleu.metrics import BLEU, CHRF, TER
+from sacrebleu.metrics.base import Metric
 from seqeval.metrics.sequence_labeling import get_entities, precision_recall_fscore_support
+
+from toolkit.evaluation.gleu import (
+    GLEU_ORDER,
+    OFFICIAL_ITERATIONS,
+    STATS_WIDTH,
+    effective_iterations,
+    gleu_from_stats,
+    gleu_from_totals,
+    official_draws,
+    reference_stats,
+    sampled_totals,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,42 +67,59 @@ class MetricResult:
 # ----------------------------------------------------------------------------------------- helpers
 
 
-def _check_same_length(a: Sequence, b: Sequence, what: str = "predictions and references") -> None:
-    if len(a) != len(b):
-        raise ValueError(f"{what} differ in length: {len(a)} vs {len(b)}")
-    if len(a) == 0:
+def check_same_length(first: Sequence, second: Sequence, what: str = "predictions and references") -> None:
+    """Raise when two aligned sequences differ in length or are empty (``what`` names them in the message)."""
+    if len(first) != len(second):
+        raise ValueError(f"{what} differ in length: {len(first)} vs {len(second)}")
+    if len(first) == 0:
         raise ValueError(f"cannot score empty {what}")
 
 
-def _normalize_refs(refs: Sequence[str | Sequence[str]]) -> list[list[str]]:
+def normalize_refs(refs: Sequence[str | Sequence[str]]) -> list[list[str]]:
     """Per-row reference lists; a bare string row means one reference."""
     out = []
-    for i, row in enumerate(refs):
+    for index, row in enumerate(refs):
         row_list = [row] if isinstance(row, str) else list(row)
         if not row_list:
-            raise ValueError(f"row {i} has no reference")
+            raise ValueError(f"row {index} has no reference")
         if not all(isinstance(r, str) for r in row_list):
-            raise TypeError(f"row {i}: references must be strings, got {row_list!r}")
+            raise TypeError(f"row {index}: references must be strings, got {row_list!r}")
         out.append(row_list)
     return out
 
 
-def _ref_streams(refs: list[list[str]]) -> list[list[str | None]]:
+def ref_streams(refs: list[list[str]]) -> list[list[str | None]]:
     """Transpose per-row references into sacrebleu streams, padding ragged rows with ``None``."""
     width = max(len(r) for r in refs)
     return [[row[k] if k < len(row) else None for row in refs] for k in range(width)]
 
 
 def _sacrebleu_corpus(metric, key: str, hyps: Sequence[str], refs) -> MetricResult:
-    rows = _normalize_refs(refs)
-    _check_same_length(hyps, rows, "hypotheses and references")
-    score = metric.corpus_score(list(hyps), _ref_streams(rows))
+    rows = normalize_refs(refs)
+    check_same_length(hyps, rows, "hypotheses and references")
+    score = metric.corpus_score(list(hyps), ref_streams(rows))
     signature = f"{score.name}|{metric.get_signature()}"
     details: dict[str, Any] = {}
     for attr in ("precisions", "bp", "sys_len", "ref_len", "char_order", "word_order", "num_edits", "ref_length"):
         if hasattr(score, attr):
             details[attr] = getattr(score, attr)
     return MetricResult(key, float(score.score), signature, details)
+
+
+def sentence_statistics(metric: Metric, hyps: Sequence[str], refs: Sequence[str | Sequence[str]]) -> list[list]:
+    """sacrebleu's sufficient statistics of each hypothesis (one row each), as its corpus score sums them.
+
+    The one place that reaches into sacrebleu's statistics API (``_extract_corpus_statistics``, which sacrebleu's
+    own significance tests use): selections and bootstrap resampling add rows' statistics instead of rescoring text.
+    """
+    rows = normalize_refs(refs)
+    check_same_length(hyps, rows, "hypotheses and references")
+    return list(metric._extract_corpus_statistics(list(hyps), ref_streams(rows)))
+
+
+def score_from_statistics(metric: Metric, stats: Sequence[float]) -> float:
+    """The corpus score of summed :func:`sentence_statistics` (sacrebleu's ``_compute_score_from_stats``)."""
+    return float(metric._compute_score_from_stats(list(stats)).score)
 
 
 # ----------------------------------------------------------------------------------------- sacrebleu
@@ -100,37 +133,27 @@ def bleu(hyps: Sequence[str], refs: Sequence[Sequence[str]], **kwargs: Any) -> M
         refs: per-row reference lists (ragged allowed; a bare string is one reference).
         **kwargs: passed to ``sacrebleu.metrics.BLEU`` (``tokenize``, ``lowercase`` ...).
     """
-    from sacrebleu.metrics import BLEU
-
     return _sacrebleu_corpus(BLEU(**kwargs), "bleu", hyps, refs)
 
 
 def chrf(hyps: Sequence[str], refs: Sequence[Sequence[str]], **kwargs: Any) -> MetricResult:
     """Corpus chrF (sacrebleu; ``word_order=2`` gives chrF++). Arguments as in :func:`bleu`."""
-    from sacrebleu.metrics import CHRF
-
     return _sacrebleu_corpus(CHRF(**kwargs), "chrf", hyps, refs)
 
 
 def ter(hyps: Sequence[str], refs: Sequence[Sequence[str]], **kwargs: Any) -> MetricResult:
     """Corpus TER (sacrebleu; lower is better; case-insensitive by default). Arguments as in :func:`bleu`."""
-    from sacrebleu.metrics import TER
-
     return _sacrebleu_corpus(TER(**kwargs), "ter", hyps, refs)
 
 
 def sentence_bleu(hyp: str, refs: str | Sequence[str]) -> float:
     """Sentence BLEU (sacrebleu with effective order, so short sentences are not zeroed)."""
-    from sacrebleu.metrics import BLEU
-
-    return float(BLEU(effective_order=True).sentence_score(hyp, _normalize_refs([refs])[0]).score)
+    return float(BLEU(effective_order=True).sentence_score(hyp, normalize_refs([refs])[0]).score)
 
 
 def sentence_chrf(hyp: str, ref: str | Sequence[str]) -> float:
     """Sentence chrF (sacrebleu defaults: character 6-grams, beta 2); max over references when several."""
-    from sacrebleu.metrics import CHRF
-
-    return float(CHRF().sentence_score(hyp, _normalize_refs([ref])[0]).score)
+    return float(CHRF().sentence_score(hyp, normalize_refs([ref])[0]).score)
 
 
 # ----------------------------------------------------------------------------------------- GLEU
@@ -141,16 +164,39 @@ def gleu(
     hyps: Sequence[str],
     refs: Sequence[Sequence[str]],
     *,
-    num_iterations: int | None = 500,
+    num_iterations: int | None = OFFICIAL_ITERATIONS,
 ) -> MetricResult:
-    """JFLEG's corpus GLEU, 0-100: by default the official ``gleu.py`` (500 seeded reference draws).
+    """JFLEG's corpus GLEU on 0-100, by default exactly the official ``gleu.py`` (see :mod:`toolkit.evaluation.gleu`).
 
-    ``num_iterations=None`` gives the deterministic expected-statistics variant. Implementation and the exact
-    semantics: :mod:`toolkit.evaluation.gleu`.
+    Args:
+        sources: the uncorrected input sentences.
+        hyps: system corrections.
+        refs: per-row reference corrections (ragged allowed).
+        num_iterations: number of official random reference draws (default 500, the official setting); ``None``
+            for the deterministic expected-statistics variant.
+
+    Returns:
+        ``MetricResult("gleu", 100 * GLEU, signature)``; with sampling, ``details["std"]`` is the standard
+        deviation over iterations (0-100 scale) and ``details["iterations"]`` the number of draws.
     """
-    from toolkit.evaluation import gleu as _gleu
-
-    return _gleu.gleu(sources, hyps, refs, num_iterations=num_iterations)
+    rows = normalize_refs(refs)
+    check_same_length(hyps, rows, "hypotheses and references")
+    check_same_length(sources, hyps, "sources and hypotheses")
+    per_ref = [reference_stats(src, hyp, tuple(row)) for src, hyp, row in zip(sources, hyps, rows)]
+    counts = tuple(len(r) for r in rows)
+    nrefs = str(counts[0]) if len(set(counts)) == 1 else "var"
+    prefix = f"GLEU|nrefs:{nrefs}|n:{GLEU_ORDER}|tok:whitespace"
+    if num_iterations is None:
+        total = [0.0] * STATS_WIDTH
+        for stats in per_ref:
+            for column in range(STATS_WIDTH):
+                total[column] += sum(st[column] for st in stats) / len(stats)
+        return MetricResult("gleu", 100.0 * gleu_from_stats(total), f"{prefix}|refs:expected-stats", {"stats": total})
+    iterations = effective_iterations(counts, num_iterations)
+    scores = 100.0 * gleu_from_totals(sampled_totals(per_ref, official_draws(counts, iterations)))
+    signature = f"{prefix}|refs:sampled-{iterations}|seed:j*101"
+    details = {"std": float(np.std(scores)), "iterations": iterations}
+    return MetricResult("gleu", float(np.mean(scores)), signature, details)
 
 
 # ----------------------------------------------------------------------------------------- ROUGE
@@ -166,17 +212,15 @@ def rouge(hyps: Sequence[str], refs: Sequence[str | Sequence[str]], *, use_stemm
     Returns:
         ``{"rouge1": ..., "rouge2": ..., "rougeL": ...}``.
     """
-    from rouge_score import rouge_scorer
-
-    rows = _normalize_refs(refs)
-    _check_same_length(hyps, rows, "hypotheses and references")
+    rows = normalize_refs(refs)
+    check_same_length(hyps, rows, "hypotheses and references")
     keys = ("rouge1", "rouge2", "rougeL")
     scorer = rouge_scorer.RougeScorer(list(keys), use_stemmer=use_stemmer)
     totals = dict.fromkeys(keys, 0.0)
     for hyp, row in zip(hyps, rows):
         scores = scorer.score_multi(row, hyp)
-        for k in keys:
-            totals[k] += scores[k].fmeasure
+        for key in keys:
+            totals[key] += scores[key].fmeasure
     return {k: 100.0 * v / len(rows) for k, v in totals.items()}
 
 
@@ -185,7 +229,7 @@ def rouge(hyps: Sequence[str], refs: Sequence[str | Sequence[str]], *, use_stemm
 
 def accuracy(preds: Sequence[Hashable], golds: Sequence[Hashable]) -> float:
     """Fraction of rows where ``pred == gold``."""
-    _check_same_length(preds, golds)
+    check_same_length(preds, golds)
     return sum(p == g for p, g in zip(preds, golds)) / len(golds)
 
 
@@ -202,7 +246,7 @@ def macro_f1(preds: Sequence[Hashable], golds: Sequence[Hashable], labels: Seque
     Raises:
         ValueError: a gold label is not in ``labels``.
     """
-    _check_same_length(preds, golds)
+    check_same_length(preds, golds)
     classes = list(dict.fromkeys(golds)) if labels is None else list(dict.fromkeys(labels))
     class_set = set(classes)
     unknown = {g for g in golds if g not in class_set}
@@ -211,17 +255,17 @@ def macro_f1(preds: Sequence[Hashable], golds: Sequence[Hashable], labels: Seque
     tp: Counter = Counter()
     fp: Counter = Counter()
     fn: Counter = Counter()
-    for p, g in zip(preds, golds):
-        if p == g:
-            tp[g] += 1
+    for pred, gold in zip(preds, golds):
+        if pred == gold:
+            tp[gold] += 1
         else:
-            fn[g] += 1
-            if p in class_set:
-                fp[p] += 1
+            fn[gold] += 1
+            if pred in class_set:
+                fp[pred] += 1
     f1s = []
-    for c in classes:
-        denom = 2 * tp[c] + fp[c] + fn[c]
-        f1s.append(2 * tp[c] / denom if denom else 0.0)
+    for label in classes:
+        denom = 2 * tp[label] + fp[label] + fn[label]
+        f1s.append(2 * tp[label] / denom if denom else 0.0)
     return sum(f1s) / len(f1s)
 
 
@@ -235,11 +279,11 @@ def exact_match(preds: Sequence[str], golds: Sequence[str | Sequence[str]], *, i
 
     Whitespace is normalized (stripped, runs collapsed); ``ignore_case`` also lowercases.
     """
-    _check_same_length(preds, golds)
+    check_same_length(preds, golds)
     hits = 0
-    for p, g in zip(preds, golds):
-        accepted = [g] if isinstance(g, str) else list(g)
-        norm = _normalize_answer(p, ignore_case) if p is not None else None
+    for pred, gold in zip(preds, golds):
+        accepted = [gold] if isinstance(gold, str) else list(gold)
+        norm = _normalize_answer(pred, ignore_case) if pred is not None else None
         hits += norm is not None and any(norm == _normalize_answer(a, ignore_case) for a in accepted)
     return hits / len(golds)
 
@@ -283,30 +327,30 @@ def slot_f1(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[str
         "per_type": {type: {"precision", "recall", "f1", "n_pred", "n_gold", "n_correct"}}}``
         (fractions in [0, 1]; 0 where undefined).
     """
-    _check_same_length(pred_tags, gold_tags, "predicted and gold tag sequences")
+    check_same_length(pred_tags, gold_tags, "predicted and gold tag sequences")
     n_invalid = 0
     preds, golds = [], []
     counts = {"n_pred": Counter(), "n_gold": Counter(), "n_correct": Counter()}
     for pred, gold in zip(pred_tags, gold_tags):
         clean = []
-        for t in pred:
+        for tag in pred:
             try:
-                _split_tag(t)
-                clean.append(t)
+                _split_tag(tag)
+                clean.append(tag)
             except ValueError:
                 n_invalid += 1
                 clean.append("O")
-        n = max(len(clean), len(gold))
-        preds.append(clean + ["O"] * (n - len(clean)))
-        golds.append(list(gold) + ["O"] * (n - len(gold)))
+        length = max(len(clean), len(gold))
+        preds.append(clean + ["O"] * (length - len(clean)))
+        golds.append(list(gold) + ["O"] * (length - len(gold)))
         p_spans, g_spans = set(bio_spans(preds[-1])), set(bio_spans(golds[-1]))
         counts["n_pred"].update(s[0] for s in p_spans)
         counts["n_gold"].update(s[0] for s in g_spans)
         counts["n_correct"].update(s[0] for s in p_spans & g_spans)
     if n_invalid:
         logger.warning("slot_f1: %d predicted tags were not BIO and were read as 'O'", n_invalid)
-    p, r, f, _ = precision_recall_fscore_support(golds, preds, average="micro", zero_division=0)
-    result: dict[str, Any] = {"precision": float(p), "recall": float(r), "f1": float(f)}
+    precision, recall, f1, _ = precision_recall_fscore_support(golds, preds, average="micro", zero_division=0)
+    result: dict[str, Any] = {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
     result |= {key: sum(c.values()) for key, c in counts.items()}
     result["n_invalid_tags"] = n_invalid
     types = sorted(set(counts["n_pred"]) | set(counts["n_gold"]))

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import inspect
 
+from torch import nn
+
 
 def derives_own_positions(model) -> bool:
     """Whether ``model`` computes pad-aware positions itself (a position ``nn.Embedding`` with a ``padding_idx``)."""
-    from torch import nn
-
     return any(
         isinstance(module, nn.Embedding) and module.padding_idx is not None and "position" in name
         for name, module in model.named_modules()

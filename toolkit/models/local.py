@@ -87,9 +87,9 @@ def _wheel_file(spec: LocalModelSpec) -> Path:
         raise ImportError(
             f"The local model wheel '{spec.distribution}' is not installed. Install it with: {spec.install_cmd}"
         ) from err
-    for f in files or []:
-        if str(f).replace("\\", "/").endswith(spec.wheel_path):
-            path = Path(f.locate()).resolve()
+    for wheel_file in files or []:
+        if str(wheel_file).replace("\\", "/").endswith(spec.wheel_path):
+            path = Path(wheel_file.locate()).resolve()
             if path.exists():
                 return path
     raise FileNotFoundError(

@@ -224,11 +224,11 @@ def generate(
                     synced_gpus=synced_gpus,
                 )
                 n_prompt += int(batch["attention_mask"].sum())
-                for i, seq in zip(idx, out[:, 0 if is_seq2seq else width :].tolist()):
+                for row_index, seq in zip(idx, out[:, 0 if is_seq2seq else width :].tolist()):
                     if not is_seq2seq:  # cut at the end of the answer (what follows is padding)
                         seq = seq[: next((k for k, tok in enumerate(seq) if tok in stop), len(seq))]
                     n_gen += sum(tok not in stop for tok in seq)
-                    outputs[i] = tokenizer.decode(seq, skip_special_tokens=True).strip()
+                    outputs[row_index] = tokenizer.decode(seq, skip_special_tokens=True).strip()
     finally:
         model.train(was_training)
     if not return_stats:

@@ -1,8 +1,9 @@
 """Build ``report.html`` from the artifacts a recipe run or a data-gen job already wrote to disk.
 
-A run directory holds (each optional) ``results.md`` (one or more markdown tables), ``metrics.json``
-(``learning_curve``, ``lineage``, ``task_type``), ``predictions.jsonl``, PNG figures, ``run_config.json`` or
-``config.json`` and the model card ``README.md`` (its front matter carries the lineage). A data-gen output folder
+A run directory holds (each optional) ``metrics.json`` (the run record of :mod:`toolkit.run`: its ``tables`` and
+``predictions`` fields, ``learning_curve``, ``lineage``), the predictions file it names, PNG figures,
+``run_config.json`` or ``config.json`` and the model card ``README.md`` (its front matter carries the task and the
+lineage). The tables come from the record, never from ``results.md``. A data-gen output folder
 holds ``summary.json``, ``data.jsonl``, ``failures.jsonl``, ``config.json`` and ``README.md``.
 
 Both entry points log and return ``None`` when the report cannot be built (``strict=False``, the default): a report
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,15 +30,29 @@ from toolkit.tasks.readers import read_jsonl
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["parse_markdown_tables", "report_from_data_gen_dir", "report_from_run_dir", "samples_from_predictions"]
+__all__ = [
+    "MAIN_TABLE",
+    "PREDICTIONS_FILE",
+    "PREDICTION_ROLES",
+    "guess_prediction_columns",
+    "record_tables",
+    "report_from_data_gen_dir",
+    "report_from_run_dir",
+    "samples_from_predictions",
+]
+
+# The run record's names (toolkit.run imports this module, so they are spelled here rather than imported).
+MAIN_TABLE = "results"
+PREDICTIONS_FILE = "predictions.jsonl"
+# What the record's ``predictions.columns`` may name: the input, the student's output, the references (a list
+# column) or one reference, the text a GEC output is diffed against, and columns shown as row facts.
+PREDICTION_ROLES = ("input", "prediction", "references", "reference", "source", "facts")
 
 _INPUT_KEYS = ("input", "source", "text", "prompt", "mr", "question")
 _STUDENT_KEYS = ("prediction", "student", "output")
 _REF_KEYS = ("references", "reference", "gold", "target", "gold_tags", "label")
 _EXTRA_KEYS = ("correct", "valid", "parse_ok")
 _SKIP_KEYS = ("id", "row_index")
-_SPLIT_CELLS = re.compile(r"(?<!\\)\|")
-_SEPARATOR_ROW = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 
 
 def _read_json(path: Path) -> Any:
@@ -49,48 +63,17 @@ def _read_jsonl(path: Path) -> list[dict]:
     return read_jsonl(path) if path.is_file() else []
 
 
-def _cells(line: str) -> list[str]:
-    line = line.strip()
-    line = line[1:] if line.startswith("|") else line
-    line = line[:-1] if line.endswith("|") and not line.endswith("\\|") else line
-    return [c.strip().replace("\\|", "|") for c in _SPLIT_CELLS.split(line)]
-
-
-def parse_markdown_tables(text: str) -> list[ResultsTable]:
-    """Every GitHub markdown table in ``text`` as a :class:`ResultsTable`.
-
-    The closest heading above a table becomes its title; other text lines around it become its note, so
-    explanations written into ``results.md`` (which rows were scored, budgets) stay next to their table.
-    """
-    tables: list[ResultsTable] = []
-    title, text_lines, block = "Results", [], []
-
-    def flush_table() -> None:
-        nonlocal text_lines
-        if len(block) >= 2 and _SEPARATOR_ROW.match(block[1]):
-            header = _cells(block[0])
-            rows = [dict(zip(header, _cells(line))) for line in block[2:]]
-            tables.append(ResultsTable(rows=rows, columns=header, title=title, note=" ".join(text_lines)))
-            text_lines = []
-        else:
-            text_lines += block
-        block.clear()
-
-    for line in text.splitlines():
-        if line.lstrip().startswith("|"):
-            block.append(line)
-            continue
-        if block:
-            flush_table()
-        if line.startswith("#"):
-            title = line.lstrip("#").strip() or title
-        elif line.strip():
-            text_lines.append(line.strip())
-    if block:
-        flush_table()
-    if text_lines and tables:  # text after the last table explains it
-        tables[-1].note = " ".join(filter(None, [tables[-1].note, *text_lines]))
-    return tables
+def record_tables(metrics: Mapping[str, Any]) -> list[ResultsTable]:
+    """The run record's ``tables`` (``{name: [row dicts]}``, see :mod:`toolkit.run`) as report tables, main first."""
+    tables = metrics.get("tables")
+    if not isinstance(tables, Mapping):
+        return []
+    ordered = sorted(tables.items(), key=lambda item: item[0] != MAIN_TABLE)
+    return [
+        ResultsTable(rows=list(rows), title="Results" if name == MAIN_TABLE else name)
+        for name, rows in ordered
+        if isinstance(rows, list) and rows
+    ]
 
 
 def _first(row: Mapping, keys: tuple[str, ...], taken: set[str]) -> str | None:
@@ -101,70 +84,89 @@ def _pivot_long(rows: list[dict], max_samples: int, student_model: str) -> list[
     """Rows of one prediction per ``(model, task, test row)`` (multi-task recipe) -> one sample per test row."""
     seen: dict[tuple[str, str], int] = {}
     grouped: dict[tuple[int, str], dict] = {}
-    for r in rows:
-        model, task = str(r["model"]), str(r["task"])
-        i = seen[(model, task)] = seen.get((model, task), -1) + 1
-        sample = grouped.setdefault((i, task), {"id": f"{task} #{i + 1}", "outputs": {}, "extra": {"task": task}})
-        sample.setdefault("input", r.get("text") or (" ".join(r["tokens"]) if r.get("tokens") else None))
-        value = r.get("output", r.get("label", r.get("tags")))
+    for row in rows:
+        model, task = str(row["model"]), str(row["task"])
+        position = seen[(model, task)] = seen.get((model, task), -1) + 1
+        sample = grouped.setdefault(
+            (position, task), {"id": f"{task} #{position + 1}", "outputs": {}, "extra": {"task": task}}
+        )
+        sample.setdefault("input", row.get("text") or (" ".join(row["tokens"]) if row.get("tokens") else None))
+        value = row.get("output", row.get("label", row.get("tags")))
         if model == student_model:
             sample["student"], sample["student_name"] = value, model
         else:
             sample["outputs"][model] = value
-        gold = r.get("gold", r.get("gold_tags"))
+        gold = row.get("gold", row.get("gold_tags"))
         if gold is not None:
             sample.setdefault("references", [gold])
     samples = [grouped[k] for k in sorted(grouped)]  # row 1 of every task, then row 2...
-    for s in samples:
-        s["input"] = s.get("input") or "(input text not recorded in predictions.jsonl)"
+    for sample in samples:
+        sample["input"] = sample.get("input") or "(input text not recorded in predictions.jsonl)"
     return samples[:max_samples]
 
 
-def samples_from_predictions(rows: list[dict], max_samples: int = 50, student_model: str = "multitask") -> list[dict]:
-    """``predictions.jsonl`` rows of any recipe -> sample rows for :func:`toolkit.publishing.report_html.write_run_report`.
+def guess_prediction_columns(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Column roles of a predictions row whose run record does not name them (run directories written before it).
 
     The input is the first of ``input/source/text/prompt/mr/question``, the student's output the first of
-    ``prediction/student/output``, references the first of ``references/reference/gold/target/gold_tags/label``;
-    ``baseline:<name>`` columns and every other column are outputs shown side by side; ``correct`` / ``valid`` /
-    ``parse_ok`` are shown as row facts. Multi-task rows (one per model and task) are pivoted per test row.
+    ``prediction/student/output``, the references ``references`` (a list) or else the first of
+    ``reference/gold/target/gold_tags/label`` (one reference); ``correct`` / ``valid`` / ``parse_ok`` are facts.
+    """
+    taken: set[str] = set(_SKIP_KEYS)
+    roles: dict[str, Any] = {}
+    for role, keys in (("input", _INPUT_KEYS), ("prediction", _STUDENT_KEYS), ("reference", _REF_KEYS)):
+        key = _first(row, keys, taken)
+        if key is not None:
+            roles[role] = key
+            taken.add(key)
+    if roles.get("reference") == "references":
+        roles["references"] = roles.pop("reference")
+    source = next((key for key in ("source", "baseline:source copy") if key in row), None)
+    if source is not None:  # LMCor's source-copy baseline is the source
+        roles["source"] = source
+    roles["facts"] = [key for key in _EXTRA_KEYS if key in row]
+    return roles
+
+
+def _sample(row: Mapping[str, Any], roles: Mapping[str, Any]) -> dict[str, Any]:
+    """One report sample from one predictions row whose column roles are ``roles`` (see :data:`PREDICTION_ROLES`)."""
+    sample: dict[str, Any] = {"id": row.get("id"), "input": row.get(roles.get("input"), "(no input column)")}
+    source = row.get(roles["source"]) if roles.get("source") else None
+    if isinstance(source, str):
+        sample["source"] = source
+    if roles.get("prediction") in row:
+        sample["student"] = row[roles["prediction"]]
+    if roles.get("references") in row:
+        sample["references"] = list(row[roles["references"]])
+    elif roles.get("reference") in row:  # one reference, whatever its type (a label, a tag list)
+        sample["references"] = [row[roles["reference"]]]
+    facts = list(roles.get("facts", ()))
+    sample["extra"] = {key: row[key] for key in facts if key in row}
+    shown = {*_SKIP_KEYS, *facts, *(roles.get(role) for role in ("input", "prediction", "references", "reference"))}
+    sample["outputs"] = {key.removeprefix("baseline:"): value for key, value in row.items() if key not in shown}
+    return sample
+
+
+def samples_from_predictions(
+    rows: list[dict],
+    max_samples: int = 50,
+    student_model: str = "multitask",
+    columns: Mapping[str, Any] | None = None,
+) -> list[dict]:
+    """``predictions.jsonl`` rows -> sample rows for :func:`toolkit.publishing.report_html.write_run_report`.
+
+    Args:
+        rows: The predictions.
+        max_samples: Rows kept.
+        student_model: Long format (one row per model, task and test row; pivoted per test row): the model whose
+            output is the student's.
+        columns: Which column holds what (the run record's ``predictions.columns``, :data:`PREDICTION_ROLES`);
+            ``None`` falls back to :func:`guess_prediction_columns`. Every other column is an output shown side by
+            side (``baseline:<name>`` as ``<name>``).
     """
     if rows and "model" in rows[0] and "task" in rows[0]:
         return _pivot_long(rows, max_samples, student_model)
-    samples = []
-    for r in rows[:max_samples]:
-        taken: set[str] = set(_SKIP_KEYS)
-        input_key = _first(r, _INPUT_KEYS, taken)
-        taken.add(input_key or "")
-        student_key = _first(r, _STUDENT_KEYS, taken)
-        taken.add(student_key or "")
-        ref_key = _first(r, _REF_KEYS, taken)
-        taken.add(ref_key or "")
-        sample: dict[str, Any] = {"id": r.get("id"), "input": r.get(input_key, "(no input column)")}
-        source = r.get("source", r.get("baseline:source copy"))  # LMCor's source-copy baseline is the source
-        if isinstance(source, str):
-            sample["source"] = source
-        if student_key:
-            sample["student"] = r[student_key]
-        if ref_key:  # only ``references`` holds several; a gold label / tag list is one reference
-            sample["references"] = r[ref_key] if ref_key == "references" else [r[ref_key]]
-        sample["extra"] = {k: r[k] for k in _EXTRA_KEYS if k in r}
-        sample["outputs"] = {
-            k.removeprefix("baseline:"): v for k, v in r.items() if k not in taken and k not in _EXTRA_KEYS
-        }
-        samples.append(sample)
-    return samples
-
-
-def _find_key(obj: Any, key: str) -> Any:
-    """The first value stored under ``key`` anywhere in nested dicts (breadth first)."""
-    queue = [obj]
-    while queue:
-        current = queue.pop(0)
-        if isinstance(current, Mapping):
-            if isinstance(current.get(key), Mapping):
-                return current[key]
-            queue += [v for v in current.values() if isinstance(v, Mapping)]
-    return None
+    return [_sample(row, columns or guess_prediction_columns(row)) for row in rows[:max_samples]]
 
 
 def _card(run_dir: Path) -> tuple[str | None, dict]:
@@ -198,11 +200,6 @@ def _learning_curve_png(run_dir: Path, metrics: Mapping) -> Path | None:
     return plot_xy(points, "step", "value", "metric", run_dir / "learning_curve.png", title="learning curve (test)")
 
 
-def _is_gec(metrics: Mapping, config: Mapping) -> bool:
-    facts = json.dumps([metrics.get("task_type"), metrics.get("task"), _find_key(config, "script")], default=str)
-    return bool(re.search(r"\bgec\b|jfleg", facts, re.I))
-
-
 def report_from_run_dir(
     run_dir: str | os.PathLike, *, max_samples: int = 50, strict: bool = False, **overrides: Any
 ) -> Path | None:
@@ -226,14 +223,14 @@ def report_from_run_dir(
         about = card_meta.get("distill_toolkit") if isinstance(card_meta.get("distill_toolkit"), Mapping) else {}
         if card_title and about.get("recipe"):
             card_title = f"{about['recipe']} · {about.get('task', '')}: {card_title}"
-        results_md = run_dir / "results.md"
-        tables = parse_markdown_tables(results_md.read_text(encoding="utf-8")) if results_md.is_file() else []
+        tables = record_tables(metrics)
         learning = _learning_curve_png(run_dir, metrics)
         images = [p for p in sorted(run_dir.glob("*.png")) if not p.name.startswith("report")]
         images.sort(key=lambda p: p.name != "training_curves.png")  # the main curves first
-        predictions = _read_jsonl(run_dir / "predictions.jsonl")
-        samples = samples_from_predictions(predictions, max_samples)
-        lineage = dict(_find_key(metrics, "lineage") or _find_key(card_meta, "lineage") or {})
+        record_predictions = metrics.get("predictions") or {}
+        predictions = _read_jsonl(run_dir / record_predictions.get("path", PREDICTIONS_FILE))
+        samples = samples_from_predictions(predictions, max_samples, columns=record_predictions.get("columns"))
+        lineage = dict(metrics.get("lineage") or about.get("lineage") or {})
         lineage.setdefault("output_dir", str(run_dir))
         kwargs: dict[str, Any] = {
             "title": card_title or f"Run report: {run_dir.name}",
@@ -241,7 +238,7 @@ def report_from_run_dir(
             "images": images,
             "samples": samples,
             "total_rows": len(predictions),
-            "diff": _is_gec(metrics, config) and any("source" in s for s in samples),
+            "diff": about.get("task") == "gec" and any("source" in s for s in samples),
             "lineage": lineage,
             "config": config,
         }

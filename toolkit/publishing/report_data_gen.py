@@ -28,15 +28,34 @@ __all__ = ["write_data_gen_report"]
 
 # Columns a data-gen job adds; everything else in a row is the job's input.
 _GENERATED = (
-    "candidates", "candidate_kinds", "sample_indices", "finish_reasons", "rationale", "teacher_label", "parse_ok",
+    "candidates",
+    "candidate_kinds",
+    "sample_indices",
+    "finish_reasons",
+    "rationale",
+    "teacher_label",
+    "parse_ok",
     "teacher_completion",
-)  # fmt: skip
+)
 _LINEAGE_COLUMNS = ("teacher_id", "template_hash", "sampling", "usage", "sample_index", "row_index")
 _HEADLINE = (
-    "items", "completed", "failed", "pending", "rows_written", "parse_rate", "parse_failures", "cost_usd",
-    "estimated_cost_usd", "prompt_tokens", "completion_tokens", "requests_sent", "cached_samples", "new_samples",
-    "elapsed_s", "stopped_reason",
-)  # fmt: skip
+    "items",
+    "completed",
+    "failed",
+    "pending",
+    "rows_written",
+    "parse_rate",
+    "parse_failures",
+    "cost_usd",
+    "estimated_cost_usd",
+    "prompt_tokens",
+    "completion_tokens",
+    "requests_sent",
+    "cached_samples",
+    "new_samples",
+    "elapsed_s",
+    "stopped_reason",
+)
 
 
 def _gen_sample(row: Mapping, label_column: str | None) -> dict:
@@ -44,10 +63,11 @@ def _gen_sample(row: Mapping, label_column: str | None) -> dict:
     source = row.get("source") if isinstance(row.get("source"), str) else None
     outputs = []
     kinds, finish = row.get("candidate_kinds") or [], row.get("finish_reasons") or []
-    for i, cand in enumerate(row.get("candidates") or []):
-        name = f"#{i + 1} {kinds[i] if i < len(kinds) else 'candidate'}"
-        if i < len(finish) and finish[i] not in (None, "stop"):  # "length": cut at max_tokens, worth seeing
-            name += f" ({finish[i]})"
+    for position, cand in enumerate(row.get("candidates") or []):
+        name = f"#{position + 1} {kinds[position] if position < len(kinds) else 'candidate'}"
+        reason = finish[position] if position < len(finish) else None
+        if reason not in (None, "stop"):  # "length": cut at max_tokens, worth seeing
+            name += f" ({reason})"
         out = {"name": name, "text": cell_text(cand), "kind": "candidate"}
         if source is not None:
             out["html"] = word_diff_html(source, out["text"])
@@ -56,8 +76,13 @@ def _gen_sample(row: Mapping, label_column: str | None) -> dict:
         gold = row.get(label_column) if label_column else None
         verdict = "parsed" if row.get("parse_ok") else "parse failure"
         outputs.append({"name": "rationale", "text": cell_text(row.get("rationale")), "kind": "rationale"})
-        outputs.append({"name": f"teacher label ({verdict})", "text": cell_text(row.get("teacher_label")),
-                        "kind": "student" if row.get("parse_ok") else "failure"})  # fmt: skip
+        outputs.append(
+            {
+                "name": f"teacher label ({verdict})",
+                "text": cell_text(row.get("teacher_label")),
+                "kind": "student" if row.get("parse_ok") else "failure",
+            }
+        )
         if gold is not None:
             outputs.append({"name": f"gold {label_column}", "text": cell_text(gold), "kind": "ref"})
         outputs.append({"name": "raw completion", "text": cell_text(row.get("teacher_completion")), "kind": "raw"})

@@ -140,16 +140,17 @@ def word_diff_html(source: str, text: str):
     Word-level (whitespace tokens) via :class:`difflib.SequenceMatcher`, the way GEC edits are read. Every piece is
     escaped before it is wrapped, so the result is safe to insert as markup.
     """
-    a, b = str(source).split(), str(text).split()
+    old_words = str(source).split()
+    new_words = str(text).split()
     parts = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old_words, b=new_words, autojunk=False).get_opcodes():
         if op == "equal":
-            parts.append(escape(" ".join(b[j1:j2])))
+            parts.append(escape(" ".join(new_words[j1:j2])))
             continue
         if op in ("delete", "replace"):
-            parts.append(Markup("<del>%s</del>") % " ".join(a[i1:i2]))
+            parts.append(Markup("<del>%s</del>") % " ".join(old_words[i1:i2]))
         if op in ("insert", "replace"):
-            parts.append(Markup("<ins>%s</ins>") % " ".join(b[j1:j2]))
+            parts.append(Markup("<ins>%s</ins>") % " ".join(new_words[j1:j2]))
     return Markup(" ").join(parts)
 
 

@@ -68,7 +68,7 @@ def redact_secrets(obj: Any) -> Any:
 
 
 def write_metrics(run_dir: str | os.PathLike, metrics: dict, name: str = "metrics.json") -> Path:
-    """Write ``metrics`` as pretty JSON with sorted keys into ``run_dir / name``.
+    """Write ``metrics`` as pretty JSON into ``run_dir / name``, keys in insertion order (table columns keep theirs).
 
     Floats are written as-is (no rounding: downstream tables decide the precision). Anything whose key looks
     like a secret is redacted (:func:`redact_secrets`), since recipes sometimes dump their config next to the
@@ -86,7 +86,7 @@ def write_metrics(run_dir: str | os.PathLike, metrics: dict, name: str = "metric
     path.parent.mkdir(parents=True, exist_ok=True)
     # Convert exotic scalars first so redact() sees plain Python values rather than str()-ing them.
     plain = json.loads(json.dumps(metrics, default=_json_default))
-    path.write_text(json.dumps(redact_secrets(plain), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(redact_secrets(plain), indent=2) + "\n", encoding="utf-8")
     logger.info("Wrote metrics to %s", path)
     return path
 
@@ -310,10 +310,17 @@ def plot_confusion_matrix(
     ax.set_ylabel("gold")
     if len(labels) <= 20:  # cell annotations become unreadable beyond that
         vmax = max((c for row in counts for c in row), default=0) or 1
-        for i, row in enumerate(counts):
-            for j, value in enumerate(row):
+        for gold_index, row in enumerate(counts):
+            for pred_index, value in enumerate(row):
                 text = f"{value:.2f}" if normalize else f"{int(value)}"
-                ax.text(j, i, text, ha="center", va="center", color="white" if value > vmax / 2 else "black")
+                ax.text(
+                    pred_index,
+                    gold_index,
+                    text,
+                    ha="center",
+                    va="center",
+                    color="white" if value > vmax / 2 else "black",
+                )
     ax.set_title(title or ("confusion matrix (row-normalised)" if normalize else "confusion matrix"))
     return _save(fig, path)
 

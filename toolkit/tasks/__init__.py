@@ -15,18 +15,9 @@ from typing import Any
 
 from datasets import DatasetDict
 
-from toolkit.tasks.base import DataFormatError, data_root, deterministic_split, load_local, read_lines
+from toolkit.tasks.local import load_local
 
-__all__ = [
-    "REGISTRY",
-    "DataFormatError",
-    "TaskSpec",
-    "data_root",
-    "deterministic_split",
-    "load",
-    "load_local",
-    "read_lines",
-]
+__all__ = ["REGISTRY", "TaskSpec", "load"]
 
 
 @dataclass(frozen=True)
@@ -111,8 +102,8 @@ def load(name: str, split: str | None = None, data_dir: str | os.PathLike | None
     loader = getattr(importlib.import_module(f"toolkit.tasks.{spec.module}"), spec.function)
     call_kwargs = {**spec.kwargs, **kwargs, "data_dir": data_dir}
 
-    def _one(s: str):
-        return loader(split=s, **call_kwargs) if spec.split_arg else loader(**call_kwargs)
+    def _one(split_name: str):
+        return loader(split=split_name, **call_kwargs) if spec.split_arg else loader(**call_kwargs)
 
     if split is None:
         return DatasetDict({s: _one(s) for s in spec.splits})

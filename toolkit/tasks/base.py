@@ -1,9 +1,8 @@
-"""The data root every real-data loader reads, and the shared plumbing of the loaders in one import.
+"""The data root every real-data loader reads.
 
-Every loader in :mod:`toolkit.tasks` reads the read-only data folder (``../shared/data`` next to the
-repository, or ``$TOOLKIT_DATA_DIR``) found by :func:`data_root`, through the strict readers of
-:mod:`toolkit.tasks.readers`; :func:`~toolkit.tasks.local.load_local` loads any local file or Hub id and
-:func:`~toolkit.tasks.splits.deterministic_split` is the one train/dev/test split. They are re-exported here.
+Every loader in :mod:`toolkit.tasks` reads the read-only data folder (the one holding ``jfleg/``,
+``wmt22_general/``, ``snips/`` ...) found by :func:`data_root`: a recipe's ``--data_dir``, else
+``$TOOLKIT_DATA_DIR``, else, in a source checkout only, ``../shared/data`` next to the repository.
 """
 
 from __future__ import annotations
@@ -11,46 +10,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from toolkit.tasks.local import load_local
-from toolkit.tasks.readers import (
-    DataFormatError,
-    read_aligned,
-    read_delimited,
-    read_delimited_numbered,
-    read_json_list,
-    read_jsonl,
-    read_jsonl_numbered,
-    read_lines,
-    require_file,
-)
-from toolkit.tasks.splits import deterministic_split
-
-__all__ = [
-    "DATA_DIR_ENV",
-    "DataFormatError",
-    "data_root",
-    "deterministic_split",
-    "load_local",
-    "read_aligned",
-    "read_delimited",
-    "read_delimited_numbered",
-    "read_json_list",
-    "read_jsonl",
-    "read_jsonl_numbered",
-    "read_lines",
-    "require_file",
-]
+__all__ = ["DATA_DIR_ENV", "data_root", "source_checkout_root"]
 
 DATA_DIR_ENV = "TOOLKIT_DATA_DIR"
-# <repo root> is the parent of the ``toolkit`` package directory; the shared data sits beside the repo.
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+# The directory holding the ``toolkit`` package: the repository root in a source checkout, site-packages otherwise.
+_PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+
+
+def source_checkout_root() -> Path | None:
+    """The repository root when the toolkit runs from a source checkout (``pyproject.toml`` beside the package)."""
+    return _PACKAGE_PARENT if (_PACKAGE_PARENT / "pyproject.toml").is_file() else None
 
 
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     """Locate the real-data root folder.
 
-    Resolution order: the explicit ``data_dir`` argument, else ``$TOOLKIT_DATA_DIR``, else
-    ``<repo root>/../shared/data`` (repo root = the parent of the ``toolkit`` package directory).
+    Resolution order: the explicit ``data_dir`` argument (a recipe's ``--data_dir``), else ``$TOOLKIT_DATA_DIR``,
+    else ``<repo>/../shared/data`` when running from a source checkout (an installed wheel has no default).
 
     Args:
         data_dir: Explicit data folder; wins over everything else.
@@ -59,18 +35,20 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
         The resolved folder.
 
     Raises:
-        FileNotFoundError: The chosen folder does not exist (the message says how to point at one).
+        FileNotFoundError: No folder was given, or the chosen one does not exist (the message names both ways to
+            point at one).
     """
+    how = f"pass --data_dir /path/to/data or set {DATA_DIR_ENV}=/path/to/data (the folder holding jfleg/, snips/ ...)"
+    repo = source_checkout_root()
     if data_dir is not None:
-        root, origin = Path(data_dir), "the data_dir argument"
+        root, origin = Path(data_dir), "--data_dir"
     elif os.environ.get(DATA_DIR_ENV):
         root, origin = Path(os.environ[DATA_DIR_ENV]), f"${DATA_DIR_ENV}"
+    elif repo is not None:
+        root, origin = repo.parent / "shared" / "data", "the source checkout's default <repo>/../shared/data"
     else:
-        root, origin = _REPO_ROOT.parent / "shared" / "data", "the default <repo>/../shared/data"
+        raise FileNotFoundError(f"No data root: {how}.")
     root = root.expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(
-            f"Data root {root} (from {origin}) does not exist. Set {DATA_DIR_ENV}=/path/to/data "
-            "(the folder holding jfleg/, wmt22_general/, snips/ ...) or pass data_dir=..."
-        )
+        raise FileNotFoundError(f"Data root {root} (from {origin}) does not exist: {how}.")
     return root

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from datasets import ClassLabel, Dataset, Features, Value
 
-from toolkit.tasks.base import DataFormatError, data_root, read_delimited_numbered, read_lines, require_file
+from toolkit.tasks.base import data_root
+from toolkit.tasks.readers import DataFormatError, read_delimited_numbered, read_lines, require_file
 
 logger = logging.getLogger(__name__)
 
@@ -198,8 +199,8 @@ def load_20newsgroups(
     with tarfile.open(tar_path, "r:gz") as tar:
         for member in tar:  # streaming: the gzip is decompressed once, front to back
             if member.isfile() and member.name in wanted:
-                f = tar.extractfile(member)
-                posts[member.name] = f.read().decode("latin-1") if f is not None else ""
+                member_file = tar.extractfile(member)
+                posts[member.name] = member_file.read().decode("latin-1") if member_file is not None else ""
     missing = [m for m in wanted if m not in posts]
     if missing:
         raise DataFormatError(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolkit.tasks import classification
-from toolkit.tasks.base import load_local
+from toolkit.tasks.local import load_local
 
 DATASETS = ("sst2", "ag_news", "r8", "20newsgroups")
 OFFICIAL_DEV = {"sst2": "dev"}  # loaders with an official validation split; the others carve it from train
@@ -76,10 +76,10 @@ def load_splits(args: DataArguments, seed: int):
     names = list(feat.names) if hasattr(feat, "names") else sorted({str(y) for ds in given for y in ds["label"]})
 
     def rows(ds, split):
-        f = ds.features["label"]
+        label_feature = ds.features["label"]
         ids = []
-        for y in ds["label"]:
-            name = f.names[y] if hasattr(f, "names") else str(y)
+        for label_id in ds["label"]:
+            name = label_feature.names[label_id] if hasattr(label_feature, "names") else str(label_id)
             if name not in names:
                 raise ValueError(f"{split} label {name!r} is not one of the training labels {names}")
             ids.append(names.index(name))
@@ -87,16 +87,16 @@ def load_splits(args: DataArguments, seed: int):
 
     pool, taken = train.shuffle(seed=seed), 0
 
-    def carve(n, split):
+    def carve(num_rows, split):
         nonlocal taken
-        part = pool.select(range(taken, min(taken + n, len(pool))))
+        part = pool.select(range(taken, min(taken + num_rows, len(pool))))
         taken += len(part)
         if split != "train":
             where[split] = f"carved from {where['train']}"
         return part
 
-    def sample(ds, n):
-        return ds.shuffle(seed=seed).select(range(min(n, len(ds))))
+    def sample(ds, num_rows):
+        return ds.shuffle(seed=seed).select(range(min(num_rows, len(ds))))
 
     test = carve(args.max_test_samples, "test") if test is None else sample(test, args.max_test_samples)
     dev = carve(args.val_size, "dev") if dev is None else sample(dev, args.val_size)

@@ -3,7 +3,7 @@
 The CSVs have one row per (MR, reference) pair; rows sharing an MR are that MR's multiple references.
 Loaders group them: one row per MR in first-seen order, with ``references: list[str]`` in file order.
 There is no E2E train split in the data folder; split dev with
-:func:`toolkit.tasks.base.deterministic_split` (one row per MR already keeps an MR's references together).
+:func:`toolkit.tasks.splits.deterministic_split` (one row per MR already keeps an MR's references together).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import re
 
 from datasets import Dataset
 
-from toolkit.tasks.base import DataFormatError, data_root, read_delimited_numbered
+from toolkit.tasks.base import data_root
+from toolkit.tasks.readers import DataFormatError, read_delimited_numbered
 
 E2E_FILES = {"dev": "devset.csv", "test": "testset_w_refs.csv"}
 _ATTRIBUTE = re.compile(r"\s*([^\[\],]+?)\s*\[([^\]]*)\]\s*")

@@ -1,7 +1,7 @@
 """Grammatical error correction: JFLEG (fluency-oriented GEC, 4 references per sentence).
 
 Only the JFLEG dev split (754 sentences) is in the data folder; there is no English GEC training split,
-so recipes split dev deterministically (:func:`toolkit.tasks.base.deterministic_split`).
+so recipes split dev deterministically (:func:`toolkit.tasks.splits.deterministic_split`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import os
 
 from datasets import Dataset
 
-from toolkit.tasks.base import data_root, read_aligned
+from toolkit.tasks.base import data_root
+from toolkit.tasks.readers import read_aligned
 
 JFLEG_SPLITS = ("dev",)
 N_JFLEG_REFS = 4
@@ -42,11 +43,11 @@ def load_jfleg(split: str = "dev", data_dir: str | os.PathLike | None = None, sp
     files = {"source": folder / src_name}
     files.update({f"ref{i}": folder / f"{split}.ref{i}" for i in range(N_JFLEG_REFS)})
     cols = read_aligned(files)
-    n = len(cols["source"])
+    num_rows = len(cols["source"])
     return Dataset.from_dict(
         {
-            "id": [f"jfleg-{split}-{i}" for i in range(n)],
+            "id": [f"jfleg-{split}-{i}" for i in range(num_rows)],
             "source": [s.strip() for s in cols["source"]],
-            "references": [[cols[f"ref{r}"][i].strip() for r in range(N_JFLEG_REFS)] for i in range(n)],
+            "references": [[cols[f"ref{r}"][i].strip() for r in range(N_JFLEG_REFS)] for i in range(num_rows)],
         }
     )

@@ -11,14 +11,9 @@ import re
 
 from datasets import Dataset, DatasetDict
 
-from toolkit.tasks.base import (
-    DataFormatError,
-    data_root,
-    deterministic_split,
-    read_aligned,
-    read_jsonl_numbered,
-    require_file,
-)
+from toolkit.tasks.base import data_root
+from toolkit.tasks.readers import DataFormatError, read_aligned, read_jsonl_numbered, require_file
+from toolkit.tasks.splits import deterministic_split
 
 SNIPS_SPLITS = ("train", "valid", "test")
 SLURP_SPLITS = ("devel",)
@@ -40,18 +35,20 @@ def load_snips(split: str = "train", data_dir: str | os.PathLike | None = None) 
     folder = data_root(data_dir) / "snips" / split
     cols = read_aligned({"seq_in": folder / "seq.in", "seq_out": folder / "seq.out", "label": folder / "label"})
     rows = []
-    for i, (words, tags, intent) in enumerate(zip(cols["seq_in"], cols["seq_out"], cols["label"])):
+    for row_index, (words, tags, intent) in enumerate(zip(cols["seq_in"], cols["seq_out"], cols["label"])):
         tokens, slot_tags = words.split(), tags.split()
         if len(tokens) != len(slot_tags):
             raise DataFormatError(
-                folder / "seq.out", i + 1, f"{len(slot_tags)} tags for {len(tokens)} tokens in {folder / 'seq.in'}"
+                folder / "seq.out",
+                row_index + 1,
+                f"{len(slot_tags)} tags for {len(tokens)} tokens in {folder / 'seq.in'}",
             )
-        _check_bio(slot_tags, folder / "seq.out", i + 1)
+        _check_bio(slot_tags, folder / "seq.out", row_index + 1)
         if not intent.strip():
-            raise DataFormatError(folder / "label", i + 1, "empty intent")
+            raise DataFormatError(folder / "label", row_index + 1, "empty intent")
         rows.append(
             {
-                "id": f"snips-{split}-{i}",
+                "id": f"snips-{split}-{row_index}",
                 "text": " ".join(tokens),
                 "tokens": tokens,
                 "slot_tags": slot_tags,
@@ -104,9 +101,9 @@ def spans_to_bio(annotation: str) -> tuple[list[str], list[str]]:
         raise ValueError(f"malformed span annotation (unbalanced or nested brackets): {annotation!r}")
     tokens, tags = [], []
     seen_spans: set[int] = set()
-    for m in re.finditer(r"\S+", plain):
-        spans = [o for o in owner[m.start() : m.end()] if o >= 0]
-        tokens.append(m.group(0))
+    for match in re.finditer(r"\S+", plain):
+        spans = [o for o in owner[match.start() : match.end()] if o >= 0]
+        tokens.append(match.group(0))
         if not spans:
             tags.append("O")
             continue
@@ -162,7 +159,7 @@ def split_slurp(
     """Deterministic train/dev/test split of SLURP's single split.
 
     Grouped by the lower-cased text, so an utterance repeated in the data never lands in two splits
-    (see :func:`toolkit.tasks.base.deterministic_split`).
+    (see :func:`toolkit.tasks.splits.deterministic_split`).
     """
     if "_group" in ds.column_names:
         raise ValueError("column '_group' is reserved by split_slurp")

@@ -71,13 +71,15 @@ def load_local(path_or_hub_id: str | os.PathLike, split: str | None = None) -> D
         if suffix == ".jsonl":
             return _rows_to_dataset(read_jsonl(path), path)
         if suffix == ".json":
-            with open(path, encoding="utf-8") as f:
-                head = f.read(4096).lstrip()
+            with open(path, encoding="utf-8") as handle:
+                head = handle.read(4096).lstrip()
             if head.startswith("["):
                 rows = read_json_list(path)
-                for i, row in enumerate(rows):
+                for item_index, row in enumerate(rows):
                     if not isinstance(row, dict):
-                        raise DataFormatError(path, None, f"list item {i} is a {type(row).__name__}, not an object")
+                        raise DataFormatError(
+                            path, None, f"list item {item_index} is a {type(row).__name__}, not an object"
+                        )
                 return _rows_to_dataset(rows, path)
             return _rows_to_dataset(read_jsonl(path), path)
         if suffix in (".csv", ".tsv"):

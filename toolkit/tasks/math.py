@@ -16,7 +16,8 @@ import re
 
 from datasets import Dataset
 
-from toolkit.tasks.base import DataFormatError, data_root, read_json_list, read_jsonl_numbered, require_file
+from toolkit.tasks.base import data_root
+from toolkit.tasks.readers import DataFormatError, read_json_list, read_jsonl_numbered, require_file
 
 SVAMP_PALM_SPLITS = ("train", "test")
 
@@ -86,19 +87,21 @@ def _eval_node(node: ast.AST, expr: str) -> float:
     raise ValueError(f"disallowed syntax {type(node).__name__} in {expr!r} (only numbers, + - * / and parentheses)")
 
 
-def numbers_match(a: float | str | None, b: float | str | None, rel_tol: float = 1e-4, abs_tol: float = 1e-4) -> bool:
+def numbers_match(
+    answer: float | str | None, expected: float | str | None, rel_tol: float = 1e-4, abs_tol: float = 1e-4
+) -> bool:
     """Whether two numeric answers agree.
 
-    Uses ``math.isclose(a, b, rel_tol=rel_tol, abs_tol=abs_tol)``: equal within 0.01 % of the larger
+    Uses ``math.isclose(answer, expected, rel_tol=rel_tol, abs_tol=abs_tol)``: equal within 0.01 % of the larger
     magnitude, or within 1e-4 absolutely (so ``0.3333`` matches ``1/3`` and ``1e-9`` matches ``0``). The
     tolerance absorbs float rounding of divisions like ``10 / 3`` while still separating answers that
     differ by one unit. Strings are parsed with :func:`parse_number`; ``None`` or unparsable input never
     matches.
     """
-    x, y = _to_float(a), _to_float(b)
-    if x is None or y is None:
+    answer_value, expected_value = _to_float(answer), _to_float(expected)
+    if answer_value is None or expected_value is None:
         return False
-    return _math.isclose(x, y, rel_tol=rel_tol, abs_tol=abs_tol)
+    return _math.isclose(answer_value, expected_value, rel_tol=rel_tol, abs_tol=abs_tol)
 
 
 def _to_float(value: float | str | None) -> float | None:
@@ -149,7 +152,7 @@ def load_svamp(
     Args:
         split: For ``source="palm"``: ``"train"`` (800) or ``"test"`` (200), the split used by Distilling
             step-by-step. For ``source="svamp"`` the file has no splits: pass ``None`` (all 1,000) and use
-            :func:`toolkit.tasks.base.deterministic_split`.
+            :func:`toolkit.tasks.splits.deterministic_split`.
         data_dir: Data root override.
         source: ``"palm"`` (``distill_step_by_step_palm/svamp/svamp_<split>.json``) or ``"svamp"``
             (the original ``svamp/SVAMP.json``).
@@ -168,13 +171,13 @@ def load_svamp(
         if split not in SVAMP_PALM_SPLITS:
             raise ValueError(f"SVAMP (palm) split must be one of {SVAMP_PALM_SPLITS}, got {split!r}")
         path = require_file(root / "distill_step_by_step_palm" / "svamp" / f"svamp_{split}.json")
-        for i, (lineno, raw) in enumerate(read_jsonl_numbered(path)):
+        for row_index, (lineno, raw) in enumerate(read_jsonl_numbered(path)):
             if "input" not in raw or "label" not in raw:
                 raise DataFormatError(path, lineno, "expected fields 'input' and 'label'")
             answer = _eval_equation(raw["label"], path, lineno)
             rows.append(
                 {
-                    "id": f"svamp-{split}-{i}",
+                    "id": f"svamp-{split}-{row_index}",
                     "question": raw["input"],
                     "equation": raw["label"],
                     "answer": answer,
@@ -185,24 +188,24 @@ def load_svamp(
         if split is not None:
             raise ValueError("SVAMP.json has no splits: pass split=None and use deterministic_split")
         path = require_file(root / "svamp" / "SVAMP.json")
-        for i, raw in enumerate(read_json_list(path)):
+        for item_index, raw in enumerate(read_json_list(path)):
             try:
                 body, question, equation = raw["Body"].strip(), raw["Question"].strip(), raw["Equation"]
             except (KeyError, TypeError, AttributeError):
-                raise DataFormatError(path, None, f"item {i}: expected Body, Question, Equation") from None
+                raise DataFormatError(path, None, f"item {item_index}: expected Body, Question, Equation") from None
             answer = _eval_equation(equation, path, None)
             if "Answer" in raw and not numbers_match(answer, raw["Answer"]):
                 # SVAMP.json has one such item (chal-680: 4 - 2 + 3 recorded as 1.0); the equation is right.
                 logger.warning(
                     "%s item %d: Equation gives %s but Answer is %s; using the equation",
                     path,
-                    i,
+                    item_index,
                     answer,
                     raw["Answer"],
                 )
             rows.append(
                 {
-                    "id": str(raw.get("ID", f"svamp-{i}")),
+                    "id": str(raw.get("ID", f"svamp-{item_index}")),
                     "question": f"{body}\n{question}",  # joined like the PaLM svamp files
                     "equation": equation,
                     "answer": answer,

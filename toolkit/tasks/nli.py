@@ -12,7 +12,8 @@ import os
 
 from datasets import Dataset
 
-from toolkit.tasks.base import DataFormatError, data_root, read_aligned, read_jsonl_numbered, require_file
+from toolkit.tasks.base import data_root
+from toolkit.tasks.readers import DataFormatError, read_aligned, read_jsonl_numbered, require_file
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 ESNLI_SPLITS = ("dev", "test")
@@ -55,14 +56,14 @@ def load_esnli(split: str = "dev", data_dir: str | os.PathLike | None = None, so
         names = ["s1", "s2", "labels", "preproc1_expl_1", "preproc1_expl_2", "preproc1_expl_3"]
         cols = read_aligned({n: folder / f"{n}.{esnli_split}" for n in names})
         label_path = folder / f"labels.{esnli_split}"
-        for i in range(len(cols["s1"])):
+        for row_index in range(len(cols["s1"])):
             rows.append(
                 {
-                    "id": f"esnli-{esnli_split}-{i}",
-                    "premise": cols["s1"][i].strip(),
-                    "hypothesis": cols["s2"][i].strip(),
-                    "label": nli_label_name(cols["labels"][i], label_path, i + 1),
-                    "explanations": [cols[f"preproc1_expl_{k}"][i].strip() for k in (1, 2, 3)],
+                    "id": f"esnli-{esnli_split}-{row_index}",
+                    "premise": cols["s1"][row_index].strip(),
+                    "hypothesis": cols["s2"][row_index].strip(),
+                    "label": nli_label_name(cols["labels"][row_index], label_path, row_index + 1),
+                    "explanations": [cols[f"preproc1_expl_{k}"][row_index].strip() for k in (1, 2, 3)],
                 }
             )
     elif source == "palm":

@@ -24,10 +24,11 @@ from typing import Any
 
 from datasets import Dataset, Value
 
-from toolkit.tasks.base import DataFormatError, data_root, read_json_list
-from toolkit.tasks.math import format_number, parse_number
-from toolkit.tasks.nli import NLI_LABELS, format_nli_input
-from toolkit.tasks.qa import CHOICE_LETTERS, format_cqa_input
+from toolkit.tasks.base import data_root
+from toolkit.tasks.math import format_number, load_svamp, parse_number
+from toolkit.tasks.nli import NLI_LABELS, format_nli_input, load_anli1, load_esnli
+from toolkit.tasks.qa import CHOICE_LETTERS, format_cqa_input, load_cqa
+from toolkit.tasks.readers import DataFormatError, read_json_list
 
 logger = logging.getLogger(__name__)
 
@@ -170,9 +171,9 @@ def read_completions(task: str, split: str, data_dir: str | os.PathLike | None =
     completions: list[str] = []
     for path in completion_files(task, split, data_dir):
         items = read_json_list(path)
-        for i, item in enumerate(items):
+        for item_index, item in enumerate(items):
             if not isinstance(item, str):
-                raise DataFormatError(path, None, f"item {i} is a {type(item).__name__}, expected a string")
+                raise DataFormatError(path, None, f"item {item_index} is a {type(item).__name__}, expected a string")
         completions.extend(items)
     return completions
 
@@ -180,19 +181,11 @@ def read_completions(task: str, split: str, data_dir: str | os.PathLike | None =
 def _load_inputs(task: str, split: str, data_dir) -> tuple[Dataset, Path]:
     root = data_root(data_dir) / "distill_step_by_step_palm" / task
     if task == "cqa":
-        from toolkit.tasks.qa import load_cqa
-
         return load_cqa(split, data_dir), root / f"cqa_{split}.json"
     if task == "svamp":
-        from toolkit.tasks.math import load_svamp
-
         return load_svamp(split, data_dir, source="palm"), root / f"svamp_{split}.json"
     if task == "anli1":
-        from toolkit.tasks.nli import load_anli1
-
         return load_anli1(split, data_dir), root / f"anli1_{split}.json"
-    from toolkit.tasks.nli import load_esnli
-
     return load_esnli(split, data_dir, source="palm"), root / f"esnli_{split}.json"
 
 

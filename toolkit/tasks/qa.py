@@ -11,7 +11,8 @@ import os
 
 from datasets import Dataset
 
-from toolkit.tasks.base import DataFormatError, data_root, read_jsonl_numbered, require_file
+from toolkit.tasks.base import data_root
+from toolkit.tasks.readers import DataFormatError, read_jsonl_numbered, require_file
 
 CQA_SPLITS = ("train", "test")
 CHOICE_LETTERS = "abcdefghij"

@@ -71,8 +71,8 @@ def read_lines(path: str | os.PathLike, encoding: str = "utf-8") -> list[str]:
         The lines, without terminators. An empty file gives ``[]``.
     """
     path = require_file(Path(path))
-    with open(path, encoding=encoding, newline="") as f:
-        text = f.read()
+    with open(path, encoding=encoding, newline="") as handle:
+        text = handle.read()
     if not text:
         return []
     lines = text.split("\n")
@@ -144,8 +144,8 @@ def read_json_list(path: str | os.PathLike, encoding: str = "utf-8") -> list[Any
     """Read a file holding one JSON list (e.g. the PaLM ``llm/<split>_CoT_<i>.json`` files)."""
     path = require_file(Path(path))
     try:
-        with open(path, encoding=encoding) as f:
-            obj = json.load(f)
+        with open(path, encoding=encoding) as handle:
+            obj = json.load(handle)
     except json.JSONDecodeError as e:
         raise DataFormatError(path, e.lineno, f"invalid JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(obj, list):
@@ -193,8 +193,8 @@ def read_delimited_numbered(
     """
     path = require_file(Path(path))
     rows: list[tuple[int, dict[str, str]]] = []
-    with open(path, encoding=encoding, newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
+    with open(path, encoding=encoding, newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
         names: list[str] | None = None if header is True else list(header)
         start_line = 1
         try:

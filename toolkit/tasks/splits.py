@@ -11,13 +11,13 @@ from datasets import Dataset, DatasetDict
 __all__ = ["deterministic_split"]
 
 
-def _resolve_size(size: int | float, n: int, name: str) -> int:
+def _resolve_size(size: int | float, num_rows: int, name: str) -> int:
     if isinstance(size, bool) or size < 0:
         raise ValueError(f"{name} must be a non-negative int (rows) or a float fraction in [0, 1), got {size!r}")
     if isinstance(size, float):
         if size >= 1:
             raise ValueError(f"{name} as a fraction must be < 1, got {size}")
-        return int(round(size * n))
+        return int(round(size * num_rows))
     return int(size)
 
 
@@ -53,33 +53,33 @@ def deterministic_split(
     Raises:
         ValueError: Bad sizes, sizes leaving no training rows, or an unknown column.
     """
-    n = len(ds)
-    n_dev = _resolve_size(dev_size, n, "dev_size")
-    n_test = _resolve_size(test_size, n, "test_size")
-    if n_dev + n_test >= n:
-        raise ValueError(f"dev_size + test_size = {n_dev + n_test} rows leaves no training rows out of {n}")
+    num_rows = len(ds)
+    n_dev = _resolve_size(dev_size, num_rows, "dev_size")
+    n_test = _resolve_size(test_size, num_rows, "test_size")
+    if n_dev + n_test >= num_rows:
+        raise ValueError(f"dev_size + test_size = {n_dev + n_test} rows leaves no training rows out of {num_rows}")
     if group_column is None:
-        units: list[list[int]] = [[i] for i in range(n)]
+        units: list[list[int]] = [[i] for i in range(num_rows)]
     else:
         if group_column not in ds.column_names:
             raise ValueError(f"group_column {group_column!r} not in columns {ds.column_names}")
         by_group: dict[Any, list[int]] = {}
-        for i, value in enumerate(ds[group_column]):
+        for row_index, value in enumerate(ds[group_column]):
             key = json.dumps(value, sort_keys=True, default=str)  # lists/dicts become hashable, stably
-            by_group.setdefault(key, []).append(i)
+            by_group.setdefault(key, []).append(row_index)
         units = list(by_group.values())
     random.Random(seed).shuffle(units)
 
     parts: dict[str, list[int]] = {"test": [], "dev": [], "train": []}
     targets = [("test", n_test), ("dev", n_dev)]
-    it = iter(units)
+    remaining = iter(units)
     for name, target in targets:
         while len(parts[name]) < target:
-            unit = next(it, None)
+            unit = next(remaining, None)
             if unit is None:
                 raise ValueError(f"group-aware split ran out of groups filling {name!r} (groups too large)")
             parts[name].extend(unit)
-    for unit in it:
+    for unit in remaining:
         parts["train"].extend(unit)
     if not parts["train"]:
         raise ValueError(f"group-aware split left no training rows (groups in {group_column!r} are too large)")

@@ -11,7 +11,8 @@ import os
 
 from datasets import Dataset, Features, List, Value
 
-from toolkit.tasks.base import data_root, read_aligned
+from toolkit.tasks.base import data_root
+from toolkit.tasks.readers import read_aligned
 
 WMT22_PAIRS = ("en-de", "de-en", "zh-en", "cs-en")
 _PREFIX = "generaltest2022"
@@ -68,14 +69,14 @@ def load_wmt22(pair: str = "en-de", data_dir: str | os.PathLike | None = None, s
         files[f"sys:{system}"] = root / "system-outputs" / f"{_PREFIX}.{pair}.hyp.{system}.{tgt_lang}"
     cols = read_aligned(files)
     norm = (lambda s: s.strip()) if strip else (lambda s: s)
-    n = len(cols["source"])
+    num_rows = len(cols["source"])
     return Dataset.from_dict(
         {
-            "id": [f"wmt22-{pair}-{i}" for i in range(n)],
+            "id": [f"wmt22-{pair}-{i}" for i in range(num_rows)],
             "source": [norm(s) for s in cols["source"]],
-            "references": [[norm(cols[f"ref{r}"][i]) for r in refs] for i in range(n)],
-            "candidates": [[norm(cols[f"sys:{s}"][i]) for s in systems] for i in range(n)],
-            "systems": [list(systems) for _ in range(n)],
+            "references": [[norm(cols[f"ref{r}"][i]) for r in refs] for i in range(num_rows)],
+            "candidates": [[norm(cols[f"sys:{s}"][i]) for s in systems] for i in range(num_rows)],
+            "systems": [list(systems) for _ in range(num_rows)],
         },
         # explicit features: a pair may have no systems, and empty lists would otherwise get a null type
         features=Features(

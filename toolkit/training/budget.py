@@ -1,4 +1,4 @@
-"""Training compute: measure it (steps, tokens, CPU-seconds) and split one step budget across baseline models.
+"""Training compute: count the tokens trained and split one step budget across baseline models.
 
 A multi-task model is one run; its single-task baselines are one run *per task* (two for a joint intent + slots
 task, the paper's two-model setup). Giving every baseline model the multi-task model's full step budget makes the
@@ -20,59 +20,18 @@ In both split modes the steps of all baseline models of one family sum exactly t
 from __future__ import annotations
 
 import math
-import os
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from toolkit.meter import Meter
 
 BASELINE_BUDGETS = ("per_model", "split_by_mixture", "split_evenly", "match_task_rows")
 
 __all__ = ["BASELINE_BUDGETS", "ComputeMeter", "baseline_steps", "model_parts", "split_step_budget", "tokens_trained"]
 
 
-class ComputeMeter:
-    """``with ComputeMeter() as m: ...`` then ``m.wall_s``, ``m.cpu_s`` (``time.process_time``: this process,
-    all threads; on a GPU run it is the host side only) and ``m.peak_rss_mb``.
-
-    The peak is sampled from ``/proc/self/statm`` every ``interval`` seconds while the block runs (the process-wide
-    ``ru_maxrss`` would carry an earlier model's peak into every later one); elsewhere it falls back to
-    ``ru_maxrss``.
-    """
-
-    def __init__(self, interval: float = 0.05):
-        self.interval = interval
-
-    def __enter__(self) -> ComputeMeter:
-        self._t, self._c = time.perf_counter(), time.process_time()
-        self.wall_s = self.cpu_s = 0.0
-        self.peak_rss_mb = _rss_mb()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak_rss_mb = max(self.peak_rss_mb, _rss_mb())
-
-    def __exit__(self, *exc) -> None:
-        self.wall_s = time.perf_counter() - self._t
-        self.cpu_s = time.process_time() - self._c
-        self._stop.set()
-        self._thread.join()
-        self.peak_rss_mb = max(self.peak_rss_mb, _rss_mb())
-
-
-def _rss_mb() -> float:
-    """Resident set size of this process in MB (``/proc``), or its lifetime peak where ``/proc`` is missing."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# The name training/sft.py and baselines/encoder.py use; it is the one meter of toolkit.meter.
+ComputeMeter = Meter
 
 
 def tokens_trained(lengths: Sequence[int], rows_seen: int) -> int:
@@ -92,12 +51,12 @@ def model_parts(splits: Sequence[Any]) -> list[tuple[str, str, str]]:
     A joint ``intent_slots`` entry ``snips:intent_slots`` becomes two models, ``snips:intent`` and ``snips:slots``.
     """
     parts = []
-    for sp in splits:
-        if sp.task == "intent_slots":
-            source = sp.name.rsplit(":", 1)[0]
-            parts += [(f"{source}:intent", "intent", sp.name), (f"{source}:slots", "slots", sp.name)]
+    for entry in splits:
+        if entry.task == "intent_slots":
+            source = entry.name.rsplit(":", 1)[0]
+            parts += [(f"{source}:intent", "intent", entry.name), (f"{source}:slots", "slots", entry.name)]
         else:
-            parts.append((sp.name, sp.task, sp.name))
+            parts.append((entry.name, entry.task, entry.name))
     return parts
 
 
@@ -122,8 +81,9 @@ def split_step_budget(total_steps: int, shares: Mapping[str, float]) -> dict[str
     exact = {n: spare * shares[n] / mass for n in names}
     steps = {n: 1 + math.floor(exact[n]) for n in names}
     left = total_steps - sum(steps.values())
-    for n in sorted(names, key=lambda n: (-(exact[n] - math.floor(exact[n])), names.index(n)))[:left]:
-        steps[n] += 1
+    largest_remainders = sorted(names, key=lambda n: (-(exact[n] - math.floor(exact[n])), names.index(n)))
+    for name in largest_remainders[:left]:
+        steps[name] += 1
     return steps
 
 

@@ -126,12 +126,12 @@ def tokenize_pairs(
     if eos is None:
         raise ValueError("the tokenizer has no eos token: the student could never learn to stop")
     features = []
-    for i, row in enumerate(rows):
+    for row_index, row in enumerate(rows):
         for key in (source_key, target_key):
             if key not in row or not isinstance(row[key], str):
-                raise ValueError(f"row {i}: missing or non-string column {key!r} (keys: {sorted(row)})")
+                raise ValueError(f"row {row_index}: missing or non-string column {key!r} (keys: {sorted(row)})")
         if not row[target_key].strip():
-            raise ValueError(f"row {i}: empty target")
+            raise ValueError(f"row {row_index}: empty target")
         if is_seq2seq:
             src = tokenizer(row[source_key], truncation=True, max_length=max_source_len)["input_ids"]
             tgt = tokenizer(text_target=row[target_key], truncation=True, max_length=max_target_len)["input_ids"]
@@ -173,10 +173,10 @@ class PairCollator:
     def _target_len(self, lengths: Sequence[int]) -> int:
         if self.pad_to is not None:
             return self.pad_to
-        n = max(lengths)
+        length = max(lengths)
         if self.pad_to_multiple_of:
-            n = int(math.ceil(n / self.pad_to_multiple_of) * self.pad_to_multiple_of)
-        return n
+            length = int(math.ceil(length / self.pad_to_multiple_of) * self.pad_to_multiple_of)
+        return length
 
     def _pad(self, seqs: Sequence[Sequence[int]], value: int, length: int) -> list[list[int]]:
         out = []
@@ -188,17 +188,17 @@ class PairCollator:
 
     def __call__(self, features: Sequence[Mapping[str, Sequence[int]]]) -> dict[str, Any]:
         ids = [f["input_ids"] for f in features]
-        n = self._target_len([len(x) for x in ids])
+        length = self._target_len([len(x) for x in ids])
         batch = {
-            "input_ids": torch.tensor(self._pad(ids, self.pad_token_id, n)),
-            "attention_mask": torch.tensor(self._pad([f["attention_mask"] for f in features], 0, n)),
+            "input_ids": torch.tensor(self._pad(ids, self.pad_token_id, length)),
+            "attention_mask": torch.tensor(self._pad([f["attention_mask"] for f in features], 0, length)),
         }
         if "labels" in features[0]:
             labels = [f["labels"] for f in features]
             # Seq2seq labels live on the decoder side and have their own length; causal labels align with inputs.
             aligned = all(len(lab) == len(x) for lab, x in zip(labels, ids))
-            m = n if aligned else self._target_len([len(lab) for lab in labels])
-            batch["labels"] = torch.tensor(self._pad(labels, IGNORE_INDEX, m))
+            label_length = length if aligned else self._target_len([len(lab) for lab in labels])
+            batch["labels"] = torch.tensor(self._pad(labels, IGNORE_INDEX, label_length))
         return batch
 
 

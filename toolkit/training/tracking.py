@@ -16,6 +16,8 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from transformers.trainer_utils import get_last_checkpoint
+
 logger = logging.getLogger(__name__)
 
 TENSORBOARD_INSTALL = 'pip install "distill-toolkit[tensorboard]"'
@@ -117,8 +119,6 @@ def resume_checkpoint(training_args) -> str | None:
     Raises:
         FileNotFoundError: no checkpoint to resume from.
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
     value = training_args.resume_from_checkpoint
     if value in (None, False, "", "false", "False", "no", "none"):
         return None

@@ -6,7 +6,6 @@ import collections
 
 import pytest
 
-from toolkit.tasks.base import DataFormatError
 from toolkit.tasks.classification import (
     load_20newsgroups,
     load_ag_news,
@@ -14,6 +13,7 @@ from toolkit.tasks.classification import (
     load_sst2,
     strip_newsgroup_header,
 )
+from toolkit.tasks.readers import DataFormatError
 
 
 @pytest.fixture(scope="session")

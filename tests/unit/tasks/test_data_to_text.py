@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from toolkit.tasks.base import DataFormatError
 from toolkit.tasks.data_to_text import load_e2e, parse_mr
+from toolkit.tasks.readers import DataFormatError
 
 
 def test_e2e_grouped_per_mr(data_root):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from toolkit.tasks.base import DataFormatError
 from toolkit.tasks.gec import load_jfleg
+from toolkit.tasks.readers import DataFormatError
 
 
 def test_jfleg(data_root):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from toolkit.tasks.base import DataFormatError
 from toolkit.tasks.intent_slot import load_slurp, load_snips, spans_to_bio, split_slurp
+from toolkit.tasks.readers import DataFormatError
 
 
 def test_spans_to_bio_hand_example():
@@ -62,13 +62,13 @@ def test_slurp(data_root):
 
 def test_slurp_split_is_grouped_and_stable(data_root):
     ds = load_slurp("devel")
-    a, b = split_slurp(ds), split_slurp(ds)
-    assert sum(len(v) for v in a.values()) == 2033
-    assert all(a[k]["id"] == b[k]["id"] for k in a)
-    texts = {k: {t.lower() for t in v["text"]} for k, v in a.items()}
+    first, second = split_slurp(ds), split_slurp(ds)
+    assert sum(len(v) for v in first.values()) == 2033
+    assert all(first[k]["id"] == second[k]["id"] for k in first)
+    texts = {k: {t.lower() for t in v["text"]} for k, v in first.items()}
     assert not (texts["train"] & texts["test"]) and not (texts["train"] & texts["dev"])
     assert not (texts["dev"] & texts["test"])
-    assert load_slurp("test")["id"] == a["test"]["id"]
+    assert load_slurp("test")["id"] == first["test"]["id"]
 
 
 def test_slurp_malformed_annotation_names_line(tmp_path):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from toolkit.tasks.base import DataFormatError
 from toolkit.tasks.nli import load_anli1, load_esnli
+from toolkit.tasks.readers import DataFormatError
 
 
 def test_esnli_both_sources_agree(data_root):

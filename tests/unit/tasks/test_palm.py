@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from toolkit.tasks.base import DataFormatError
 from toolkit.tasks.math import numbers_match
 from toolkit.tasks.palm import format_input, load_palm, parse_completion
+from toolkit.tasks.readers import DataFormatError
 
 logger = logging.getLogger(__name__)
 
@@ -34,20 +34,22 @@ def test_parse_cqa_cuts_continuation_and_maps_letter():
 
 
 def test_parse_svamp_and_nli():
-    r, lab = parse_completion(
+    rationale, lab = parse_completion(
         "svamp", "So 79 - 53 = 26. The answer is (79 - 53).\n\nQ: There are 120 students. The answer is (9)"
     )
-    assert (r, lab) == ("So 79 - 53 = 26.", "26")
+    assert (rationale, lab) == ("So 79 - 53 = 26.", "26")
     assert parse_completion("svamp", "So Ed lost more than 19 marbles.") == ("So Ed lost more than 19 marbles.", None)
     # "So the answer is" beats an earlier "The answer is"; ", so the answer is" is found case-insensitively
-    r, lab = parse_completion("anli1", "He was born in 1894. The answer is 71. So the answer is entailment.")
-    assert lab == "entailment" and r == "He was born in 1894. The answer is 71."
+    rationale, lab = parse_completion("anli1", "He was born in 1894. The answer is 71. So the answer is entailment.")
+    assert lab == "entailment" and rationale == "He was born in 1894. The answer is 71."
     assert parse_completion("anli1", "It was filmed in 1971, so the answer is contradiction.") == (
         "It was filmed in 1971",
         "contradiction",
     )
-    r, lab = parse_completion("esnli", "The man is on a scooter.\nAnswer: neutral\n\nPremise: A man.\nHypothesis: x")
-    assert (r, lab) == ("The man is on a scooter.", "neutral")
+    rationale, lab = parse_completion(
+        "esnli", "The man is on a scooter.\nAnswer: neutral\n\nPremise: A man.\nHypothesis: x"
+    )
+    assert (rationale, lab) == ("The man is on a scooter.", "neutral")
     assert parse_completion("esnli", "Answer: maybe")[1] is None
     with pytest.raises(ValueError, match="unknown PaLM task"):
         parse_completion("gsm8k", "The answer is 3.")
@@ -109,9 +111,9 @@ def test_palm_rows_checked_by_hand(data_root):
 def _fake_palm(root, n_inputs, completion_chunks):
     folder = root / "distill_step_by_step_palm" / "svamp"
     (folder / "llm").mkdir(parents=True)
-    with open(folder / "svamp_test.json", "w") as f:
+    with open(folder / "svamp_test.json", "w") as handle:
         for i in range(n_inputs):
-            f.write(json.dumps({"input": f"Problem {i}?", "label": f"( {i}.0 + 1.0 )"}) + "\n")
+            handle.write(json.dumps({"input": f"Problem {i}?", "label": f"( {i}.0 + 1.0 )"}) + "\n")
     for i, chunk in enumerate(completion_chunks):
         (folder / "llm" / f"test_CoT_{i}.json").write_text(json.dumps(chunk))
 

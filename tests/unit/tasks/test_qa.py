@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from toolkit.tasks.base import DataFormatError
 from toolkit.tasks.qa import load_cqa
+from toolkit.tasks.readers import DataFormatError
 
 
 def test_cqa(data_root):

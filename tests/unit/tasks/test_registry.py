@@ -50,8 +50,8 @@ def test_load_with_explicit_data_dir(tmp_path):
 
 
 def test_load_local_path_through_registry(tmp_path):
-    p = tmp_path / "mine.jsonl"
-    p.write_text('{"text": "hi", "label": 1}\n')
-    assert tasks.load(str(p)).to_list() == [{"text": "hi", "label": 1}]
+    path = tmp_path / "mine.jsonl"
+    path.write_text('{"text": "hi", "label": 1}\n')
+    assert tasks.load(str(path)).to_list() == [{"text": "hi", "label": 1}]
     with pytest.raises(TypeError, match="only apply to registered tasks"):
-        tasks.load(str(p), strip_headers=False)
+        tasks.load(str(path), strip_headers=False)

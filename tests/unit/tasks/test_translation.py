@@ -30,12 +30,12 @@ def test_wmt22_ende(data_root):
 
 
 @pytest.mark.parametrize(
-    ("pair", "n", "refs", "n_systems"),
+    ("pair", "num_rows", "refs", "n_systems"),
     [("de-en", 1984, 2, 9), ("zh-en", 1875, 2, 12), ("cs-en", 1448, 2, 11)],
 )
-def test_wmt22_into_english(data_root, pair, n, refs, n_systems):
+def test_wmt22_into_english(data_root, pair, num_rows, refs, n_systems):
     ds = load_wmt22(pair)
-    assert len(ds) == n and len(ds[0]["systems"]) == n_systems
+    assert len(ds) == num_rows and len(ds[0]["systems"]) == n_systems
     assert ds[0]["systems"] == sorted(ds[0]["systems"])
     assert all(len(c) == n_systems for c in ds["candidates"]) and all(len(r) == refs for r in ds["references"])
     src_lang = pair.split("-")[0]

@@ -24,7 +24,7 @@ from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF
 
 from toolkit.evaluation import gleu
-from toolkit.evaluation.metrics import sentence_chrf
+from toolkit.evaluation.metrics import score_from_statistics, sentence_chrf, sentence_statistics
 from toolkit.methods.lmcor.config import TASK_METRICS, TASK_TYPES
 from toolkit.methods.lmcor.formats import clean_text, pick_candidates
 from toolkit.methods.lmcor.scoring import prepare_hyps
@@ -105,22 +105,15 @@ def identity_lift(row: int, stats: Any) -> Any:
     return stats
 
 
-def reference_streams(refs: list[list[str]]) -> list[list[str | None]]:
-    """Per-row references as sacrebleu's reference streams, ragged rows padded with ``None``."""
-    width = max(len(row) for row in refs)
-    return [[row[index] if index < len(row) else None for row in refs] for index in range(width)]
-
-
 def sacrebleu_stats(metric: BLEU | CHRF, cands: list[list[str]], refs: list[list[str]]) -> CandidateStats:
     """Each candidate's sacrebleu sufficient statistics (the corpus score of a selection sums them)."""
     flat_hyps = [cand for row in cands for cand in row]
     flat_refs = [row_refs for row, row_refs in zip(cands, refs) for _ in row]
-    # sacrebleu has no public API for per-segment statistics; these two methods are what corpus_score runs.
-    flat = iter(metric._extract_corpus_statistics(flat_hyps, reference_streams(flat_refs)))
+    flat = iter(sentence_statistics(metric, flat_hyps, flat_refs))
     stats = [[np.asarray(next(flat)) for _ in row] for row in cands]
 
     def score(totals: Any) -> float:
-        return float(metric._compute_score_from_stats(totals.tolist()).score)
+        return score_from_statistics(metric, totals.tolist())
 
     return CandidateStats(stats, identity_lift, score)
 

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.tasks import REGISTRY, deterministic_split, load, load_local
+from toolkit.tasks import REGISTRY, load
+from toolkit.tasks.local import load_local
+from toolkit.tasks.splits import deterministic_split
 
 logger = logging.getLogger(__name__)
 

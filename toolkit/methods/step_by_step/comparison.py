@@ -143,7 +143,7 @@ def grid_rows(runs: list[dict], root: str, base_mode: str) -> list[dict]:
                 f"Δ vs {base_mode}": run["test_accuracy"] - base["test_accuracy"],
                 "wins/losses": "–" if run is base else f"{wins}/{losses}",
                 "McNemar p": None if run is base else mcnemar_p(wins, losses),
-                "train_s": run["train_wall_s"],
+                "train_s": run["timings"]["train_s"],
                 "tok/s": run["train_tokens_per_s"],
             }
         )

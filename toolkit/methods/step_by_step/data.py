@@ -28,7 +28,7 @@ from toolkit.methods.step_by_step.contamination import PALM_PREFIX, check_contam
 from toolkit.methods.step_by_step.scoring import TASKS, canonical_label, teacher_stats
 from toolkit.tasks import math as math_task
 from toolkit.tasks import palm
-from toolkit.tasks.base import load_local
+from toolkit.tasks.local import load_local
 
 logger = logging.getLogger(__name__)
 

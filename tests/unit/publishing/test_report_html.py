@@ -1,20 +1,16 @@
-"""toolkit.publishing.report_html / report_artifacts: self-contained pages, best row, GEC diff, samples, lineage, redaction."""
+"""toolkit.publishing.report_html: self-contained pages, best row, GEC diff, lineage, redaction."""
 
 from __future__ import annotations
 
-import json
 import re
-from html import unescape
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.report_runs import RESULT_ROWS, SECRET, make_gec_run_dir
-from toolkit.publishing import reporting
-from toolkit.publishing.report_artifacts import parse_markdown_tables, report_from_run_dir, samples_from_predictions
 from toolkit.publishing.report_html import ResultsTable, best_row_index, redact_argv, word_diff_html, write_run_report
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _offline(html: str) -> None:
@@ -59,9 +55,15 @@ def test_redact_argv_hides_secret_flag_values():
         "64",
     ]
     assert redact_argv(argv) == [
-        "recipes/lmcor.py", "--api_key", "<redacted>", "--hub_token=<redacted>", "--openai-api-key", "<redacted>",
-        "--max_tokens", "64",
-    ]  # fmt: skip
+        "recipes/lmcor.py",
+        "--api_key",
+        "<redacted>",
+        "--hub_token=<redacted>",
+        "--openai-api-key",
+        "<redacted>",
+        "--max_tokens",
+        "64",
+    ]
 
 
 def test_run_report_is_self_contained_marks_best_diffs_and_redacts(tmp_path, monkeypatch):
@@ -82,7 +84,7 @@ def test_run_report_is_self_contained_marks_best_diffs_and_redacts(tmp_path, mon
                 "student": f"she goes . {env_secret}",
                 "references": ["she goes ."],
             },
-        ],  # fmt: skip
+        ],
         diff=True,
         lineage={"teacher_id": "openai:gpt-4o-mini", "base_model": "t5-small", "extra": {"api_key": SECRET}},
         command=["recipes/lmcor.py", "--api_key", SECRET],
@@ -99,82 +101,6 @@ def test_run_report_is_self_contained_marks_best_diffs_and_redacts(tmp_path, mon
     assert best == ["LMCor corrector"]
     assert len(re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"', html)) == 1
     assert "<del>go &lt;script&gt;alert(1)&lt;/script&gt;</del> <ins>goes</ins>" in html  # diffed vs the input
-
-
-def test_report_from_run_dir_reads_every_artifact(tmp_path, monkeypatch):
-    run = tmp_path / "run"
-    info = make_gec_run_dir(run)
-    drawn, save = [], reporting._save
-
-    def capture(fig, path):  # the figure as drawn, before it is written and closed
-        drawn.append((fig, Path(path).name))
-        return save(fig, path)
-
-    monkeypatch.setattr(reporting, "_save", capture)
-    html = report_from_run_dir(run, strict=True).read_text()
-    _offline(html)
-    # learning_curve.png is drawn from metrics.json's learning_curve: one series per metric, against the step
-    ((fig, name),) = drawn
-    series = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in fig.axes[0].get_lines()}
-    assert name == "learning_curve.png" and series == {"bleu": ([2, 4], [50.0, 57.0]), "gleu": ([2, 4], [41.0, 55.25])}
-    files = re.findall(r'data-file="([^"]+)"', html)
-    assert sorted(files) == sorted(info["figures"])
-    assert html.index("Training and evaluation curves") < html.index("Learning curve")
-    assert "lmcor · gec: run" in html  # title from the model card
-    assert re.search(r'<tr class="best">\s*<td[^>]*>LMCor corrector<span class="badge">', html)
-    assert html.count('class="sample-row"') == info["n_rows"]
-    # GEC: outputs diffed against the source (LMCor's source-copy baseline); the markup-like source is escaped.
-    assert "she <del>go</del> <ins>goes</ins> to school 3 ." in html and "&lt;b&gt;school&lt;/b&gt;" in html
-    for fact in ("openai:gpt-4o-mini@api.openai.com", "runs/candidates-jfleg", "google/flan-t5-small", str(run)):
-        assert fact in html, fact  # lineage: teacher -> data -> student
-    assert SECRET not in html and '"learning_rate": 0.005' in unescape(html)  # the redacted run config
-    assert html.index('data-stage="Teacher"') < html.index('data-stage="Data"') < html.index('data-stage="Student"')
-
-
-def test_report_from_run_dir_never_fails_a_run(tmp_path, caplog):
-    (tmp_path / "metrics.json").write_text("{not json")
-    assert report_from_run_dir(tmp_path) is None and "could not write" in caplog.text
-    with pytest.raises(json.JSONDecodeError):
-        report_from_run_dir(tmp_path, strict=True)
-
-
-def test_parse_markdown_tables_titles_notes_and_pipes():
-    text = (
-        "# Tables\n\nAll rows score 40 test rows.\n\n## all rows\n| method | accuracy |\n| --- | --- |\n"
-        "| a \\| b | 0.5 |\n| c | 0.75 |\n\n## subset\n| method | accuracy | energy_wh |\n|---|---|---|\n"
-        "| a | 0.6 | 1 |\n\nEnergy in Wh.\n| not | a table |\n"
-    )
-    tables = parse_markdown_tables(text)
-    assert [t.title for t in tables] == ["all rows", "subset"]
-    assert tables[0].rows[0] == {"method": "a | b", "accuracy": "0.5"} and tables[0].best == 1
-    assert tables[0].note == "All rows score 40 test rows."
-    assert (
-        tables[1].metric == "accuracy"
-        and tables[1].best is None
-        and "Energy in Wh." in tables[1].note
-        and "| not |" in tables[1].note
-    )
-
-
-def test_samples_from_each_recipes_predictions():
-    sbs = samples_from_predictions([{"id": "1", "input": "q?", "gold": "4", "prediction": "5", "correct": False}])
-    assert sbs == [{"id": "1", "input": "q?", "student": "5", "references": ["4"], "extra": {"correct": False},
-                    "outputs": {}}]  # fmt: skip
-    emb = samples_from_predictions([{"text": "good film", "gold": "pos", "llmembed_mlp": "pos", "few_shot": "neg"}])
-    assert emb[0]["input"] == "good film" and emb[0]["outputs"] == {"llmembed_mlp": "pos", "few_shot": "neg"}
-    long = [
-        {"model": m, "task": t, "output": f"{m}-{t}-{i}", "gold": f"g{i}"}
-        for m in ("multitask", "single", "encoder")
-        for t in ("topic", "intent")
-        for i in range(3)
-    ]
-    pivot = samples_from_predictions(long, max_samples=4)
-    assert [s["id"] for s in pivot] == ["intent #1", "topic #1", "intent #2", "topic #2"]
-    assert pivot[1]["student"] == "multitask-topic-0" and pivot[1]["outputs"] == {
-        "single": "single-topic-0", "encoder": "encoder-topic-0"
-    } and pivot[1]["references"] == ["g0"]  # fmt: skip
-    tags = samples_from_predictions([{"model": "encoder", "task": "slots", "tags": ["O", "B-x"], "gold_tags": ["O"]}])
-    assert tags[0]["references"] == [["O"]]  # a tag list is one reference
 
 
 def test_templates_ship_as_package_data():

@@ -44,24 +44,26 @@ def test_causal_loss_only_on_target(llama, chat_template):
     feats = tokenize_pairs(
         ROWS, tok, is_seq2seq=False, max_source_len=64, max_target_len=32, chat_template=chat_template
     )
-    for row, f in zip(ROWS, feats):
+    for row, features in zip(ROWS, feats):
         prompt = encode_prompt(tok, row["source"], max_len=64, chat_template=chat_template)
-        assert f["input_ids"][: len(prompt)] == prompt
-        assert f["labels"][: len(prompt)] == [IGNORE_INDEX] * len(prompt)
-        target_ids = [t for t in f["labels"] if t != IGNORE_INDEX]
+        assert features["input_ids"][: len(prompt)] == prompt
+        assert features["labels"][: len(prompt)] == [IGNORE_INDEX] * len(prompt)
+        target_ids = [t for t in features["labels"] if t != IGNORE_INDEX]
         assert target_ids[-1] == tok.eos_token_id
         assert tok.decode(target_ids, skip_special_tokens=True).strip() == row["target"]
-        assert len(f["input_ids"]) == len(f["labels"]) == len(f["attention_mask"])
+        assert len(features["input_ids"]) == len(features["labels"]) == len(features["attention_mask"])
 
 
 def test_causal_truncation_keeps_template_and_eos(llama):
     _, tok, _ = llama
-    (f,) = tokenize_pairs(ROWS[2:], tok, is_seq2seq=False, max_source_len=3, max_target_len=2, chat_template=True)
+    (features,) = tokenize_pairs(
+        ROWS[2:], tok, is_seq2seq=False, max_source_len=3, max_target_len=2, chat_template=True
+    )
     prompt = encode_prompt(tok, ROWS[2]["source"], max_len=3, chat_template=True)
     # The assistant header survives truncation; the target is cut to 1 token + eos.
     assert tok.decode(prompt).endswith("<|im_start|>assistant\n")
-    assert [t for t in f["labels"] if t != IGNORE_INDEX][-1] == tok.eos_token_id
-    assert sum(t != IGNORE_INDEX for t in f["labels"]) == 2
+    assert [t for t in features["labels"] if t != IGNORE_INDEX][-1] == tok.eos_token_id
+    assert sum(t != IGNORE_INDEX for t in features["labels"]) == 2
 
 
 def test_seq2seq_features(t5):
@@ -87,15 +89,15 @@ def test_collator_dynamic_vs_fixed(llama, t5):
     batch = PairCollator(pad_token_id=tok.pad_token_id)(feats)
     assert batch["input_ids"].shape == (3, longest) == batch["labels"].shape
     shortest = min(range(3), key=lambda i: len(feats[i]["input_ids"]))
-    n = len(feats[shortest]["input_ids"])
-    assert (batch["labels"][shortest, n:] == IGNORE_INDEX).all()
-    assert (batch["input_ids"][shortest, n:] == tok.pad_token_id).all()
-    assert batch["attention_mask"][shortest].sum() == n
+    length = len(feats[shortest]["input_ids"])
+    assert (batch["labels"][shortest, length:] == IGNORE_INDEX).all()
+    assert (batch["input_ids"][shortest, length:] == tok.pad_token_id).all()
+    assert batch["attention_mask"][shortest].sum() == length
     fixed = PairCollator(pad_token_id=tok.pad_token_id, pad_to=128)(feats)
     assert fixed["input_ids"].shape == (3, 128)
     assert padding_stats(fixed)["real_tokens"] == padding_stats(batch)["real_tokens"]
     left = PairCollator(pad_token_id=tok.pad_token_id, padding_side="left")(feats)
-    assert (left["input_ids"][shortest, -n:] == batch["input_ids"][shortest, :n]).all()
+    assert (left["input_ids"][shortest, -length:] == batch["input_ids"][shortest, :length]).all()
     # Seq2seq: labels padded to their own (decoder) length.
     _, ttok, _ = t5
     sfeats = tokenize_pairs(ROWS, ttok, is_seq2seq=True, max_source_len=64, max_target_len=64)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from toolkit.methods.multitask import formats as mt
+from toolkit.methods.multitask import formats
 from toolkit.models.label_constraint import LabelTrie, label_paths
 
 LABELS = ["alarm_query", "alarm_set", "play_music", "weather_query", "comp.sys.ibm.pc.hardware"]
@@ -29,17 +29,19 @@ def test_trie_follows_paths_then_frees():
 def test_random_model_answers_only_with_labels(tiny, task):
     model, tok = tiny
     rows = [{"text": f"utterance {i}", "tokens": ["utterance", str(i)], "slot_tags": ["O", "O"]} for i in range(6)]
-    prompts = [mt.build_prompt(task, r) for r in rows]
-    free, _ = mt.generate_answers(model, tok, prompts, max_new_tokens=24, batch_size=3)
-    constrained, _ = mt.generate_answers(
+    prompts = [formats.build_prompt(task, r) for r in rows]
+    free, _ = formats.generate_answers(model, tok, prompts, max_new_tokens=24, batch_size=3)
+    constrained, _ = formats.generate_answers(
         model, tok, prompts, max_new_tokens=24, batch_size=3, task=task, labels=LABELS
     )
     field = "topic" if task == "topic" else "intent"
-    answers = [mt.parse_answer(t).get(field) for t in constrained]
+    answers = [formats.parse_answer(t).get(field) for t in constrained]
     assert all(a in LABELS for a in answers), constrained
-    assert not all(mt.parse_answer(t).get(field) in LABELS for t in free)  # the constraint is what made them valid
+    assert not all(
+        formats.parse_answer(t).get(field) in LABELS for t in free
+    )  # the constraint is what made them valid
     if task == "intent_slots":
-        assert all("slots" in mt.parse_answer(t) for t in constrained)
+        assert all("slots" in formats.parse_answer(t) for t in constrained)
 
 
 def test_paths_end_with_eos_for_single_field_tasks(tiny):

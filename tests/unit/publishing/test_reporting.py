@@ -20,7 +20,7 @@ def _assert_png(path):
     assert int.from_bytes(data[16:20], "big") > 0 and int.from_bytes(data[20:24], "big") > 0
 
 
-def test_write_metrics_sorted_floats_kept_and_redacted(tmp_path):
+def test_write_metrics_keeps_order_and_floats_and_redacts(tmp_path):
     metrics = {"b": 0.123456789, "a": {"acc": 1, "f1": 0.5}, "config": {"api_key": "sk-secret", "lr": 1e-4}}
     metrics["num_tokens"] = 4096  # TRL logs this: a count, not a secret
     path = reporting.write_metrics(tmp_path / "run", metrics)
@@ -32,8 +32,7 @@ def test_write_metrics_sorted_floats_kept_and_redacted(tmp_path):
     assert loaded["a"] == {"acc": 1, "f1": 0.5}
     assert loaded["config"] == {"api_key": "<redacted>", "lr": 1e-4}
     assert loaded["num_tokens"] == 4096
-    assert list(loaded) == ["a", "b", "config", "num_tokens"]
-    assert text.index('"acc"') < text.index('"f1"')
+    assert list(loaded) == ["b", "a", "config", "num_tokens"]  # a table row's columns keep their order
 
 
 def test_write_metrics_converts_numpy_scalars(tmp_path):
