@@ -69,10 +69,18 @@ def run_pipeline(name, model_name, lora, feats, args, *, pad_to, grouped) -> dic
 
     model, tokenizer, _ = students.load_student(model_name, lora=lora, lora_r=16)
     training_args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(prefix="tp-"), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
-        learning_rate=1e-4, report_to=[], save_strategy="no", logging_steps=args.steps, use_cpu=True, seed=args.seed,
-        train_sampling_strategy="group_by_length" if grouped else "random", disable_tqdm=True,
-    )  # fmt: skip
+        output_dir=tempfile.mkdtemp(prefix="tp-"),
+        max_steps=args.steps,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=1e-4,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=args.steps,
+        use_cpu=True,
+        seed=args.seed,
+        train_sampling_strategy="group_by_length" if grouped else "random",
+        disable_tqdm=True,
+    )
     trainer = students.make_trainer(model, tokenizer, training_args, feats)
     collator = CountingCollator(pad_token_id=tokenizer.pad_token_id, pad_to=pad_to)
     trainer.data_collator = collator

@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_WATTS_PER_CORE", "Cost", "CostMeter", "Meter", "process_cost"]
+__all__ = ["DEFAULT_WATTS_PER_CORE", "Cost", "Meter", "process_cost"]
 
 # Rough power draw of one fully busy CPU core, used to turn CPU-seconds into an energy estimate. Server parts
 # sit around 4-8 W per core at TDP (e.g. 250 W / 64 cores), desktop parts 10-15 W (125 W / 8 cores); 10 W is a
@@ -131,10 +131,6 @@ class Meter:
     @property
     def tokens_per_s(self) -> float | None:
         return self.cost.tokens_per_s
-
-
-# The name the LLMEmbed / baseline modules use; both names are the one meter above.
-CostMeter = Meter
 
 
 def rss_mb() -> float:

@@ -43,8 +43,9 @@ from toolkit.configs import apply_cpu_safe_defaults
 from toolkit.distributed import num_processes
 from toolkit.evaluation.label_scoring import label_scores
 from toolkit.evaluation.metrics import slot_f1
+from toolkit.meter import Meter
 from toolkit.models.loading import resolve_model
-from toolkit.training.budget import ComputeMeter, tokens_trained
+from toolkit.training.budget import tokens_trained
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ class EncoderBudget:
 
 def _train(trainer, train_rows) -> tuple[Any, dict[str, Any]]:
     """Train and measure: ``(TrainOutput, compute)`` with the keys both runs report."""
-    with ComputeMeter() as meter:
+    with Meter() as meter:
         out = trainer.train()
     return out, {
         "train_seconds": meter.wall_s,

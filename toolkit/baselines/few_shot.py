@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 
 from toolkit.distributed import map_sharded
-from toolkit.meter import Cost, CostMeter
+from toolkit.meter import Cost, Meter
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 
 
@@ -138,7 +138,7 @@ def few_shot_baseline(
         )
         return list(zip(predictions, outputs))
 
-    with CostMeter() as meter:
+    with Meter() as meter:
         answers = map_sharded(classify_share, list(test_texts[:n_prompted]))
     predictions = [prediction for prediction, _ in answers]
     outputs = [output for _, output in answers]

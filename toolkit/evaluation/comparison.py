@@ -26,7 +26,7 @@ from toolkit.baselines.encoder import finetune_sequence_classifier
 from toolkit.baselines.few_shot import few_shot_baseline
 from toolkit.evaluation.label_scoring import label_scores
 from toolkit.evaluation.metrics import accuracy
-from toolkit.meter import DEFAULT_WATTS_PER_CORE, Cost, CostMeter
+from toolkit.meter import DEFAULT_WATTS_PER_CORE, Cost, Meter
 from toolkit.methods.llmembed.embeddings import cost_over_ranks
 from toolkit.publishing import reporting
 from toolkit.publishing.reporting import markdown_table
@@ -267,7 +267,7 @@ def finetuned_encoder_result(
     features = Features({"text": Value("string"), "label": ClassLabel(names=list(names))})
     train_set = Dataset.from_dict({"text": train[0], "label": train[1]}, features=features)
     test_set = Dataset.from_dict({"text": test[0], "label": test[1]}, features=features)
-    with CostMeter() as meter:
+    with Meter() as meter:
         finetuned = finetune_sequence_classifier(model, train_set, None, test_set, **finetune_kwargs)
     total = cost_over_ranks(meter.cost.wall_s, meter.cost.cpu_s)
     train_s, infer_s = finetuned["train_seconds"], finetuned["infer_seconds"]

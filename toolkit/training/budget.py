@@ -23,15 +23,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from toolkit.meter import Meter
-
 BASELINE_BUDGETS = ("per_model", "split_by_mixture", "split_evenly", "match_task_rows")
 
-__all__ = ["BASELINE_BUDGETS", "ComputeMeter", "baseline_steps", "model_parts", "split_step_budget", "tokens_trained"]
-
-
-# The name training/sft.py and baselines/encoder.py use; it is the one meter of toolkit.meter.
-ComputeMeter = Meter
+__all__ = ["BASELINE_BUDGETS", "baseline_steps", "model_parts", "split_step_budget", "tokens_trained"]
 
 
 def tokens_trained(lengths: Sequence[int], rows_seen: int) -> int:

@@ -23,8 +23,9 @@ from trl.distributed import DistributedBackend
 from trl.models import unwrap_model_for_generation
 
 from toolkit.configs import apply_cpu_safe_defaults
+from toolkit.meter import Meter
 from toolkit.models.loading import count_parameters, load_causal_lm, load_tokenizer
-from toolkit.training.budget import ComputeMeter, tokens_trained
+from toolkit.training.budget import tokens_trained
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def train(trainer: SFTTrainer) -> dict:
     """
     args = trainer.args
     trainable = count_parameters(trainer.model, trainable_only=True)
-    with ComputeMeter() as meter:
+    with Meter() as meter:
         out = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint or None)
     seconds = meter.wall_s
     world = max(1, args.world_size)

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from toolkit.evaluation.comparison import MethodResult, build_tables, render_tables, score_row
-from toolkit.meter import Cost, CostMeter
+from toolkit.meter import Cost, Meter
 
 NAMES = ["neg", "pos"]
 # 10 test rows; the head is right on rows 0-3 and 8-9 only, the prompt right on all of its first 4 rows.
@@ -68,7 +68,7 @@ def test_render_says_which_rows():
 def test_cost_energy():
     cost = Cost(10.0, 36.0) + Cost(1.0, 0.0)
     assert cost.wall_s == 11.0 and cost.energy_wh(10.0) == pytest.approx(0.1)
-    with CostMeter() as meter:
+    with Meter() as meter:
         time.sleep(0.2)
     # Waiting is wall time, not CPU time.
     assert meter.cost.wall_s >= 0.2 and meter.cost.cpu_s < 0.1

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from toolkit.meter import CostMeter
+from toolkit.meter import Meter
 from toolkit.methods.llmembed.config import POOLING_CHOICES, VARIANTS, LLMEmbedConfig
 
 logger = logging.getLogger(__name__)
@@ -338,7 +338,7 @@ def fit_variant(
     )
     torch.manual_seed(seed)
     head = LLMEmbedHead(head_config)
-    with CostMeter() as train_meter:
+    with Meter() as train_meter:
         fit = train_head(
             head,
             train_views,
@@ -352,7 +352,7 @@ def fit_variant(
             patience=config.patience,
             seed=seed,
         )
-    with CostMeter() as infer_meter:
+    with Meter() as infer_meter:
         predictions = predict_logits(head, test_views).argmax(-1).tolist()
     return {
         "head": head,

@@ -31,9 +31,11 @@ from toolkit.methods.lmcor.formats import (
     candidate_systems,
     clean_text,
 )
-from toolkit.tasks.base import deterministic_split, load_local, read_jsonl
 from toolkit.tasks.data_to_text import load_e2e
 from toolkit.tasks.gec import load_jfleg
+from toolkit.tasks.local import load_local
+from toolkit.tasks.readers import read_jsonl
+from toolkit.tasks.splits import deterministic_split
 from toolkit.tasks.translation import load_wmt22
 from toolkit.teachers import TeacherConfig
 
