@@ -35,8 +35,9 @@ format:
 # (--dry-run lists what would run; --only RUN ... runs a few).
 RESULTS_PLANS = for plan in $(1); do $(PY) -m experiments $$plan || exit 1; done
 
-# Every LMCor table: the first tables (experiments/plans/lmcor.yaml) and WMT22 de-en properly powered
-# (experiments/plans/lmcor_wmt22_deen.yaml: dev curve, k = 4 x 3 seeds, baselines; about 5 CPU-hours).
+# Every LMCor table: the first tables (experiments/plans/lmcor.yaml), WMT22 de-en properly powered
+# (experiments/plans/lmcor_wmt22_deen.yaml: dev curve, k = 4 and learned reranker x 3 seeds, baselines; about
+# 7 CPU-hours), then zh-en and cs-en at one seed (lmcor_wmt22_zhen.yaml / _csen.yaml: about 2.5 CPU-hours each).
 results-lmcor:
 	$(call RESULTS_PLANS,experiments/plans/lmcor*.yaml)
 

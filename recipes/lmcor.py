@@ -7,6 +7,8 @@ from the local SmolLM2 teacher, a SmolLM2 LoRA corrector) and prints the results
     accelerate launch recipes/lmcor.py --config recipes/configs/lmcor/wmt22_ende.yaml
     accelerate launch recipes/lmcor.py --config recipes/configs/lmcor/e2e.yaml --test_path e2e:test
     python -m recipes.lmcor --config recipes/configs/lmcor/jfleg.yaml
+    # the paper's ranking baseline: the same student, same rows, trained to output the best candidate
+    python -m recipes.lmcor --config recipes/configs/lmcor/wmt22_deen.yaml --mode reranker
     # two CPU processes (gloo); `--cpu --num_processes 2` or a use_cpu config silently starts ONE process:
     ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \
         --mixed_precision no --dynamo_backend no recipes/lmcor.py --config ...
@@ -35,6 +37,7 @@ from toolkit.methods.lmcor.data import (
     load_splits,
 )
 from toolkit.methods.lmcor.evaluation import (
+    dev_curve,
     evaluate_run,
     generate_sharded,
     learning_curve_callbacks,
@@ -189,6 +192,7 @@ def main(
         return None
     results = evaluate_run(config, test_rows, test_inputs, predictions, dev_rows=splits["dev"])
     results["learning_curve"] = callbacks[0].history if callbacks else []
+    results["dev_curve"] = dev_curve(trainer.state.log_history)  # the dev loss a plan chooses the step count on
     results["training"] = training_summary(
         train_result.metrics,
         examples,

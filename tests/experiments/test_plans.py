@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
 from experiments.plan import choices_used, load_plan
 from experiments.runner import Runner, recipe_module
+from toolkit.methods.lmcor.config import LMCorConfig
+from toolkit.methods.lmcor.data import eval_candidates, load_splits
 
 REPO = Path(__file__).resolve().parents[2]
 PLANS = sorted((REPO / "experiments" / "plans").glob("*.yaml"))
@@ -48,3 +52,41 @@ def test_the_deen_plan_follows_the_protocol(monkeypatch):
     labels = " ".join(row["label"] for row in plan.tables[0]["rows"])
     for baseline in ("best single system", "MBR", "reranker", "k = 1", "no-candidates"):
         assert baseline in labels
+
+
+def test_the_deen_reranker_is_the_corrector_run_trained_to_pick(monkeypatch):
+    """Same student, seeds, rows, k and dev-chosen steps as the k = 4 corrector; only the mode differs."""
+    monkeypatch.chdir(REPO)
+    plan = load_plan(REPO / "experiments" / "plans" / "lmcor_wmt22_deen.yaml")
+    reranker, corrector = plan.run("reranker"), plan.run("k4")
+    assert not reranker.pending and reranker.overrides["mode"] == "reranker"
+    assert reranker.seeds == corrector.seeds and reranker.config == corrector.config
+    assert {key: value for key, value in reranker.overrides.items() if key != "mode"} == corrector.overrides
+
+
+@pytest.mark.parametrize("pair", ["zhen", "csen"])
+def test_the_other_pairs_choose_their_steps_on_their_own_dev_curve(pair, monkeypatch):
+    monkeypatch.chdir(REPO)
+    plan = load_plan(REPO / "experiments" / "plans" / f"lmcor_wmt22_{pair}.yaml")
+    deen = load_plan(REPO / "experiments" / "plans" / "lmcor_wmt22_deen.yaml")
+    assert plan.choices["steps"] == deen.choices["steps"]  # the same rule, read from the pair's own dev run
+    assert plan.run("dev_curve").overrides["eval_strategy"] == "steps"
+    for name in ("k4", "reranker"):
+        assert choices_used(plan.run(name)) == ["steps"] and not plan.run(name).optional
+    assert plan.run("reranker").overrides["mode"] == "reranker"
+    assert plan.test_rows == plan.overrides["test_size"] >= 300
+    config = yaml.safe_load((REPO / plan.config).read_text())
+    deen_config = yaml.safe_load((REPO / deen.config).read_text())
+    assert config["task"] == f"wmt22_{pair}" and config["test_systems"] == deen_config["test_systems"]
+
+
+@pytest.mark.parametrize("pair", ["zhen", "csen"])
+def test_the_other_pairs_data_gives_300_test_rows_with_4_unseen_candidates(pair, data_root, monkeypatch):
+    monkeypatch.chdir(REPO)
+    plan = load_plan(REPO / "experiments" / "plans" / f"lmcor_wmt22_{pair}.yaml")
+    fields = {field.name for field in dataclasses.fields(LMCorConfig)}
+    values = {**yaml.safe_load((REPO / plan.config).read_text()), **plan.overrides}
+    config = LMCorConfig(**{key: value for key, value in values.items() if key in fields}, data_dir=str(data_root))
+    splits = load_splits(config)
+    assert len(splits["test"]) >= plan.test_rows and len(splits["dev"]) >= 100
+    assert all(len(candidates) == 4 for candidates in eval_candidates(splits["test"], config))

@@ -68,8 +68,17 @@ def test_lmcor_plan_runs_resumes_and_tables(tiny_t5_dir, tmp_path, monkeypatch):
             "max_target_len": 32,
             "separator": " || ",
         },
+        "choices": {
+            "steps": {"run": "dev_curve", "series": "dev_curve", "x": "step", "y": "eval_loss", "rule": "min"}
+        },
         "runs": [
-            {"name": "k3", "overrides": {"k": 3}},
+            {
+                "name": "dev_curve",
+                "seeds": [0],
+                "overrides": {"k": 3, "max_steps": 3, "eval_strategy": "steps", "eval_steps": 1},
+            },
+            {"name": "k3", "overrides": {"k": 3, "max_steps": "{choice:steps}"}},
+            {"name": "reranker", "overrides": {"k": 3, "mode": "reranker", "max_steps": "{choice:steps}"}},
             {"name": "no_candidates", "seeds": [0], "overrides": {"k": 3, "no_candidates": True}},
         ],
         "tables": [
@@ -78,11 +87,13 @@ def test_lmcor_plan_runs_resumes_and_tables(tiny_t5_dir, tmp_path, monkeypatch):
                 "rows": [
                     {"label": "corrector", "run": "k3"},
                     {"label": "MBR", "run": "k3", "field": "baseline:MBR*"},
+                    {"label": "learned reranker", "run": "reranker"},
                     {"label": "no candidates", "run": "no_candidates"},
                 ],
                 "comparisons": [
                     {"system": "corrector", "baseline": "MBR"},
                     {"system": "corrector", "baseline": "no candidates"},
+                    {"system": "corrector", "baseline": "learned reranker"},
                 ],
             }
         ],
@@ -101,15 +112,20 @@ def test_lmcor_plan_runs_resumes_and_tables(tiny_t5_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(runner_module, "invoke_recipe", counted)
     runner = Runner(load_plan(path), tmp_path / "runs", tmp_path / "results")
     runner.run()
-    assert len(calls) == 3
+    assert len(calls) == 6
     table = json.loads((tmp_path / "results" / "lmcor" / "tiny.json").read_text())
+    dev = json.loads((tmp_path / "runs" / "tiny_lmcor" / "dev_curve" / "seed0" / "metrics.json").read_text())
+    assert [point["step"] for point in dev["dev_curve"]] == [1, 2, 3]
+    best = min(dev["dev_curve"], key=lambda point: point["eval_loss"])["step"]
+    assert table["dev_choices"]["steps"] == best  # the later runs' step count, chosen on the dev curve
     rows = {row["label"]: row for row in table["rows"]}
     assert rows["corrector"]["seeds"] == 2 and rows["corrector"]["test_rows"] == 6
     assert rows["MBR"]["copy_rate"] == 100.0  # MBR picks one of the candidates
+    assert rows["learned reranker"]["seeds"] == 2 and rows["learned reranker"]["copy_rate"] == 100.0
     for comparison in table["comparisons"]:
         assert comparison["chrf"]["ci_low"] <= comparison["chrf"]["difference"] <= comparison["chrf"]["ci_high"]
-    assert len(list((tmp_path / "results" / "lmcor" / "predictions" / "tiny_lmcor").glob("*.jsonl.gz"))) == 3
+    assert len(list((tmp_path / "results" / "lmcor" / "predictions" / "tiny_lmcor").glob("*.jsonl.gz"))) == 6
 
     calls.clear()
     outcome = Runner(load_plan(path), tmp_path / "runs", tmp_path / "results").run()
-    assert calls == [] and len(outcome.skipped) == 3
+    assert calls == [] and len(outcome.skipped) == 6

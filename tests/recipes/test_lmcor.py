@@ -78,6 +78,7 @@ def _check_run(out: Path, results: dict, n_test: int = 6):
     assert "| method | gleu | bleu | chrf |" in table and "LMCor corrector" in table
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == n_test and all("\n" not in p["input"] for p in preds)
+    assert all(1 <= len(p["candidates"]) <= 3 for p in preds)  # the candidates read, for an exact copy rate
     # Each oracle row is >= every candidate selector on its own metric, on the same rows.
     for metric, label in (("gleu", "GLEU"), ("bleu", "BLEU"), ("chrf", "chrF")):
         oracle = metrics["scores"][f"oracle selection (corpus {label} search)"][metric]
@@ -102,6 +103,35 @@ def test_lmcor_tiny_t5_full_finetune(tiny_t5_dir, tmp_path):
     # the reloadable student sits next to the run artifacts; no trainer checkpoint is left behind
     assert RUN_FILES | {"config.json", "generation_config.json", "model.safetensors", "tokenizer_config.json"} <= names
     assert not [n for n in names if n.startswith("checkpoint-")]
+
+
+def test_lmcor_dev_curve_is_the_dev_loss_of_every_evaluation(tiny_t5_dir, tmp_path):
+    recipe = _recipe()
+    pool = _write_pool(tmp_path / "pool.jsonl")
+    out = tmp_path / "run"
+    extra = ["--lora", "false", "--eval_strategy", "steps", "--eval_steps", "2"]
+    recipe.main(*recipe.make_parser().parse_args_and_config(_common(out, pool, tiny_t5_dir, *extra)))
+    curve = json.loads((out / "metrics.json").read_text())["dev_curve"]
+    assert [point["step"] for point in curve] == [2, 4]
+    assert all(set(point) == {"step", "eval_loss"} and point["eval_loss"] > 0 for point in curve)
+    assert curve[0]["eval_loss"] != curve[1]["eval_loss"]  # the dev loss moves as the student trains
+
+
+def test_lmcor_reranker_outputs_one_of_each_rows_candidates(tiny_t5_dir, tmp_path):
+    """The learned reranker: same student and rows, every test output mapped onto one of the row's candidates."""
+    recipe = _recipe()
+    pool = _write_pool(tmp_path / "pool.jsonl")
+    out = tmp_path / "run"
+    extra = ["--lora", "false", "--mode", "reranker"]
+    results = recipe.main(*recipe.make_parser().parse_args_and_config(_common(out, pool, tiny_t5_dir, *extra)))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model_row"] == "learned reranker" == metrics["table"][-1]["method"]
+    preds = _predictions(out)
+    assert len(preds) == 6 and all(p["prediction"] in p["candidates"] for p in preds)
+    mapped = sum(" ".join(p["generated"].split()) not in p["candidates"] for p in preds)
+    assert metrics["reranker"]["mapped_by_chrf"] == mapped and metrics["reranker"]["rows"] == 6
+    assert f"{mapped} / 6 generations were not exactly a candidate" in (out / "results.md").read_text()
+    assert results["corrector"] == metrics["scores"]["learned reranker"]
 
 
 def test_lmcor_tiny_llama_lora_teacher_candidates_and_push(tiny_llama_dir, tmp_path, fake_hub):

@@ -14,9 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["NAMED_SPLITS", "POOL_TASKS", "TASK_METRICS", "TASK_TYPES", "WMT22_POOLS", "LMCorConfig"]
+__all__ = ["MODES", "NAMED_SPLITS", "POOL_TASKS", "TASK_METRICS", "TASK_TYPES", "WMT22_POOLS", "LMCorConfig"]
 
 TASK_TYPES = ("gec", "mt", "d2t")
+# corrector: rewrite the candidates into the reference (LMCor); reranker: the paper's ranking baseline, the same
+# student on the same inputs trained to copy the candidate closest to the reference.
+MODES = ("corrector", "reranker")
 # Metrics reported per task family; the first one is the headline (used to pick the best single system).
 TASK_METRICS = {"gec": ("gleu", "bleu", "chrf"), "mt": ("bleu", "chrf"), "d2t": ("bleu", "rougeL")}
 WMT22_POOLS = {"wmt22_ende": "en-de", "wmt22_deen": "de-en", "wmt22_zhen": "zh-en", "wmt22_csen": "cs-en"}
@@ -53,7 +56,8 @@ class LMCorConfig:
     max_train_rows: int | None = field(default=None, metadata={"help": "Seeded subsample of the train split."})
     max_dev_rows: int | None = field(default=None, metadata={"help": "Seeded subsample of the dev split."})
     max_test_rows: int | None = field(default=None, metadata={"help": "Seeded subsample of the test split."})
-    # ---- candidates the corrector reads ----
+    # ---- what the student learns, and the candidates it reads ----
+    mode: str = field(default="corrector", metadata={"help": f"One of {MODES}: rewrite, or pick a candidate."})
     k: int = field(default=5, metadata={"help": "Candidates per corrector input."})
     no_candidates: bool = field(default=False, metadata={"help": "Baseline: source -> reference, same budget."})
     single_candidate: bool = field(default=False, metadata={"help": "Ablation: the first (greedy) candidate only."})
@@ -90,12 +94,19 @@ class LMCorConfig:
             raise ValueError("k and augment must be >= 1, split_block and num_demos >= 0")
         if self.no_candidates and self.single_candidate:
             raise ValueError("no_candidates and single_candidate exclude each other")
+        self._check_mode()
         if self.eval_tokenize not in EVAL_TOKENIZERS:
             raise ValueError(f"eval_tokenize must be one of {EVAL_TOKENIZERS}, got {self.eval_tokenize!r}")
         if self.eval_tokenize == "auto":  # JFLEG's references are PTB-tokenised
             self.eval_tokenize = "ptb" if self.task == "jfleg" else "none"
         self._check_systems()
         self._check_given_splits()
+
+    def _check_mode(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode == "reranker" and (self.no_candidates or self.single_candidate or self.k < 2):
+            raise ValueError("mode=reranker picks one of k >= 2 candidates: not with no_candidates/single_candidate")
 
     def _check_systems(self) -> None:
         overlap = set(self.train_systems) & set(self.test_systems)

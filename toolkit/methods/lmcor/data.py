@@ -30,7 +30,9 @@ from toolkit.methods.lmcor.formats import (
     build_training_examples,
     candidate_systems,
     clean_text,
+    pick_candidates,
 )
+from toolkit.methods.lmcor.reranker import closest_candidate
 from toolkit.tasks.data_to_text import load_e2e
 from toolkit.tasks.gec import load_jfleg
 from toolkit.tasks.local import load_local
@@ -47,6 +49,7 @@ __all__ = [
     "candidates_for_splits",
     "corrector_examples",
     "demo_gec_path",
+    "eval_candidates",
     "filter_rows",
     "load_pool",
     "load_split_rows",
@@ -297,13 +300,24 @@ def corrector_inputs(rows: Sequence[Mapping], config: LMCorConfig, fmt: Correcto
     return build_eval_inputs(rows, fmt, k=config.candidates_read, systems=config.test_systems or None)
 
 
+def eval_candidates(rows: Sequence[Mapping], config: LMCorConfig) -> list[list[str]]:
+    """Each test row's candidates as the student reads them: the first allowed ones in pool order (uncut).
+
+    The same choice as :func:`corrector_inputs`; the prediction records carry them (exact copy rate) and the
+    learned reranker maps its outputs onto them.
+    """
+    return [pick_candidates(row, k=config.candidates_read, systems=config.test_systems or None) for row in rows]
+
+
 def corrector_examples(
     splits: dict[str, list[dict]], config: LMCorConfig, fmt: CorrectorFormat | BudgetedFormat, *, seed: int
 ) -> dict[str, Any]:
     """Training and dev examples and the test inputs, all with the candidate choice the evaluation uses.
 
     With ``single_candidate`` every split sees the first (greedy) candidate only: order shuffling cannot swap it
-    for another one, and random k-subsets are drawn only for the full-k training examples.
+    for another one, and random k-subsets are drawn only for the full-k training examples. With
+    ``mode="reranker"`` the inputs are the same and each target is the example's candidate closest to its reference
+    (:func:`~toolkit.methods.lmcor.reranker.closest_candidate`).
 
     Args:
         splits: rows with candidates.
@@ -319,6 +333,8 @@ def corrector_examples(
     if config.no_candidates:
         return source_only_examples(splits, config)
     common = {"k": config.candidates_read, "systems": config.train_systems or None, "seed": seed}
+    if config.mode == "reranker":
+        common["target_for"] = closest_candidate
     out: dict[str, Any] = {"inputs_cut": {}}
     out["train"] = build_training_examples(
         splits["train"],

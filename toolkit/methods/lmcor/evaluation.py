@@ -15,6 +15,8 @@ from transformers import TrainerCallback
 
 from toolkit.distributed import is_main_process, map_sharded
 from toolkit.methods.lmcor.config import WMT22_POOLS, LMCorConfig
+from toolkit.methods.lmcor.data import eval_candidates
+from toolkit.methods.lmcor.reranker import map_to_candidates
 from toolkit.methods.lmcor.scoring import best_single_system, score_outputs
 from toolkit.methods.lmcor.selectors import baseline_outputs, oracle_label
 from toolkit.models.students import generate
@@ -26,17 +28,22 @@ logger = logging.getLogger(__name__)
 
 CORRECTOR = "LMCor corrector"
 NO_CANDIDATES = "no-candidates model (source -> reference)"
+RERANKER = "learned reranker"
 
 __all__ = [
     "CORRECTOR",
     "NO_CANDIDATES",
+    "RERANKER",
     "EvalAtSteps",
     "build_lineage",
     "corrector_scores",
+    "dev_curve",
     "evaluate_run",
     "generate_sharded",
     "learning_curve_callbacks",
     "model_card",
+    "model_outputs",
+    "model_row_name",
     "results_markdown",
     "training_summary",
 ]
@@ -67,6 +74,35 @@ def corrector_scores(
     return score_outputs(config.task_type, sources, predictions, refs, tokenize=config.hyp_tokenize)
 
 
+def model_row_name(config: LMCorConfig) -> str:
+    """The results-table name of the trained model's row: corrector, learned reranker or no-candidates model."""
+    if config.no_candidates:
+        return NO_CANDIDATES
+    return RERANKER if config.mode == "reranker" else CORRECTOR
+
+
+def model_outputs(
+    config: LMCorConfig, candidates: Sequence[Sequence[str]], generated: Sequence[str]
+) -> tuple[list[str], dict[str, Any] | None]:
+    """``(outputs, reranking)``: the generations as they are, or the learned reranker's mapped onto candidates.
+
+    ``reranking`` is :func:`~toolkit.methods.lmcor.reranker.map_to_candidates`'s summary (how many generations
+    were not exactly a candidate), ``None`` outside reranker mode.
+    """
+    if config.mode != "reranker":
+        return list(generated), None
+    return map_to_candidates(generated, candidates)
+
+
+def dev_curve(log_history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The dev-loss curve ``[{"step", "eval_loss"}, ...]`` of a trainer's ``state.log_history`` (its eval entries)."""
+    return [
+        {"step": int(entry["step"]), "eval_loss": float(entry["eval_loss"])}
+        for entry in log_history
+        if "eval_loss" in entry and "step" in entry
+    ]
+
+
 def evaluate_run(
     config: LMCorConfig,
     rows: list[dict],
@@ -79,7 +115,9 @@ def evaluate_run(
 
     The best single system (held-out-system runs) is chosen on ``dev_rows`` and their references, then reported on
     the test rows; without dev rows that row is left out. Every hypothesis gets the same preprocessing
-    (``config.eval_tokenize``); oracle rows are >= every selector row on their own metric.
+    (``config.eval_tokenize``); oracle rows are >= every selector row on their own metric. ``predictions`` are the
+    model's generations; in reranker mode each is mapped onto one of its row's candidates first
+    (:func:`model_outputs`; the raw generation stays in the prediction records as ``generated``).
     """
     systems = config.test_systems or None
     tokenize = config.hyp_tokenize
@@ -105,35 +143,52 @@ def evaluate_run(
     outputs = {name: out for name, out in baselines.items() if name not in oracles}
     outputs.update(single)
     outputs.update({name: baselines[name] for name in oracles})
-    model_row = NO_CANDIDATES if config.no_candidates else CORRECTOR
-    outputs[model_row] = predictions
+    model_row = model_row_name(config)
+    candidates = eval_candidates(rows, config)
+    outputs[model_row], reranking = model_outputs(config, candidates, predictions)
     scores, signatures = {}, {}
     for name, hyps in outputs.items():
         scores[name], row_signatures = corrector_scores(config, rows, hyps)
         signatures.update(row_signatures)
+    records = prediction_records(rows, inputs, outputs, model_row, candidates)
+    if reranking is not None:
+        for record, generated in zip(records, predictions):
+            record["generated"] = generated
     return {
         "task": config.task,
         "task_type": config.task_type,
+        "mode": config.mode,
         "scores": scores,
         "corrector": scores[model_row],
         "model_row": model_row,
+        **({"reranker": reranking} if reranking is not None else {}),
         "per_system_dev": per_system_dev,
         "best_single_system": best_name,
         "signatures": signatures,
         "table": [{"method": name, **{m: scores[name][m] for m in config.metrics}} for name in outputs],
         "columns": ["method", *config.metrics],
-        "predictions": prediction_records(rows, inputs, outputs, model_row),
+        "predictions": records,
     }
 
 
 def prediction_records(
-    rows: Sequence[Mapping], inputs: Sequence[str], outputs: Mapping[str, Sequence[str]], model_row: str
+    rows: Sequence[Mapping],
+    inputs: Sequence[str],
+    outputs: Mapping[str, Sequence[str]],
+    model_row: str,
+    candidates: Sequence[Sequence[str]],
 ) -> list[dict[str, Any]]:
-    """One record per test row: its input, the model's prediction, the references and every baseline's output."""
+    """One record per test row: its input, the model's prediction, the references, the candidates and every
+    baseline's output.
+
+    ``candidates`` are the row's test candidates as the model read them (uncut), so the share of predictions
+    identical to a candidate (the copy rate of :mod:`experiments.metrics`) is exact.
+    """
     records = []
     for index, (row, text) in enumerate(zip(rows, inputs)):
         record = {"id": row.get("id"), "input": text, "prediction": outputs[model_row][index]}
         record["references"] = row["references"]
+        record["candidates"] = list(candidates[index])
         record.update({f"baseline:{name}": out[index] for name, out in outputs.items() if name != model_row})
         records.append(record)
     return records
@@ -165,8 +220,9 @@ class EvalAtSteps(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step not in self.steps:
             return
-        predictions = generate_sharded(model, self.tokenizer, self.inputs, **self.gen_kwargs)
+        generated = generate_sharded(model, self.tokenizer, self.inputs, **self.gen_kwargs)
         if is_main_process():
+            predictions, _ = model_outputs(self.config, eval_candidates(self.rows, self.config), generated)
             scores, _ = corrector_scores(self.config, self.rows, predictions)
             self.history.append({"step": state.global_step, **scores})
             logger.info("step %d corrector: %s", state.global_step, scores)
@@ -234,7 +290,14 @@ def training_summary(
 def results_markdown(results: Mapping[str, Any]) -> str:
     """The results table (every method on the same test rows) and the row count."""
     table = markdown_table(results["table"], columns=results["columns"])
-    return f"{table}\n{results['training']['test_rows']} test rows (the same rows for every method).\n"
+    text = f"{table}\n{results['training']['test_rows']} test rows (the same rows for every method).\n"
+    reranking = results.get("reranker")
+    if reranking:
+        text += (
+            f"{RERANKER}: {reranking['mapped_by_chrf']} / {reranking['rows']} generations were not exactly a "
+            "candidate and were mapped to the candidate with the highest sentence chrF.\n"
+        )
+    return text
 
 
 def model_card(
@@ -264,6 +327,8 @@ def model_card(
         f"`{config.source_prefix}<input>{sep}{config.candidates_prefix}<c1>{sep}<c2> ...` "
         f"with k={config.k} candidates."
     )
+    if config.mode == "reranker":
+        input_format += " Learned reranker: trained to output the candidate closest to the reference (sentence chrF)."
     return Card(
         base_model=base_model,
         task=config.task_type,

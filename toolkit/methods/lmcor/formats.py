@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import random
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,6 +157,7 @@ def build_training_examples(
     seed: int = 0,
     multi_reference: bool = True,
     subset: bool = True,
+    target_for: Callable[[Sequence[str], str], str] | None = None,
 ) -> list[dict[str, str]]:
     """``{"id", "source", "target"}`` examples for the corrector.
 
@@ -170,6 +171,8 @@ def build_training_examples(
         seed: seeds the subset / order draws.
         multi_reference: one example per reference (default); ``False`` keeps only the first reference.
         subset: draw a random k-subset when more than k candidates are available; ``False`` takes the first k.
+        target_for: ``(the example's candidates, reference) -> target``; default the reference itself (the
+            corrector). The learned reranker passes the candidate closest to the reference.
 
     Returns:
         The examples; rows without any usable candidate are skipped (with a warning count).
@@ -193,7 +196,8 @@ def build_training_examples(
                     skipped += 1
                     continue
                 example_id = f"{row.get('id', '')}/ref{ref_index}/aug{copy}"
-                out.append({"id": example_id, "source": fmt(row["source"], cands), "target": ref})
+                target = target_for(cands, ref) if target_for else ref
+                out.append({"id": example_id, "source": fmt(row["source"], cands), "target": target})
     if skipped:
         logger.warning("Skipped %d examples with no candidate from the allowed systems", skipped)
     return out

@@ -37,6 +37,10 @@ def test_candidates_read_is_one_for_the_single_candidate_ablation():
         ({"eval_tokenize": "moses"}, "eval_tokenize"),
         ({"train_systems": ["A", "B"], "test_systems": ["B"]}, "overlap"),
         ({"train_systems": ["A"]}, "both"),
+        ({"mode": "rank"}, "mode must be one of"),
+        ({"mode": "reranker", "k": 1}, "k >= 2"),
+        ({"mode": "reranker", "no_candidates": True}, "k >= 2"),
+        ({"mode": "reranker", "single_candidate": True}, "k >= 2"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, match):

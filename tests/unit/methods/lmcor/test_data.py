@@ -17,6 +17,7 @@ from toolkit.methods.lmcor.data import (
     candidates_for_splits,
     corrector_examples,
     demo_gec_path,
+    eval_candidates,
     filter_rows,
     load_pool,
     load_splits,
@@ -308,6 +309,43 @@ def test_no_candidates_examples_are_source_to_reference_on_the_same_rows():
     assert [e["source"] for e in ex["train"]][:2] == ["source: Quelle 0 Satz"] * 2
     assert ex["test"] == [f"source: Quelle {i} Satz" for i in range(4)]
     assert not any("out" in e["source"] or "||" in e["source"] for e in ex["train"] + ex["dev"])
+
+
+def test_reranker_trains_on_the_corrector_inputs_to_output_the_candidate_closest_to_the_reference():
+    rows = [
+        {
+            **row,
+            "references": [f"the answer {i} is here", f"U1 out {i}"],
+            "candidates": [f"S1 the answer {i} is here", f"S2 out {i}", "S3 nothing", f"U1 out {i}", f"U2 {i}"],
+            "systems": ["S1", "S2", "S3", "U1", "U2"],
+        }
+        for i, row in enumerate(_mt_rows(6))
+    ]
+    splits = {"train": rows, "dev": rows[:2], "test": rows}
+    fmt = CorrectorFormat(" || ")
+    corrector = corrector_examples(splits, _held_out_config(k=3, shuffle_candidates=True), fmt, seed=3)
+    reranker = corrector_examples(splits, _held_out_config(k=3, shuffle_candidates=True, mode="reranker"), fmt, seed=3)
+    assert [e["source"] for e in reranker["train"]] == [e["source"] for e in corrector["train"]]
+    assert reranker["test"] == corrector["test"]
+    for example in reranker["train"] + reranker["dev"]:
+        shown = example["source"].split(" || candidates: ")[1].split(" || ")
+        assert example["target"] in shown
+    # the first reference is closest to S1's output, which every training example of k = 3 of 3 systems shows
+    assert {e["target"] for e in reranker["train"] if e["id"].endswith("/ref0/aug0")} == {
+        f"S1 the answer {i} is here" for i in range(6)
+    }
+    assert {e["target"] for e in reranker["train"] if e["id"].endswith("/ref1/aug0")} == {
+        f"S2 out {i}" for i in range(6)
+    }
+
+
+def test_test_candidates_are_the_candidates_the_test_inputs_show():
+    rows = _mt_rows(3)
+    config = _held_out_config(k=2)
+    candidates = eval_candidates(rows, config)
+    assert candidates == [[f"U1 out {i}", f"U2 out {i}"] for i in range(3)]
+    inputs = build_eval_inputs(rows, CorrectorFormat(" || "), k=2, systems=["U1", "U2"])
+    assert [text.split(" || candidates: ")[1].split(" || ") for text in inputs] == candidates
 
 
 def test_k1_trains_on_one_training_system_and_tests_on_the_first_unseen_system():

@@ -10,7 +10,15 @@ import pytest
 from toolkit.methods.lmcor import evaluation
 from toolkit.methods.lmcor.config import LMCorConfig
 from toolkit.methods.lmcor.data import load_pool
-from toolkit.methods.lmcor.evaluation import CORRECTOR, NO_CANDIDATES, corrector_scores, evaluate_run
+from toolkit.methods.lmcor.evaluation import (
+    CORRECTOR,
+    NO_CANDIDATES,
+    RERANKER,
+    corrector_scores,
+    dev_curve,
+    evaluate_run,
+    results_markdown,
+)
 
 SYSTEMS = ["S1", "U1", "U2"]
 
@@ -120,6 +128,59 @@ def test_no_candidates_row_is_labelled_and_baselines_still_use_the_candidates():
     assert methods[-1] == NO_CANDIDATES and CORRECTOR not in methods and res["model_row"] == NO_CANDIDATES
     assert res["corrector"] == res["scores"][NO_CANDIDATES] and res["corrector"]["chrf"] == pytest.approx(100.0)
     assert res["best_single_system"] in ("U1", "U2")
+
+
+def test_reranker_row_is_a_selection_among_each_rows_candidates():
+    rows = _mt_rows(4)
+    config = LMCorConfig(
+        task="jsonl",
+        task_type="mt",
+        pool_path="x",
+        train_systems=["S1"],
+        test_systems=["U1", "U2"],
+        k=2,
+        mode="reranker",
+    )
+    generated = ["U2 out 0", "U1  out 1", "U2 out", "something else 3"]
+    res = evaluate_run(config, rows, ["in"] * 4, generated, dev_rows=rows[:2])
+    assert res["model_row"] == RERANKER and [r["method"] for r in res["table"]][-1] == RERANKER
+    predictions = [record["prediction"] for record in res["predictions"]]
+    assert predictions[:2] == ["U2 out 0", "U1 out 1"]
+    assert all(record["prediction"] in record["candidates"] for record in res["predictions"])
+    assert [record["generated"] for record in res["predictions"]] == generated
+    assert res["reranker"]["exact"] == 2 and res["reranker"]["mapped_by_chrf"] == 2
+    assert res["scores"][RERANKER] == corrector_scores(config, rows, predictions)[0]
+    res["training"] = {"test_rows": 4}
+    assert "2 / 4 generations were not exactly a candidate" in results_markdown(res)
+
+
+def test_prediction_records_list_the_test_candidates_so_the_copy_rate_is_exact():
+    from experiments.metrics import get_metric
+
+    rows = _mt_rows(4)
+    config = LMCorConfig(
+        task="jsonl", task_type="mt", pool_path="x", train_systems=["S1"], test_systems=["U1", "U2"], k=2
+    )
+    # copied: row 0 (U2, a candidate no selector is bound to pick) and row 1; rewritten: rows 2 and 3
+    predictions = ["U2 out 0", "U1 out 1", "rewritten 2", "rewritten 3"]
+    res = evaluate_run(config, rows, ["in"] * 4, predictions)
+    assert [record["candidates"] for record in res["predictions"]] == [
+        [f"U1 out {i}", f"U2 out {i}"] for i in range(4)
+    ]
+    assert get_metric("copy_rate")(res["predictions"]) == pytest.approx(50.0)
+    assert "generated" not in res["predictions"][0] and "reranker" not in res
+
+
+def test_dev_curve_is_every_evaluation_of_the_log_history():
+    history = [
+        {"loss": 2.0, "step": 5},
+        {"eval_loss": 1.5, "eval_runtime": 0.1, "step": 10, "epoch": 0.5},
+        {"loss": 1.2, "step": 15},
+        {"eval_loss": 1.25, "step": 20, "epoch": 1.0},
+        {"train_runtime": 3.0, "step": 20},
+    ]
+    assert dev_curve(history) == [{"step": 10, "eval_loss": 1.5}, {"step": 20, "eval_loss": 1.25}]
+    assert dev_curve([{"loss": 1.0, "step": 1}]) == []
 
 
 def test_learning_curve_scores_the_test_rows_at_its_steps_only(monkeypatch):
