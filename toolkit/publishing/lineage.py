@@ -9,11 +9,35 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from typing import Any
 
+from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+from toolkit.publishing.base_model import is_hub_id
 from toolkit.publishing.reporting import redact_secrets as redact
 
-__all__ = ["Lineage", "lineage_rows"]
+__all__ = ["Lineage", "hub_commit", "lineage_rows"]
+
+logger = logging.getLogger(__name__)
+
+
+def hub_commit(repo_id: str, *, repo_type: str = "model", revision: str | None = None) -> str | None:
+    """The commit sha ``revision`` (default ``main``) of a Hub repo points at now, or ``None`` when unknown.
+
+    Lineage pins what a student trained on: a branch name moves, the sha does not. Offline (``HF_HUB_OFFLINE``),
+    for a local path or when the Hub cannot answer, the revision as given is the best record there is: ``None``
+    comes back and the caller keeps ``revision``.
+    """
+    if not is_hub_id(repo_id):
+        return None
+    try:
+        info = HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision)
+    except (HfHubHTTPError, OfflineModeIsEnabled, OSError) as err:
+        logger.info("Could not resolve the commit of %s %s@%s: %s", repo_type, repo_id, revision or "main", err)
+        return None
+    return info.sha
 
 
 @dataclasses.dataclass
@@ -28,6 +52,7 @@ class Lineage:
         dataset_fingerprint: Content fingerprint of the generated dataset (``Dataset._fingerprint`` or a hash).
         dataset_revision: Hub revision / commit of the generated dataset, if published.
         base_model: Model the student was initialised from.
+        base_model_revision: Hub revision (commit sha when known) of ``base_model``.
         cost_usd: Total teacher cost of the generation job.
         num_teacher_calls: Number of teacher requests made.
         extra: Free-form additional facts (token counts, seeds...). Redacted before rendering.
@@ -40,6 +65,7 @@ class Lineage:
     dataset_fingerprint: str | None = None
     dataset_revision: str | None = None
     base_model: str | None = None
+    base_model_revision: str | None = None
     cost_usd: float | None = None
     num_teacher_calls: int | None = None
     extra: dict = dataclasses.field(default_factory=dict)
@@ -56,6 +82,7 @@ class Lineage:
         generated_dataset: str | None = None,
         dataset_revision: str | None = None,
         base_model: str | None = None,
+        base_model_revision: str | None = None,
     ) -> Lineage:
         """Collect lineage from a generated dataset (``datasets.Dataset`` or a list of row dicts).
 
@@ -103,6 +130,7 @@ class Lineage:
             dataset_fingerprint=fingerprint,
             dataset_revision=dataset_revision,
             base_model=base_model,
+            base_model_revision=base_model_revision,
             cost_usd=cost if has_cost else None,
             num_teacher_calls=calls or None,
             extra={k: v for k, v in tokens.items() if v},
@@ -129,6 +157,7 @@ def lineage_rows(lineage: Lineage) -> list[dict]:
         "dataset_fingerprint": "Dataset fingerprint",
         "dataset_revision": "Dataset revision",
         "base_model": "Student base model",
+        "base_model_revision": "Base model revision",
         "num_teacher_calls": "Teacher calls",
         "cost_usd": "Teacher cost (USD)",
     }
@@ -140,7 +169,13 @@ def lineage_rows(lineage: Lineage) -> list[dict]:
                 value = f"`{json.dumps(value, sort_keys=True)}`"
             elif key == "cost_usd":
                 value = f"{value:.4f}"
-            elif key in ("teacher_id", "template_hash", "dataset_fingerprint", "dataset_revision"):
+            elif key in (
+                "teacher_id",
+                "template_hash",
+                "dataset_fingerprint",
+                "dataset_revision",
+                "base_model_revision",
+            ):
                 value = f"`{value}`"
             rows.append({"field": label, "value": value})
     for key, value in sorted(data.get("extra", {}).items()):

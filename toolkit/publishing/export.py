@@ -1,0 +1,158 @@
+"""A trained student as others load it: a base that resolves anywhere, merged weights, card sections.
+
+:func:`export_student` writes the base (:mod:`toolkit.publishing.base_model`) into ``adapter_config.json`` and,
+with ``merge=True``, folds the adapter into the base weights (``merged/``: safetensors + tokenizer) so the pushed
+model loads with no base at all.
+:func:`usage_snippet` is the code the card shows; tests execute it against a fake Hub.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from peft import PeftModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+from toolkit.publishing.base_model import BaseModelRef, name_for_card
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["StudentExport", "export_student", "replace_card", "usage_snippet"]
+
+ADAPTER_CONFIG = "adapter_config.json"
+MERGED_SUBDIR = "merged"
+
+
+@dataclass(frozen=True)
+class StudentExport:
+    """What :func:`export_student` wrote.
+
+    Attributes:
+        folder: The folder to push: the run folder (adapter or full model) or its ``merged/`` copy.
+        base: The base the student names.
+        adapter: Whether ``folder`` holds a PEFT adapter (else full weights).
+        seq2seq: Whether the student is an encoder-decoder.
+    """
+
+    folder: Path
+    base: BaseModelRef
+    adapter: bool
+    seq2seq: bool
+
+    @property
+    def library_name(self) -> str:
+        """The card's ``library_name``: ``peft`` for an adapter, ``transformers`` for full weights."""
+        return "peft" if self.adapter else "transformers"
+
+    def card_sections(self, repo_id: str) -> dict[str, str]:
+        """``{heading: markdown}`` for the model card: a usage snippet that loads ``repo_id``."""
+        usage = usage_snippet(repo_id, adapter=self.adapter, seq2seq=self.seq2seq)
+        return {"Usage": f"```python\n{usage}```"}
+
+
+def export_student(
+    out_dir: str | os.PathLike,
+    *,
+    base: BaseModelRef,
+    base_path: str | os.PathLike | None = None,
+    merge: bool = False,
+) -> StudentExport:
+    """Make a saved student loadable elsewhere; optionally fold its adapter into full weights.
+
+    Args:
+        out_dir: Where ``trainer.save_model`` and ``tokenizer.save_pretrained`` wrote the student.
+        base: The base to name (:func:`describe_base`).
+        base_path: A local copy of the base weights (``toolkit.models.loading.resolve_model``), needed with
+            ``merge=True`` for an adapter.
+        merge: Write ``out_dir/merged/``: the adapter merged into the base, as safetensors with the tokenizer.
+
+    Returns:
+        What was written and which folder to push.
+
+    Raises:
+        FileNotFoundError: ``out_dir`` holds neither an adapter nor a model config.
+        ValueError: ``merge`` for an adapter without ``base_path``.
+    """
+    out = Path(out_dir)
+    adapter_file = out / ADAPTER_CONFIG
+    if adapter_file.is_file():
+        seq2seq = _rewrite_adapter_base(adapter_file, base)
+        if not merge:
+            return StudentExport(out, base, adapter=True, seq2seq=seq2seq)
+        if base_path is None:
+            raise ValueError("merging an adapter needs base_path: the local copy of the base weights")
+        merged = _merge_adapter(out, Path(base_path), seq2seq=seq2seq)
+        return StudentExport(merged, base, adapter=False, seq2seq=seq2seq)
+    if not (out / "config.json").is_file():
+        raise FileNotFoundError(f"{out}: no {ADAPTER_CONFIG} or config.json (was the student saved there?)")
+    config = AutoConfig.from_pretrained(out)
+    return StudentExport(out, base, adapter=False, seq2seq=bool(getattr(config, "is_encoder_decoder", False)))
+
+
+def _rewrite_adapter_base(adapter_file: Path, base: BaseModelRef) -> bool:
+    """Point ``adapter_config.json`` at ``base``; returns whether the adapter is for a seq2seq model."""
+    config = json.loads(adapter_file.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = base.hub_id or base.loaded_from
+    config["revision"] = base.revision
+    adapter_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    logger.info(
+        "%s names its base as %s (revision %s)", adapter_file, config["base_model_name_or_path"], base.revision
+    )
+    return config.get("task_type") == "SEQ_2_SEQ_LM"
+
+
+def _merge_adapter(adapter_dir: Path, base_path: Path, *, seq2seq: bool) -> Path:
+    """Load the base in fp32, apply the saved adapter, merge, save safetensors + tokenizer under ``merged/``."""
+    model_cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    model = model_cls.from_pretrained(base_path, dtype="float32")
+    merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    target = adapter_dir / MERGED_SUBDIR
+    merged.save_pretrained(target, safe_serialization=True)
+    AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(target)
+    _drop_local_names(target / "config.json")
+    logger.info("Merged the adapter of %s into %s", adapter_dir, target)
+    return target
+
+
+def _drop_local_names(config_file: Path) -> None:
+    """Remove a ``_name_or_path`` that is a path of this machine from a saved ``config.json``."""
+    if not config_file.is_file():
+        return
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if os.path.isabs(str(config.get("_name_or_path", ""))):
+        config["_name_or_path"] = name_for_card(config["_name_or_path"])
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def usage_snippet(repo_id: str, *, adapter: bool, seq2seq: bool, prompt: str = "Hello") -> str:
+    """Python that loads ``repo_id`` from the Hub and generates from ``prompt`` (the card's usage section)."""
+    family = "Seq2SeqLM" if seq2seq else "CausalLM"
+    if adapter:
+        loader = f"from peft import AutoPeftModelFor{family}\n"
+        model_line = f'model = AutoPeftModelFor{family}.from_pretrained("{repo_id}")\n'
+    else:
+        loader = f"from transformers import AutoModelFor{family}\n"
+        model_line = f'model = AutoModelFor{family}.from_pretrained("{repo_id}")\n'
+    return (
+        f"{loader}from transformers import AutoTokenizer\n\n"
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n'
+        f"{model_line}"
+        f'inputs = tokenizer({prompt!r}, return_tensors="pt")\n'
+        "output = model.generate(**inputs, max_new_tokens=32, do_sample=False)\n"
+        "print(tokenizer.decode(output[0], skip_special_tokens=True))\n"
+    )
+
+
+def replace_card(card, export: StudentExport, repo_id: str):
+    """A copy of a :class:`toolkit.run.Card` describing ``export``: base, library, usage and base-model sections."""
+    return dataclasses.replace(
+        card,
+        base_model=export.base,
+        library_name=export.library_name,
+        extra_sections={**card.extra_sections, **export.card_sections(repo_id)},
+    )
