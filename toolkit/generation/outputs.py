@@ -84,13 +84,14 @@ def write_outputs(
     tmp = out_dir / "dataset.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    (Dataset.from_list(rows) if rows else Dataset.from_dict({})).save_to_disk(str(tmp))
+    dataset = Dataset.from_list(rows) if rows else Dataset.from_dict({})
+    dataset.save_to_disk(str(tmp))
     if (out_dir / "dataset").exists():
         shutil.rmtree(out_dir / "dataset")
     tmp.rename(out_dir / "dataset")  # never leave a half-written dataset under the final name
     write_jsonl(out_dir / "data.jsonl", rows)
     write_jsonl(out_dir / "failures.jsonl", failures)
-    _write_parquet(out_dir / DATA_FILE, Dataset.load_from_disk(str(out_dir / "dataset")))
+    _write_parquet(out_dir / DATA_FILE, dataset)
     _write_parquet(out_dir / FAILURES_FILE, _failures_dataset(failures))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
     save_config(out_dir / "config.json", **configs)
