@@ -18,11 +18,13 @@ from pathlib import Path
 from peft import PeftModel
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from toolkit.publishing.base_model import BaseModelRef, name_for_card
+from toolkit.models.loading import resolve_model
+from toolkit.publishing.base_model import BaseModelRef, describe_base, is_hub_id, name_for_card
+from toolkit.publishing.lineage import Lineage, hub_commit
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["StudentExport", "export_student", "replace_card", "usage_snippet"]
+__all__ = ["StudentExport", "export_student", "publish_student", "replace_card", "usage_snippet"]
 
 ADAPTER_CONFIG = "adapter_config.json"
 MERGED_SUBDIR = "merged"
@@ -90,6 +92,7 @@ def export_student(
         return StudentExport(merged, base, adapter=False, seq2seq=seq2seq)
     if not (out / "config.json").is_file():
         raise FileNotFoundError(f"{out}: no {ADAPTER_CONFIG} or config.json (was the student saved there?)")
+    _drop_local_names(out / "config.json")
     config = AutoConfig.from_pretrained(out)
     return StudentExport(out, base, adapter=False, seq2seq=bool(getattr(config, "is_encoder_decoder", False)))
 
@@ -148,11 +151,64 @@ def usage_snippet(repo_id: str, *, adapter: bool, seq2seq: bool, prompt: str = "
     )
 
 
-def replace_card(card, export: StudentExport, repo_id: str):
-    """A copy of a :class:`toolkit.run.Card` describing ``export``: base, library, usage and base-model sections."""
+def replace_card(card, export: StudentExport, repo_id: str, *, dataset_revision: str | None = None):
+    """A copy of a :class:`toolkit.run.Card` describing ``export``: base, library, usage section, pinned lineage.
+
+    The card's lineage (when it has one) records the base's revision and the commit of the generated dataset it
+    names when that is a Hub dataset (``dataset_revision`` is what the run asked for; the sha it resolves to now
+    is recorded when the Hub answers).
+    """
+    lineage = card.lineage
+    if isinstance(lineage, Lineage):
+        dataset = lineage.generated_dataset
+        revision = lineage.dataset_revision or dataset_revision
+        if dataset and is_hub_id(dataset):
+            revision = hub_commit(dataset, repo_type="dataset", revision=revision) or revision
+        base = export.base
+        lineage = dataclasses.replace(
+            lineage,
+            base_model=base.loaded_from if base.is_gguf_derived else (base.hub_id or base.loaded_from),
+            base_model_revision=base.revision,
+            dataset_revision=revision,
+        )
     return dataclasses.replace(
         card,
         base_model=export.base,
         library_name=export.library_name,
+        lineage=lineage,
         extra_sections={**card.extra_sections, **export.card_sections(repo_id)},
     )
+
+
+def publish_student(
+    out_dir: str | os.PathLike,
+    card,
+    repo_id: str,
+    *,
+    model_name_or_path: str,
+    base_model_id: str | None = None,
+    revision: str | None = None,
+    commit_hash: str | None = None,
+    merge: bool = False,
+    dataset_revision: str | None = None,
+):
+    """The end of a recipe's Finish section: make the saved student portable, then describe it in its card.
+
+    Args:
+        out_dir: Where the student was saved.
+        card: The recipe's :class:`toolkit.run.Card`.
+        repo_id: Where it will be pushed (the usage snippet loads it from there).
+        model_name_or_path: What the run loaded the student from.
+        base_model_id: ``--base_model_id``.
+        revision: ``--model_revision``.
+        commit_hash: The commit the base weights came from (``model.config._commit_hash``), if any.
+        merge: ``--push_merged``: push merged full weights instead of the adapter.
+        dataset_revision: ``--dataset_revision`` of the generated dataset the lineage names.
+
+    Returns:
+        ``(card, folder)``: the card to render and the folder to push.
+    """
+    base = describe_base(model_name_or_path, base_model_id=base_model_id, revision=revision, commit_hash=commit_hash)
+    base_path = resolve_model(model_name_or_path) if merge else None
+    export = export_student(out_dir, base=base, base_path=base_path, merge=merge)
+    return replace_card(card, export, repo_id, dataset_revision=dataset_revision), export.folder

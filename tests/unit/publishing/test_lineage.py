@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from toolkit.publishing.lineage import Lineage
+from toolkit.publishing.hub import push_to_hub
+from toolkit.publishing.lineage import Lineage, hub_commit
 
 
 def test_lineage_from_generated_rows():
@@ -46,3 +47,21 @@ def test_lineage_from_hf_dataset():
 
 
 # ------------------------------------------------------------------------------------------------ push
+
+
+def test_hub_commit_pins_a_branch_to_its_sha(fake_hub, tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "rows.jsonl").write_text('{"a": 1}\n')
+    url = push_to_hub(folder, "fake-user/rows", repo_type="dataset", token=fake_hub.token)
+    sha = hub_commit("fake-user/rows", repo_type="dataset")
+    assert sha is not None and len(sha) == 40 and url.endswith(sha)
+    assert hub_commit("fake-user/missing", repo_type="dataset") is None
+    assert hub_commit("demo_gec", repo_type="dataset") is None  # a local name: nothing to ask
+
+
+def test_hub_commit_offline_is_unknown(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert hub_commit("org/data", repo_type="dataset") is None
