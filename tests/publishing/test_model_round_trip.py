@@ -134,3 +134,16 @@ def test_usage_snippet_names_the_right_classes():
     assert "AutoPeftModelForSeq2SeqLM" in usage_snippet("a/b", adapter=True, seq2seq=True)
     assert "AutoModelForCausalLM" in usage_snippet("a/b", adapter=False, seq2seq=False)
     compile(usage_snippet("a/b", adapter=True, seq2seq=False), "snippet", "exec")
+
+
+def test_student_loaded_at_a_revision_names_that_commit(fake_hub, monkeypatch, base_dir, tmp_path):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    first = push_base(fake_hub, base_dir).rsplit("/", 1)[1]
+    (base_dir / "notes.txt").write_text("a second commit")
+    latest = push_base(fake_hub, base_dir).rsplit("/", 1)[1]
+    (base_dir / "notes.txt").unlink()
+    students.load_student(BASE_REPO, revision=first)
+    weights = [r.path for r in fake_hub.requests if r.path.endswith("model.safetensors") and r.method == "GET"]
+    assert weights and all(f"/resolve/{first}/" in path for path in weights)
+    assert describe_base(BASE_REPO, revision=first).revision == first
+    assert describe_base(BASE_REPO, revision="main").revision == latest  # a branch is pinned to its commit

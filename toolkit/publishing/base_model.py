@@ -15,28 +15,15 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.models.local import LOCAL_MODELS, LOCAL_PREFIX
+from toolkit.publishing.lineage import hub_commit, is_hub_id
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BaseModelRef", "describe_base", "is_hub_id", "name_for_card"]
-
-_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def is_hub_id(name: str | None) -> bool:
-    """Whether ``name`` is a ``namespace/name`` Hub repo id and no path of this machine.
-
-    Bare names (``demo_gec``, ``jfleg``) are refused: they are the toolkit's local dataset names far more often
-    than legacy Hub ids, and metadata naming a repo that does not exist links nowhere.
-    """
-    if not name or os.path.isabs(name) or name.startswith((".", "~")) or os.path.exists(name):
-        return False
-    return bool(_HUB_ID_RE.match(name))
+__all__ = ["BaseModelRef", "describe_base", "name_for_card"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +82,7 @@ def describe_base(
     base_model_id: str | None = None,
     revision: str | None = None,
     commit_hash: str | None = None,
+    pin_commit: bool = True,
 ) -> BaseModelRef:
     """Name the base a student was loaded from so that it resolves off this machine.
 
@@ -102,7 +90,9 @@ def describe_base(
         name_or_path: What the run loaded: ``local:<name>``, a folder, or a Hub id.
         base_model_id: The Hub id the user gives for the base (``--base_model_id``); wins over the rest.
         revision: The revision the run asked for (``--model_revision``).
-        commit_hash: The commit the weights actually came from (``model.config._commit_hash``), if known.
+        commit_hash: The commit the weights came from, if the caller knows it; otherwise, for a Hub base, the
+            commit ``revision`` points at now is asked from the Hub (offline: ``revision`` as given).
+        pin_commit: Ask the Hub for that commit; ``False`` (rendering a card) never makes a request.
 
     Returns:
         The base as a :class:`BaseModelRef`.
@@ -113,7 +103,6 @@ def describe_base(
     name = os.fspath(name_or_path)
     if base_model_id is not None and not is_hub_id(base_model_id):
         raise ValueError(f"--base_model_id {base_model_id!r} is not a Hub repo id (namespace/name)")
-    pinned = commit_hash or revision
     if name.startswith(LOCAL_PREFIX) and name[len(LOCAL_PREFIX) :] in LOCAL_MODELS:
         spec = LOCAL_MODELS[name[len(LOCAL_PREFIX) :]]
         upstream = spec.upstream_id or None
@@ -128,6 +117,8 @@ def describe_base(
     if base_model_id:
         return BaseModelRef(name_for_card(name), base_model_id, revision, base_model_id)
     if not Path(name).expanduser().exists() and not name.startswith(("/", ".", "~")):
+        asked = hub_commit(name, revision=revision) if pin_commit and not commit_hash else None
+        pinned = commit_hash or asked or revision
         return BaseModelRef(name, name, pinned, name if is_hub_id(name) else None)
     logger.warning(
         "The base model %s is a local folder: the adapter cannot name a base that loads elsewhere. Pass "

@@ -21,8 +21,8 @@ import yaml
 from huggingface_hub import DatasetCardData, EvalResult, ModelCardData
 
 from toolkit.configs import REDACTED, SECRET_FIELD_PATTERN
-from toolkit.publishing.base_model import BaseModelRef, describe_base, is_hub_id
-from toolkit.publishing.lineage import Lineage, lineage_rows
+from toolkit.publishing.base_model import BaseModelRef, describe_base
+from toolkit.publishing.lineage import Lineage, is_hub_id, lineage_rows
 from toolkit.publishing.reporting import markdown_table
 from toolkit.publishing.reporting import redact_secrets as redact
 
@@ -202,7 +202,7 @@ def render_model_card(
                 metric_value=float(value),
             )
         )
-    base = describe_base(base_model) if isinstance(base_model, str) else base_model
+    base = describe_base(base_model, pin_commit=False) if isinstance(base_model, str) else base_model
     base_hub_id = base.upstream_id if base is not None and is_hub_id(base.upstream_id) else None
     relation = None
     if base_hub_id:

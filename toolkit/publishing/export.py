@@ -19,8 +19,8 @@ from peft import PeftModel
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from toolkit.models.loading import resolve_model
-from toolkit.publishing.base_model import BaseModelRef, describe_base, is_hub_id, name_for_card
-from toolkit.publishing.lineage import Lineage, hub_commit
+from toolkit.publishing.base_model import BaseModelRef, describe_base, name_for_card
+from toolkit.publishing.lineage import Lineage, hub_commit, is_hub_id
 
 logger = logging.getLogger(__name__)
 

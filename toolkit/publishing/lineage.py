@@ -10,17 +10,31 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
+import re
 from typing import Any
 
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-from toolkit.publishing.base_model import is_hub_id
 from toolkit.publishing.reporting import redact_secrets as redact
 
-__all__ = ["Lineage", "hub_commit", "lineage_rows"]
+__all__ = ["Lineage", "hub_commit", "is_hub_id", "lineage_rows"]
 
 logger = logging.getLogger(__name__)
+
+_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def is_hub_id(name: str | None) -> bool:
+    """Whether ``name`` is a ``namespace/name`` Hub repo id and no path of this machine.
+
+    Bare names (``demo_gec``, ``jfleg``) are refused: they are the toolkit's local dataset names far more often
+    than legacy Hub ids, and metadata naming a repo that does not exist links nowhere.
+    """
+    if not name or os.path.isabs(name) or name.startswith((".", "~")) or os.path.exists(name):
+        return False
+    return bool(_HUB_ID_RE.match(name))
 
 
 def hub_commit(repo_id: str, *, repo_type: str = "model", revision: str | None = None) -> str | None:

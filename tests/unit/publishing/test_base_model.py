@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from toolkit.models.local import LOCAL_MODELS
-from toolkit.publishing.base_model import describe_base, is_hub_id
+from toolkit.publishing.base_model import describe_base
+from toolkit.publishing.lineage import is_hub_id
 
 
 def test_hub_ids_need_a_namespace_and_are_no_local_path(tmp_path):
