@@ -29,9 +29,10 @@ from toolkit.methods.lmcor import evaluation as lmcor_eval
 from toolkit.methods.lmcor import formats as lmcor
 from toolkit.methods.lmcor.truncation import BudgetedFormat
 from toolkit.models import students
+from toolkit.publishing.export import publish_student
 from toolkit.run import Push, finish_run
 from toolkit.runtime import configure_threads
-from toolkit.training.tracking import require_tensorboard, resume_checkpoint
+from toolkit.training.tracking import log_final_metrics, require_tensorboard, resume_checkpoint
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "lmcor" / "default.yaml"
 DESCRIPTION = (
@@ -106,6 +107,9 @@ class ModelArguments:
     chat_template: bool = field(default=True, metadata={"help": "Causal: wrap the input in the chat template."})
     max_source_len: int = field(default=256, metadata={"help": "Max corrector input tokens."})
     max_target_len: int = field(default=64, metadata={"help": "Max target tokens (eos included)."})
+    base_model_id: str | None = field(default=None, metadata={"help": "Hub id the adapter names as its base."})
+    model_revision: str | None = field(default=None, metadata={"help": "Hub revision of model_name_or_path."})
+    push_merged: bool = field(default=False, metadata={"help": "Push merged weights that need no base."})
 
     def __post_init__(self):
         if self.quantization not in (None, "4bit") or self.max_source_len < 8 or self.max_target_len < 2:
@@ -135,6 +139,7 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args:
         model_args.model_name_or_path, lora=model_args.lora, lora_r=model_args.lora_r,
         lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
         lora_target_modules=model_args.lora_target_modules, quantization=model_args.quantization,
+        revision=model_args.model_revision,
     )  # fmt: skip
     fmt = lmcor.CorrectorFormat(script_args.separator, script_args.source_prefix, script_args.candidates_prefix)
     fmt = BudgetedFormat(fmt, tokenizer, model_args.max_source_len, is_seq2seq=seq2seq)
@@ -178,7 +183,12 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args:
     trainer.save_model(str(out_dir)), tokenizer.save_pretrained(out_dir)  # fmt: skip
     repo_id = training_args.hub_model_id or out_dir.name
     card = lmcor_eval.model_card(script_args, model_args, Path(repo_id).name, DESCRIPTION, results, splits)
-    hub = Push(repo_id if push else None, training_args.hub_token, bool(training_args.hub_private_repo))
+    card, push_folder = publish_student(
+        out_dir, card, repo_id, model_name_or_path=model_args.model_name_or_path,
+        base_model_id=model_args.base_model_id, revision=model_args.model_revision, merge=model_args.push_merged,
+    )  # fmt: skip
+    hub = Push(repo_id if push else None, training_args.hub_token, bool(training_args.hub_private_repo), push_folder)
+    log_final_metrics({"test": results["scores"]}, trainer=trainer)  # the results table, every system
     predictions = results.pop("predictions")
     finish_run(
         out_dir, metrics=results, results_md=lmcor_eval.results_markdown(results), predictions=predictions,

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 import torch
 from huggingface_hub import ModelCard
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
 from tests.publishing.fresh_process import run_fresh
 from toolkit.models import students
@@ -37,19 +36,6 @@ def greedy_text(model, tokenizer, prompt: str = "Hello") -> str:
     with torch.no_grad():
         output = model.generate(**inputs, max_new_tokens=32, do_sample=False)
     return tokenizer.decode(output[0], skip_special_tokens=True)
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory, tiny_llama_dir) -> Path:
-    """The tiny Llama with its (tied) embeddings scaled up: clear margins between the top logits, so that greedy
-    decoding does not flip on a near-tie when two processes sum in a different order."""
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
-    with torch.no_grad():
-        model.get_input_embeddings().weight.mul_(30.0)
-    target = tmp_path_factory.mktemp("decisive-base")
-    model.save_pretrained(target)
-    AutoTokenizer.from_pretrained(tiny_llama_dir).save_pretrained(target)
-    return target
 
 
 @pytest.fixture

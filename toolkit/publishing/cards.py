@@ -22,7 +22,7 @@ from huggingface_hub import DatasetCardData, EvalResult, ModelCardData
 
 from toolkit.configs import REDACTED, SECRET_FIELD_PATTERN
 from toolkit.publishing.base_model import BaseModelRef, describe_base
-from toolkit.publishing.lineage import Lineage, is_hub_id, lineage_rows
+from toolkit.publishing.lineage import Lineage, is_hub_id, lineage_rows, strip_local_paths
 from toolkit.publishing.reporting import markdown_table
 from toolkit.publishing.reporting import redact_secrets as redact
 
@@ -82,7 +82,7 @@ def _data_text(datasets: Sequence[str], data_rows: Mapping[str, int] | None) -> 
         if is_hub_id(name):
             named.append(f"[`{name}`](https://huggingface.co/datasets/{name})")
         else:
-            named.append(f"`{name}` (local data, not on the Hub)")
+            named.append(f"`{strip_local_paths(name)}` (local data, not on the Hub)")
     text = ("Data: " + ", ".join(named) + ".") if named else ""
     if data_rows:
         rows = [{"split": split, "rows": count} for split, count in data_rows.items()]
@@ -122,7 +122,8 @@ def _flatten_metrics(metrics: dict, prefix: str = "") -> list[tuple[str | None, 
 
 
 def _yaml_block(obj: Any) -> str:
-    return "```yaml\n" + yaml.safe_dump(redact(obj), sort_keys=True, allow_unicode=True).rstrip() + "\n```"
+    text = yaml.safe_dump(strip_local_paths(redact(obj)), sort_keys=True, allow_unicode=True)
+    return "```yaml\n" + text.rstrip() + "\n```"
 
 
 def _assemble(card_data, sections: list[tuple[str, str]], title: str) -> str:
@@ -332,7 +333,7 @@ def render_dataset_card(
     sections = [
         ("", description),
         ("Lineage", markdown_table(lineage_rows(lineage), floatfmt=".4g") if lineage else ""),
-        ("Source data", ", ".join(f"`{d}`" for d in source_datasets) if source_datasets else ""),
+        ("Source data", ", ".join(f"`{strip_local_paths(d)}`" for d in source_datasets) if source_datasets else ""),
         ("Dataset structure", structure),
         ("Files", extras or ""),
         ("Statistics", markdown_table([{"statistic": k, "value": v} for k, v in redact(stats or {}).items()])),

@@ -19,7 +19,7 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from toolkit.publishing.reporting import redact_secrets as redact
 
-__all__ = ["Lineage", "hub_commit", "is_hub_id", "lineage_rows"]
+__all__ = ["Lineage", "hub_commit", "is_hub_id", "lineage_rows", "strip_local_paths"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,21 @@ def is_hub_id(name: str | None) -> bool:
     if not name or os.path.isabs(name) or name.startswith((".", "~")) or os.path.exists(name):
         return False
     return bool(_HUB_ID_RE.match(name))
+
+
+def strip_local_paths(value: Any) -> Any:
+    """``value`` with every absolute path of this machine cut to its last component (recursing into containers).
+
+    Cards and pushed metadata name local data and models by name: a home or temp directory means nothing to a
+    reader and tells them about the author's disk.
+    """
+    if isinstance(value, dict):
+        return {key: strip_local_paths(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strip_local_paths(item) for item in value]
+    if isinstance(value, str) and os.path.isabs(value) and "\n" not in value:
+        return os.path.basename(value.rstrip("/")) or value
+    return value
 
 
 def hub_commit(repo_id: str, *, repo_type: str = "model", revision: str | None = None) -> str | None:
@@ -85,8 +100,9 @@ class Lineage:
     extra: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """JSON-friendly dict with secrets redacted and ``None`` fields dropped."""
-        return {k: v for k, v in redact(dataclasses.asdict(self)).items() if v not in (None, {}, [])}
+        """JSON-friendly dict with secrets redacted, local paths cut to their names and ``None`` fields dropped."""
+        data = strip_local_paths(redact(dataclasses.asdict(self)))
+        return {k: v for k, v in data.items() if v not in (None, {}, [])}
 
     @classmethod
     def from_generated(

@@ -71,7 +71,8 @@ def test_resume_checkpoint(tmp_path):
         tracking.resume_checkpoint(_args(tmp_path, str(tmp_path / "checkpoint-3")))
 
 
-def _scalars(log_dir) -> dict[str, list[tuple[int, float]]]:
+def tensorboard_scalars(log_dir) -> dict[str, list[tuple[int, float]]]:
+    """``{tag: [(step, value), ...]}`` of every event file under ``log_dir``."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     found: dict[str, list[tuple[int, float]]] = {}
@@ -106,7 +107,7 @@ def test_final_metrics_reach_tensorboard_through_the_trainer(tmp_path, tiny_llam
     history_before = list(trainer.state.log_history)
     logged = tracking.log_final_metrics({"test": {"gleu": 61.5}, "baseline": {"gleu": 58.25}}, trainer=trainer)
     assert logged == {"final/test/gleu": 61.5, "final/baseline/gleu": 58.25}
-    scalars = _scalars(tmp_path / "run")
+    scalars = tensorboard_scalars(tmp_path / "run")
     final = {tag: points for tag, points in scalars.items() if "final/" in tag}
     assert {tag.split("final/", 1)[1]: points[-1][1] for tag, points in final.items()} == {
         "test/gleu": 61.5,
@@ -121,6 +122,6 @@ def test_final_metrics_of_an_own_loop_go_to_its_log_dir(tmp_path):
     pytest.importorskip("tensorboard")
     tracking.write_history([{"epoch": 1, "train_loss": 0.5}], tmp_path / "tb")
     tracking.log_final_metrics({"test": {"accuracy": 0.75}}, log_dir=tmp_path / "tb", step=1)
-    scalars = _scalars(tmp_path / "tb")
+    scalars = tensorboard_scalars(tmp_path / "tb")
     assert scalars["final/test/accuracy"] == [(1, 0.75)]
     assert scalars["train/loss"] == [(1, 0.5)]
