@@ -25,11 +25,12 @@ from toolkit.methods.llmembed import head as le
 from toolkit.methods.llmembed.embeddings import ExtractionSpec, checkpoint_num_params, extract_sources, extraction_cost
 from toolkit.models import loading as models
 from toolkit.publishing import reporting
+from toolkit.publishing.cards import citation_block
 from toolkit.publishing.hub import DEFAULT_IGNORE_PATTERNS
 from toolkit.run import Card, Push, finish_run
 from toolkit.runtime import configure_threads
 from toolkit.tasks.classification_splits import DataArguments, load_splits
-from toolkit.training.tracking import check_report_to, write_history
+from toolkit.training.tracking import check_report_to, log_final_metrics, write_history
 
 logger = logging.getLogger("recipes.llmembed")
 DESCRIPTION = (
@@ -37,6 +38,13 @@ DESCRIPTION = (
     "real tokens, are fused with a sentence encoder's embedding (co-occurrence pooling of the projected views plus "
     "the layer mean) and fed to a small MLP classifier; only that head is trained."
 )
+CITATION = """@inproceedings{liu-etal-2024-llmembed,
+  title = {{LLMEmbed}: Rethinking Lightweight {LLM}'s Genuine Function in Text Classification},
+  author = {Liu, Chun and Zhang, Hongguang and Zhao, Kainan and Ju, Xinghai and Yang, Lin},
+  booktitle = {Proceedings of the 62nd Annual Meeting of the Association for Computational Linguistics
+               (Volume 1: Long Papers)},
+  year = {2024}
+}"""
 
 
 @dataclass
@@ -182,7 +190,10 @@ def main(data_args, model_args, base_args, run_args):
     le.save_head(fit["head"], out, extra={"extraction": {k: [s.model, s.layers, s.pooling] for k, s in specs.items()}})
     row = next(r for r in rows if r["method"] == variant)
     card = Card(m.llm_model, "classification", "llmembed", DESCRIPTION, f"llmembed-{variant}-{Path(dataset).stem}",
-                [dataset], library_name=None)  # fmt: skip
+                [dataset], library_name=None, extra_sections={"Citation": citation_block(CITATION)})  # fmt: skip
+    if "tensorboard" in run_args.report_to:  # the results table, every method, in the reported head's run
+        epochs = len(fit["fit"]["history"])
+        log_final_metrics({"test": {r["method"]: r for r in rows}}, log_dir=out / "runs" / variant, step=epochs)
     push = Push(run_args.hub_model_id if run_args.push_to_hub else None, run_args.hub_token, run_args.hub_private,
                 ignore_patterns=(*DEFAULT_IGNORE_PATTERNS, "runs/*", "baselines/*"))  # fmt: skip
     done = finish_run(

@@ -39,6 +39,14 @@ DESCRIPTION = (
     "An LMCor corrector (Vernikos et al. 2023): a small model trained to read an input and k candidate outputs of a "
     "large model and rewrite them into one better output, at the cost of one small forward pass per input."
 )
+CITATION = """@inproceedings{vernikos-etal-2024-small,
+  title = {Small Language Models Improve Giants by Rewriting Their Outputs},
+  author = {Vernikos, Giorgos and Bra{\\v{z}}inskas, Arthur and Adamek, Jakub and Mallinson, Jonathan and
+            Severyn, Aliaksei and Malmi, Eric},
+  booktitle = {Proceedings of the 18th Conference of the European Chapter of the Association for Computational
+               Linguistics (Volume 1: Long Papers)},
+  year = {2024}
+}"""
 
 
 @dataclass
@@ -184,9 +192,16 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args:
     repo_id = training_args.hub_model_id or out_dir.name
     card = lmcor_eval.model_card(script_args, model_args, Path(repo_id).name, DESCRIPTION, results, splits)
     card, push_folder = publish_student(
-        out_dir, card, repo_id, model_name_or_path=model_args.model_name_or_path,
-        base_model_id=model_args.base_model_id, revision=model_args.model_revision, merge=model_args.push_merged,
-    )  # fmt: skip
+        out_dir,
+        card,
+        repo_id,
+        model_name_or_path=model_args.model_name_or_path,
+        base_model_id=model_args.base_model_id,
+        revision=model_args.model_revision,
+        merge=model_args.push_merged,
+        data_rows={split: len(rows) for split, rows in splits.items()},
+        citation=CITATION,
+    )
     hub = Push(repo_id if push else None, training_args.hub_token, bool(training_args.hub_private_repo), push_folder)
     log_final_metrics({"test": results["scores"]}, trainer=trainer)  # the results table, every system
     predictions = results.pop("predictions")

@@ -31,13 +31,28 @@ from toolkit.methods.multitask import report
 from toolkit.methods.multitask.data import load_mixture_splits, parse_task_spec
 from toolkit.methods.multitask.mixture import MIXTURE_STRATEGIES, build_mixture, dev_rows
 from toolkit.models.loading import load_tokenizer
+from toolkit.publishing.export import publish_student
 from toolkit.run import Card, Push, finish_run
 from toolkit.runtime import configure_threads
 from toolkit.training.budget import BASELINE_BUDGETS
 from toolkit.training.sft import copy_card_to_merged, merge_adapter, sft_trainer, train
-from toolkit.training.tracking import require_tensorboard, resume_checkpoint
+from toolkit.training.tracking import log_final_metrics, require_tensorboard, resume_checkpoint
 
 H = "help"
+CITATION = """@misc{zhao2024advancing,
+  title = {Advancing Single- and Multi-task Text Classification through Large Language Model Fine-tuning},
+  author = {Zhao, Hang and Chen, Qile P. and Zhang, Yijing Barry and Yang, Gang},
+  year = {2024},
+  eprint = {2412.08587},
+  archivePrefix = {arXiv}
+}
+@inproceedings{dettmers2023qlora,
+  title = {{QLoRA}: Efficient Finetuning of Quantized {LLMs}},
+  author = {Dettmers, Tim and Pagnoni, Artidoro and Holtzman, Ari and Zettlemoyer, Luke},
+  booktitle = {Advances in Neural Information Processing Systems},
+  volume = {36},
+  year = {2023}
+}"""
 DESCRIPTION = (
     "One causal LM fine-tuned with a 4-bit NF4 + LoRA (QLoRA) adapter on a weighted mixture of classification, "
     "intent and slot-filling tasks, each an instruction with a parseable answer (Zhao et al. 2024)."
@@ -49,6 +64,9 @@ class MultitaskArguments:
     """What to train on, how to quantize, which baselines to run."""
 
     model_name_or_path: str = field(default="local:smollm2-135m", metadata={H: "Causal LM (Llama family first)."})
+    base_model_id: str | None = field(default=None, metadata={H: "Hub id the adapter names as its base."})
+    model_revision: str | None = field(default=None, metadata={H: "Hub revision of model_name_or_path."})
+    push_merged: bool = field(default=False, metadata={H: "Push merged weights (as hub_push merged)."})
     tasks: list[str] = field(
         default_factory=lambda: ["20ng:topic", "snips:intent_slots"],
         metadata={H: "Mixture entries '<source>:<task>'; task in topic/intent/slots/intent_slots."},
@@ -162,12 +180,34 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig):
     tokenizer.save_pretrained(out)
     report.plot_confusions(out, splits, predictions)
     merged = os.path.join(out, "merged")
-    if sa.merge_adapter or (push and sa.hub_push == "merged"):
+    merged_push = push and (sa.push_merged or sa.hub_push == "merged")
+    if sa.merge_adapter and not merged_push:  # a merged push merges in publish_student below
         merge_adapter(out, sa.model_name_or_path, merged)
     quant = "4-bit NF4, double quantization (bitsandbytes), LoRA on top (QLoRA)" if sa.quantization else None
     mixture_md = [
         f"- `{k}`: p={p:.3f}, {info['mixture_counts'][k]} training rows drawn" for k, p in mix_info["mixture"].items()
     ]
+    card = Card(
+        base_model=sa.model_name_or_path, task="text-classification", recipe="qlora_multitask",
+        description=DESCRIPTION, model_name=training_args.hub_model_id, datasets=[sp.source for sp in splits],
+        library_name="peft", extra_sections={
+            "Tasks and mixture": "\n".join(mixture_md),
+            "Quantization": (quant or "none (LoRA on the full-precision model)")
+            + f"; LoRA r={sa.lora_r}, alpha={sa.lora_alpha}, targets={sa.lora_target_modules}",
+        },
+    )  # fmt: skip
+    card, push_folder = publish_student(
+        out,
+        card,
+        training_args.hub_model_id or os.path.basename(os.path.normpath(out)),
+        model_name_or_path=sa.model_name_or_path,
+        base_model_id=sa.base_model_id,
+        revision=sa.model_revision,
+        merge=merged_push,
+        citation=CITATION,
+    )
+    card_metrics = {"multitask": {f"{t} {k}": v for t, m in results.items() for k, v in m.items()}}
+    log_final_metrics(card_metrics, trainer=trainer)
     finish_run(
         out,
         metrics=summary,
@@ -175,19 +215,11 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig):
         predictions=predictions,
         log_history=trainer.state.log_history,
         config={"script_args": sa, "training_args": training_args},
-        card=Card(
-            base_model=sa.model_name_or_path, task="text-classification", recipe="qlora_multitask",
-            description=DESCRIPTION, model_name=training_args.hub_model_id, datasets=[sp.source for sp in splits],
-            library_name="peft", extra_sections={
-                "Tasks and mixture": "\n".join(mixture_md),
-                "Quantization": (quant or "none (LoRA on the full-precision model)")
-                + f"; LoRA r={sa.lora_r}, alpha={sa.lora_alpha}, targets={sa.lora_target_modules}",
-            },
-        ),
-        card_metrics={"multitask": {f"{t} {k}": v for t, m in results.items() for k, v in m.items()}},
+        card=card,
+        card_metrics=card_metrics,
         push=Push(
             training_args.hub_model_id if push else None, training_args.hub_token, bool(training_args.hub_private_repo),
-            merged if sa.hub_push == "merged" else None, ["baselines/*", "merged/*", "checkpoint-*", "*.pt", "*.pth", "runs/*"],
+            push_folder if merged_push else None, ["baselines/*", "merged/*", "checkpoint-*", "*.pt", "*.pth", "runs/*"],
         ),
     )  # fmt: skip
     if os.path.isdir(merged):

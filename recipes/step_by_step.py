@@ -30,11 +30,21 @@ from toolkit.methods.step_by_step.data import DataArguments, prepare_data
 from toolkit.methods.step_by_step.scoring import score_predictions
 from toolkit.models.students import load_student
 from toolkit.publishing import reporting
+from toolkit.publishing.export import publish_student
 from toolkit.run import Card, Push, finish_run
 from toolkit.runtime import configure_threads
-from toolkit.training.tracking import require_tensorboard, resume_checkpoint
+from toolkit.training.tracking import log_final_metrics, require_tensorboard, resume_checkpoint
 
 logger = logging.getLogger(__name__)
+
+CITATION = """@inproceedings{hsieh-etal-2023-distilling,
+  title = {Distilling Step-by-Step! Outperforming Larger Language Models with Less Training Data and Smaller
+           Model Sizes},
+  author = {Hsieh, Cheng-Yu and Li, Chun-Liang and Yeh, Chih-Kuan and Nakhost, Hootan and Fujii, Yasuhisa and
+            Ratner, Alexander and Krishna, Ranjay and Lee, Chen-Yu and Pfister, Tomas},
+  booktitle = {Findings of the Association for Computational Linguistics: ACL 2023},
+  year = {2023}
+}"""
 
 
 @dataclass
@@ -42,6 +52,9 @@ class StepByStepArguments(DataArguments):
     """Student and method settings, after the data settings of ``DataArguments`` (training: ``TrainingArguments``)."""
 
     model_name_or_path: str = field(default="local:smollm2-135m", metadata={"help": "Student: T5 or causal LM."})
+    base_model_id: str | None = field(default=None, metadata={"help": "Hub id the card names as the base."})
+    model_revision: str | None = field(default=None, metadata={"help": "Hub revision of model_name_or_path."})
+    push_merged: bool = field(default=False, metadata={"help": "Merge an adapter before pushing (full weights)."})
     mode: str = field(default="task_prefix", metadata={"help": "standard | task_prefix."})
     label_source: str = field(default="gt", metadata={"help": "gt (gold labels) | llm (teacher labels)."})
     alpha: float = field(default=0.5, metadata={"help": "Label-task weight a in a*label + (1-a)*rationale."})
@@ -91,7 +104,7 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
     label_prefix = sbs.label_prefix_for(a.mode, a.label_prefix)
 
     # ---- Model ----
-    model, tokenizer, seq2seq = load_student(a.model_name_or_path)
+    model, tokenizer, seq2seq = load_student(a.model_name_or_path, revision=a.model_revision)
     generation = dict(is_seq2seq=seq2seq, prefix=label_prefix, max_input_length=a.max_input_length,
                       max_new_tokens=a.max_new_tokens, batch_size=a.generation_batch_size, chat_template=a.chat_template)  # fmt: skip
 
@@ -163,6 +176,25 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
         datasets=[a.train_source],
         lineage=sbs.card_lineage(lineage, data["report"], a.train_source, a.model_name_or_path),
     )
+    card_metrics = {
+        "validation": {"accuracy": dev_acc},
+        "test": {"accuracy": test_acc},
+        "teacher (test)": {"accuracy": teacher_test["teacher_accuracy_all"]},
+    }
+    push_folder = out
+    if main_process:
+        card, push_folder = publish_student(
+            out,
+            card,
+            repo_id,
+            model_name_or_path=a.model_name_or_path,
+            base_model_id=a.base_model_id,
+            revision=a.model_revision,
+            merge=a.push_merged,
+            citation=CITATION,
+            data_rows={"train": len(data["examples"]), "dev": len(dev_rows), "test": len(test_rows)},
+        )
+    log_final_metrics(card_metrics, trainer=trainer)
     done = finish_run(
         out,
         metrics=metrics,
@@ -174,12 +206,10 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
         log_history=trainer.state.log_history,
         config={"script_args": a, "training_args": training_args},
         card=card,
-        card_metrics={
-            "validation": {"accuracy": dev_acc},
-            "test": {"accuracy": test_acc},
-            "teacher (test)": {"accuracy": teacher_test["teacher_accuracy_all"]},
-        },  # fmt: skip
-        push=Push(repo_id, training_args.hub_token, bool(training_args.hub_private_repo)) if push else None,
+        card_metrics=card_metrics,
+        push=Push(
+            repo_id if push else None, training_args.hub_token, bool(training_args.hub_private_repo), push_folder
+        ),
         is_main=main_process,
     )
     if push:

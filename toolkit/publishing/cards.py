@@ -28,6 +28,8 @@ from toolkit.publishing.reporting import redact_secrets as redact
 
 __all__ = [
     "FRAMEWORKS",
+    "citation_block",
+    "rows_table",
     "TASK_TYPES",
     "TOOLKIT_TAG",
     "framework_versions",
@@ -85,9 +87,18 @@ def _data_text(datasets: Sequence[str], data_rows: Mapping[str, int] | None) -> 
             named.append(f"`{strip_local_paths(name)}` (local data, not on the Hub)")
     text = ("Data: " + ", ".join(named) + ".") if named else ""
     if data_rows:
-        rows = [{"split": split, "rows": count} for split, count in data_rows.items()]
-        text += "\n\n" + markdown_table(rows)
+        text += "\n\n" + rows_table(data_rows)
     return text
+
+
+def rows_table(data_rows: Mapping[str, int]) -> str:
+    """A ``split | rows`` table: how many rows the student trained, was selected and was tested on."""
+    return markdown_table([{"split": split, "rows": count} for split, count in data_rows.items()])
+
+
+def citation_block(bibtex: str) -> str:
+    """The method paper's BibTeX entry as a card block."""
+    return f"```bibtex\n{bibtex.strip()}\n```"
 
 
 def _secret_values() -> list[str]:
@@ -248,7 +259,7 @@ def render_model_card(
     sections += list((extra_sections or {}).items())
     sections.append(("Framework versions", _framework_text()))
     if citation:
-        sections.append(("Citation", f"```bibtex\n{citation.strip()}\n```"))
+        sections.append(("Citation", citation_block(citation)))
     return _assemble(card_data, sections, model_name)
 
 

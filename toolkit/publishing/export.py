@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from toolkit.models.loading import resolve_model
 from toolkit.publishing.base_model import BaseModelRef, describe_base, name_for_card
+from toolkit.publishing.cards import citation_block, rows_table
 from toolkit.publishing.lineage import Lineage, hub_commit, is_hub_id
 
 logger = logging.getLogger(__name__)
@@ -151,8 +153,16 @@ def usage_snippet(repo_id: str, *, adapter: bool, seq2seq: bool, prompt: str = "
     )
 
 
-def replace_card(card, export: StudentExport, repo_id: str, *, dataset_revision: str | None = None):
-    """A copy of a :class:`toolkit.run.Card` describing ``export``: base, library, usage section, pinned lineage.
+def replace_card(
+    card,
+    export: StudentExport,
+    repo_id: str,
+    *,
+    dataset_revision: str | None = None,
+    data_rows: Mapping[str, int] | None = None,
+    citation: str | None = None,
+):
+    """A copy of a :class:`toolkit.run.Card` describing ``export``: base, library, usage, rows, citation, lineage.
 
     The card's lineage (when it has one) records the base's revision and the commit of the generated dataset it
     names when that is a Hub dataset (``dataset_revision`` is what the run asked for; the sha it resolves to now
@@ -171,12 +181,13 @@ def replace_card(card, export: StudentExport, repo_id: str, *, dataset_revision:
             base_model_revision=base.revision,
             dataset_revision=revision,
         )
+    sections = {**card.extra_sections, **export.card_sections(repo_id)}
+    if data_rows:
+        sections["Training and evaluation rows"] = rows_table(data_rows)
+    if citation:
+        sections["Citation"] = citation_block(citation)
     return dataclasses.replace(
-        card,
-        base_model=export.base,
-        library_name=export.library_name,
-        lineage=lineage,
-        extra_sections={**card.extra_sections, **export.card_sections(repo_id)},
+        card, base_model=export.base, library_name=export.library_name, lineage=lineage, extra_sections=sections
     )
 
 
@@ -191,6 +202,8 @@ def publish_student(
     commit_hash: str | None = None,
     merge: bool = False,
     dataset_revision: str | None = None,
+    data_rows: Mapping[str, int] | None = None,
+    citation: str | None = None,
 ):
     """The end of a recipe's Finish section: make the saved student portable, then describe it in its card.
 
@@ -204,6 +217,8 @@ def publish_student(
         commit_hash: The commit the base weights came from (``model.config._commit_hash``), if any.
         merge: ``--push_merged``: push merged full weights instead of the adapter.
         dataset_revision: ``--dataset_revision`` of the generated dataset the lineage names.
+        data_rows: ``{split: rows}`` the student trained, was selected and was tested on.
+        citation: The method paper's BibTeX entry.
 
     Returns:
         ``(card, folder)``: the card to render and the folder to push.
@@ -211,4 +226,7 @@ def publish_student(
     base = describe_base(model_name_or_path, base_model_id=base_model_id, revision=revision, commit_hash=commit_hash)
     base_path = resolve_model(model_name_or_path) if merge else None
     export = export_student(out_dir, base=base, base_path=base_path, merge=merge)
-    return replace_card(card, export, repo_id, dataset_revision=dataset_revision), export.folder
+    card = replace_card(
+        card, export, repo_id, dataset_revision=dataset_revision, data_rows=data_rows, citation=citation
+    )
+    return card, export.folder
