@@ -57,6 +57,7 @@ class LMCorArguments:
     task_type: str | None = field(default=None, metadata={"help": "gec / mt / d2t (required for task=jsonl)."})
     data_dir: str | None = field(default=None, metadata={"help": "Real-data root (default $TOOLKIT_DATA_DIR)."})
     pool_path: str | None = field(default=None, metadata={"help": "Candidates dataset (data_gen/candidates.py)."})
+    dataset_revision: str | None = field(default=None, metadata={"help": "Hub revision of a pool_path on the Hub."})
     test_path: str | None = field(default=None, metadata={"help": "Official test set: a file, jfleg:dev, e2e:test."})
     dev_path: str | None = field(default=None, metadata={"help": "Official dev set, as test_path."})
     max_source_words: int | None = field(default=None, metadata={"help": "Drop pool rows with longer sources."})
@@ -136,7 +137,12 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args:
     out_dir, timings, t_start = Path(training_args.output_dir), {}, time.perf_counter()
 
     # ---- Data ---- pool rows -> group-aware splits -> k teacher candidates per row (the candidates job, cached)
-    pool = lmcor.load_pool(script_args.task, data_dir=script_args.data_dir, pool_path=script_args.pool_path)
+    pool = lmcor.load_pool(
+        script_args.task,
+        data_dir=script_args.data_dir,
+        pool_path=script_args.pool_path,
+        pool_revision=script_args.dataset_revision,
+    )
     splits = lmcor_data.split_and_subsample(lmcor_data.filter_rows(pool, script_args), script_args)
     with training_args.main_process_first(desc="teacher candidates"):  # rank 0 fills the cache, others read it
         splits = lmcor_data.candidates_for_splits(splits, script_args)
@@ -201,6 +207,7 @@ def main(script_args: LMCorArguments, model_args: ModelArguments, training_args:
         merge=model_args.push_merged,
         data_rows={split: len(rows) for split, rows in splits.items()},
         citation=CITATION,
+        dataset_revision=script_args.dataset_revision,
     )
     hub = Push(repo_id if push else None, training_args.hub_token, bool(training_args.hub_private_repo), push_folder)
     log_final_metrics({"test": results["scores"]}, trainer=trainer)  # the results table, every system

@@ -81,3 +81,21 @@ def test_shards_go_up_once(tmp_path):
         "extras/shards/shard-00000-of-00002/summary.json",
     ]
     assert sum(name.endswith(".parquet") for name in plan) == 2  # the merged rows and failures, nothing else
+
+
+LOAD_AT_REVISION = """
+from toolkit.tasks.local import load_local
+print(load_local({repo!r}, split="train", revision={revision!r}).num_rows)
+"""
+
+
+def test_a_pool_on_the_hub_loads_at_the_revision_asked_for(fake_hub, tmp_path):
+    out_dir = tmp_path / "job"
+    write_job(out_dir, [])
+    first = push_outputs(out_dir, REPO, token=fake_hub.token).rsplit("/", 1)[1]
+    write_outputs(out_dir, job_rows()[:1], failures=[], summary={}, configs={}, card={})
+    push_outputs(out_dir, REPO, token=fake_hub.token)
+    for revision, rows in ((first, 3), ("main", 1)):
+        code = LOAD_AT_REVISION.format(repo=REPO, revision=revision)
+        printed = run_fresh(code, fake_hub.url, tmp_path / f"fresh-{revision}", keep_toolkit=True)
+        assert int(printed.splitlines()[-1]) == rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -10,6 +11,7 @@ import pytest
 from toolkit.models import students
 from toolkit.publishing.base_model import describe_base
 from toolkit.publishing.export import export_student, publish_student
+from toolkit.publishing.hub import push_to_hub
 from toolkit.publishing.lineage import Lineage
 from toolkit.run import Card
 
@@ -65,3 +67,23 @@ def test_full_model_folder_is_exported_as_is(tmp_path, tiny_t5_dir):
     assert not export.adapter and export.seq2seq and export.library_name == "transformers"
     with pytest.raises(FileNotFoundError, match="adapter_config.json"):
         export_student(tmp_path / "empty", base=describe_base("org/t5"))
+
+
+def test_card_pins_the_generated_dataset_commit_and_lists_rows_and_citation(fake_hub, adapter_dir, tmp_path):
+    data = tmp_path / "pool"
+    data.mkdir()
+    (data / "rows.jsonl").write_text('{"a": 1}\n')
+    sha = push_to_hub(data, "fake-user/pool", repo_type="dataset", token=fake_hub.token).rsplit("/", 1)[1]
+    card = dataclasses.replace(_card(), lineage=Lineage(generated_dataset="fake-user/pool"))
+    card, _ = publish_student(
+        adapter_dir,
+        card,
+        "me/student",
+        model_name_or_path="local:smollm2-135m",
+        data_rows={"train": 10, "test": 4},
+        citation="@article{x, title={X}}",
+    )
+    assert card.lineage.dataset_revision == sha  # main, pinned to the commit it points at
+    assert card.lineage.base_model == "local:smollm2-135m"  # what the student really trained on
+    assert "| test | 4 |" in card.extra_sections["Training and evaluation rows"]
+    assert card.extra_sections["Citation"].startswith("```bibtex\n@article{x")

@@ -162,6 +162,11 @@ def test_load_local_hub_id_goes_to_load_dataset(monkeypatch):
     import datasets
 
     calls = []
-    monkeypatch.setattr(datasets, "load_dataset", lambda name, split=None: calls.append((name, split)) or "ds")
+    def fake_load_dataset(name, split=None, revision=None):
+        calls.append((name, split, revision))
+        return "ds"
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     assert load_local("org/some-dataset", split="train") == "ds"
-    assert calls == [("org/some-dataset", "train")]
+    assert load_local("org/some-dataset", split="train", revision="v2") == "ds"
+    assert calls == [("org/some-dataset", "train", None), ("org/some-dataset", "train", "v2")]

@@ -251,7 +251,12 @@ def demo_gec_path() -> str:
 
 
 def load_pool(
-    task: str, *, data_dir: str | None = None, pool_path: str | None = None, split: str = "dev"
+    task: str,
+    *,
+    data_dir: str | None = None,
+    pool_path: str | None = None,
+    split: str = "dev",
+    pool_revision: str | None = None,
 ) -> list[dict[str, Any]]:
     """Rows ``{"id", "source", "references", "group", ["candidates", "systems"]}`` for a named task.
 
@@ -263,11 +268,12 @@ def load_pool(
         pool_path: a candidates dataset (JSONL / Arrow dir written by ``data_gen/candidates.py``) whose
             ``candidates`` replace the task's own; for ``jsonl`` the pool itself.
         split: the loader split for ``jfleg`` / ``e2e`` (e.g. ``e2e`` ``test`` as an official test set).
+        pool_revision: for a ``pool_path`` on the Hub: the revision to load (``--dataset_revision``).
     """
     if task not in POOL_TASKS:
         raise ValueError(f"unknown LMCor task {task!r}; expected one of {sorted(POOL_TASKS)}")
     if pool_path:
-        ds = load_local(pool_path)
+        ds = load_local(pool_path, revision=pool_revision)
         rows = [dict(r) for r in (ds["train"] if hasattr(ds, "keys") and "train" in ds else ds)]
         if rows and "source" not in rows[0] and "mr" in rows[0]:
             rows = [{**r, "source": r["mr"]} for r in rows]
