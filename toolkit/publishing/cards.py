@@ -238,7 +238,11 @@ def render_model_card(
 
     if summary is None:
         summary = f"**{model_name}** is a small student model for *{task}*, trained with the `{recipe}` recipe"
-        summary += f" of distill-toolkit from `{base.loaded_from}`" if base else " of distill-toolkit"
+        if base is not None:
+            named = base.loaded_from if base.is_gguf_derived else (base.hub_id or base.loaded_from)
+            summary += f" of distill-toolkit from `{named}`"
+        else:
+            summary += " of distill-toolkit"
         summary += f", distilled from the teacher `{teacher}`." if teacher else "."
     training = description or f"Recipe `{recipe}`."
     if training_config:
