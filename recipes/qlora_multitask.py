@@ -139,7 +139,7 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig):
     out, sa, args = training_args.output_dir, script_args, copy.deepcopy(training_args)
 
     # ---- Data ----
-    tokenizer = load_tokenizer(sa.model_name_or_path)
+    tokenizer = load_tokenizer(sa.model_name_or_path, revision=sa.model_revision)
     splits, scored = load_mixture_splits(
         sa.tasks, tokenizer, train_size=sa.train_size, test_size=sa.test_size, seed=args.seed, data_dir=sa.data_dir,
         test_paths=sa.test_path, dev_paths=sa.dev_path, eval_split=sa.eval_split, need_dev=sa.dev_curve_rows > 0,

@@ -146,8 +146,9 @@ def log_final_metrics(
     Args:
         tables: ``{table: {metric: value}}`` (any nesting; see :func:`flatten_final_metrics`).
         trainer: A ``transformers.Trainer``: the metrics go through its callback handler's ``on_log``, so every
-            ``report_to`` integration (TensorBoard, wandb, trackio...) records them at the last global step. The
-            trainer's ``log_history`` is left as it is (the training curves stay training curves).
+            ``report_to`` integration (TensorBoard, wandb, trackio...) records them at the last global step (their
+            ``rewrite_logs`` shows them as ``train/final/...``). The trainer's ``log_history`` is left as it is (the
+            training curves stay training curves).
         log_dir: For a loop of our own (LLMEmbed's head): the TensorBoard folder to add the scalars to.
         step: The x position for ``log_dir`` (default 0).
 

@@ -141,3 +141,25 @@ def test_push_rejects_broken_card(fake_hub, tmp_path):
     with pytest.raises(ValueError):
         hub.push_to_hub(folder, "fake-user/bad", token=fake_hub.token)
     assert fake_hub.requests == []
+
+
+def test_push_files_puts_each_file_where_asked(fake_hub, tmp_path):
+    card = tmp_path / "README.md"
+    card.write_text(sample_model_card())
+    summary = tmp_path / "summary.json"
+    summary.write_text('{"rows": 3}')
+    files = {"README.md": card, "extras/summary.json": summary}
+    hub.push_files(files, "fake-user/mapped", token=fake_hub.token, commit_message="mapped")
+    pushed = fake_hub.files("fake-user/mapped")
+    assert pushed["extras/summary.json"] == b'{"rows": 3}' and "summary.json" not in pushed
+    assert fake_hub.commits("fake-user/mapped")[0] == "mapped"
+
+
+def test_push_files_checks_before_any_request(fake_hub, tmp_path):
+    card = tmp_path / "README.md"
+    card.write_text("---\nlicense: [unclosed\n---\n# x\n")
+    with pytest.raises(ValueError, match="Invalid card metadata"):
+        hub.push_files({"README.md": card}, "fake-user/bad", token=fake_hub.token)
+    with pytest.raises(RuntimeError, match="token"):
+        hub.push_files({"README.md": card}, "fake-user/bad")
+    assert fake_hub.requests == []
