@@ -1,4 +1,5 @@
-"""Publishing a run folder to the Hugging Face Hub (create repo + one commit).
+"""Publishing to the Hugging Face Hub (create repo + one commit): a run folder as it is (:func:`push_to_hub`), or
+files mapped to their place in the repo (:func:`push_files`, e.g. a generation job's extras under ``extras/``).
 
 Trainer checkpoints and optimizer / scheduler / RNG states are left out by default
 (:data:`DEFAULT_IGNORE_PATTERNS`). The cards that go with an upload are rendered by :mod:`toolkit.publishing.cards`
