@@ -37,11 +37,12 @@ from toolkit.methods.llmembed.embeddings import (
 from toolkit.methods.llmembed.head import fit_variant, head_log_history, save_head
 from toolkit.models.loading import cache_dir
 from toolkit.publishing import reporting
+from toolkit.publishing.cards import citation_block
 from toolkit.publishing.hub import DEFAULT_IGNORE_PATTERNS
 from toolkit.run import Card, Push, finish_run
 from toolkit.runtime import configure_threads
 from toolkit.tasks.classification_splits import DataArguments, load_splits
-from toolkit.training.tracking import check_report_to, write_history
+from toolkit.training.tracking import check_report_to, log_final_metrics, write_history
 
 logger = logging.getLogger("recipes.llmembed")
 DESCRIPTION = (
@@ -49,6 +50,13 @@ DESCRIPTION = (
     "real tokens, are fused with a sentence encoder's embedding (co-occurrence pooling of the projected views plus "
     "the layer mean) and fed to a small MLP classifier; only that head is trained."
 )
+CITATION = """@inproceedings{liu-etal-2024-llmembed,
+  title = {{LLMEmbed}: Rethinking Lightweight {LLM}'s Genuine Function in Text Classification},
+  author = {Liu, Chun and Zhang, Hongguang and Zhao, Kainan and Ju, Xinghai and Yang, Lin},
+  booktitle = {Proceedings of the 62nd Annual Meeting of the Association for Computational Linguistics
+               (Volume 1: Long Papers)},
+  year = {2024}
+}"""
 
 
 @dataclass
@@ -229,7 +237,11 @@ def main(data_args: DataArguments, config: LLMEmbedConfig, base_args: BaselineAr
         model_name=f"llmembed-{variant}-{Path(dataset).stem}",
         datasets=[dataset],
         library_name=None,
+        extra_sections={"Citation": citation_block(CITATION)},
     )
+    if "tensorboard" in run_args.report_to:  # the results table, every method, in the reported head's run
+        epochs = len(fit["fit"]["history"])
+        log_final_metrics({"test": {r["method"]: r for r in rows}}, log_dir=out / "runs" / variant, step=epochs)
     push = Push(
         repo_id=run_args.hub_model_id if run_args.push_to_hub else None,
         token=run_args.hub_token,

@@ -46,11 +46,12 @@ from toolkit.methods.lmcor.evaluation import (
     training_summary,
 )
 from toolkit.models.students import load_student
+from toolkit.publishing.export import publish_student
 from toolkit.run import Push, finish_run
 from toolkit.runtime import configure_threads
 from toolkit.teachers import TeacherConfig
 from toolkit.training.student_training import make_trainer, tokenize_pairs
-from toolkit.training.tracking import require_tensorboard, resume_checkpoint
+from toolkit.training.tracking import log_final_metrics, require_tensorboard, resume_checkpoint
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "lmcor" / "default.yaml"
 # Which predictions.jsonl columns the report shows as input, output, references and source.
@@ -64,6 +65,14 @@ DESCRIPTION = (
     "An LMCor corrector (Vernikos et al. 2023): a small model trained to read an input and k candidate outputs of a "
     "large model and rewrite them into one better output, at the cost of one small forward pass per input."
 )
+CITATION = """@inproceedings{vernikos-etal-2024-small,
+  title = {Small Language Models Improve Giants by Rewriting Their Outputs},
+  author = {Vernikos, Giorgos and Bra{\\v{z}}inskas, Arthur and Adamek, Jakub and Mallinson, Jonathan and
+            Severyn, Aliaksei and Malmi, Eric},
+  booktitle = {Proceedings of the 18th Conference of the European Chapter of the Association for Computational
+               Linguistics (Volume 1: Long Papers)},
+  year = {2024}
+}"""
 
 
 @dataclass
@@ -108,6 +117,9 @@ class ModelArguments:
     chat_template: bool = field(default=True, metadata={"help": "Causal: wrap the input in the chat template."})
     max_source_len: int = field(default=256, metadata={"help": "Max corrector input tokens."})
     max_target_len: int = field(default=64, metadata={"help": "Max target tokens (eos included)."})
+    base_model_id: str | None = field(default=None, metadata={"help": "Hub id the adapter names as its base."})
+    model_revision: str | None = field(default=None, metadata={"help": "Hub revision of model_name_or_path."})
+    push_merged: bool = field(default=False, metadata={"help": "Push merged weights that need no base."})
 
     def __post_init__(self):
         if self.quantization not in (None, "4bit") or self.max_source_len < 8 or self.max_target_len < 2:
@@ -147,6 +159,7 @@ def main(
         lora_dropout=model_args.lora_dropout,
         lora_target_modules=model_args.lora_target_modules,
         quantization=model_args.quantization,
+        revision=model_args.model_revision,
     )
     fmt = budgeted_format(config, tokenizer, model_args.max_source_len, is_seq2seq=seq2seq)
     examples = corrector_examples(splits, config, fmt, seed=training_args.seed)
@@ -219,7 +232,20 @@ def main(
         model_name=Path(repo_id).name,
         description=DESCRIPTION,
     )
-    hub = Push(repo_id if push else None, training_args.hub_token, bool(training_args.hub_private_repo))
+    card, push_folder = publish_student(
+        out_dir,
+        card,
+        repo_id,
+        model_name_or_path=model_args.model_name_or_path,
+        base_model_id=model_args.base_model_id,
+        revision=model_args.model_revision,
+        merge=model_args.push_merged,
+        data_rows={split: len(rows) for split, rows in splits.items()},
+        citation=CITATION,
+        dataset_revision=config.dataset_revision,
+    )
+    hub = Push(repo_id if push else None, training_args.hub_token, bool(training_args.hub_private_repo), push_folder)
+    log_final_metrics({"test": results["scores"]}, trainer=trainer)  # the results table, every system
     predictions = results.pop("predictions")  # predictions.jsonl, not metrics.json
     finish_run(
         out_dir,

@@ -41,6 +41,7 @@ from toolkit.methods.multitask.formats import evaluate
 from toolkit.methods.multitask.mixture import build_mixture, dev_rows
 from toolkit.models.loading import load_tokenizer
 from toolkit.models.students import load_student, lora_config
+from toolkit.publishing.export import publish_student
 from toolkit.run import Card, Push, finish_run
 from toolkit.runtime import configure_threads
 from toolkit.training.sft import (
@@ -51,8 +52,22 @@ from toolkit.training.sft import (
     sft_trainer,
     train,
 )
-from toolkit.training.tracking import require_tensorboard, resume_checkpoint
+from toolkit.training.tracking import log_final_metrics, require_tensorboard, resume_checkpoint
 
+CITATION = """@misc{zhao2024advancing,
+  title = {Advancing Single- and Multi-task Text Classification through Large Language Model Fine-tuning},
+  author = {Zhao, Hang and Chen, Qile P. and Zhang, Yijing Barry and Yang, Gang},
+  year = {2024},
+  eprint = {2412.08587},
+  archivePrefix = {arXiv}
+}
+@inproceedings{dettmers2023qlora,
+  title = {{QLoRA}: Efficient Finetuning of Quantized {LLMs}},
+  author = {Dettmers, Tim and Pagnoni, Artidoro and Holtzman, Ari and Zettlemoyer, Luke},
+  booktitle = {Advances in Neural Information Processing Systems},
+  volume = {36},
+  year = {2023}
+}"""
 DESCRIPTION = (
     "One causal LM fine-tuned with a 4-bit NF4 + LoRA (QLoRA) adapter on a weighted mixture of classification, "
     "intent and slot-filling tasks, each an instruction with a parseable answer (Zhao et al. 2024)."
@@ -65,6 +80,9 @@ PUSH_IGNORE = ["baselines/*", "merged/*", "checkpoint-*", "*.pt", "*.pth", "runs
 class MultitaskArguments(MultitaskConfig):
     """The method's knobs (:class:`MultitaskConfig`, one flag each) and what to publish."""
 
+    base_model_id: str | None = field(default=None, metadata={"help": "Hub id the adapter names as its base."})
+    model_revision: str | None = field(default=None, metadata={"help": "Hub revision of model_name_or_path."})
+    push_merged: bool = field(default=False, metadata={"help": "Push merged weights (as hub_push merged)."})
     merge_adapter: bool = field(default=False, metadata={"help": "Also save a merged full checkpoint in merged/."})
     hub_push: str = field(default="adapter", metadata={"help": "What --push_to_hub uploads: adapter | merged."})
 
@@ -113,7 +131,7 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig) -> dict:
     args = copy.deepcopy(training_args)  # the multi-task model's: the mixture sets its eval strategy
 
     # ---- Data ----
-    tokenizer = load_tokenizer(config.model_name_or_path)
+    tokenizer = load_tokenizer(config.model_name_or_path, revision=script_args.model_revision)
     splits, scored = load_mixture_splits(
         config.tasks,
         tokenizer,
@@ -150,6 +168,7 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig) -> dict:
         quant_storage=config.bnb_4bit_quant_storage,
         gradient_checkpointing=bool(args.gradient_checkpointing),
         attach_lora=False,
+        revision=script_args.model_revision,
     )
     peft_config = lora_config(
         r=config.lora_r,
@@ -195,8 +214,31 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig) -> dict:
         tokenizer.save_pretrained(out)
         report.plot_confusions(out, splits, predictions)
         merged = os.path.join(out, "merged")
-        if script_args.merge_adapter or (push and script_args.hub_push == "merged"):
+        merged_push = push and (script_args.push_merged or script_args.hub_push == "merged")
+        if script_args.merge_adapter and not merged_push:  # a merged push merges in publish_student below
             merge_adapter(out, config.model_name_or_path, merged)
+        card = Card(
+            base_model=config.model_name_or_path,
+            task="text-classification",
+            recipe="qlora_multitask",
+            description=DESCRIPTION,
+            model_name=training_args.hub_model_id,
+            datasets=[sp.source for sp in splits],
+            library_name="peft",
+            extra_sections=card_sections(config, info),
+        )
+        card, push_folder = publish_student(
+            out,
+            card,
+            training_args.hub_model_id or os.path.basename(os.path.normpath(out)),
+            model_name_or_path=config.model_name_or_path,
+            base_model_id=script_args.base_model_id,
+            revision=script_args.model_revision,
+            merge=merged_push,
+            citation=CITATION,
+        )
+        card_metrics = {"multitask": {f"{task} {k}": v for task, m in results.items() for k, v in m.items()}}
+        log_final_metrics(card_metrics, trainer=trainer)
         finish_run(
             out,
             metrics={key: value for key, value in summary.items() if key not in ("compute", "table", "validity")},
@@ -207,22 +249,13 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig) -> dict:
             predictions=predictions,
             log_history=trainer.state.log_history,
             config={"script_args": script_args, "training_args": training_args},
-            card=Card(
-                base_model=config.model_name_or_path,
-                task="text-classification",
-                recipe="qlora_multitask",
-                description=DESCRIPTION,
-                model_name=training_args.hub_model_id,
-                datasets=[sp.source for sp in splits],
-                library_name="peft",
-                extra_sections=card_sections(config, info),
-            ),
-            card_metrics={"multitask": {f"{task} {k}": v for task, m in results.items() for k, v in m.items()}},
+            card=card,
+            card_metrics=card_metrics,
             push=Push(
                 repo_id=training_args.hub_model_id if push else None,
                 token=training_args.hub_token,
                 private=bool(training_args.hub_private_repo),
-                folder=merged if script_args.hub_push == "merged" else None,
+                folder=push_folder if merged_push else None,
                 ignore_patterns=PUSH_IGNORE,
             ),
         )

@@ -39,11 +39,22 @@ from toolkit.methods.step_by_step.scoring import score_predictions
 from toolkit.methods.step_by_step.trainer import make_trainer, plot_task_losses
 from toolkit.models.students import load_student
 from toolkit.publishing import reporting
+from toolkit.publishing.export import publish_student
 from toolkit.run import Card, Push, finish_run
 from toolkit.runtime import configure_threads
-from toolkit.training.tracking import require_tensorboard, resume_checkpoint
+from toolkit.training.tracking import log_final_metrics, require_tensorboard, resume_checkpoint
 
 logger = logging.getLogger(__name__)
+
+
+CITATION = """@inproceedings{hsieh-etal-2023-distilling,
+  title = {Distilling Step-by-Step! Outperforming Larger Language Models with Less Training Data and Smaller
+           Model Sizes},
+  author = {Hsieh, Cheng-Yu and Li, Chun-Liang and Yeh, Chih-Kuan and Nakhost, Hootan and Fujii, Yasuhisa and
+            Ratner, Alexander and Krishna, Ranjay and Lee, Chen-Yu and Pfister, Tomas},
+  booktitle = {Findings of the Association for Computational Linguistics: ACL 2023},
+  year = {2023}
+}"""
 
 
 @dataclass
@@ -51,6 +62,9 @@ class StepByStepArguments(StepByStepConfig):
     """The student, then the method and data settings of :class:`StepByStepConfig` (training: ``TrainingArguments``)."""
 
     model_name_or_path: str = field(default="local:smollm2-135m", metadata={"help": "Student: T5 or causal LM."})
+    base_model_id: str | None = field(default=None, metadata={"help": "Hub id the card names as the base."})
+    model_revision: str | None = field(default=None, metadata={"help": "Hub revision of model_name_or_path."})
+    push_merged: bool = field(default=False, metadata={"help": "Merge an adapter before pushing (full weights)."})
 
 
 def make_parser():
@@ -101,7 +115,7 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
     test_rows = data["test_rows"]
 
     # ---- Model ----
-    model, tokenizer, seq2seq = load_student(student)
+    model, tokenizer, seq2seq = load_student(student, revision=script_args.model_revision)
 
     def score_dev(model_to_score) -> dict:
         predictions = predict_labels(model_to_score, tokenizer, dev_rows, config, is_seq2seq=seq2seq)
@@ -181,6 +195,25 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
         lineage=card_lineage(data["lineage"], data["report"], config.train_source, student),
     )
     repo_id = training_args.hub_model_id or os.path.basename(os.path.normpath(out))
+    card_metrics = {
+        "validation": {"accuracy": dev_acc},
+        "test": {"accuracy": test_acc},
+        "teacher (test)": {"accuracy": teacher_test["teacher_accuracy_all"]},
+    }
+    push_folder = out
+    if main_process:
+        card, push_folder = publish_student(
+            out,
+            card,
+            repo_id,
+            model_name_or_path=student,
+            base_model_id=script_args.base_model_id,
+            revision=script_args.model_revision,
+            merge=script_args.push_merged,
+            citation=CITATION,
+            data_rows={"train": len(data["examples"]), "dev": len(dev_rows), "test": len(test_rows)},
+        )
+    log_final_metrics(card_metrics, trainer=trainer)
     done = finish_run(
         out,
         metrics=metrics,
@@ -196,12 +229,10 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
         log_history=trainer.state.log_history,
         config={"script_args": script_args, "training_args": training_args},
         card=card,
-        card_metrics={
-            "validation": {"accuracy": dev_acc},
-            "test": {"accuracy": test_acc},
-            "teacher (test)": {"accuracy": teacher_test["teacher_accuracy_all"]},
-        },
-        push=Push(repo_id, training_args.hub_token, bool(training_args.hub_private_repo)) if push else None,
+        card_metrics=card_metrics,
+        push=Push(
+            repo_id if push else None, training_args.hub_token, bool(training_args.hub_private_repo), push_folder
+        ),
         is_main=main_process,
     )
     if push:

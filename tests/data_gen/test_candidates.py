@@ -139,8 +139,9 @@ def test_push_to_fake_hub(fake_openai, fake_hub, gec_file, tmp_path):
         + ["--push_to_hub", "true", "--hub_repo_id", "me/gec-candidates", "--hub_token", fake_hub.token]
     )
     files = fake_hub.files("me/gec-candidates", repo_type="dataset")
-    assert "data.jsonl" in files and "README.md" in files
-    assert fake_hub.token.encode() not in files["config.json"]
+    assert {"README.md", "data/train-00000-of-00001.parquet", "failures/train-00000-of-00001.parquet"} <= set(files)
+    assert fake_hub.token.encode() not in files["extras/config.json"]
+    assert all(fake_hub.token.encode() not in content for content in files.values())
 
 
 def test_sigkill_mid_run_then_resume_resends_nothing_answered(fake_openai, gec_file, tmp_path):

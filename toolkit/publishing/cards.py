@@ -10,10 +10,10 @@ and the rendered text is scrubbed of any secret held in the environment.
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
 import os
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +21,24 @@ import yaml
 from huggingface_hub import DatasetCardData, EvalResult, ModelCardData
 
 from toolkit.configs import REDACTED, SECRET_FIELD_PATTERN
-from toolkit.publishing.lineage import Lineage, lineage_rows
+from toolkit.publishing.base_model import BaseModelRef, describe_base
+from toolkit.publishing.lineage import Lineage, is_hub_id, lineage_rows, strip_local_paths
 from toolkit.publishing.reporting import markdown_table
 from toolkit.publishing.reporting import redact_secrets as redact
 
-__all__ = ["TASK_TYPES", "TOOLKIT_TAG", "render_dataset_card", "render_model_card", "save_card"]
+__all__ = [
+    "FRAMEWORKS",
+    "citation_block",
+    "rows_table",
+    "TASK_TYPES",
+    "TOOLKIT_TAG",
+    "framework_versions",
+    "render_dataset_card",
+    "render_model_card",
+    "save_card",
+]
 
 TOOLKIT_TAG = "distill-toolkit"
-
-# Named local defaults (toolkit.models.loading) -> the Hub ids they are copies of, so ``base_model`` metadata is valid.
-_LOCAL_MODEL_HUB_IDS = {
-    "local:smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct",
-    "local:minilm-l6": "sentence-transformers/all-MiniLM-L6-v2",
-}
-_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 # Toolkit task families -> Hub task types (model-index ``task.type`` / ``pipeline_tag``).
 TASK_TYPES = {
@@ -53,14 +57,48 @@ _HPARAM_KEYS += ("gradient_accumulation_steps", "lr_scheduler_type", "warmup_rat
 _HPARAM_KEYS += ("lora_r", "lora_alpha")
 
 
-def _hub_id(name: str | None) -> str | None:
-    """``name`` as a Hub repo id for card metadata, or None when it is a local path (the Hub rejects those)."""
-    if not name:
-        return None
-    name = _LOCAL_MODEL_HUB_IDS.get(name, name)
-    if os.path.isabs(name) or name.startswith((".", "~")) or os.path.exists(name) or not _HUB_ID_RE.match(name):
-        return None
-    return name
+#: Distributions whose versions a card lists (the ones a reader needs to reproduce or load the model).
+FRAMEWORKS = ("distill-toolkit", "transformers", "peft", "trl", "torch", "datasets", "accelerate", "huggingface-hub")
+
+
+def framework_versions(names: Sequence[str] = FRAMEWORKS) -> dict[str, str]:
+    """``{distribution: version}`` of the installed ``names`` (missing ones left out)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _framework_text() -> str:
+    lines = [f"- {name} {version}" for name, version in framework_versions().items()]
+    return "Trained with distill-toolkit (Python package `toolkit`).\n\n" + "\n".join(lines)
+
+
+def _data_text(datasets: Sequence[str], data_rows: Mapping[str, int] | None) -> str:
+    """Where the training and evaluation rows came from: Hub ids linked, local names as plain text, row counts."""
+    named = []
+    for name in datasets:
+        if is_hub_id(name):
+            named.append(f"[`{name}`](https://huggingface.co/datasets/{name})")
+        else:
+            named.append(f"`{strip_local_paths(name)}` (local data, not on the Hub)")
+    text = ("Data: " + ", ".join(named) + ".") if named else ""
+    if data_rows:
+        text += "\n\n" + rows_table(data_rows)
+    return text
+
+
+def rows_table(data_rows: Mapping[str, int]) -> str:
+    """A ``split | rows`` table: how many rows the student trained, was selected and was tested on."""
+    return markdown_table([{"split": split, "rows": count} for split, count in data_rows.items()])
+
+
+def citation_block(bibtex: str) -> str:
+    """The method paper's BibTeX entry as a card block."""
+    return f"```bibtex\n{bibtex.strip()}\n```"
 
 
 def _secret_values() -> list[str]:
@@ -95,7 +133,8 @@ def _flatten_metrics(metrics: dict, prefix: str = "") -> list[tuple[str | None, 
 
 
 def _yaml_block(obj: Any) -> str:
-    return "```yaml\n" + yaml.safe_dump(redact(obj), sort_keys=True, allow_unicode=True).rstrip() + "\n```"
+    text = yaml.safe_dump(strip_local_paths(redact(obj)), sort_keys=True, allow_unicode=True)
+    return "```yaml\n" + text.rstrip() + "\n```"
 
 
 def _assemble(card_data, sections: list[tuple[str, str]], title: str) -> str:
@@ -108,7 +147,7 @@ def _assemble(card_data, sections: list[tuple[str, str]], title: str) -> str:
 def render_model_card(
     *,
     model_name: str,
-    base_model: str | None,
+    base_model: str | BaseModelRef | None,
     task: str,
     recipe: str,
     metrics: dict,
@@ -121,19 +160,25 @@ def render_model_card(
     library_name: str | None = "transformers",
     summary: str | None = None,
     description: str | None = None,
+    data_rows: Mapping[str, int] | None = None,
+    citation: str | None = None,
 ) -> str:
     """Render a Hub model card (README.md text) for a distilled student.
 
     Args:
         model_name: Name shown as title and used as the ``model-index`` name.
-        base_model: Hub id or local path of the student's initial weights (local paths stay out of the metadata).
+        base_model: The student's initial weights: a :class:`~toolkit.publishing.base_model.BaseModelRef`, or what
+            the run loaded (``local:<name>``, a folder, a Hub id), described by
+            :func:`~toolkit.publishing.base_model.describe_base`. Only Hub ids enter the metadata; an offline GGUF
+            base is named by its upstream id with ``base_model_relation`` and a warning in the text.
         task: Toolkit task family (``gec``, ``classification``...) or a Hub task type.
         recipe: ``lmcor``, ``step_by_step``, ``qlora_multitask``, ``llmembed`` (or any other name).
         metrics: ``{metric: value}`` or ``{split_or_group: {metric: value}}``. Numeric values go to
             ``model-index``; all values go to the metrics table.
         lineage: Teacher / data provenance.
         training_config: Config dict or dataclass, rendered redacted.
-        datasets: Dataset ids or paths used for training/eval (only Hub ids enter the metadata).
+        datasets: Dataset ids or local names used for training/eval (only ``namespace/name`` Hub ids enter the
+            metadata; the others are named in the text).
         tags: Extra tags; ``distill-toolkit`` and the recipe name are always added.
         license: License id for the metadata.
         extra_sections: ``{heading: markdown}`` appended after the standard sections.
@@ -141,13 +186,15 @@ def render_model_card(
         summary: Custom first paragraph; a default one is written from the other fields.
         description: How the recipe trains (the paper's method in a sentence or two), from the recipe itself: the
             library knows no recipe names.
+        data_rows: ``{split: rows}`` the student trained and was evaluated on.
+        citation: The method paper's BibTeX entry.
 
     Returns:
         The card text: YAML front matter then markdown sections.
     """
     datasets = list(datasets or [])
     task_type = TASK_TYPES.get(task, task)
-    hub_datasets = [d for d in (_hub_id(d) for d in datasets) if d]
+    hub_datasets = [d for d in datasets if is_hub_id(d)]
     eval_dataset = hub_datasets[0] if hub_datasets else (datasets[0] if datasets else "custom")
     eval_results = []
     flat = _flatten_metrics(metrics or {})
@@ -167,7 +214,11 @@ def render_model_card(
                 metric_value=float(value),
             )
         )
-    base_hub_id = _hub_id(base_model)
+    base = describe_base(base_model, pin_commit=False) if isinstance(base_model, str) else base_model
+    base_hub_id = base.upstream_id if base is not None and is_hub_id(base.upstream_id) else None
+    relation = None
+    if base_hub_id:
+        relation = "adapter" if library_name == "peft" else "finetune"
     teacher = lineage.teacher_id if lineage else None
     toolkit_meta = {"recipe": recipe, "task": task}
     if lineage is not None:
@@ -182,15 +233,18 @@ def render_model_card(
         pipeline_tag=task_type if task_type in set(TASK_TYPES.values()) else None,
         tags=list(dict.fromkeys([TOOLKIT_TAG, "distillation", recipe, *(tags or [])])),
         distill_toolkit=toolkit_meta,
+        base_model_relation=relation,
     )
 
     if summary is None:
         summary = f"**{model_name}** is a small student model for *{task}*, trained with the `{recipe}` recipe"
-        summary += f" of distill-toolkit from `{base_model}`" if base_model else " of distill-toolkit"
+        if base is not None:
+            named = base.loaded_from if base.is_gguf_derived else (base.hub_id or base.loaded_from)
+            summary += f" of distill-toolkit from `{named}`"
+        else:
+            summary += " of distill-toolkit"
         summary += f", distilled from the teacher `{teacher}`." if teacher else "."
     training = description or f"Recipe `{recipe}`."
-    if datasets:
-        training += "\n\nTraining / evaluation data: " + ", ".join(f"`{d}`" for d in datasets) + "."
     if training_config:
         hparams = _find_hparams(redact(training_config))
         if hparams:
@@ -199,13 +253,17 @@ def render_model_card(
     metric_rows = [{"split": g or "–", "metric": n, "value": v} for g, n, v in flat]
     sections = [
         ("", summary),
+        ("Base model", base.card_text() if base else ""),
         ("How it was trained", training),
+        ("Training and evaluation data", _data_text(datasets, data_rows)),
         ("Lineage", markdown_table(lineage_rows(lineage), floatfmt=".4g") if lineage else ""),
         ("Evaluation", markdown_table(metric_rows, floatfmt=".4f") if metric_rows else "No metrics recorded."),
         ("Training configuration", _yaml_block(training_config) if training_config else ""),
     ]
     sections += list((extra_sections or {}).items())
-    sections.append(("Framework", "Trained with distill-toolkit (Python package `toolkit`)."))
+    sections.append(("Framework versions", _framework_text()))
+    if citation:
+        sections.append(("Citation", citation_block(citation)))
     return _assemble(card_data, sections, model_name)
 
 
@@ -244,6 +302,8 @@ def render_dataset_card(
     task_categories: Sequence[str] | None = None,
     source_datasets: Sequence[str] | None = None,
     generation_config: dict | None = None,
+    configs: Sequence[dict] | None = None,
+    extras: str | None = None,
 ) -> str:
     """Render a Hub dataset card for a teacher-generated dataset.
 
@@ -259,6 +319,8 @@ def render_dataset_card(
         task_categories: Hub task categories for the metadata.
         source_datasets: Input datasets the prompts came from.
         generation_config: The data-gen job config, rendered redacted.
+        configs: The ``configs:`` metadata block (``config_name`` + ``data_files``): what ``load_dataset`` returns.
+        extras: How to load the data and what else the repo holds (a "Files" section).
 
     Returns:
         The card text.
@@ -272,8 +334,9 @@ def render_dataset_card(
         tags=list(dict.fromkeys([TOOLKIT_TAG, "synthetic", "distillation", *(tags or [])])),
         size_categories=_size_category(total),
         task_categories=list(task_categories) if task_categories else None,
-        source_datasets=[d for d in (_hub_id(d) for d in source_datasets or []) if d] or None,
+        source_datasets=[d for d in source_datasets or [] if is_hub_id(d)] or None,
         distill_toolkit=toolkit_meta or None,
+        configs=list(configs) if configs else None,
     )
     column_rows = (
         [{"column": c, "description": d} for c, d in columns.items()]
@@ -285,8 +348,9 @@ def render_dataset_card(
     sections = [
         ("", description),
         ("Lineage", markdown_table(lineage_rows(lineage), floatfmt=".4g") if lineage else ""),
-        ("Source data", ", ".join(f"`{d}`" for d in source_datasets) if source_datasets else ""),
+        ("Source data", ", ".join(f"`{strip_local_paths(d)}`" for d in source_datasets) if source_datasets else ""),
         ("Dataset structure", structure),
+        ("Files", extras or ""),
         ("Statistics", markdown_table([{"statistic": k, "value": v} for k, v in redact(stats or {}).items()])),
         ("Generation configuration", _yaml_block(generation_config) if generation_config else ""),
     ]

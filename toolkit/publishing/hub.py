@@ -1,4 +1,5 @@
-"""Publishing a run folder to the Hugging Face Hub (create repo + one commit).
+"""Publishing to the Hugging Face Hub (create repo + one commit): a run folder as it is (:func:`push_to_hub`), or
+files mapped to their place in the repo (:func:`push_files`, e.g. a generation job's extras under ``extras/``).
 
 Trainer checkpoints and optimizer / scheduler / RNG states are left out by default
 (:data:`DEFAULT_IGNORE_PATTERNS`). The cards that go with an upload are rendered by :mod:`toolkit.publishing.cards`
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
-from huggingface_hub import DatasetCard, HfApi, ModelCard, get_token
+from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, ModelCard, get_token
 
 from toolkit.publishing.cards import render_dataset_card, render_model_card, save_card
 from toolkit.publishing.lineage import Lineage
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_IGNORE_PATTERNS",
     "Lineage",
+    "push_files",
     "push_to_hub",
     "render_dataset_card",
     "render_model_card",
@@ -75,23 +77,8 @@ def push_to_hub(
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"push_to_hub: {folder} is not a directory")
-    if token is None and get_token() is None:
-        raise RuntimeError("No Hugging Face token: pass token=..., set HF_TOKEN, or run `hf auth login`.")
-    readme = folder / "README.md"
-    if readme.is_file():
-        # Fail before creating anything remote if the card metadata does not parse.
-        card_cls = DatasetCard if repo_type == "dataset" else ModelCard
-        try:
-            card_cls(readme.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, ValueError) as err:
-            raise ValueError(f"Invalid card metadata in {readme}: {err}") from err
-
-    # Built per call (not at import) so HF_ENDPOINT / constants patched after import are honoured.
-    api = HfApi(token=token)
-    repo_url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
-    repo_id = repo_url.repo_id
-    if revision and revision != "main":
-        api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+    _check_card(folder / "README.md", repo_type, token)
+    api, repo_id = _open_repo(repo_id, repo_type=repo_type, token=token, private=private, revision=revision)
     info = api.upload_folder(
         repo_id=repo_id,
         folder_path=folder,
@@ -104,3 +91,58 @@ def push_to_hub(
     )
     logger.info("Pushed %s to %s %s: %s", folder, repo_type, repo_id, info.commit_url)
     return str(info.commit_url)
+
+
+def push_files(
+    files: dict[str, Path],
+    repo_id: str,
+    *,
+    repo_type: str = "model",
+    token: str | None = None,
+    private: bool = False,
+    commit_message: str | None = None,
+) -> str:
+    """Create ``repo_id`` if needed and upload ``{path in repo: local file}`` in one commit.
+
+    For folders whose layout on the Hub differs from the local one (a generation job: its extras under
+    ``extras/``). Checks as :func:`push_to_hub` does; returns the commit URL.
+    """
+    if "README.md" in files:
+        _check_card(Path(files["README.md"]), repo_type, token)
+    else:
+        _check_card(None, repo_type, token)
+    api, repo_id = _open_repo(repo_id, repo_type=repo_type, token=token, private=private)
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
+    info = api.create_commit(
+        repo_id=repo_id,
+        repo_type=repo_type,
+        operations=operations,
+        commit_message=commit_message or "Upload with distill-toolkit",
+    )
+    logger.info("Pushed %d files to %s %s: %s", len(files), repo_type, repo_id, info.commit_url)
+    return str(info.commit_url)
+
+
+def _check_card(readme: Path | None, repo_type: str, token: str | None) -> None:
+    """Fail before creating anything remote: no token, or card metadata that does not parse."""
+    if token is None and get_token() is None:
+        raise RuntimeError("No Hugging Face token: pass token=..., set HF_TOKEN, or run `hf auth login`.")
+    if readme is None or not readme.is_file():
+        return
+    card_cls = DatasetCard if repo_type == "dataset" else ModelCard
+    try:
+        card_cls(readme.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, ValueError) as err:
+        raise ValueError(f"Invalid card metadata in {readme}: {err}") from err
+
+
+def _open_repo(
+    repo_id: str, *, repo_type: str, token: str | None, private: bool, revision: str | None = None
+) -> tuple[HfApi, str]:
+    """The API client and the full repo id, the repo (and branch ``revision``) created if missing."""
+    # Built per call (not at import) so HF_ENDPOINT / constants patched after import are honoured.
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True).repo_id
+    if revision and revision != "main":
+        api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+    return api, repo_id

@@ -41,7 +41,9 @@ def _is_saved_dataset_dir(path: Path) -> bool:
     return any((path / name).is_file() for name in ("dataset_info.json", "state.json", "dataset_dict.json"))
 
 
-def load_local(path_or_hub_id: str | os.PathLike, split: str | None = None) -> Dataset | DatasetDict:
+def load_local(
+    path_or_hub_id: str | os.PathLike, split: str | None = None, *, revision: str | None = None
+) -> Dataset | DatasetDict:
     """Load a local data file, a ``save_to_disk`` folder, or a Hub dataset id.
 
     Local files by extension: ``.jsonl`` (strict, one object per line), ``.json`` (a JSON list of objects,
@@ -54,6 +56,7 @@ def load_local(path_or_hub_id: str | os.PathLike, split: str | None = None) -> D
         path_or_hub_id: File, folder or Hub id.
         split: For a ``DatasetDict`` result (a saved dict or a Hub id), the split to return. Ignored for
             single files, which are one split.
+        revision: For a Hub id: the branch, tag or commit to load (``--dataset_revision``).
 
     Returns:
         A ``Dataset`` (or a ``DatasetDict`` when ``split`` is ``None`` and the source has splits).
@@ -95,7 +98,7 @@ def load_local(path_or_hub_id: str | os.PathLike, split: str | None = None) -> D
     if path.exists() or str(path_or_hub_id).startswith((".", "/", "~")):
         raise FileNotFoundError(f"{path}: not a data file or a save_to_disk folder")
     logger.info("Loading %s from the Hub (split=%s)", path_or_hub_id, split)
-    return datasets.load_dataset(str(path_or_hub_id), split=split)
+    return datasets.load_dataset(str(path_or_hub_id), split=split, revision=revision)
 
 
 def _pick_split(ds: Any, split: str | None, where: str) -> Any:

@@ -6,12 +6,17 @@ The Trainer-based recipes (LMCor, step-by-step, QLoRA multi-task) log through tr
 its own ``output_dir`` under ``<run>/baselines/``, so each sub-model is its own TensorBoard run. Loops the
 Trainer does not run (the LLMEmbed head) write the same layout with :func:`write_history`.
 
+At the end of a run :func:`log_final_metrics` sends the final results tables (``final/<table>/<metric>``) to every
+``report_to`` backend: through the Trainer's callback handler (TensorBoard, wandb, trackio... each integration's own
+``on_log``), or for a loop of our own into its TensorBoard folder.
+
 ``tensorboard`` is an optional dependency: ``pip install "distill-toolkit[tensorboard]"``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -107,6 +112,64 @@ def write_history(
         writer.close()
     logger.info("TensorBoard: %d points -> %s", len(history), log_dir)
     return log_dir
+
+
+FINAL_PREFIX = "final"
+
+
+def flatten_final_metrics(tables: Mapping, prefix: str = FINAL_PREFIX) -> dict[str, float]:
+    """``{"test": {"gleu": 70.1}}`` -> ``{"final/test/gleu": 70.1}``: every number of the nested tables.
+
+    Lists (predictions, learning curves) and strings are left out: the tracker gets the table's numbers.
+    A metric object with a numeric ``score`` (``toolkit.evaluation.metrics.MetricResult``) reports its score.
+    """
+    flat: dict[str, float] = {}
+    for key, value in tables.items():
+        name = f"{prefix}/{key}"
+        score = getattr(value, "score", None)
+        if isinstance(score, (int, float)) and not isinstance(score, bool):
+            value = score
+        if isinstance(value, Mapping):
+            flat.update(flatten_final_metrics(value, name))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            flat[name] = float(value)
+    return flat
+
+
+def log_final_metrics(
+    tables: Mapping,
+    *,
+    trainer=None,
+    log_dir: str | os.PathLike | None = None,
+    step: int | None = None,
+) -> dict[str, float]:
+    """Send a run's final results tables to its trackers.
+
+    Args:
+        tables: ``{table: {metric: value}}`` (any nesting; see :func:`flatten_final_metrics`).
+        trainer: A ``transformers.Trainer``: the metrics go through its callback handler's ``on_log``, so every
+            ``report_to`` integration (TensorBoard, wandb, trackio...) records them at the last global step (their
+            ``rewrite_logs`` shows them as ``train/final/...``). The trainer's ``log_history`` is left as it is (the
+            training curves stay training curves).
+        log_dir: For a loop of our own (LLMEmbed's head): the TensorBoard folder to add the scalars to.
+        step: The x position for ``log_dir`` (default 0).
+
+    Returns:
+        The flattened metrics that were logged.
+    """
+    flat = flatten_final_metrics(tables)
+    if trainer is not None:
+        trainer.callback_handler.on_log(trainer.args, trainer.state, trainer.control, dict(flat))
+    if log_dir is not None:
+        writer_cls = require_tensorboard()
+        writer = writer_cls(log_dir=str(log_dir))
+        try:
+            for name, value in flat.items():
+                writer.add_scalar(name, value, step or 0)
+        finally:
+            writer.close()
+    logger.info("Logged %d final metrics to the trackers", len(flat))
+    return flat
 
 
 def resume_checkpoint(training_args) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -68,3 +69,59 @@ def test_resume_checkpoint(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match="no such checkpoint folder"):
         tracking.resume_checkpoint(_args(tmp_path, str(tmp_path / "checkpoint-3")))
+
+
+def tensorboard_scalars(log_dir) -> dict[str, list[tuple[int, float]]]:
+    """``{tag: [(step, value), ...]}`` of every event file under ``log_dir``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    found: dict[str, list[tuple[int, float]]] = {}
+    for events in sorted(Path(log_dir).rglob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            found.setdefault(tag, []).extend((e.step, e.value) for e in accumulator.Scalars(tag))
+    return found
+
+
+def test_flatten_final_metrics_keeps_the_numbers_of_nested_tables():
+    tables = {"corrector": {"gleu": 61.5, "n": 12}, "baselines": {"greedy": {"gleu": 58.0}}, "note": "x"}
+    tables["predictions"] = [{"gleu": 1.0}]
+    tables["nan"] = float("nan")
+    flat = tracking.flatten_final_metrics(tables)
+    assert flat == {"final/corrector/gleu": 61.5, "final/corrector/n": 12.0, "final/baselines/greedy/gleu": 58.0}
+
+
+def test_final_metrics_reach_tensorboard_through_the_trainer(tmp_path, tiny_llama_dir):
+    pytest.importorskip("tensorboard")
+    import torch
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    rows = [{"input_ids": torch.tensor([5, 6, 7, 8]), "labels": torch.tensor([5, 6, 7, 8])}] * 2
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "run"), max_steps=2, report_to=["tensorboard"], use_cpu=True, logging_steps=1
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=rows)
+    trainer.train()
+    history_before = list(trainer.state.log_history)
+    logged = tracking.log_final_metrics({"test": {"gleu": 61.5}, "baseline": {"gleu": 58.25}}, trainer=trainer)
+    assert logged == {"final/test/gleu": 61.5, "final/baseline/gleu": 58.25}
+    scalars = tensorboard_scalars(tmp_path / "run")
+    final = {tag: points for tag, points in scalars.items() if "final/" in tag}
+    assert {tag.split("final/", 1)[1]: points[-1][1] for tag, points in final.items()} == {
+        "test/gleu": 61.5,
+        "baseline/gleu": 58.25,
+    }
+    assert all(points[-1][0] == trainer.state.global_step for points in final.values())
+    assert any(tag.endswith("loss") for tag in scalars)  # the training curve is still there, beside the results
+    assert trainer.state.log_history == history_before
+
+
+def test_final_metrics_of_an_own_loop_go_to_its_log_dir(tmp_path):
+    pytest.importorskip("tensorboard")
+    tracking.write_history([{"epoch": 1, "train_loss": 0.5}], tmp_path / "tb")
+    tracking.log_final_metrics({"test": {"accuracy": 0.75}}, log_dir=tmp_path / "tb", step=1)
+    scalars = tensorboard_scalars(tmp_path / "tb")
+    assert scalars["final/test/accuracy"] == [(1, 0.75)]
+    assert scalars["train/loss"] == [(1, 0.5)]

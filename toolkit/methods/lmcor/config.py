@@ -46,6 +46,7 @@ class LMCorConfig:
     task_type: str | None = field(default=None, metadata={"help": "gec / mt / d2t (required for task=jsonl)."})
     data_dir: str | None = field(default=None, metadata={"help": "Real-data root (default $TOOLKIT_DATA_DIR)."})
     pool_path: str | None = field(default=None, metadata={"help": "Candidates dataset (data_gen/candidates.py)."})
+    dataset_revision: str | None = field(default=None, metadata={"help": "Hub revision of a pool_path on the Hub."})
     test_path: str | None = field(default=None, metadata={"help": "Official test set: a file, jfleg:dev, e2e:test."})
     dev_path: str | None = field(default=None, metadata={"help": "Official dev set, as test_path."})
     max_source_words: int | None = field(default=None, metadata={"help": "Drop pool rows with longer sources."})

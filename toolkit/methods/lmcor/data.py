@@ -94,7 +94,12 @@ def validate_pool(rows: Sequence[Mapping[str, Any]], *, need_candidates: bool = 
 
 
 def load_pool(
-    task: str, *, data_dir: str | None = None, pool_path: str | None = None, split: str = "dev"
+    task: str,
+    *,
+    data_dir: str | None = None,
+    pool_path: str | None = None,
+    split: str = "dev",
+    pool_revision: str | None = None,
 ) -> list[dict[str, Any]]:
     """Rows ``{"id", "source", "references", "group", ["candidates", "systems"]}`` for a named task.
 
@@ -106,11 +111,12 @@ def load_pool(
         pool_path: a candidates dataset (JSONL / Arrow dir written by ``data_gen/candidates.py``) whose
             ``candidates`` replace the task's own; for ``jsonl`` the pool itself.
         split: the loader split for ``jfleg`` / ``e2e`` (e.g. ``e2e`` ``test`` as an official test set).
+        pool_revision: for a ``pool_path`` on the Hub: the revision to load (``--dataset_revision``).
     """
     if task not in POOL_TASKS:
         raise ValueError(f"unknown LMCor task {task!r}; expected one of {sorted(POOL_TASKS)}")
     if pool_path:
-        ds = load_local(pool_path)
+        ds = load_local(pool_path, revision=pool_revision)
         rows = [dict(r) for r in (ds["train"] if hasattr(ds, "keys") and "train" in ds else ds)]
         if rows and "source" not in rows[0] and "mr" in rows[0]:
             rows = [{**r, "source": r["mr"]} for r in rows]
@@ -176,7 +182,9 @@ def filter_rows(rows: list[dict], config: LMCorConfig) -> list[dict]:
 def load_splits(config: LMCorConfig) -> dict[str, list[dict]]:
     """The run's train/dev/test rows: the config's pool, filtered (:func:`filter_rows`) and split
     (:func:`split_and_subsample`); rows carry whatever candidates the pool has."""
-    pool = load_pool(config.task, data_dir=config.data_dir, pool_path=config.pool_path)
+    pool = load_pool(
+        config.task, data_dir=config.data_dir, pool_path=config.pool_path, pool_revision=config.dataset_revision
+    )
     return split_and_subsample(filter_rows(pool, config), config)
 
 
