@@ -23,10 +23,12 @@ its samples enter the progress bar and :attr:`GenerationProgress.samples_done`, 
 and it counts in the item's outcome (``new_samples``, ``generations``). The engine acknowledges an answer only
 *after the cache transaction holding its samples has committed*: the cache's writer thread calls back once per
 group commit with the answers it committed. So every acknowledged answer is on disk, and a re-run after a kill
-never asks the teacher for it again. A kill can lose only unacknowledged answers: requests in flight plus
-answers received but not yet committed (at most ``cache.max_batch``; in steady state those that arrived in the
-last ``cache.max_delay`` seconds). A failed request has nothing to store and is acknowledged at once. Spending
-is not acknowledgement: an answer's cost counts against ``max_cost`` the moment it arrives.
+never asks the teacher for it again. Durability comes earlier than acknowledgement: the cache journals every
+answer the moment :meth:`GenerationCache.submit` takes it (see :mod:`toolkit.generation.cache_journal`), so a
+kill can lose only the requests in flight at the teacher; answers received but not yet acknowledged are
+recovered from the journal when the cache is next opened. A failed request has nothing to store and is
+acknowledged at once. Spending is not acknowledgement: an answer's cost counts against ``max_cost`` the moment
+it arrives.
 
 Progress (the tqdm bar, with ETA, and ``on_progress``) counts *samples*, not items: an item is complete only when
 all its requests are, and a backend may finish every item's greedy request before any sampled one (the hf
