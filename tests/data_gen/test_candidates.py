@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from data_gen import candidates
+from toolkit.generation.cache import GenerationCache
 from toolkit.generation.jobs import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,9 +135,13 @@ def test_sigkill_mid_run_then_resume_resends_nothing_answered(fake_openai, gec_f
     assert proc.poll() is None, "job finished before it could be killed: raise the latency"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    answered = sum(fake_openai.answered_counts().values())
+    with GenerationCache(cache) as reopened:  # opening recovers the journaled answers the kill left uncommitted
+        reopened.flush()
     with sqlite3.connect(cache) as conn:  # what survived the kill: one sample-0 row per completed request
         committed = conn.execute("SELECT COUNT(*) FROM generations WHERE sample_index = 0").fetchone()[0]
     assert committed >= 10
+    assert committed >= answered - 2, "every answer the job had received survived (at most 2 were in transit)"
     before = len(fake_openai.requests)
     done = subprocess.run([sys.executable, "data_gen/candidates.py", *args], cwd=REPO, env=env, capture_output=True)
     assert done.returncode == 0, done.stderr[-2000:]

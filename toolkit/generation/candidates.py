@@ -127,6 +127,7 @@ def candidate_items(
             "candidate_kinds": list(kinds),
             "sample_indices": [i for per_req in outcome.generations for i in range(len(per_req))],
             "finish_reasons": [g.finish_reason or "" for g in gens],
+            "reasoning_contents": [g.reasoning_content for g in gens],
             "teacher_id": teacher.id,
             "template_hash": t_hash,
             "sampling": sampling,

@@ -352,8 +352,10 @@ class FakeOpenAIServer:
         seed = body.get("seed")
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
         texts = []
+        draws = []  # (index, seed) of each choice: greedy choices are all the same draw
         for i in range(0 if empty else n):
             idx, sd = (0, "greedy") if greedy else (i, seed)
+            draws.append((idx, sd))
             if self.responder:
                 text = self.responder(prompt, idx, sd, body)
             elif schema_of(body) is not None:
@@ -371,7 +373,7 @@ class FakeOpenAIServer:
             if chat:
                 choice["message"] = {"role": "assistant", "content": text}
                 if reasoner:
-                    choice["message"]["reasoning_content"] = reasoning_trace(prompt, i, seed)
+                    choice["message"]["reasoning_content"] = reasoning_trace(prompt, *draws[i])
             else:
                 choice["text"] = text
             choices.append(choice)

@@ -8,6 +8,7 @@ of submitting again (also when killed between ``batches.create`` and saving its 
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 
 import pytest
@@ -211,8 +212,11 @@ def test_results_handed_over_but_lost_from_the_cache_are_reread_not_repaid(fake_
     # Killed after a batch was reported to the engine but before the cache committed it: the re-run takes the
     # answers from the saved copy of the output file, with no new batch and no download.
     first, _ = _run(_teacher(fake_openai, tmp_path), tmp_path, _items(3))
-    for path in tmp_path.glob("c.sqlite*"):
-        path.unlink()
+    for path in tmp_path.glob("c.sqlite*"):  # the database, its WAL files and its answer journal
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     calls = list(fake_openai.batch.api_calls)
     again, summary = _run(_teacher(fake_openai, tmp_path), tmp_path, _items(3))
     assert summary.cached_samples == 0 and summary.completed == 3 and summary.new_samples == 9
