@@ -361,6 +361,21 @@ class TeacherConfig:
         },
     )
     dtype: str | None = field(default=None, metadata={"help": "hf/vllm: torch dtype name (default: fp32 on CPU)."})
+    engine_kwargs: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "vllm: keyword arguments of `vllm.LLM` as a dict (YAML) or JSON string (CLI), e.g. "
+            '\'{"tensor_parallel_size": 2, "gpu_memory_utilization": 0.85, "max_model_len": 4096, '
+            '"enable_prefix_caching": true}\'.'
+        },
+    )
+    chunk_size: int = field(
+        default=2048,
+        metadata={
+            "help": "vllm: requests per engine call; each chunk's answers are in the cache before the next is "
+            "sent, so a killed job resumes after the last finished chunk (and the progress bar moves per chunk)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -390,6 +405,25 @@ class TeacherConfig:
             raise ValueError("batch_max_wait must be >= 0")
         if not 1 <= self.batch_max_requests <= 50_000:
             raise ValueError("batch_max_requests must be in [1, 50000] (the Batch API limit)")
+        if self.chunk_size < 1:
+            raise ValueError("chunk_size must be >= 1")
+        if self.engine_kwargs is not None and self.backend != "vllm":
+            raise ValueError(f"engine_kwargs are vllm.LLM arguments; the {self.backend} backend takes none")
+        self.vllm_engine_kwargs()  # a malformed JSON string fails here, not when the engine starts
+
+    def vllm_engine_kwargs(self) -> dict[str, Any]:
+        """``engine_kwargs`` as a dict (a CLI value is a JSON string)."""
+        if self.engine_kwargs is None:
+            return {}
+        if isinstance(self.engine_kwargs, dict):
+            return dict(self.engine_kwargs)
+        try:
+            parsed = json.loads(self.engine_kwargs)
+        except ValueError as exc:
+            raise ValueError(f"engine_kwargs is not a JSON object: {self.engine_kwargs!r} ({exc})") from exc
+        if not isinstance(parsed, dict):
+            raise ValueError(f"engine_kwargs must be a JSON object, got {self.engine_kwargs!r}")
+        return parsed
 
     def prices(self) -> tuple[float, float]:
         """(input, output) USD per 1M tokens: explicit config, else the built-in table, else free.
