@@ -35,11 +35,32 @@ def gec_file(tmp_path) -> Path:
 
 def _args(server, gec_file, out, cache, *extra):
     return [
-        "--backend", "openai", "--model", "fake", "--base_url", server.base_url, "--api_key", SECRET,
-        "--input_file", str(gec_file), "--output_dir", str(out), "--cache_path", str(cache),
-        "--input_template", "Sentence: {source}", "--output_template", "Corrected: {target}",
-        "--num_demos", "2", "--num_candidates", "4", "--progress", "false", *extra,
-    ]  # fmt: skip
+        "--backend",
+        "openai",
+        "--model",
+        "fake",
+        "--base_url",
+        server.base_url,
+        "--api_key",
+        SECRET,
+        "--input_file",
+        str(gec_file),
+        "--output_dir",
+        str(out),
+        "--cache_path",
+        str(cache),
+        "--input_template",
+        "Sentence: {source}",
+        "--output_template",
+        "Corrected: {target}",
+        "--num_demos",
+        "2",
+        "--num_candidates",
+        "4",
+        "--progress",
+        "false",
+        *extra,
+    ]
 
 
 def _run(args):
@@ -97,7 +118,7 @@ def test_dry_run_and_budget_abort_send_nothing(fake_openai, gec_file, tmp_path, 
 def test_shards_merge_in_original_order_and_failures_file(fake_openai, gec_file, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "c.sqlite"
     for k in (1, 0):  # finishing order must not matter
-        _run(_args(fake_openai, gec_file, out, cache, "--num_shards", "2", "--shard_index", str(k)))
+        _run(_args(fake_openai, gec_file, out, cache, "--shard", f"{k}/2"))
     merged = _run(_args(fake_openai, gec_file, out, cache, "--num_shards", "2", "--merge", "true"))
     rows = read_jsonl(out / "data.jsonl")
     assert [r["id"] for r in rows] == [f"s{i}" for i in range(30)] and merged["completed"] == 30

@@ -9,6 +9,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainingAr
 
 from data_gen import rationales
 from toolkit.generation.jobs import read_jsonl
+from toolkit.generation.rationales import PALM_TEACHER_ID
 from toolkit.methods.step_by_step.data import build_train_examples, load_rows
 from toolkit.methods.step_by_step.training import StepByStepCollator, StepByStepSeq2SeqTrainer
 from toolkit.testing.tiny_models import build_tiny_t5
@@ -92,7 +93,7 @@ def test_import_palm_cqa(data_root, tmp_path):
         ]
     )
     rows = read_jsonl(tmp_path / "p" / "data.jsonl")
-    assert len(rows) == 40 and {r["teacher_id"] for r in rows} == {rationales.PALM_TEACHER_ID}
+    assert len(rows) == 40 and {r["teacher_id"] for r in rows} == {PALM_TEACHER_ID}
     assert all((r["teacher_label"] is None) == (not r["parse_ok"]) for r in rows)
     assert all(r["teacher_label"] in r["choices"] for r in rows if r["parse_ok"])
     assert 0.5 < summary["parse_rate"] <= 1.0 and 0.3 < summary["teacher_accuracy"] <= 1.0

@@ -44,7 +44,6 @@ sampling parameters.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import json
 import logging
 import os
@@ -58,11 +57,12 @@ from typing import Any
 
 from toolkit.generation.cache_journal import replay_journals
 from toolkit.generation.cache_writer import INSERT_SQL, CacheWriteError, CommitCallback, GroupCommitWriter
+from toolkit.models.loading import cache_dir
 from toolkit.teachers.base import Generation, GenerationRequest, Usage
+from toolkit.teachers.request_keys import cache_key, cache_keys, request_fingerprint
 
 logger = logging.getLogger(__name__)
 
-KEY_VERSION = 1  # bump when the key recipe changes so old rows are simply never hit
 DEFAULT_MAX_BATCH = 64  # requests per group commit (and the bound on uncommitted requests)
 DEFAULT_MAX_DELAY = 0.02  # seconds between a request's submission and its commit, at most (when not starved)
 
@@ -87,28 +87,7 @@ ADDED_COLUMNS = {"reasoning_content": "TEXT", "top_logprobs": "TEXT"}
 
 def default_cache_path() -> Path:
     """``$TOOLKIT_CACHE/generations.sqlite`` (default ``~/.cache/distill-toolkit``)."""
-    root = os.environ.get("TOOLKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "distill-toolkit")
-    return Path(root) / "generations.sqlite"
-
-
-def request_fingerprint(teacher_id: str, request: GenerationRequest) -> str:
-    """Canonical JSON of everything that determines a request's output distribution (minus the sample index).
-
-    ``n`` and ``sample_offset`` are deliberately excluded: a sample is identified by its index alone.
-    """
-    payload = {"v": KEY_VERSION, "teacher": teacher_id, **request.content(), "sampling": request.sampling()}
-    return json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
-def cache_key(teacher_id: str, request: GenerationRequest, sample_index: int) -> str:
-    """sha256 hex digest identifying sample ``sample_index`` of ``request`` from ``teacher_id``."""
-    return cache_keys(teacher_id, request, [sample_index])[0]
-
-
-def cache_keys(teacher_id: str, request: GenerationRequest, sample_indices: Iterable[int]) -> list[str]:
-    """:func:`cache_key` for several sample indices of one request (the fingerprint is built once)."""
-    fp = request_fingerprint(teacher_id, request).encode() + b"\x00"
-    return [hashlib.sha256(fp + str(int(i)).encode()).hexdigest() for i in sample_indices]
+    return cache_dir() / "generations.sqlite"
 
 
 def _close_at_exit(ref: weakref.ref) -> None:

@@ -183,7 +183,14 @@ def candidates_job(teacher_cfg: TeacherConfig, job: JobConfig, prompt: PromptCon
     demo_pool = load_split(job, prompt.demo_split) if prompt.num_demos > 0 else []
     items, to_row = candidate_items(rows, demo_pool, prompt, cand, job.id_column)
     return run_job(
-        "candidates", teacher_cfg, job, rows, items, to_row, _stats, card=card,
+        "candidates",
+        teacher_cfg,
+        job,
+        rows,
+        items,
+        to_row,
+        _stats,
+        card=card,
         configs={"teacher": teacher_cfg, "job": job, "prompt": prompt, "candidates": cand},
         dry_run_show=lambda i: items[i].requests[0],
-    )  # fmt: skip
+    )

@@ -44,6 +44,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from toolkit.generation.cache import GenerationCache, cache_keys
 from toolkit.generation.items import (  # noqa: F401 - the engine's API: importers take them from here
     BudgetExceededError,
@@ -166,8 +168,13 @@ def run_generation(
     missing = sum(p.sub.n for p in plan)
     logger.info(
         "%s: %d items, %d cached samples, %d to generate in %d requests (estimated cost <= $%.4f)",
-        desc, len(items), summary.cached_samples, missing, len(plan), summary.estimated_cost_usd,
-    )  # fmt: skip
+        desc,
+        len(items),
+        summary.cached_samples,
+        missing,
+        len(plan),
+        summary.estimated_cost_usd,
+    )
     if max_cost is not None and summary.estimated_cost_usd > max_cost:
         raise BudgetExceededError(summary.estimated_cost_usd, max_cost, missing)
 
@@ -181,8 +188,6 @@ def run_generation(
     state["samples_done"] = summary.cached_samples
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=total_samples, initial=summary.cached_samples, desc=desc, unit="sample", dynamic_ncols=True)
     # Acknowledgements arrive from the cache's writer thread (answers) and the teacher's thread (failures).
     ack_lock = threading.Lock()
@@ -310,9 +315,16 @@ def run_generation(
     summary.elapsed_s = time.perf_counter() - start
     logger.info(
         "%s: %d complete, %d failed, %d pending; %d requests sent, %d new / %d cached samples, $%.4f, %.1fs",
-        desc, summary.completed, summary.failed, summary.pending, summary.requests_sent, summary.new_samples,
-        summary.cached_samples, summary.cost_usd, summary.elapsed_s,
-    )  # fmt: skip
+        desc,
+        summary.completed,
+        summary.failed,
+        summary.pending,
+        summary.requests_sent,
+        summary.new_samples,
+        summary.cached_samples,
+        summary.cost_usd,
+        summary.elapsed_s,
+    )
     return outcomes, summary
 
 

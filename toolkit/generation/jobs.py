@@ -26,9 +26,34 @@ from toolkit.publishing.hub import push_to_hub
 logger = logging.getLogger("data_gen")
 
 __all__ = [
-    "ROW_INDEX", "JobConfig", "PromptConfig", "choose_demos", "demos_for", "generate_rows", "init_logging",
-    "load_inputs", "load_split", "maybe_push", "merge_shards", "read_jsonl", "run_job", "shard", "write_outputs",
-]  # fmt: skip
+    "ROW_INDEX",
+    "JobConfig",
+    "PromptConfig",
+    "choose_demos",
+    "demos_for",
+    "generate_rows",
+    "init_logging",
+    "load_inputs",
+    "load_split",
+    "maybe_push",
+    "merge_shards",
+    "parse_shard",
+    "read_jsonl",
+    "run_job",
+    "shard",
+    "write_outputs",
+]
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)``, with a clear error for anything else."""
+    index, slash, count = spec.partition("/")
+    try:
+        if not slash:
+            raise ValueError
+        return int(index), int(count)
+    except ValueError:
+        raise ValueError(f"--shard takes 'i/n' (shard i of n, 0-based), got {spec!r}") from None
 
 
 @dataclass
@@ -56,6 +81,10 @@ class JobConfig:
     )
     num_shards: int = field(default=1, metadata={"help": "Split the inputs into this many contiguous shards."})
     shard_index: int = field(default=0, metadata={"help": "Which shard this worker runs (0-based)."})
+    shard: str | None = field(
+        default=None,
+        metadata={"help": "'i/n': run shard i (0-based) of n; short for --shard_index i --num_shards n."},
+    )
     merge: bool = field(default=False, metadata={"help": "Merge finished shards of output_dir instead of generating."})
     max_cost: float | None = field(
         default=None, metadata={"help": "Hard USD budget: abort if the estimate exceeds it, stop when reached."}
@@ -70,6 +99,8 @@ class JobConfig:
     card_license: str = field(default="other", metadata={"help": "License id in the dataset card metadata."})
 
     def __post_init__(self) -> None:
+        if self.shard is not None:
+            self.shard_index, self.num_shards = parse_shard(self.shard)
         if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
             raise ValueError(f"need 0 <= shard_index < num_shards, got {self.shard_index} / {self.num_shards}")
         if self.max_cost is not None and self.max_cost < 0:
@@ -120,6 +151,11 @@ class PromptConfig:
 
 
 # -- inputs ---------------------------------------------------------------------------------------------------
+def split_size(value: float) -> int | float:
+    """A resplit size: values >= 1 are row counts, smaller ones fractions."""
+    return int(value) if value >= 1 else float(value)
+
+
 def load_split(job: JobConfig, split: str | None, dataset: str | None = None) -> list[dict[str, Any]]:
     """Rows of ``split`` from ``job.dataset`` (or ``dataset``), resplitting deterministically if configured."""
     name = dataset or job.dataset
@@ -129,9 +165,11 @@ def load_split(job: JobConfig, split: str | None, dataset: str | None = None) ->
         raise ValueError("set `dataset` (a toolkit.tasks name, file or Hub id) or `input_file`")
     elif job.resplit_from and dataset is None:
         whole = tasks.load(name, split=job.resplit_from, data_dir=job.data_dir)
-        size = lambda v: int(v) if v >= 1 else float(v)  # noqa: E731 - ints are row counts, floats fractions
         parts = tasks.deterministic_split(
-            whole, dev_size=size(job.resplit_dev_size), test_size=size(job.resplit_test_size), seed=job.resplit_seed
+            whole,
+            dev_size=split_size(job.resplit_dev_size),
+            test_size=split_size(job.resplit_test_size),
+            seed=job.resplit_seed,
         )
         if split not in parts:
             raise ValueError(f"resplit gives train/dev/test, not {split!r}")
@@ -288,9 +326,15 @@ def run_job(
         return {"dry_run": True, **estimate}
     try:
         out_rows, failures, result = generate_rows(
-            name, teacher_cfg, rows, items, to_row, cache_path=job.cache_path, max_cost=job.max_cost,
+            name,
+            teacher_cfg,
+            rows,
+            items,
+            to_row,
+            cache_path=job.cache_path,
+            max_cost=job.max_cost,
             progress=job.progress,
-        )  # fmt: skip
+        )
     except BudgetExceededError as exc:
         logger.error("%s", exc)
         return {"aborted": "max_cost", "estimated_cost_usd": exc.estimate, "max_cost": exc.max_cost}

@@ -21,7 +21,8 @@ class RemoteFakeServer:
     """Handle on a fake server running in its own process (see :func:`start_server_process`)."""
 
     def __init__(self, proc: subprocess.Popen, port: int):
-        self.proc, self.port = proc, port
+        self.proc = proc
+        self.port = port
 
     @property
     def base_url(self) -> str:

@@ -141,7 +141,8 @@ class FakeOpenAIServer:
         self.ignore_n = ignore_n
         self.responder = responder
         self.seed = seed
-        self.host, self.port = host, port
+        self.host = host
+        self.port = port
         self.set_faults(fault_rate, fault_kinds, retry_after=retry_after, hang_seconds=hang_seconds)
         self._records: list[RequestRecord] = []
         self._seen: Counter = Counter()

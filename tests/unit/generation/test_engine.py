@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from toolkit.generation import engine
 from toolkit.generation.cache import GenerationCache, cache_keys
 from toolkit.generation.engine import BudgetExceededError, WorkItem, plan_cost, run_generation
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
@@ -314,13 +315,12 @@ class _GreedyFirstTeacher(Teacher):
 
 
 def test_progress_counts_samples_so_it_moves_before_any_item_completes(monkeypatch):
-    import tqdm.auto
-
     bars = []
 
     class RecordingBar:
         def __init__(self, *args, total=None, initial=0, **kwargs):
-            self.total, self.n = total, initial
+            self.total = total
+            self.n = initial
             bars.append(self)
 
         def update(self, k=1):
@@ -332,7 +332,7 @@ def test_progress_counts_samples_so_it_moves_before_any_item_completes(monkeypat
         def close(self):
             pass
 
-    monkeypatch.setattr(tqdm.auto, "tqdm", RecordingBar)
+    monkeypatch.setattr(engine, "tqdm", RecordingBar)
     log = []
     items = [
         WorkItem(f"i{k}", [GenerationRequest(prompt=f"g{k}", temperature=0.0), GenerationRequest(prompt=f"g{k}", n=3)])

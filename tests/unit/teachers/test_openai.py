@@ -126,9 +126,18 @@ def test_faults_at_10_percent_every_item_completes_or_is_recorded(fake_openai, t
 
 @pytest.mark.parametrize(
     ("model", "reasoning"),
-    [("o1", True), ("o3-mini", True), ("o4-mini-2025-04-16", True), ("gpt-5", True), ("gpt-5-nano", True),
-     ("openai/o3", True), ("gpt-5-chat-latest", False), ("gpt-4o-mini", False), ("omni-7b", False)],
-)  # fmt: skip
+    [
+        ("o1", True),
+        ("o3-mini", True),
+        ("o4-mini-2025-04-16", True),
+        ("gpt-5", True),
+        ("gpt-5-nano", True),
+        ("openai/o3", True),
+        ("gpt-5-chat-latest", False),
+        ("gpt-4o-mini", False),
+        ("omni-7b", False),
+    ],
+)
 def test_reasoning_models_are_detected_by_name(model, reasoning):
     from toolkit.teachers.openai_request import is_reasoning_model
 

@@ -23,9 +23,16 @@ SECRET = "sk-test-BATCH-secret-5555"
 
 def _teacher(server, tmp_path, **kw):
     cfg = {
-        "backend": "openai", "model": "fake", "base_url": server.base_url, "api_key": SECRET, "mode": "batch",
-        "batch_dir": str(tmp_path / "batches"), "batch_poll_interval": 0.01, "batch_poll_max_interval": 0.02, **kw,
-    }  # fmt: skip
+        "backend": "openai",
+        "model": "fake",
+        "base_url": server.base_url,
+        "api_key": SECRET,
+        "mode": "batch",
+        "batch_dir": str(tmp_path / "batches"),
+        "batch_poll_interval": 0.01,
+        "batch_poll_max_interval": 0.02,
+        **kw,
+    }
     return load_teacher(TeacherConfig(**cfg))
 
 
@@ -101,8 +108,12 @@ def test_line_errors_are_item_failures_never_dropped_or_duplicated(fake_openai, 
     outcomes, summary = _run(_teacher(fake_openai, tmp_path), tmp_path)
     assert summary.completed == 4 and summary.failed == 4 and summary.pending == 0
     errors = {o.item_id: o.error["error_type"] for o in outcomes if not o.ok}
-    assert errors == {"i1": "server_error", "i2": "server_error", "i3": "MalformedResponseError",
-                      "i4": "MissingBatchResult"}  # fmt: skip
+    assert errors == {
+        "i1": "server_error",
+        "i2": "server_error",
+        "i3": "MalformedResponseError",
+        "i4": "MissingBatchResult",
+    }
     assert summary.new_samples == 4 * 3 + 4 * 1  # failed items keep their greedy sample in the cache
     with GenerationCache(tmp_path / "c.sqlite") as cache:
         assert len(cache) == summary.new_samples
