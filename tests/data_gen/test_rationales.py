@@ -108,17 +108,21 @@ def test_reasoning_teacher_traces_become_rationales_a_student_trains_on(fake_ope
         return f"The answer is ({i} + 2)."
 
     fake_openai.responder = responder
+    thinking = '{"chat_template_kwargs": {"enable_thinking": true}}'
     args = _job_args(fake_openai, "fake-reasoner", inp, demos, tmp_path, "--prompt_format", "chat")
-    summary = _run([*args, "--rationale_source", "reasoning"])
+    summary = _run([*args, "--rationale_source", "reasoning", "--extra_body", thinking])
     rows = read_jsonl(tmp_path / "out" / "data.jsonl")
     assert summary["parse_ok"] == 6
+    assert all(r.body["chat_template_kwargs"] == {"enable_thinking": True} for r in fake_openai.requests)
     for row in rows:
         assert row["reasoning_content"].startswith("Let me think step by step.")
         assert row["rationale"] == row["reasoning_content"]
         assert row["teacher_label"] == str(int(row["id"][1:]) + 2)
 
     # The same job with rationales parsed from the answer keeps the trace as a column only.
-    parsed = _run([*args, "--rationale_source", "answer", "--output_dir", str(tmp_path / "parsed")])
+    parsed = _run(
+        [*args, "--rationale_source", "answer", "--extra_body", thinking, "--output_dir", str(tmp_path / "parsed")]
+    )
     assert parsed["new_samples"] == 0, "the rationale source is parsing, not a new teacher call"
     parsed_rows = read_jsonl(tmp_path / "parsed" / "data.jsonl")
     assert all(r["rationale"] != r["reasoning_content"] for r in parsed_rows)

@@ -73,7 +73,7 @@ def build_requests(row, demos, prompt: PromptConfig, cand: CandidatesConfig, id_
     request for the same prompt.
     """
     content = prompt.template().build(demos_for(row, demos, prompt.num_demos, id_column), row)
-    common = {"max_tokens": prompt.max_tokens, "stop": prompt.stops()}
+    common = {"max_tokens": prompt.max_tokens, "stop": prompt.stops(), **prompt.request_options()}
     requests, kinds = [], []
     n_samples = cand.num_candidates - int(cand.include_greedy)
     if cand.include_greedy:
@@ -114,6 +114,7 @@ def candidate_items(
             "stop": prompt.stops(),
             "seed": prompt.seed,
             "num_candidates": cand.num_candidates,
+            **prompt.request_options(),
         },
         sort_keys=True,
     )

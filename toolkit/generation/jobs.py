@@ -45,6 +45,19 @@ __all__ = [
 ]
 
 
+def json_option(name: str, value: dict | str | None) -> dict | None:
+    """A dict option given as a dict (YAML) or a JSON object string (command line)."""
+    if value is None or isinstance(value, dict):
+        return value
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise ValueError(f"--{name} is not valid JSON: {value!r} ({exc})") from exc
+    if not isinstance(parsed, dict):
+        raise ValueError(f"--{name} must be a JSON object, got {value!r}")
+    return parsed
+
+
 def parse_shard(spec: str) -> tuple[int, int]:
     """``"i/n"`` -> ``(i, n)``, with a clear error for anything else."""
     index, slash, count = spec.partition("/")
@@ -127,8 +140,23 @@ class PromptConfig:
     max_tokens: int = field(default=64, metadata={"help": "Completion length cap."})
     stop: list[str] | None = field(default=None, metadata={"help": "Stop sequences (default: next example)."})
     seed: int = field(default=0, metadata={"help": "Sampling seed."})
+    extra_body: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "openai: extra JSON fields of every request (dict in YAML, JSON on the command line), e.g. "
+            'vLLM\'s \'{"top_k": 20, "chat_template_kwargs": {"enable_thinking": true}}\'. Part of the cache key.'
+        },
+    )
+    response_format: dict | str | None = field(
+        default=None,
+        metadata={"help": "openai: structured output: a JSON schema or a full `response_format` (dict or JSON)."},
+    )
+    top_logprobs: int | None = field(
+        default=None, metadata={"help": "Keep the k most likely tokens at each position (0-20), stored in the cache."}
+    )
 
     def __post_init__(self) -> None:
+        self.request_options()  # malformed JSON fails here, before any row is loaded
         if self.prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {self.prompt_format!r}")
         if self.demo_selection not in DEMO_SELECTIONS:
@@ -143,6 +171,15 @@ class PromptConfig:
             joiner=self.joiner,
             prompt_format=self.prompt_format,
         )
+
+    def request_options(self) -> dict[str, Any]:
+        """The optional :class:`~toolkit.teachers.base.GenerationRequest` fields this job sets (none by default)."""
+        options = {
+            "extra_body": json_option("extra_body", self.extra_body),
+            "response_format": json_option("response_format", self.response_format),
+            "top_logprobs": self.top_logprobs,
+        }
+        return {name: value for name, value in options.items() if value is not None}
 
     def stops(self) -> list[str] | None:
         if self.stop:

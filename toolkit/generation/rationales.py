@@ -177,7 +177,7 @@ def rationales_job(
     rows = shard(load_inputs(job), job.num_shards, job.shard_index)
     demos, t_hash = choose_demos(prompt, load_demos(job, prompt, rat), job.id_column)
     template = prompt.template()
-    common = {"max_tokens": prompt.max_tokens, "stop": prompt.stops(), "seed": prompt.seed}
+    common = {"max_tokens": prompt.max_tokens, "stop": prompt.stops(), "seed": prompt.seed, **prompt.request_options()}
     items = []
     for row in rows:
         content = template.build(demos_for(row, demos, prompt.num_demos, job.id_column), _context(rat.task, row))
