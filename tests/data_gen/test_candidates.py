@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from datasets import load_from_disk
 
 from data_gen import candidates
 from toolkit.generation.cache import GenerationCache
@@ -87,8 +88,6 @@ def test_candidates_job_outputs_lineage_and_reruns_free(fake_openai, gec_file, t
     assert row["teacher_id"] == f"openai:fake@127.0.0.1:{fake_openai.port}" and len(row["template_hash"]) == 16
     assert json.loads(row["sampling"])["sample"]["temperature"] == 0.7
     assert json.loads(row["usage"])["completion_tokens"] > 0
-    from datasets import load_from_disk
-
     assert load_from_disk(str(out / "dataset"))["candidates"][0] == row["candidates"]
     assert (out / "README.md").read_text().count("openai:fake") >= 1
     # Re-running the finished job sends nothing.

@@ -15,7 +15,7 @@ import pytest
 
 from toolkit.generation.cache import GenerationCache, cache_key
 from toolkit.generation.engine import WorkItem, plan_cost, run_generation
-from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
+from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher, openai_batch
 from toolkit.teachers.openai_batch import BatchStore, OpenAIBatchTeacher, custom_id
 
 SECRET = "sk-test-BATCH-secret-5555"
@@ -204,10 +204,8 @@ def test_reasoning_model_lines_use_max_completion_tokens(fake_openai, tmp_path):
 
 
 def test_polling_backs_off_and_batches_are_split_by_size(fake_openai, tmp_path, monkeypatch):
-    import toolkit.teachers.openai_batch as batch_mod
-
     waits = []
-    monkeypatch.setattr(batch_mod.time, "sleep", waits.append)  # record the waits instead of sleeping
+    monkeypatch.setattr(openai_batch.time, "sleep", waits.append)  # record the waits instead of sleeping
     fake_openai.batch.polls_to_finish = 5
     items = [WorkItem(f"i{k}", [GenerationRequest(prompt=f"p{k}", temperature=0.0)]) for k in range(5)]
     teacher = _teacher(
