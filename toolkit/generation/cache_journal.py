@@ -28,6 +28,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 DEFAULT_SEGMENT_SIZE = 4096  # answers per journal segment before the writer starts a new one
+LINE_ENCODER = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps with options builds one per call
 
 
 def journal_dir(cache_path: str) -> Path:
@@ -74,8 +75,7 @@ class AnswerJournal:
         """Write one answer's rows (one line, one ``write`` call) before it is queued for commit."""
         if self._in_segment >= self.segment_size:
             self._open_next()
-        line = json.dumps(rows, ensure_ascii=False, separators=(",", ":")) + "\n"
-        os.write(self._fd, line.encode())
+        os.write(self._fd, (LINE_ENCODER.encode(rows) + "\n").encode())
         self._in_segment += 1
         self._appended += 1
 
