@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import pytest
 from pydantic import BaseModel
@@ -98,3 +99,14 @@ def test_top_logprobs_are_stored_when_asked(fake_openai, tmp_path, chat):
 def test_top_logprobs_out_of_range_is_rejected():
     with pytest.raises(ValueError, match="top_logprobs"):
         _chat(top_logprobs=21)
+
+
+def test_fake_server_echoes_extra_fields_and_the_response_format(fake_openai):
+    body = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "min_p": 0.1}
+    body["response_format"] = {"type": "json_object"}
+    request = urllib.request.Request(
+        f"{fake_openai.base_url}/chat/completions", data=json.dumps(body).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer = json.loads(response.read())
+    assert answer["echo"] == {"extra_body": {"min_p": 0.1}, "response_format": {"type": "json_object"}}
