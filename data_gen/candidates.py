@@ -12,18 +12,20 @@ from __future__ import annotations
 import sys
 
 from toolkit import configs
-from toolkit.generation.candidates import CandidatesConfig, build_requests, candidates_job
+from toolkit.generation.candidates import CandidatesConfig, candidates_job
 from toolkit.generation.jobs import JobConfig, PromptConfig, init_logging
 from toolkit.runtime import configure_threads
 from toolkit.teachers.base import TeacherConfig
 
-main = candidates_job
-
-__all__ = ["CandidatesConfig", "build_requests", "main", "make_parser"]
-
 
 def make_parser():
+    """``--config`` YAML + flags of the teacher, the job, the prompt and the candidates."""
     return configs.make_parser([TeacherConfig, JobConfig, PromptConfig, CandidatesConfig])
+
+
+def main(teacher: TeacherConfig, job: JobConfig, prompt: PromptConfig, cand: CandidatesConfig) -> dict:
+    """Run the job (the parsed configs of :func:`make_parser`); returns its summary."""
+    return candidates_job(teacher, job, prompt, cand)
 
 
 if __name__ == "__main__":

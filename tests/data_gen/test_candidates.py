@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from datasets import load_from_disk
 
 from data_gen import candidates
+from toolkit.generation.cache import GenerationCache
 from toolkit.generation.jobs import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,8 +88,6 @@ def test_candidates_job_outputs_lineage_and_reruns_free(fake_openai, gec_file, t
     assert row["teacher_id"] == f"openai:fake@127.0.0.1:{fake_openai.port}" and len(row["template_hash"]) == 16
     assert json.loads(row["sampling"])["sample"]["temperature"] == 0.7
     assert json.loads(row["usage"])["completion_tokens"] > 0
-    from datasets import load_from_disk
-
     assert load_from_disk(str(out / "dataset"))["candidates"][0] == row["candidates"]
     assert (out / "README.md").read_text().count("openai:fake") >= 1
     # Re-running the finished job sends nothing.
@@ -116,8 +116,8 @@ def test_dry_run_and_budget_abort_send_nothing(fake_openai, gec_file, tmp_path, 
 
 def test_shards_merge_in_original_order_and_failures_file(fake_openai, gec_file, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "c.sqlite"
-    for shard in (1, 0):  # finishing order must not matter
-        _run(_args(fake_openai, gec_file, out, cache, "--num_shards", "2", "--shard_index", str(shard)))
+    for k in (1, 0):  # finishing order must not matter
+        _run(_args(fake_openai, gec_file, out, cache, "--shard", f"{k}/2"))
     merged = _run(_args(fake_openai, gec_file, out, cache, "--num_shards", "2", "--merge", "true"))
     rows = read_jsonl(out / "data.jsonl")
     assert [r["id"] for r in rows] == [f"s{i}" for i in range(30)] and merged["completed"] == 30
@@ -158,9 +158,13 @@ def test_sigkill_mid_run_then_resume_resends_nothing_answered(fake_openai, gec_f
     assert proc.poll() is None, "job finished before it could be killed: raise the latency"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    answered = sum(fake_openai.answered_counts().values())
+    with GenerationCache(cache) as reopened:  # opening recovers the journaled answers the kill left uncommitted
+        reopened.flush()
     with sqlite3.connect(cache) as conn:  # what survived the kill: one sample-0 row per completed request
         committed = conn.execute("SELECT COUNT(*) FROM generations WHERE sample_index = 0").fetchone()[0]
     assert committed >= 10
+    assert committed >= answered - 2, "every answer the job had received survived (at most 2 were in transit)"
     before = len(fake_openai.requests)
     done = subprocess.run([sys.executable, "data_gen/candidates.py", *args], cwd=REPO, env=env, capture_output=True)
     assert done.returncode == 0, done.stderr[-2000:]

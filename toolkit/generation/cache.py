@@ -2,7 +2,8 @@
 
 Key = sha256 of (teacher id, exact messages/prompt, sampling parameters, sample index). Each sample index is a
 separate row, so asking for k=5 after k=4 pays only for the 5th sample, and two jobs that share a prompt share
-its samples. Values are *raw* teacher outputs (text, finish reason, usage, optional logprobs): parsing happens
+its samples. Values are *raw* teacher outputs (text, finish reason, usage, optional logprobs, a reasoning
+trace): parsing happens
 after the cache, so changing a parser never re-pays for calls.
 
 Writes, durability and what a ``kill -9`` can lose
@@ -14,11 +15,12 @@ Writes, durability and what a ``kill -9`` can lose
   ``max_delay`` seconds (default 0.02) after its first request arrived, whichever comes first. The samples of
   one request always land in the same transaction (all or none). Requests are committed in submission order
   (a later submission of the same key wins).
-- Bound: at most ``max_batch`` submitted requests are ever uncommitted: :meth:`submit` blocks (back-pressure)
-  while ``max_batch`` requests are pending (submitted, not yet committed). So a ``kill -9`` of the process
-  loses at most the requests in flight at the teacher plus at most ``max_batch`` completed-but-uncommitted
-  requests — in steady state only those completed within the last ``max_delay`` seconds (plus one commit's
-  duration). Everything older is on disk and a re-run does not pay for it again.
+- Every submitted request is first appended to the answer journal (:mod:`toolkit.generation.cache_journal`,
+  one ``write`` per request, before :meth:`submit` returns). So a ``kill -9`` of the process loses only the
+  requests in flight at the teacher: an answer handed to the cache is never asked again. The next writable open
+  of the cache commits the journaled answers the killed run had not committed yet.
+- At most ``max_batch`` submitted requests are ever uncommitted: :meth:`submit` blocks (back-pressure) while
+  ``max_batch`` requests are pending (submitted, not yet committed).
 - ``submit(..., on_commit=fn, token=t)`` calls ``fn([t, ...])`` from the writer thread once the request is
   committed (batched per group commit; :mod:`toolkit.generation.cache_writer`). The engine acknowledges an answer
   (progress, item completion) only there, so nothing it reported as done can be lost by a kill: what a kill
@@ -42,7 +44,6 @@ sampling parameters.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import json
 import logging
 import os
@@ -54,13 +55,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from toolkit.generation.cache_writer import INSERT_SQL as _INSERT
-from toolkit.generation.cache_writer import CacheWriteError, CommitCallback, GroupCommitWriter
+from toolkit.generation.cache_journal import replay_journals
+from toolkit.generation.cache_writer import INSERT_SQL, CacheWriteError, CommitCallback, GroupCommitWriter
+from toolkit.models.loading import cache_dir
 from toolkit.teachers.base import Generation, GenerationRequest, Usage
+from toolkit.teachers.request_keys import cache_key, cache_keys, request_fingerprint
 
 logger = logging.getLogger(__name__)
 
-KEY_VERSION = 1  # bump when the key recipe changes so old rows are simply never hit
 DEFAULT_MAX_BATCH = 64  # requests per group commit (and the bound on uncommitted requests)
 DEFAULT_MAX_DELAY = 0.02  # seconds between a request's submission and its commit, at most (when not starved)
 
@@ -74,35 +76,18 @@ CREATE TABLE IF NOT EXISTS generations (
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     logprobs TEXT,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    reasoning_content TEXT,
+    top_logprobs TEXT
 )
 """
+# Columns added after the first release: a cache file created before them gains them when opened for writing.
+ADDED_COLUMNS = {"reasoning_content": "TEXT", "top_logprobs": "TEXT"}
 
 
 def default_cache_path() -> Path:
     """``$TOOLKIT_CACHE/generations.sqlite`` (default ``~/.cache/distill-toolkit``)."""
-    root = os.environ.get("TOOLKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "distill-toolkit")
-    return Path(root) / "generations.sqlite"
-
-
-def request_fingerprint(teacher_id: str, request: GenerationRequest) -> str:
-    """Canonical JSON of everything that determines a request's output distribution (minus the sample index).
-
-    ``n`` and ``sample_offset`` are deliberately excluded: a sample is identified by its index alone.
-    """
-    payload = {"v": KEY_VERSION, "teacher": teacher_id, **request.content(), "sampling": request.sampling()}
-    return json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
-def cache_key(teacher_id: str, request: GenerationRequest, sample_index: int) -> str:
-    """sha256 hex digest identifying sample ``sample_index`` of ``request`` from ``teacher_id``."""
-    return cache_keys(teacher_id, request, [sample_index])[0]
-
-
-def cache_keys(teacher_id: str, request: GenerationRequest, sample_indices: Iterable[int]) -> list[str]:
-    """:func:`cache_key` for several sample indices of one request (the fingerprint is built once)."""
-    fp = request_fingerprint(teacher_id, request).encode() + b"\x00"
-    return [hashlib.sha256(fp + str(int(i)).encode()).hexdigest() for i in sample_indices]
+    return cache_dir() / "generations.sqlite"
 
 
 def _close_at_exit(ref: weakref.ref) -> None:
@@ -136,7 +121,8 @@ class GenerationCache:
             raise ValueError("max_batch must be >= 1 and max_delay >= 0")
         self.path = str(path) if path is not None else str(default_cache_path())
         self.read_only = read_only
-        self.max_batch, self.max_delay = max_batch, max_delay
+        self.max_batch = max_batch
+        self.max_delay = max_delay
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # check_same_thread=False: tests and the HF backend may hand the cache across threads; all access to
@@ -146,11 +132,28 @@ class GenerationCache:
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(_SCHEMA)
+        self._columns = self._upgrade_schema()
+        if self.path != ":memory:" and not read_only:
+            replay_journals(self._conn, self.path, INSERT_SQL)  # answers a killed run received but never committed
         self._writer: GroupCommitWriter | None = None
         self._writer_lock = threading.Lock()
         self._pending = False  # something was submitted since the last flush
         self.hits = 0
         self.misses = 0
+
+    def _upgrade_schema(self) -> set[str]:
+        """Add the columns an older cache file lacks (when writable); returns the columns it has."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(generations)")}
+        if not self.read_only:
+            for name, kind in ADDED_COLUMNS.items():
+                if name not in columns:
+                    self._conn.execute(f"ALTER TABLE generations ADD COLUMN {name} {kind}")
+                    columns.add(name)
+        return columns
+
+    def _select_columns(self) -> str:
+        optional = [name if name in self._columns else f"NULL AS {name}" for name in ADDED_COLUMNS]
+        return ", ".join(["key", "text", "finish_reason", "prompt_tokens", "completion_tokens", "logprobs", *optional])
 
     # -- reads ---------------------------------------------------------------------------------------------
     def get(self, teacher_id: str, request: GenerationRequest, sample_index: int) -> Generation | None:
@@ -175,16 +178,16 @@ class GenerationCache:
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self._conn.execute(
-                "SELECT key, text, finish_reason, prompt_tokens, completion_tokens, logprobs "
-                f"FROM generations WHERE key IN ({marks})",
-                chunk,
+                f"SELECT {self._select_columns()} FROM generations WHERE key IN ({marks})", chunk
             ).fetchall()
-            for key, text, finish, p_tok, c_tok, logprobs in rows:
+            for key, text, finish, p_tok, c_tok, logprobs, reasoning, top in rows:
                 found[key] = Generation(
                     text=text,
                     finish_reason=finish,
                     usage=Usage(int(p_tok), int(c_tok)),
                     logprobs=json.loads(logprobs) if logprobs else None,
+                    reasoning_content=reasoning,
+                    top_logprobs=json.loads(top) if top else None,
                 )
         out = [found.get(k) for k in keys]
         hits = sum(g is not None for g in out)
@@ -218,6 +221,8 @@ class GenerationCache:
                 int(gen.usage.completion_tokens),
                 json.dumps(gen.logprobs) if gen.logprobs is not None else None,
                 now,
+                gen.reasoning_content,
+                json.dumps(gen.top_logprobs, ensure_ascii=False) if gen.top_logprobs is not None else None,
             )
             for j, (key, gen) in enumerate(zip(keys, gens))
         ]
@@ -225,7 +230,7 @@ class GenerationCache:
     def _write_now(self, rows: list[tuple]) -> None:
         with self._conn:  # BEGIN ... COMMIT (atomic: all samples of a completed request or none)
             self._conn.execute("BEGIN")
-            self._conn.executemany(_INSERT, rows)
+            self._conn.executemany(INSERT_SQL, rows)
 
     def put_many(
         self, teacher_id: str, request: GenerationRequest, first_index: int, generations: Iterable[Generation]

@@ -22,9 +22,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from toolkit.generation.cache_journal import AnswerJournal
+
 logger = logging.getLogger(__name__)
 
-INSERT_SQL = "INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?)"
+COLUMNS = (
+    "key",
+    "teacher_id",
+    "sample_index",
+    "text",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "logprobs",
+    "created_at",
+    "reasoning_content",
+    "top_logprobs",
+)
+INSERT_SQL = f"INSERT OR REPLACE INTO generations ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 CommitCallback = Callable[[list[Any]], None]
 
@@ -59,7 +74,11 @@ class GroupCommitWriter:
     """
 
     def __init__(self, path: str, *, max_batch: int, max_delay: float, timeout: float):
-        self.path, self.max_batch, self.max_delay, self.timeout = path, max_batch, max_delay, timeout
+        self.path = path
+        self.max_batch = max_batch
+        self.max_delay = max_delay
+        self.timeout = timeout
+        self.journal = AnswerJournal(path)  # a submitted answer is on disk before it waits for its commit
         self.error: BaseException | None = None
         self.commits = 0
         self._cond = threading.Condition(threading.Lock())
@@ -86,6 +105,7 @@ class GroupCommitWriter:
             self._raise_if_failed()
             if self._stop:
                 raise CacheWriteError(f"generation cache {self.path}: the writer was closed")
+            self.journal.append(rows)
             if not self._buf:
                 self._first_at = time.monotonic()
             self._buf.append((rows, on_commit, token))
@@ -109,6 +129,8 @@ class GroupCommitWriter:
     def close(self) -> None:
         try:
             self.flush()
+            with self._cond:
+                self.journal.close()  # everything is committed: the journal has nothing left to recover
         finally:
             with self._cond:
                 self._stop = True
@@ -158,6 +180,7 @@ class GroupCommitWriter:
                 with self._cond:
                     self.commits += 1
                     self._committed += len(batch)
+                    self.journal.committed(self._committed)
                     self._cond.notify_all()  # flushers and producers waiting for a slot
         except BaseException as exc:  # noqa: BLE001 - reported to the producer by the next submit/flush/close
             logger.error("generation cache %s: group commit failed: %r", self.path, exc)

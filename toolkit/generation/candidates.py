@@ -73,7 +73,7 @@ def build_requests(row, demos, prompt: PromptConfig, cand: CandidatesConfig, id_
     request for the same prompt.
     """
     content = prompt.template().build(demos_for(row, demos, prompt.num_demos, id_column), row)
-    common = {"max_tokens": prompt.max_tokens, "stop": prompt.stops()}
+    common = {"max_tokens": prompt.max_tokens, "stop": prompt.stops(), **prompt.request_options()}
     requests, kinds = [], []
     n_samples = cand.num_candidates - int(cand.include_greedy)
     if cand.include_greedy:
@@ -114,6 +114,7 @@ def candidate_items(
             "stop": prompt.stops(),
             "seed": prompt.seed,
             "num_candidates": cand.num_candidates,
+            **prompt.request_options(),
         },
         sort_keys=True,
     )
@@ -127,6 +128,7 @@ def candidate_items(
             "candidate_kinds": list(kinds),
             "sample_indices": [i for per_req in outcome.generations for i in range(len(per_req))],
             "finish_reasons": [g.finish_reason or "" for g in gens],
+            "reasoning_contents": [g.reasoning_content for g in gens],
             "teacher_id": teacher.id,
             "template_hash": t_hash,
             "sampling": sampling,
@@ -182,7 +184,14 @@ def candidates_job(teacher_cfg: TeacherConfig, job: JobConfig, prompt: PromptCon
     demo_pool = load_split(job, prompt.demo_split) if prompt.num_demos > 0 else []
     items, to_row = candidate_items(rows, demo_pool, prompt, cand, job.id_column)
     return run_job(
-        "candidates", teacher_cfg, job, rows, items, to_row, _stats, card=card,
+        "candidates",
+        teacher_cfg,
+        job,
+        rows,
+        items,
+        to_row,
+        _stats,
+        card=card,
         configs={"teacher": teacher_cfg, "job": job, "prompt": prompt, "candidates": cand},
         dry_run_show=lambda i: items[i].requests[0],
-    )  # fmt: skip
+    )

@@ -23,10 +23,12 @@ its samples enter the progress bar and :attr:`GenerationProgress.samples_done`, 
 and it counts in the item's outcome (``new_samples``, ``generations``). The engine acknowledges an answer only
 *after the cache transaction holding its samples has committed*: the cache's writer thread calls back once per
 group commit with the answers it committed. So every acknowledged answer is on disk, and a re-run after a kill
-never asks the teacher for it again. A kill can lose only unacknowledged answers: requests in flight plus
-answers received but not yet committed (at most ``cache.max_batch``; in steady state those that arrived in the
-last ``cache.max_delay`` seconds). A failed request has nothing to store and is acknowledged at once. Spending
-is not acknowledgement: an answer's cost counts against ``max_cost`` the moment it arrives.
+never asks the teacher for it again. Durability comes earlier than acknowledgement: the cache journals every
+answer the moment :meth:`GenerationCache.submit` takes it (see :mod:`toolkit.generation.cache_journal`), so a
+kill can lose only the requests in flight at the teacher; answers received but not yet acknowledged are
+recovered from the journal when the cache is next opened. A failed request has nothing to store and is
+acknowledged at once. Spending is not acknowledgement: an answer's cost counts against ``max_cost`` the moment
+it arrives.
 
 Progress (the tqdm bar, with ETA, and ``on_progress``) counts *samples*, not items: an item is complete only when
 all its requests are, and a backend may finish every item's greedy request before any sampled one (the hf
@@ -41,6 +43,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from toolkit.generation.cache import GenerationCache, cache_keys
 from toolkit.generation.items import (  # noqa: F401 - the engine's API: importers take them from here
@@ -164,8 +168,13 @@ def run_generation(
     missing = sum(p.sub.n for p in plan)
     logger.info(
         "%s: %d items, %d cached samples, %d to generate in %d requests (estimated cost <= $%.4f)",
-        desc, len(items), summary.cached_samples, missing, len(plan), summary.estimated_cost_usd,
-    )  # fmt: skip
+        desc,
+        len(items),
+        summary.cached_samples,
+        missing,
+        len(plan),
+        summary.estimated_cost_usd,
+    )
     if max_cost is not None and summary.estimated_cost_usd > max_cost:
         raise BudgetExceededError(summary.estimated_cost_usd, max_cost, missing)
 
@@ -179,8 +188,6 @@ def run_generation(
     state["samples_done"] = summary.cached_samples
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=total_samples, initial=summary.cached_samples, desc=desc, unit="sample", dynamic_ncols=True)
     # Acknowledgements arrive from the cache's writer thread (answers) and the teacher's thread (failures).
     ack_lock = threading.Lock()
@@ -308,9 +315,16 @@ def run_generation(
     summary.elapsed_s = time.perf_counter() - start
     logger.info(
         "%s: %d complete, %d failed, %d pending; %d requests sent, %d new / %d cached samples, $%.4f, %.1fs",
-        desc, summary.completed, summary.failed, summary.pending, summary.requests_sent, summary.new_samples,
-        summary.cached_samples, summary.cost_usd, summary.elapsed_s,
-    )  # fmt: skip
+        desc,
+        summary.completed,
+        summary.failed,
+        summary.pending,
+        summary.requests_sent,
+        summary.new_samples,
+        summary.cached_samples,
+        summary.cost_usd,
+        summary.elapsed_s,
+    )
     return outcomes, summary
 
 

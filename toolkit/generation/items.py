@@ -18,7 +18,9 @@ class BudgetExceededError(RuntimeError):
             f"estimated cost ${estimate:.4f} for {missing_samples} uncached samples exceeds max_cost ${max_cost:.4f}; "
             "nothing was sent (raise --max_cost, lower max_tokens or the number of items)"
         )
-        self.estimate, self.max_cost, self.missing_samples = estimate, max_cost, missing_samples
+        self.estimate = estimate
+        self.max_cost = max_cost
+        self.missing_samples = missing_samples
 
 
 @dataclass

@@ -25,9 +25,47 @@ from toolkit.generation.prompts import DEMO_SELECTIONS, PROMPT_FORMATS, FewShotT
 logger = logging.getLogger("data_gen")
 
 __all__ = [
-    "ROW_INDEX", "JobConfig", "PromptConfig", "choose_demos", "demos_for", "generate_rows", "init_logging",
-    "load_inputs", "load_split", "maybe_push", "merge_shards", "read_jsonl", "run_job", "shard", "write_outputs",
-]  # fmt: skip
+    "ROW_INDEX",
+    "JobConfig",
+    "PromptConfig",
+    "choose_demos",
+    "demos_for",
+    "generate_rows",
+    "init_logging",
+    "load_inputs",
+    "load_split",
+    "maybe_push",
+    "merge_shards",
+    "parse_shard",
+    "read_jsonl",
+    "run_job",
+    "shard",
+    "write_outputs",
+]
+
+
+def json_option(name: str, value: dict | str | None) -> dict | None:
+    """A dict option given as a dict (YAML) or a JSON object string (command line)."""
+    if value is None or isinstance(value, dict):
+        return value
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise ValueError(f"--{name} is not valid JSON: {value!r} ({exc})") from exc
+    if not isinstance(parsed, dict):
+        raise ValueError(f"--{name} must be a JSON object, got {value!r}")
+    return parsed
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)``, with a clear error for anything else."""
+    index, slash, count = spec.partition("/")
+    try:
+        if not slash:
+            raise ValueError
+        return int(index), int(count)
+    except ValueError:
+        raise ValueError(f"--shard takes 'i/n' (shard i of n, 0-based), got {spec!r}") from None
 
 
 @dataclass
@@ -55,6 +93,10 @@ class JobConfig:
     )
     num_shards: int = field(default=1, metadata={"help": "Split the inputs into this many contiguous shards."})
     shard_index: int = field(default=0, metadata={"help": "Which shard this worker runs (0-based)."})
+    shard: str | None = field(
+        default=None,
+        metadata={"help": "'i/n': run shard i (0-based) of n; short for --shard_index i --num_shards n."},
+    )
     merge: bool = field(default=False, metadata={"help": "Merge finished shards of output_dir instead of generating."})
     max_cost: float | None = field(
         default=None, metadata={"help": "Hard USD budget: abort if the estimate exceeds it, stop when reached."}
@@ -69,6 +111,8 @@ class JobConfig:
     card_license: str = field(default="other", metadata={"help": "License id in the dataset card metadata."})
 
     def __post_init__(self) -> None:
+        if self.shard is not None:
+            self.shard_index, self.num_shards = parse_shard(self.shard)
         if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
             raise ValueError(f"need 0 <= shard_index < num_shards, got {self.shard_index} / {self.num_shards}")
         if self.max_cost is not None and self.max_cost < 0:
@@ -95,8 +139,23 @@ class PromptConfig:
     max_tokens: int = field(default=64, metadata={"help": "Completion length cap."})
     stop: list[str] | None = field(default=None, metadata={"help": "Stop sequences (default: next example)."})
     seed: int = field(default=0, metadata={"help": "Sampling seed."})
+    extra_body: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "openai: extra JSON fields of every request (dict in YAML, JSON on the command line), e.g. "
+            'vLLM\'s \'{"top_k": 20, "chat_template_kwargs": {"enable_thinking": true}}\'. Part of the cache key.'
+        },
+    )
+    response_format: dict | str | None = field(
+        default=None,
+        metadata={"help": "openai: structured output: a JSON schema or a full `response_format` (dict or JSON)."},
+    )
+    top_logprobs: int | None = field(
+        default=None, metadata={"help": "Keep the k most likely tokens at each position (0-20), stored in the cache."}
+    )
 
     def __post_init__(self) -> None:
+        self.request_options()  # malformed JSON fails here, before any row is loaded
         if self.prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {self.prompt_format!r}")
         if self.demo_selection not in DEMO_SELECTIONS:
@@ -112,6 +171,15 @@ class PromptConfig:
             prompt_format=self.prompt_format,
         )
 
+    def request_options(self) -> dict[str, Any]:
+        """The optional :class:`~toolkit.teachers.base.GenerationRequest` fields this job sets (none by default)."""
+        options = {
+            "extra_body": json_option("extra_body", self.extra_body),
+            "response_format": json_option("response_format", self.response_format),
+            "top_logprobs": self.top_logprobs,
+        }
+        return {name: value for name, value in options.items() if value is not None}
+
     def stops(self) -> list[str] | None:
         if self.stop:
             return list(self.stop)
@@ -119,6 +187,11 @@ class PromptConfig:
 
 
 # -- inputs ---------------------------------------------------------------------------------------------------
+def split_size(value: float) -> int | float:
+    """A resplit size: values >= 1 are row counts, smaller ones fractions."""
+    return int(value) if value >= 1 else float(value)
+
+
 def load_split(job: JobConfig, split: str | None, dataset: str | None = None) -> list[dict[str, Any]]:
     """Rows of ``split`` from ``job.dataset`` (or ``dataset``), resplitting deterministically if configured."""
     name = dataset or job.dataset
@@ -128,9 +201,11 @@ def load_split(job: JobConfig, split: str | None, dataset: str | None = None) ->
         raise ValueError("set `dataset` (a toolkit.tasks name, file or Hub id) or `input_file`")
     elif job.resplit_from and dataset is None:
         whole = tasks.load(name, split=job.resplit_from, data_dir=job.data_dir)
-        size = lambda v: int(v) if v >= 1 else float(v)  # noqa: E731 - ints are row counts, floats fractions
         parts = tasks.deterministic_split(
-            whole, dev_size=size(job.resplit_dev_size), test_size=size(job.resplit_test_size), seed=job.resplit_seed
+            whole,
+            dev_size=split_size(job.resplit_dev_size),
+            test_size=split_size(job.resplit_test_size),
+            seed=job.resplit_seed,
         )
         if split not in parts:
             raise ValueError(f"resplit gives train/dev/test, not {split!r}")
@@ -287,9 +362,15 @@ def run_job(
         return {"dry_run": True, **estimate}
     try:
         out_rows, failures, result = generate_rows(
-            name, teacher_cfg, rows, items, to_row, cache_path=job.cache_path, max_cost=job.max_cost,
+            name,
+            teacher_cfg,
+            rows,
+            items,
+            to_row,
+            cache_path=job.cache_path,
+            max_cost=job.max_cost,
             progress=job.progress,
-        )  # fmt: skip
+        )
     except BudgetExceededError as exc:
         logger.error("%s", exc)
         return {"aborted": "max_cost", "estimated_cost_usd": exc.estimate, "max_cost": exc.max_cost}

@@ -8,6 +8,10 @@ Completions are parsed by the task (``toolkit.tasks.palm.parse_completion``: ans
 SVAMP arithmetic). A completion that does not parse is kept as an explicit failure (``parse_ok=False``,
 ``teacher_label=None``), never an empty label; the summary reports the parse rate and the teacher-label
 accuracy against gold. Demonstrations default to correct PaLM rationales from the task's train split.
+
+Reasoning teachers (R1-style, served by ``vllm serve --reasoning-parser ...``) return their trace as
+``reasoning_content``: every row keeps it in a ``reasoning_content`` column, and ``rationale_source="reasoning"``
+makes it the row's rationale (the label is still read from the answer).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from toolkit.teachers.base import GenerationRequest, TeacherConfig, usage_json
 logger = logging.getLogger("data_gen.rationales")
 
 PALM_TEACHER_ID = "palm-540b (imported)"
+RATIONALE_SOURCES = ("answer", "reasoning")
 
 
 @dataclass
@@ -57,11 +62,21 @@ class RationalesConfig:
     import_palm: str | None = field(
         default=None, metadata={"help": "Import the PaLM-540B completions of this task (split = --split) instead."}
     )
+    rationale_source: str = field(
+        default="answer",
+        metadata={
+            "help": "Where the rationale comes from: 'answer' (the text before the answer phrase of the completion) "
+            "or 'reasoning' (a reasoning model's `reasoning_content` trace; the label is still read from the "
+            "answer). A row whose teacher returned no trace then counts as a parse failure."
+        },
+    )
 
     def __post_init__(self) -> None:
         for name in (self.task, self.import_palm):
             if name is not None and name not in PALM_TASKS:
                 raise ValueError(f"task must be one of {PALM_TASKS}, got {name!r}")
+        if self.rationale_source not in RATIONALE_SOURCES:
+            raise ValueError(f"rationale_source must be one of {RATIONALE_SOURCES}, got {self.rationale_source!r}")
 
 
 def labels_match(task: str, predicted: str | None, gold: Any) -> bool:
@@ -162,7 +177,7 @@ def rationales_job(
     rows = shard(load_inputs(job), job.num_shards, job.shard_index)
     demos, t_hash = choose_demos(prompt, load_demos(job, prompt, rat), job.id_column)
     template = prompt.template()
-    common = {"max_tokens": prompt.max_tokens, "stop": prompt.stops(), "seed": prompt.seed}
+    common = {"max_tokens": prompt.max_tokens, "stop": prompt.stops(), "seed": prompt.seed, **prompt.request_options()}
     items = []
     for row in rows:
         content = template.build(demos_for(row, demos, prompt.num_demos, job.id_column), _context(rat.task, row))
@@ -176,12 +191,17 @@ def rationales_job(
         gen = outcome.generations[0][0]
         raw = template.clean_output(gen.text) if template.prompt_format == "chat" else gen.text
         rationale, label = parse_completion(rat.task, raw, row.get("choices"))
+        trace_missing = False
+        if rat.rationale_source == "reasoning":
+            rationale = (gen.reasoning_content or "").strip()
+            trace_missing = not rationale  # a rationale row without a rationale is a failure, never silent
         return {
             **row,
             "rationale": rationale,
             "teacher_label": label,
-            "parse_ok": label is not None,
+            "parse_ok": label is not None and not trace_missing,
             "teacher_completion": gen.text,
+            "reasoning_content": gen.reasoning_content,
             "sample_index": 0,
             "teacher_id": teacher.id,
             "template_hash": t_hash,
@@ -190,11 +210,25 @@ def rationales_job(
         }
 
     return run_job(
-        "rationales", teacher_cfg, job, rows, items, to_row,
-        lambda out_rows: parse_stats(rat.task, out_rows, rat.label_column), card=card,
+        "rationales",
+        teacher_cfg,
+        job,
+        rows,
+        items,
+        to_row,
+        lambda out_rows: parse_stats(rat.task, out_rows, rat.label_column),
+        card=card,
         configs={"teacher": teacher_cfg, "job": job, "prompt": prompt, "rationales": rat},
         dry_run_show=lambda i: items[i].requests[0],
-    )  # fmt: skip
+    )
 
 
-__all__ = ["PALM_TEACHER_ID", "RationalesConfig", "import_palm", "labels_match", "parse_stats", "rationales_job"]
+__all__ = [
+    "PALM_TEACHER_ID",
+    "RATIONALE_SOURCES",
+    "RationalesConfig",
+    "import_palm",
+    "labels_match",
+    "parse_stats",
+    "rationales_job",
+]

@@ -2,8 +2,7 @@
 
 ``load_teacher(config)`` builds the backend named by ``config.backend``: ``openai`` (OpenAI API or any
 OpenAI-compatible server; ``mode="batch"`` uses the OpenAI Batch API), ``hf`` (a local transformers model) or
-``vllm`` (offline vLLM engine, optional extra).
-Backends import their heavy dependencies lazily, so importing this package stays cheap.
+``vllm`` (offline vLLM engine, an optional extra imported only when that backend is built).
 """
 
 from __future__ import annotations
@@ -18,6 +17,10 @@ from toolkit.teachers.base import (
     Usage,
     teacher_id,
 )
+from toolkit.teachers.hf import HFTeacher
+from toolkit.teachers.openai import OpenAITeacher
+from toolkit.teachers.openai_batch import OpenAIBatchTeacher
+from toolkit.teachers.vllm import VLLMTeacher
 
 __all__ = [
     "BACKENDS",
@@ -37,19 +40,11 @@ def load_teacher(config: TeacherConfig | dict) -> Teacher:
     if isinstance(config, dict):
         config = TeacherConfig(**config)
     if config.backend == "openai" and config.mode == "batch":
-        from toolkit.teachers.openai_batch import OpenAIBatchTeacher
-
         return OpenAIBatchTeacher(config)
     if config.backend == "openai":
-        from toolkit.teachers.openai import OpenAITeacher
-
         return OpenAITeacher(config)
     if config.backend == "hf":
-        from toolkit.teachers.hf import HFTeacher
-
         return HFTeacher(config)
     if config.backend == "vllm":
-        from toolkit.teachers.vllm import VLLMTeacher
-
         return VLLMTeacher(config)
     raise ValueError(f"unknown teacher backend {config.backend!r}; expected one of {BACKENDS}")

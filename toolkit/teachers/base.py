@@ -68,12 +68,24 @@ class Usage:
 
 @dataclass
 class Generation:
-    """One sampled output: raw text, why it stopped, its token usage, optional per-token logprobs."""
+    """One sampled output: raw text, why it stopped, its token usage, optional per-token logprobs.
+
+    Args:
+        text: The answer (a reasoning model's final answer, without its reasoning trace).
+        finish_reason: Why decoding stopped (``stop``, ``length``, ...).
+        usage: Token counts.
+        logprobs: Log-probability of each generated token, when asked for.
+        reasoning_content: A reasoning model's trace (vLLM / DeepSeek ``reasoning_content``), when the server
+            returns one.
+        top_logprobs: Per generated token, the ``top_logprobs`` most likely tokens and their log-probabilities.
+    """
 
     text: str
     finish_reason: str | None = None
     usage: Usage = field(default_factory=Usage)
     logprobs: list[float] | None = None
+    reasoning_content: str | None = None
+    top_logprobs: list[dict[str, float]] | None = None
 
 
 @dataclass
@@ -93,6 +105,11 @@ class GenerationRequest:
             when topping up a cached request (k=5 after k=4 asks only for sample 4); it is *not* part of the
             cache identity and only shifts derived seeds so that topped-up samples differ from cached ones.
         logprobs: Ask for per-token logprobs where the backend supports them.
+        top_logprobs: Also keep the k most likely tokens at each position (0-20; implies ``logprobs``).
+        extra_body: Extra JSON fields for an OpenAI-compatible server, merged into the request body (vLLM's
+            ``structured_outputs`` / ``guided_json``, ``chat_template_kwargs``, ``top_k``, ``min_p`` ...).
+        response_format: Structured output: a Pydantic model class (its JSON schema is sent), a JSON schema
+            dict, or a full OpenAI ``response_format`` dict (``{"type": "json_schema", ...}``).
     """
 
     messages: list[dict[str, str]] | None = None
@@ -105,6 +122,9 @@ class GenerationRequest:
     seed: int | None = None
     sample_offset: int = 0
     logprobs: bool = False
+    top_logprobs: int | None = None
+    extra_body: dict[str, Any] | None = None
+    response_format: Any = None
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
@@ -117,14 +137,23 @@ class GenerationRequest:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
         if isinstance(self.stop, str):
             self.stop = [self.stop]
+        if self.top_logprobs is not None:
+            if not 0 <= self.top_logprobs <= 20:
+                raise ValueError(f"top_logprobs must be in [0, 20], got {self.top_logprobs}")
+            self.logprobs = True
+        if self.response_format is not None:
+            self.response_format = response_format_dict(self.response_format)
 
     @property
     def is_greedy(self) -> bool:
         return self.temperature == 0
 
     def sampling(self) -> dict[str, Any]:
-        """The sampling parameters that change the output distribution (part of the cache identity)."""
-        return {
+        """The parameters that change the output (part of the cache identity).
+
+        Options left unset add no key, so requests that do not use them keep the cache keys they always had.
+        """
+        params: dict[str, Any] = {
             "temperature": float(self.temperature),
             "top_p": float(self.top_p),
             "max_tokens": int(self.max_tokens),
@@ -132,6 +161,13 @@ class GenerationRequest:
             "seed": self.seed,
             "logprobs": bool(self.logprobs),
         }
+        optional = {
+            "top_logprobs": self.top_logprobs,
+            "extra_body": self.extra_body,
+            "response_format": self.response_format,
+        }
+        params.update({name: value for name, value in optional.items() if value is not None})
+        return params
 
     def content(self) -> dict[str, Any]:
         """The exact input (messages or prompt) as a JSON-able dict."""
@@ -148,6 +184,31 @@ class GenerationRequest:
     def sample_seed(self, i: int = 0) -> int | None:
         """Seed for the i-th sample of this request when samples are drawn one call at a time."""
         return None if self.seed is None else int(self.seed) + self.sample_offset + i
+
+
+JSON_RESPONSE_TYPES = ("json_schema", "json_object", "text")
+
+
+def response_format_dict(spec: Any) -> dict[str, Any]:
+    """An OpenAI ``response_format`` from a Pydantic model class, a JSON schema dict, or a ``response_format``."""
+    if isinstance(spec, type) and hasattr(spec, "model_json_schema"):
+        schema = {"name": spec.__name__, "schema": spec.model_json_schema(), "strict": True}
+        return {"type": "json_schema", "json_schema": schema}
+    if not isinstance(spec, dict):
+        raise TypeError(f"response_format must be a Pydantic model class or a dict, got {type(spec).__name__}")
+    if spec.get("type") in JSON_RESPONSE_TYPES:
+        return spec
+    return {"type": "json_schema", "json_schema": {"name": spec.get("title", "response"), "schema": spec}}
+
+
+def reject_server_options(backend: str, requests: Sequence[GenerationRequest]) -> None:
+    """Raise when a request uses options only an OpenAI-compatible server understands (never ignore them)."""
+    for request in requests:
+        if request.extra_body is not None or request.response_format is not None:
+            raise ValueError(
+                f"the {backend} teacher does not support extra_body / response_format "
+                "(use the openai backend against an OpenAI-compatible server such as `vllm serve`)"
+            )
 
 
 class TeacherError(RuntimeError):
@@ -300,6 +361,21 @@ class TeacherConfig:
         },
     )
     dtype: str | None = field(default=None, metadata={"help": "hf/vllm: torch dtype name (default: fp32 on CPU)."})
+    engine_kwargs: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "vllm: keyword arguments of `vllm.LLM` as a dict (YAML) or JSON string (CLI), e.g. "
+            '\'{"tensor_parallel_size": 2, "gpu_memory_utilization": 0.85, "max_model_len": 4096, '
+            '"enable_prefix_caching": true}\'.'
+        },
+    )
+    chunk_size: int = field(
+        default=2048,
+        metadata={
+            "help": "vllm: requests per engine call; each chunk's answers are in the cache before the next is "
+            "sent, so a killed job resumes after the last finished chunk (and the progress bar moves per chunk)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -329,6 +405,25 @@ class TeacherConfig:
             raise ValueError("batch_max_wait must be >= 0")
         if not 1 <= self.batch_max_requests <= 50_000:
             raise ValueError("batch_max_requests must be in [1, 50000] (the Batch API limit)")
+        if self.chunk_size < 1:
+            raise ValueError("chunk_size must be >= 1")
+        if self.engine_kwargs is not None and self.backend != "vllm":
+            raise ValueError(f"engine_kwargs are vllm.LLM arguments; the {self.backend} backend takes none")
+        self.vllm_engine_kwargs()  # a malformed JSON string fails here, not when the engine starts
+
+    def vllm_engine_kwargs(self) -> dict[str, Any]:
+        """``engine_kwargs`` as a dict (a CLI value is a JSON string)."""
+        if self.engine_kwargs is None:
+            return {}
+        if isinstance(self.engine_kwargs, dict):
+            return dict(self.engine_kwargs)
+        try:
+            parsed = json.loads(self.engine_kwargs)
+        except ValueError as exc:
+            raise ValueError(f"engine_kwargs is not a JSON object: {self.engine_kwargs!r} ({exc})") from exc
+        if not isinstance(parsed, dict):
+            raise ValueError(f"engine_kwargs must be a JSON object, got {self.engine_kwargs!r}")
+        return parsed
 
     def prices(self) -> tuple[float, float]:
         """(input, output) USD per 1M tokens: explicit config, else the built-in table, else free.

@@ -17,6 +17,9 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
+
+from toolkit.models.loading import load_causal_lm, load_tokenizer
 from toolkit.teachers.base import (
     Generation,
     GenerationRequest,
@@ -25,8 +28,11 @@ from toolkit.teachers.base import (
     TeacherConfig,
     TeacherError,
     Usage,
+    reject_server_options,
     teacher_id,
 )
+from toolkit.teachers.hf_pool import available_memory_bytes, generate_batches_in_pool, plan_workers
+from toolkit.teachers.prefix_cache import PrefixKVStore, common_prefix_len, prepare_batch
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +51,7 @@ class HFTeacher(Teacher):
         # Reuse the common prompt prefix's KV cache (same greedy outputs, less prefill); False = plain batches.
         self.prefix_reuse = bool(getattr(config, "prefix_reuse", True))
         self._prefix_store = None
-        self._job_prefix: list[int] = []
+        self.job_prefix: list[int] = []  # the common token prefix of the running job's prompts
 
     def __repr__(self) -> str:
         return f"HFTeacher(id={self.id!r}, batch_size={self.batch_size})"
@@ -54,16 +60,10 @@ class HFTeacher(Teacher):
     def load(self) -> HFTeacher:
         if self._model is not None:
             return self
-        import torch
-
-        from toolkit.models.loading import load_causal_lm, load_tokenizer
-
         self._device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._tokenizer = load_tokenizer(self.config.model, padding_side="left")
         self._model = load_causal_lm(self.config.model, dtype=self.config.dtype).to(self._device)
         self._model.eval()
-        from toolkit.teachers.prefix_cache import PrefixKVStore
-
         self._prefix_store = PrefixKVStore(self._model, self._device)
         return self
 
@@ -97,15 +97,14 @@ class HFTeacher(Teacher):
         on_result: ResultCallback,
         admit: Callable[[int], bool] | None = None,
     ) -> None:
+        reject_server_options("hf", requests)
         self.load()
         texts = [self.prompt_text(r) for r in requests]
         # Chat-templated text already carries its special tokens; a raw prompt gets the tokenizer's BOS etc.
         encoded = [
             self._tokenizer(t, add_special_tokens=r.messages is None)["input_ids"] for t, r in zip(texts, requests)
         ]
-        from toolkit.teachers.prefix_cache import common_prefix_len
-
-        self._job_prefix = encoded[0][: common_prefix_len(encoded)] if encoded else []
+        self.job_prefix = encoded[0][: common_prefix_len(encoded)] if encoded else []
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, r in enumerate(requests):
             key = (r.is_greedy, r.temperature, r.top_p, r.max_tokens, tuple(r.stop or ()), 1 if r.is_greedy else r.n)
@@ -116,8 +115,6 @@ class HFTeacher(Teacher):
             batches += [idxs[start : start + self.batch_size] for start in range(0, len(idxs), self.batch_size)]
         workers, threads = self._plan_workers(len(batches))
         if workers > 1:
-            from toolkit.teachers.hf_pool import generate_batches_in_pool
-
             generate_batches_in_pool(self, batches, requests, encoded, on_result, admit, workers, threads)
             return
         for batch in batches:
@@ -128,7 +125,7 @@ class HFTeacher(Teacher):
                 admitted.append(i)
             if admitted:
                 try:
-                    results = self._generate_batch([requests[i] for i in admitted], [encoded[i] for i in admitted])
+                    results = self.generate_batch([requests[i] for i in admitted], [encoded[i] for i in admitted])
                 except Exception as exc:  # noqa: BLE001 - reported per request, the job keeps going
                     logger.exception("hf batch of %d failed", len(admitted))
                     err = TeacherError(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
@@ -140,29 +137,23 @@ class HFTeacher(Teacher):
 
     def _plan_workers(self, n_batches: int) -> tuple[int, int]:
         """Decoding processes for this job (see :mod:`toolkit.teachers.hf_pool`); ``(1, _)`` = in-process."""
-        import torch
-
         if self._device != "cpu" or self.config.workers == 1 or n_batches < 2:
             return 1, torch.get_num_threads()
-        from toolkit.teachers.hf_pool import available_memory_bytes, plan_workers
-
         threads = torch.get_num_threads()
         if self.config.workers > 1:
             return min(self.config.workers, n_batches), max(1, threads // self.config.workers)
         return plan_workers(threads, n_batches, self._model.get_memory_footprint(), available_memory_bytes())
 
-    def _generate_batch(self, reqs: list[GenerationRequest], ids: list[list[int]]) -> list[list[Generation]]:
-        import torch
-
-        tok, model = self._tokenizer, self._model
+    def generate_batch(self, reqs: list[GenerationRequest], ids: list[list[int]]) -> list[list[Generation]]:
+        """One ``generate`` call for requests sharing their sampling settings (``ids``: their prompt tokens)."""
+        tok = self._tokenizer
+        model = self._model
         first = reqs[0]
         pad_id = tok.pad_token_id
         num_seq = 1 if first.is_greedy else first.n
         prefix_len = self._batch_prefix_len(ids) if self.prefix_reuse else 0
         with torch.inference_mode():
             if prefix_len or (self.prefix_reuse and num_seq > 1):
-                from toolkit.teachers.prefix_cache import prepare_batch
-
                 input_ids, attention, cache = prepare_batch(self._prefix_store, ids, prefix_len, num_seq, pad_id)
             else:
                 width = max(len(x) for x in ids)
@@ -208,10 +199,8 @@ class HFTeacher(Teacher):
     def _batch_prefix_len(self, ids: list[list[int]]) -> int:
         """Shared prefix to reuse: the job's common prefix (one cache for all batches) unless this batch shares one
         more than twice as long (a job mixing templates); always leaves every prompt at least one token of its own."""
-        from toolkit.teachers.prefix_cache import common_prefix_len
-
         batch = common_prefix_len(ids)
-        job = len(self._job_prefix) if ids[0][: len(self._job_prefix)] == self._job_prefix else 0
+        job = len(self.job_prefix) if ids[0][: len(self.job_prefix)] == self.job_prefix else 0
         chosen = job if 2 * job >= batch else batch
         return max(0, min(chosen, min(len(x) for x in ids) - 1))
 

@@ -3,7 +3,7 @@
 A small teacher's decode step is a handful of [batch x 576] matmuls plus Python overhead per token: torch's
 intra-op threads barely help there (the demo's teacher ran at ~1.3 of 2 cores). Batches are independent, so
 processes scale where threads do not. Each worker loads the model once and runs whole batches through the same
-``HFTeacher._generate_batch`` (same grouping, padding, prefix reuse and per-batch seeds as in-process), and the
+``HFTeacher.generate_batch`` (same grouping, padding, prefix reuse and per-batch seeds as in-process), and the
 parent hands results to the engine's callback in its own thread as batches finish.
 
 How many workers (:func:`plan_workers`): the torch threads this process was given (``configure_threads``), at
@@ -19,7 +19,9 @@ import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict
 
-from toolkit.teachers.base import TeacherError
+import torch
+
+from toolkit.teachers.base import TeacherConfig, TeacherError
 
 logger = logging.getLogger(__name__)
 
@@ -48,21 +50,17 @@ def plan_workers(threads: int, n_batches: int, model_bytes: int, free_bytes: int
     return workers, max(1, threads // workers)
 
 
-def _init_worker(config: dict, threads: int) -> None:
-    import torch
-
-    from toolkit.teachers.base import TeacherConfig
-    from toolkit.teachers.hf import HFTeacher
-
+def _init_worker(teacher_class: type, config: dict, threads: int) -> None:
+    # The teacher class travels pickled (by reference): this module never imports the hf teacher module.
     torch.set_num_threads(threads)
     global _WORKER
-    _WORKER = HFTeacher(TeacherConfig(**config)).load()
+    _WORKER = teacher_class(TeacherConfig(**config)).load()
 
 
 def _run_batch(reqs, ids, job_prefix):
-    _WORKER._job_prefix = job_prefix
+    _WORKER.job_prefix = job_prefix
     try:
-        return "ok", _WORKER._generate_batch(reqs, ids)
+        return "ok", _WORKER.generate_batch(reqs, ids)
     except Exception as exc:  # noqa: BLE001 - sent back and recorded per request by the parent
         return "error", (f"{type(exc).__name__}: {exc}", type(exc).__name__)
 
@@ -79,7 +77,7 @@ def generate_batches_in_pool(teacher, batches, requests, encoded, on_result, adm
     os.environ["OMP_NUM_THREADS"] = str(threads)  # the children's OpenMP pool, before torch loads there
     try:
         with ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_init_worker, initargs=(config, threads)
+            workers, mp_context=ctx, initializer=_init_worker, initargs=(type(teacher), config, threads)
         ) as pool:
             pending, stopped = {}, False
             queue = iter(batches)
@@ -96,9 +94,11 @@ def generate_batches_in_pool(teacher, batches, requests, encoded, on_result, adm
                         admitted.append(i)
                     if admitted:
                         future = pool.submit(
-                            _run_batch, [requests[i] for i in admitted], [encoded[i] for i in admitted],
-                            teacher._job_prefix,
-                        )  # fmt: skip
+                            _run_batch,
+                            [requests[i] for i in admitted],
+                            [encoded[i] for i in admitted],
+                            teacher.job_prefix,
+                        )
                         pending[future] = admitted
                 if not pending:
                     return

@@ -29,6 +29,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import openai
+from aiolimiter import AsyncLimiter
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
 from toolkit.teachers.base import (
     Generation,
     GenerationRequest,
@@ -110,8 +114,6 @@ def _retry_after_seconds(exc: BaseException) -> float | None:
 
 def is_retryable(exc: BaseException) -> bool:
     """Transient failures worth another attempt; client errors (400/401/403/404/422) are not."""
-    import openai
-
     if isinstance(exc, (MalformedResponseError, openai.APIConnectionError, openai.APIResponseValidationError)):
         return True  # APITimeoutError is an APIConnectionError
     if isinstance(exc, openai.APIStatusError):
@@ -186,9 +188,6 @@ class OpenAITeacher(Teacher):
         admit: Callable[[int], bool] | None = None,
     ) -> None:
         """Async core of :meth:`generate_each` (usable from an existing event loop)."""
-        import openai
-        from aiolimiter import AsyncLimiter
-
         client = openai.AsyncOpenAI(
             api_key=self._api_key,
             base_url=self.base_url,
@@ -248,8 +247,6 @@ class OpenAITeacher(Teacher):
         return gens[:want]
 
     def _wait(self, retry_state: Any) -> float:
-        from tenacity import wait_exponential_jitter
-
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         server_wait = _retry_after_seconds(exc) if exc is not None else None
         if server_wait is not None:
@@ -259,8 +256,6 @@ class OpenAITeacher(Teacher):
         return backoff(retry_state)
 
     async def _call(self, req: GenerationRequest, n: int, seed: int | None) -> list[Generation]:
-        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
-
         attempts = 0
 
         def before_sleep(state: Any) -> None:

@@ -35,11 +35,12 @@ from typing import Any
 
 import openai
 
-from toolkit.generation.cache import cache_key, default_cache_path
+from toolkit.models.loading import cache_dir
 from toolkit.teachers.base import Generation, GenerationRequest, ResultCallback, TeacherConfig, TeacherError
 from toolkit.teachers.openai import OpenAITeacher
 from toolkit.teachers.openai_batch_state import BatchState, BatchStore, missing_error
 from toolkit.teachers.openai_request import MalformedResponseError, endpoint, parse_response, request_body
+from toolkit.teachers.request_keys import cache_key
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class OpenAIBatchTeacher(OpenAITeacher):
         if config.batch_dir is not None:
             self.batch_dir = Path(config.batch_dir)
         else:
-            self.batch_dir = default_cache_path().parent / "openai_batches"
+            self.batch_dir = cache_dir() / "openai_batches"
         self.poll_interval = config.batch_poll_interval
         self.poll_max_interval = config.batch_poll_max_interval
         self.max_wait = config.batch_max_wait
@@ -128,13 +129,18 @@ class OpenAIBatchTeacher(OpenAITeacher):
                 if state.batch_id is not None:
                     store.save(state)
             if state.batch_id is None:
-                logger.info("%s: batch %s was never created; its %d requests are sent again", self.id, state.name,
-                            len(state.custom_ids))  # fmt: skip
+                logger.info(
+                    "%s: batch %s was never created; its %d requests are sent again",
+                    self.id,
+                    state.name,
+                    len(state.custom_ids),
+                )
                 store.discard(state)
                 continue
             if not state.reported:
-                logger.info("%s: resuming batch %s (%s) for %d requests", self.id, state.batch_id, state.name,
-                            len(wanted))  # fmt: skip
+                logger.info(
+                    "%s: resuming batch %s (%s) for %d requests", self.id, state.batch_id, state.name, len(wanted)
+                )
                 waiting.append((state, wanted))
                 seen.update(wanted)
                 continue
@@ -229,9 +235,15 @@ class OpenAIBatchTeacher(OpenAITeacher):
             for state, wanted in waiting:
                 batch = client.batches.retrieve(state.batch_id)
                 counts = batch.request_counts
-                logger.info("%s: batch %s %s (%s/%s done, %s failed)", self.id, batch.id, batch.status,
-                            getattr(counts, "completed", "?"), getattr(counts, "total", "?"),
-                            getattr(counts, "failed", "?"))  # fmt: skip
+                logger.info(
+                    "%s: batch %s %s (%s/%s done, %s failed)",
+                    self.id,
+                    batch.id,
+                    batch.status,
+                    getattr(counts, "completed", "?"),
+                    getattr(counts, "total", "?"),
+                    getattr(counts, "failed", "?"),
+                )
                 if batch.status not in TERMINAL:
                     still.append((state, wanted))
                     continue
@@ -249,8 +261,12 @@ class OpenAIBatchTeacher(OpenAITeacher):
                 return
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                logger.warning("%s: batch_max_wait reached with %d batches still running (%s); re-run the job to "
-                               "collect them", self.id, len(waiting), ", ".join(s.batch_id for s, _ in waiting))  # fmt: skip
+                logger.warning(
+                    "%s: batch_max_wait reached with %d batches still running (%s); re-run the job to collect them",
+                    self.id,
+                    len(waiting),
+                    ", ".join(s.batch_id for s, _ in waiting),
+                )
                 return
             time.sleep(wait if left is None else min(wait, left))
             wait = min(wait * POLL_GROWTH, self.poll_max_interval)
@@ -280,8 +296,9 @@ class OpenAIBatchTeacher(OpenAITeacher):
                     record = json.loads(line)
                     cid = record["custom_id"]
                 except (ValueError, KeyError, TypeError):
-                    logger.error("%s: batch %s %s line %d is unreadable: %.200s", self.id, state.batch_id, kind,
-                                 lineno, line)  # fmt: skip
+                    logger.error(
+                        "%s: batch %s %s line %d is unreadable: %.200s", self.id, state.batch_id, kind, lineno, line
+                    )
                     continue
                 if cid not in by_id or isinstance(results.get(cid), list):
                     continue  # not asked for now, or a duplicate line after a success
@@ -299,8 +316,9 @@ class OpenAIBatchTeacher(OpenAITeacher):
             code = detail.get("code") or detail.get("type") or (f"HTTP{status}" if status else "BatchLineError")
             return TeacherError(f"batch line failed: {detail.get('message') or detail}", error_type=str(code))
         try:
-            gens = parse_response(response.get("body"), chat=req.messages is not None,
-                                  stop=req.stop if self.reasoning else None)  # fmt: skip
+            gens = parse_response(
+                response.get("body"), chat=req.messages is not None, stop=req.stop if self.reasoning else None
+            )
         except MalformedResponseError as exc:
             return TeacherError(f"{type(exc).__name__}: {exc}", error_type="MalformedResponseError")
         if len(gens) < req.n:

@@ -76,12 +76,15 @@ class BatchStore:
 def missing_error(state: BatchState) -> TeacherError:
     """Why a requested line has no result in a finished batch."""
     if state.status == "failed":
-        return TeacherError(f"batch {state.batch_id} failed: {'; '.join(state.errors) or 'no reason given'}",
-                            error_type="BatchFailed")  # fmt: skip
+        return TeacherError(
+            f"batch {state.batch_id} failed: {'; '.join(state.errors) or 'no reason given'}", error_type="BatchFailed"
+        )
     if state.status == "expired":
         return TeacherError(f"batch {state.batch_id} expired before this request ran", error_type="BatchExpired")
     if state.status == "cancelled":
-        return TeacherError(f"batch {state.batch_id} was cancelled before this request ran",
-                            error_type="BatchCancelled")  # fmt: skip
-    return TeacherError(f"batch {state.batch_id} ({state.status}) has no result for this request",
-                        error_type="MissingBatchResult")  # fmt: skip
+        return TeacherError(
+            f"batch {state.batch_id} was cancelled before this request ran", error_type="BatchCancelled"
+        )
+    return TeacherError(
+        f"batch {state.batch_id} ({state.status}) has no result for this request", error_type="MissingBatchResult"
+    )

@@ -64,7 +64,17 @@ def request_body(
     else:
         body["prompt"] = req.prompt
     if req.logprobs and not reasoning:
-        body["logprobs"] = True if chat else 1
+        top = req.top_logprobs or 0
+        if chat:
+            body["logprobs"] = True
+            if top:
+                body["top_logprobs"] = top
+        else:
+            body["logprobs"] = max(1, top)
+    if req.response_format is not None:
+        body["response_format"] = req.response_format
+    if req.extra_body:
+        body.update(req.extra_body)  # what the SDK's `extra_body=` does: fields merged into the JSON body
     return body
 
 
@@ -80,6 +90,36 @@ def _cut_at_stop(text: str, stop: list[str] | None) -> tuple[str, bool]:
         if pos != -1:
             cut = min(cut, pos)
     return text[:cut], cut < len(text)
+
+
+def _chat_choice(choice: dict[str, Any]) -> tuple[str, str | None, list[float] | None, list | None]:
+    """``(text, reasoning trace, token logprobs, top logprobs)`` of one chat choice."""
+    message = choice.get("message")
+    if message is None:
+        raise MalformedResponseError("chat choice without a message")
+    # vLLM's reasoning parsers and DeepSeek say `reasoning_content`; newer vLLM and others say `reasoning`.
+    reasoning = message.get("reasoning_content") or message.get("reasoning") or None
+    tokens = (choice.get("logprobs") or {}).get("content")
+    if not tokens:
+        return message.get("content") or "", reasoning, None, None
+    logprobs = [float(token["logprob"]) for token in tokens]
+    top = None
+    if any(token.get("top_logprobs") for token in tokens):
+        top = [{alt["token"]: float(alt["logprob"]) for alt in token.get("top_logprobs") or []} for token in tokens]
+    return message.get("content") or "", reasoning, logprobs, top
+
+
+def _completion_choice(choice: dict[str, Any]) -> tuple[str, list[float] | None, list | None]:
+    """``(text, token logprobs, top logprobs)`` of one legacy completion choice."""
+    text = choice.get("text")
+    if text is None:
+        raise MalformedResponseError("completion choice without text")
+    lp = choice.get("logprobs") or {}
+    token_lps = lp.get("token_logprobs")
+    logprobs = [float(x) for x in token_lps] if token_lps else None
+    top_maps = lp.get("top_logprobs")
+    top = [{token: float(value) for token, value in (step or {}).items()} for step in top_maps] if top_maps else None
+    return text, logprobs, top
 
 
 def parse_response(resp: Any, *, chat: bool, stop: list[str] | None = None) -> list[Generation]:
@@ -103,20 +143,11 @@ def parse_response(resp: Any, *, chat: bool, stop: list[str] | None = None) -> l
         share, rest = divmod(c_tok, len(choices))
         gens = []
         for j, choice in enumerate(choices):
-            lp = choice.get("logprobs")
             if chat:
-                message = choice.get("message")
-                if message is None:
-                    raise MalformedResponseError("chat choice without a message")
-                text = message.get("content") or ""
-                tokens = lp.get("content") if lp else None
-                logprobs = [float(t["logprob"]) for t in tokens] if tokens else None
+                text, reasoning, logprobs, top = _chat_choice(choice)
             else:
-                text = choice.get("text")
-                if text is None:
-                    raise MalformedResponseError("completion choice without text")
-                token_lps = lp.get("token_logprobs") if lp else None
-                logprobs = [float(x) for x in token_lps] if token_lps else None
+                text, logprobs, top = _completion_choice(choice)
+                reasoning = None
             finish = choice.get("finish_reason")
             if stop:
                 text, was_cut = _cut_at_stop(text, stop)
@@ -127,6 +158,8 @@ def parse_response(resp: Any, *, chat: bool, stop: list[str] | None = None) -> l
                     finish_reason=finish,
                     usage=Usage(p_tok if j == 0 else 0, share + (rest if j == 0 else 0)),
                     logprobs=logprobs,
+                    reasoning_content=reasoning,
+                    top_logprobs=top,
                 )
             )
     except (AttributeError, TypeError, KeyError, ValueError) as exc:

@@ -19,6 +19,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+from transformers import DynamicCache
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,23 +46,22 @@ class PrefixKVStore:
     """
 
     def __init__(self, model, device: Any):
-        self.model, self.device = model, device
+        self.model = model
+        self.device = device
         self._key: tuple[int, ...] | None = None
         self._cache = None
         self.computed = 0  # how many prefixes were actually run through the model (tests / logging)
 
     def get(self, prefix: Sequence[int]):
         """A fresh ``DynamicCache`` (batch 1) holding ``prefix``'s keys/values; the stored one is never mutated."""
-        import torch
-        from transformers import DynamicCache
-
         key = tuple(prefix)
         if key != self._key:
             cache = DynamicCache(config=self.model.config)
             ids = torch.tensor([key], dtype=torch.long, device=self.device)
             # logits_to_keep=1: only the cache is needed, not a 49k-vocabulary row per prefix token.
             self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-            self._key, self._cache = key, cache
+            self._key = key
+            self._cache = cache
             self.computed += 1
             logger.debug("prefix KV computed for %d tokens", len(key))
         return copy.deepcopy(self._cache)
@@ -86,9 +88,6 @@ def prepare_batch(
         a cache of ``batch * num_seq`` rows. With ``num_seq > 1`` the cache already covers everything but each
         row's last token, so ``generate`` prefills one token per sample.
     """
-    import torch
-    from transformers import DynamicCache
-
     rows = len(ids)
     suffixes = [list(x[prefix_len:]) for x in ids]
     if min(len(s) for s in suffixes) < 1:

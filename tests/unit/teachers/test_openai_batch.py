@@ -8,13 +8,14 @@ of submitting again (also when killed between ``batches.create`` and saving its 
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 
 import pytest
 
 from toolkit.generation.cache import GenerationCache, cache_key
 from toolkit.generation.engine import WorkItem, plan_cost, run_generation
-from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
+from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher, openai_batch
 from toolkit.teachers.openai_batch import BatchStore, OpenAIBatchTeacher, custom_id
 
 SECRET = "sk-test-BATCH-secret-5555"
@@ -22,9 +23,16 @@ SECRET = "sk-test-BATCH-secret-5555"
 
 def _teacher(server, tmp_path, **kw):
     cfg = {
-        "backend": "openai", "model": "fake", "base_url": server.base_url, "api_key": SECRET, "mode": "batch",
-        "batch_dir": str(tmp_path / "batches"), "batch_poll_interval": 0.01, "batch_poll_max_interval": 0.02, **kw,
-    }  # fmt: skip
+        "backend": "openai",
+        "model": "fake",
+        "base_url": server.base_url,
+        "api_key": SECRET,
+        "mode": "batch",
+        "batch_dir": str(tmp_path / "batches"),
+        "batch_poll_interval": 0.01,
+        "batch_poll_max_interval": 0.02,
+        **kw,
+    }
     return load_teacher(TeacherConfig(**cfg))
 
 
@@ -100,8 +108,12 @@ def test_line_errors_are_item_failures_never_dropped_or_duplicated(fake_openai, 
     outcomes, summary = _run(_teacher(fake_openai, tmp_path), tmp_path)
     assert summary.completed == 4 and summary.failed == 4 and summary.pending == 0
     errors = {o.item_id: o.error["error_type"] for o in outcomes if not o.ok}
-    assert errors == {"i1": "server_error", "i2": "server_error", "i3": "MalformedResponseError",
-                      "i4": "MissingBatchResult"}  # fmt: skip
+    assert errors == {
+        "i1": "server_error",
+        "i2": "server_error",
+        "i3": "MalformedResponseError",
+        "i4": "MissingBatchResult",
+    }
     assert summary.new_samples == 4 * 3 + 4 * 1  # failed items keep their greedy sample in the cache
     with GenerationCache(tmp_path / "c.sqlite") as cache:
         assert len(cache) == summary.new_samples
@@ -192,10 +204,8 @@ def test_reasoning_model_lines_use_max_completion_tokens(fake_openai, tmp_path):
 
 
 def test_polling_backs_off_and_batches_are_split_by_size(fake_openai, tmp_path, monkeypatch):
-    import toolkit.teachers.openai_batch as batch_mod
-
     waits = []
-    monkeypatch.setattr(batch_mod.time, "sleep", waits.append)  # record the waits instead of sleeping
+    monkeypatch.setattr(openai_batch.time, "sleep", waits.append)  # record the waits instead of sleeping
     fake_openai.batch.polls_to_finish = 5
     items = [WorkItem(f"i{k}", [GenerationRequest(prompt=f"p{k}", temperature=0.0)]) for k in range(5)]
     teacher = _teacher(
@@ -211,8 +221,11 @@ def test_results_handed_over_but_lost_from_the_cache_are_reread_not_repaid(fake_
     # Killed after a batch was reported to the engine but before the cache committed it: the re-run takes the
     # answers from the saved copy of the output file, with no new batch and no download.
     first, _ = _run(_teacher(fake_openai, tmp_path), tmp_path, _items(3))
-    for path in tmp_path.glob("c.sqlite*"):
-        path.unlink()
+    for path in tmp_path.glob("c.sqlite*"):  # the database, its WAL files and its answer journal
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     calls = list(fake_openai.batch.api_calls)
     again, summary = _run(_teacher(fake_openai, tmp_path), tmp_path, _items(3))
     assert summary.cached_samples == 0 and summary.completed == 3 and summary.new_samples == 9

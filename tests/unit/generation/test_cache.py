@@ -225,3 +225,26 @@ def test_submit_with_precomputed_keys_stores_under_them(tmp_path):
         keys = cache_keys("t", _req(), [2, 3])
         cache.submit("t", _req(), 2, [Generation("c"), Generation("d")], keys=keys)
         assert [g.text for g in cache.get_many("t", _req(), [2, 3])] == ["c", "d"]
+
+
+OLD_SCHEMA = """
+CREATE TABLE generations (
+    key TEXT PRIMARY KEY, teacher_id TEXT NOT NULL, sample_index INTEGER NOT NULL, text TEXT NOT NULL,
+    finish_reason TEXT, prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
+    logprobs TEXT, created_at REAL NOT NULL
+)
+"""
+
+
+def test_a_cache_file_from_before_reasoning_traces_keeps_its_rows_and_gains_the_columns(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute(OLD_SCHEMA)
+        key = cache_key("t", _req(), 0)
+        conn.execute("INSERT INTO generations VALUES (?,?,?,?,?,?,?,?,?)", (key, "t", 0, "old", "stop", 1, 2, None, 0))
+    with GenerationCache(path, read_only=True) as cache:  # read-only: readable as it is, nothing altered
+        assert cache.get("t", _req(), 0).text == "old"
+    with GenerationCache(path) as cache:
+        assert cache.get("t", _req(), 0).reasoning_content is None
+        cache.put("t", _req(), 1, Generation("new", reasoning_content="because"))
+        assert cache.get("t", _req(), 1).reasoning_content == "because"

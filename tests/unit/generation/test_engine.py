@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from toolkit.generation import engine
 from toolkit.generation.cache import GenerationCache, cache_keys
 from toolkit.generation.engine import BudgetExceededError, WorkItem, plan_cost, run_generation
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 from toolkit.teachers.base import Generation, Teacher
+from toolkit.testing.openai_process import start_server_process
+from toolkit.testing.openai_server import FakeOpenAIServer
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _teacher(server, **kw):
@@ -146,46 +149,60 @@ def test_cache_is_flushed_when_the_run_returns(tmp_path, fake_openai):
 
 _KILL_JOB = """
 import sys
-from toolkit.generation.cache import GenerationCache, cache_keys
+from toolkit.generation.cache import GenerationCache
 from toolkit.generation.engine import WorkItem, run_generation
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 
-base_url, path = sys.argv[1], sys.argv[2]
-teacher = load_teacher(TeacherConfig(backend="openai", model="fake", base_url=base_url, api_key="k", max_concurrency=4))
-items = [WorkItem(f"i{k}", [GenerationRequest(prompt=f"kill p{k}", n=2, seed=0)]) for k in range(80)]
-with GenerationCache(path, max_batch=4, max_delay=0.02) as cache:
-    run_generation(items, teacher, cache, progress=False)
+base_url, path, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+config = TeacherConfig(
+    backend="openai", model="fake", base_url=base_url, api_key="k", max_concurrency=64, cache_namespace="fake"
+)
+items = [WorkItem(f"i{k}", [GenerationRequest(prompt=f"kill p{k}", seed=0)]) for k in range(count)]
+# max_delay=60: only a full group of 64 commits, so up to 63 received answers wait for their commit at the kill.
+with GenerationCache(path, max_delay=60.0) as cache:
+    run_generation(items, load_teacher(config), cache, progress=False)
 """
 
 
-def test_sigkill_loses_at_most_in_flight_plus_one_uncommitted_batch(fake_openai, tmp_path):
-    # Contract (toolkit/cache.py): a kill -9 loses at most the requests in flight (<= max_concurrency) plus at
-    # most max_batch completed-but-uncommitted requests; everything else is on disk and is not paid twice.
-    fake_openai.latency = 0.05
+def test_sigkill_at_concurrency_64_never_reasks_a_received_answer(tmp_path):
+    # The server answers the first 200 requests and holds every later one, so at the kill the job has received
+    # exactly those 200 answers (8 more than three full commit groups of 64) and has 64 requests in flight.
+    answered_before_kill, total = 200, 400
+    server = start_server_process(latency=0.05, answer_limit=answered_before_kill)
     script, path = tmp_path / "job.py", tmp_path / "c.sqlite"
     script.write_text(_KILL_JOB)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, str(script), fake_openai.base_url, str(path)], cwd=REPO, env=env)
-    deadline = time.time() + 120
-    while len(fake_openai.requests) < 30 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    assert proc.poll() is None, "job finished before it could be killed: raise the latency"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    received = len(fake_openai.requests)  # every request the killed job sent (answered or in flight)
-    with sqlite3.connect(path) as conn:
-        committed = conn.execute("SELECT COUNT(*) FROM generations WHERE sample_index = 0").fetchone()[0]
-        assert conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 2 * committed  # whole requests
-    assert committed >= received - 4 - 4, f"lost {received - committed} answered requests: more than 4 + 4"
-    with GenerationCache(path) as cache:
-        _, s = run_generation(
-            [WorkItem(f"i{k}", [GenerationRequest(prompt=f"kill p{k}", n=2, seed=0)]) for k in range(80)],
-            _teacher(fake_openai, max_concurrency=4),
-            cache,
-            progress=False,
+    proc = subprocess.Popen([sys.executable, str(script), server.base_url, str(path), str(total)], cwd=REPO, env=env)
+    try:
+        deadline = time.time() + 60
+        # A worker sends its next request only after handing the previous answer to the cache: once the server
+        # has seen 64 requests beyond the answered ones, every received answer went through the cache's submit.
+        while server.request_count() < answered_before_kill + 64 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert proc.poll() is None, "job finished (or died) before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        asked, answered = server.prompt_log()
+    finally:
+        proc.kill()
+        server.stop()
+    assert sum(answered.values()) == answered_before_kill
+    assert sum(asked.values()) - answered_before_kill == 64, "the kill should find 64 requests in flight"
+    items = [WorkItem(f"i{k}", [GenerationRequest(prompt=f"kill p{k}", seed=0)]) for k in range(total)]
+    with FakeOpenAIServer() as restarted, GenerationCache(path) as cache:
+        config = TeacherConfig(
+            backend="openai",
+            model="fake",
+            base_url=restarted.base_url,
+            api_key="k",
+            max_concurrency=64,
+            cache_namespace="fake",
         )
-    assert s.completed == 80 and s.cached_samples == 2 * committed
-    assert len(fake_openai.requests) - received == 80 - committed, "a committed request was re-sent"
+        _, summary = run_generation(items, load_teacher(config), cache, progress=False)
+        reasked = set(restarted.prompt_counts())
+    assert summary.completed == total
+    assert summary.cached_samples == answered_before_kill
+    assert not reasked & set(answered), f"{len(reasked & set(answered))} received answers were asked again"
 
 
 def test_on_progress_reports_only_committed_answers(fake_openai, tmp_path):
@@ -298,13 +315,12 @@ class _GreedyFirstTeacher(Teacher):
 
 
 def test_progress_counts_samples_so_it_moves_before_any_item_completes(monkeypatch):
-    import tqdm.auto
-
     bars = []
 
     class RecordingBar:
         def __init__(self, *args, total=None, initial=0, **kwargs):
-            self.total, self.n = total, initial
+            self.total = total
+            self.n = initial
             bars.append(self)
 
         def update(self, k=1):
@@ -316,7 +332,7 @@ def test_progress_counts_samples_so_it_moves_before_any_item_completes(monkeypat
         def close(self):
             pass
 
-    monkeypatch.setattr(tqdm.auto, "tqdm", RecordingBar)
+    monkeypatch.setattr(engine, "tqdm", RecordingBar)
     log = []
     items = [
         WorkItem(f"i{k}", [GenerationRequest(prompt=f"g{k}", temperature=0.0), GenerationRequest(prompt=f"g{k}", n=3)])
