@@ -9,7 +9,7 @@ Each (run, seed) goes to ``runs/experiments/<plan>/<run>/seed<k>/`` through the 
 writes ``experiment.json`` beside the recipe's ``metrics.json``; a run whose ``metrics.json`` exists and whose
 recorded arguments equal today's is finished and skipped, so a killed command resumes where it stopped. Each
 finished run's ``predictions.jsonl`` is copied to ``results/<recipe>/predictions/<plan>/<run>-seed<k>.jsonl.gz``
-and the tables (``results/<recipe>/<table>.md`` + ``.json``) are computed from those copies only.
+and its record + ``metrics.json`` to ``results/<recipe>/runs/<plan>/<run>-seed<k>.json`` (both committed), and the tables (``results/<recipe>/<table>.md`` + ``.json``) are computed from those copies only.
 
 The protocol (``results/PROTOCOL.md``): runs start only when the plan file is committed unchanged in git, and
 every table names the plan's commit; ``--exploratory`` lifts the check and marks every table exploratory.
@@ -213,6 +213,21 @@ class Runner:
         partial.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         os.replace(partial, out / RECORD)  # a kill leaves no half record
         self.copy_predictions(spec.name, seed)
+        self.copy_record(spec.name, seed)
+
+    def record_copy(self, run: str, seed: int) -> Path:
+        return self.results_dir / "runs" / self.plan.name / f"{run}-seed{seed}.json"
+
+    def copy_record(self, run: str, seed: int) -> None:
+        """The run's record and its recipe's ``metrics.json`` in one committed file: ``runs/`` is not committed, so
+        this copy is what lets anyone read a run's numbers, its dev curve and its cost without re-running it."""
+        out = self.run_dir(run, seed)
+        combined = {"experiment": json.loads((out / RECORD).read_text(encoding="utf-8"))}
+        if (out / "metrics.json").is_file():
+            combined["metrics"] = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        target = self.record_copy(run, seed)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(combined, indent=1, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
     def copy_predictions(self, run: str, seed: int) -> None:
         """Gzip the run's predictions into the results tree (byte-reproducible: no timestamp in the header)."""
@@ -267,6 +282,8 @@ class Runner:
                 outcome.skipped.append(label)
                 if not self.predictions_copy(spec.name, seed).is_file():
                     self.copy_predictions(spec.name, seed)
+                if not self.record_copy(spec.name, seed).is_file():
+                    self.copy_record(spec.name, seed)
                 continue
             if dry_run:
                 logger.info("%s: would run python -m %s %s", label, recipe_module(spec.recipe), " ".join(argv))

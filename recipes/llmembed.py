@@ -7,7 +7,7 @@ One run = one dataset, one set of splits (``toolkit.tasks.classification_splits`
 LLMEmbed and its ablations (``--variants``), a fine-tuned encoder and the same LLM prompted few-shot. Costs are wall
 and process CPU seconds and an energy estimate (CPU-s × ``watts_per_core``), model loading excluded; cached features
 are charged the extraction that built them. Every row of a table is scored on the same test rows
-(``toolkit.evaluation.comparison``). The run directory holds the fused head (``model.safetensors`` + ``head_config.json``).
+(``toolkit.methods.llmembed.comparison``). The run directory holds the fused head (``model.safetensors`` + ``head_config.json``).
 
 Several processes (``accelerate launch --multi_gpu --num_processes N``; two CPU processes: README → Recipes) give the
 same tables as one: the frozen backbones' embeddings are extracted in shards across the ranks and gathered in order,
@@ -25,8 +25,8 @@ from accelerate import PartialState
 
 from toolkit import configs
 from toolkit.distributed import is_main_process, wait_for_everyone
-from toolkit.evaluation import comparison
 from toolkit.meter import DEFAULT_WATTS_PER_CORE, Cost
+from toolkit.methods.llmembed import comparison
 from toolkit.methods.llmembed.config import VARIANT_SOURCES, LLMEmbedConfig
 from toolkit.methods.llmembed.embeddings import (
     checkpoint_num_params,
@@ -35,12 +35,11 @@ from toolkit.methods.llmembed.embeddings import (
     extraction_specs,
 )
 from toolkit.methods.llmembed.head import fit_variant, head_log_history, save_head
-from toolkit.models.loading import cache_dir
 from toolkit.publishing import reporting
 from toolkit.publishing.cards import citation_block
 from toolkit.publishing.hub import DEFAULT_IGNORE_PATTERNS
 from toolkit.run import Card, Push, finish_run
-from toolkit.runtime import configure_threads
+from toolkit.runtime import cache_dir, configure_threads
 from toolkit.tasks.classification_splits import DataArguments, load_splits
 from toolkit.training.tracking import check_report_to, log_final_metrics, write_history
 

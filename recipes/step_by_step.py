@@ -235,9 +235,9 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
         ),
         is_main=main_process,
     )
-    if push:
-        metrics["hub_url"] = done["hub_url"]
-    return metrics
+    if done["record"] is None:  # not the main process: it wrote nothing
+        return metrics
+    return {**done["record"], "hub_url": done["hub_url"]}
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Every run directory gets, on the main process only:
 - ``predictions.jsonl``: one row per scored test example;
 - ``training_curves.png``: the trainer's log history (loss, learning rate, eval metrics);
 - ``run_config.json``: every argument dataclass, secrets redacted;
-- ``README.md``: the model card (:func:`toolkit.publishing.hub.render_model_card`);
+- ``README.md``: the model card (:func:`toolkit.publishing.cards.render_model_card`);
 - ``report.html``: the page built from all of the above (:mod:`toolkit.publishing.report_artifacts`).
 
 The run record (``metrics.json``) has the same four fields in every recipe, beside free method-specific ones:
@@ -38,7 +38,8 @@ from typing import Any
 from toolkit.configs import redact, save_config
 from toolkit.meter import DEFAULT_WATTS_PER_CORE, Cost, process_cost
 from toolkit.publishing import reporting
-from toolkit.publishing.hub import DEFAULT_IGNORE_PATTERNS, push_to_hub, render_model_card
+from toolkit.publishing.cards import render_model_card
+from toolkit.publishing.hub import DEFAULT_IGNORE_PATTERNS, push_to_hub
 from toolkit.publishing.report_artifacts import MAIN_TABLE, PREDICTION_ROLES, PREDICTIONS_FILE, report_from_run_dir
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ __all__ = [
 
 @dataclass
 class Card:
-    """What the model card says; see :func:`toolkit.publishing.hub.render_model_card` for each field."""
+    """What the model card says; see :func:`toolkit.publishing.cards.render_model_card` for each field."""
 
     base_model: str | None
     task: str

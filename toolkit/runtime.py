@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 
@@ -88,3 +89,10 @@ def configure_threads(num_threads: int | None = None) -> int:
     os.environ["OMP_NUM_THREADS"] = str(threads)
     logger.info("torch intra-op threads: %d (%s)", threads, reason)
     return threads
+
+
+def cache_dir() -> Path:
+    """Root of the toolkit's cache (converted models, generation caches, embeddings): ``$TOOLKIT_CACHE`` or
+    ``~/.cache/distill-toolkit``."""
+    env = os.environ.get("TOOLKIT_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "distill-toolkit"

@@ -10,8 +10,9 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainingAr
 from data_gen import rationales
 from toolkit.generation.jobs import read_jsonl
 from toolkit.generation.rationales import PALM_TEACHER_ID
+from toolkit.methods.step_by_step.collator import StepByStepCollator
 from toolkit.methods.step_by_step.data import build_train_examples, load_rows
-from toolkit.methods.step_by_step.training import StepByStepCollator, StepByStepSeq2SeqTrainer
+from toolkit.methods.step_by_step.trainer import StepByStepSeq2SeqTrainer
 from toolkit.testing.tiny_models import build_tiny_t5
 
 

@@ -185,6 +185,9 @@ def test_table_has_intervals_verdicts_plan_commit_and_prediction_copies(repo, tm
     with gzip.open(copy, "rt") as handle:
         copied = [json.loads(line) for line in handle]
     assert len(copied) == 40 and {row["seed"] for row in copied} == {2}
+    record = json.loads((results / "runs" / "fake_plan" / "strong-seed2.json").read_text())
+    assert record["experiment"]["seed"] == 2 and record["experiment"]["plan_commit"] == table["plan_commit"]
+    assert "metrics" in record  # the recipe's own numbers travel with the committed copy
     passthrough = json.loads((results / "fake_passthrough.json").read_text())
     assert [(row["label"], row["seed"]) for row in passthrough["rows"]] == [("s", 0), ("s", 1), ("s", 2)]
     assert (results / "fake_curve.png").is_file()

@@ -30,7 +30,8 @@ def make_gec_run_dir(run_dir: Path, n_rows: int = 8) -> dict:
     """
     from toolkit.configs import save_config
     from toolkit.publishing import reporting
-    from toolkit.publishing.hub import Lineage, render_model_card, save_card
+    from toolkit.publishing.cards import render_model_card, save_card
+    from toolkit.publishing.lineage import Lineage
 
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics = {

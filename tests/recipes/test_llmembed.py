@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from recipes import llmembed
-from toolkit.evaluation.comparison import QUALITY_COLUMNS
 from toolkit.methods.llmembed import embeddings
+from toolkit.methods.llmembed.comparison import QUALITY_COLUMNS
 from toolkit.methods.llmembed.config import LLMEmbedConfig
 from toolkit.methods.llmembed.head import load_head
 from toolkit.run import ARTIFACTS

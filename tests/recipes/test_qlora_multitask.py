@@ -328,9 +328,7 @@ def test_qlora_multitask_dev_curve_task_rows_budget_free_decoding(tmp_path, tiny
 @pytest.mark.slow  # two fresh Python processes importing torch + transformers + bitsandbytes: ~45 s on 2 busy cores
 def test_memory_benchmark_runs_both_variants(tmp_path, tiny_llama_dir):
     """benchmarks/qlora_memory.py: each variant in its own process, same batches, ratios computed from measurements."""
-    spec = importlib.util.spec_from_file_location("qlora_memory", REPO / "benchmarks" / "qlora_memory.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = importlib.import_module("benchmarks.qlora_memory")
     argv = ["--model", str(tiny_llama_dir), "--steps", "2", "--warmup", "0", "--batch_size", "2", "--seq_len", "16"]
     results = bench.main(argv + ["--output_dir", str(tmp_path)])
     by = {r["variant"]: r for r in results}

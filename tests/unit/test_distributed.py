@@ -29,6 +29,8 @@ WORKER = textwrap.dedent(
     record = {"rank": state.process_index, "type": str(state.distributed_type), "out": out, "seen": seen}
     with open(f"{sys.argv[2]}/rank{state.process_index}.json", "w") as f:
         json.dump(record, f)
+    state.wait_for_everyone()
+    state.destroy_process_group()  # a rank exiting while gloo still tears down its peer aborts (SIGABRT)
     """
 )
 

@@ -57,7 +57,7 @@ from typing import Any
 
 from toolkit.generation.cache_journal import replay_journals
 from toolkit.generation.cache_writer import INSERT_SQL, CacheWriteError, CommitCallback, GroupCommitWriter
-from toolkit.models.loading import cache_dir
+from toolkit.runtime import cache_dir
 from toolkit.teachers.base import Generation, GenerationRequest, Usage
 from toolkit.teachers.request_keys import cache_key, cache_keys, request_fingerprint
 

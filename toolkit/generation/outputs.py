@@ -9,7 +9,7 @@ Output folder of one job (or of one shard, under ``<output_dir>/shards/shard-XXX
     failures/         the same failures as Parquet: the card's ``failures`` config
     summary.json      counts, tokens, cost, throughput, job-specific stats
     config.json       the job's configs with secrets redacted
-    README.md         dataset card with lineage (toolkit.publishing.hub.render_dataset_card)
+    README.md         dataset card with lineage (toolkit.publishing.cards.render_dataset_card)
     report.html       the page built from the files above
     openai_batches/   teacher `mode: batch` only: one state file per submitted batch (its id) and the downloaded
                       result files; a re-run of the job polls these batches instead of submitting again

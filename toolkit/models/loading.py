@@ -41,27 +41,15 @@ from transformers import (
     BitsAndBytesConfig,
 )
 
-from toolkit.models.local import (  # noqa: F401 - re-exported: tests and callers use them from here
-    LOCAL_MODELS,
-    LOCAL_PREFIX,
-    SMOLLM2_CACHE_SUBDIR,
-    LocalModelSpec,
-    _local_spec,
-    _wheel_file,
-    gguf_path,
-)
+from toolkit.models import local
+from toolkit.models.local import LOCAL_PREFIX, gguf_path, local_spec
+from toolkit.runtime import cache_dir
 
 logger = logging.getLogger(__name__)
 
 QUANTIZATION_CHOICES = (None, "4bit")
 # Written last inside the temp dir; its presence marks a complete conversion.
 _COMPLETE_MARKER = ".conversion-complete"
-
-
-def cache_dir() -> Path:
-    """Root of the toolkit's cache: ``$TOOLKIT_CACHE`` or ``~/.cache/distill-toolkit``."""
-    env = os.environ.get("TOOLKIT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "distill-toolkit"
 
 
 def default_device() -> str:
@@ -184,8 +172,8 @@ def _gguf_chat_template(gguf_path: Path) -> str | None:
 
 
 def _resolve_local(name: str) -> str:
-    key, spec = _local_spec(name)
-    wheel_file = _wheel_file(spec)
+    key, spec = local_spec(name)
+    wheel_file = local.wheel_file(spec)
     if key == "minilm-l6":
         return str(wheel_file.parent)
     target = cache_dir() / spec.cache_subdir

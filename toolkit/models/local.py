@@ -89,7 +89,7 @@ LOCAL_MODELS: dict[str, LocalModelSpec] = {
 }
 
 
-def _wheel_file(spec: LocalModelSpec) -> Path:
+def wheel_file(spec: LocalModelSpec) -> Path:
     """Absolute path of ``spec.wheel_path`` inside the installed wheel, with an actionable error."""
     try:
         files = importlib.metadata.files(spec.distribution)
@@ -108,7 +108,7 @@ def _wheel_file(spec: LocalModelSpec) -> Path:
     )
 
 
-def _local_spec(name: str) -> tuple[str, LocalModelSpec]:
+def local_spec(name: str) -> tuple[str, LocalModelSpec]:
     key = name[len(LOCAL_PREFIX) :]
     if key not in LOCAL_MODELS:
         valid = ", ".join(f"{LOCAL_PREFIX}{k}" for k in LOCAL_MODELS)

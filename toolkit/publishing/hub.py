@@ -2,8 +2,7 @@
 files mapped to their place in the repo (:func:`push_files`, e.g. a generation job's extras under ``extras/``).
 
 Trainer checkpoints and optimizer / scheduler / RNG states are left out by default
-(:data:`DEFAULT_IGNORE_PATTERNS`). The cards that go with an upload are rendered by :mod:`toolkit.publishing.cards`
-(re-exported here, with :class:`~toolkit.publishing.lineage.Lineage`, for callers that import them from ``toolkit.publishing.hub``).
+(:data:`DEFAULT_IGNORE_PATTERNS`). The cards that go with an upload are rendered by :mod:`toolkit.publishing.cards`.
 """
 
 from __future__ import annotations
@@ -16,20 +15,9 @@ from pathlib import Path
 import yaml
 from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, ModelCard, get_token
 
-from toolkit.publishing.cards import render_dataset_card, render_model_card, save_card
-from toolkit.publishing.lineage import Lineage
-
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "DEFAULT_IGNORE_PATTERNS",
-    "Lineage",
-    "push_files",
-    "push_to_hub",
-    "render_dataset_card",
-    "render_model_card",
-    "save_card",
-]
+__all__ = ["DEFAULT_IGNORE_PATTERNS", "push_files", "push_to_hub"]
 
 
 # Left out of uploads unless the caller passes its own ``ignore_patterns``: Trainer checkpoints, then optimizer /

@@ -35,7 +35,7 @@ from typing import Any
 
 import openai
 
-from toolkit.models.loading import cache_dir
+from toolkit.runtime import cache_dir
 from toolkit.teachers.base import Generation, GenerationRequest, ResultCallback, TeacherConfig, TeacherError
 from toolkit.teachers.openai import OpenAITeacher
 from toolkit.teachers.openai_batch_state import BatchState, BatchStore, missing_error

@@ -8,18 +8,18 @@ import types
 
 import pytest
 
-from toolkit.models import loading
+from toolkit.models import loading, local
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 
 
 def test_gemma_is_a_named_offline_model_assembled_then_converted_as_plain_text(monkeypatch, tmp_path):
-    spec = loading.LOCAL_MODELS["gemma3-270m"]
-    assert spec.plain_text and spec.assembler and spec.cache_subdir != loading.SMOLLM2_CACHE_SUBDIR
+    spec = local.LOCAL_MODELS["gemma3-270m"]
+    assert spec.plain_text and spec.assembler and spec.cache_subdir != local.SMOLLM2_CACHE_SUBDIR
     fake = types.ModuleType("fake_gemma_wheel")
     fake.assemble = lambda: tmp_path / "assembled.gguf"
     monkeypatch.setitem(sys.modules, "fake_gemma_wheel", fake)
     monkeypatch.setitem(
-        loading.LOCAL_MODELS, "gemma3-270m", type(spec)(**{**spec.__dict__, "assembler": "fake_gemma_wheel:assemble"})
+        local.LOCAL_MODELS, "gemma3-270m", type(spec)(**{**spec.__dict__, "assembler": "fake_gemma_wheel:assemble"})
     )
     monkeypatch.setenv("TOOLKIT_CACHE", str(tmp_path))
     monkeypatch.setattr(loading, "_wheel_file", lambda spec: tmp_path / "wheel" / "__init__.py")

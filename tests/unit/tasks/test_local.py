@@ -41,6 +41,8 @@ def test_load_local_hub_id_goes_to_load_dataset(monkeypatch):
     import datasets
 
     calls = []
-    monkeypatch.setattr(datasets, "load_dataset", lambda name, split=None: calls.append((name, split)) or "ds")
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda name, split=None, revision=None: calls.append((name, split)) or "ds"
+    )
     assert load_local("org/some-dataset", split="train") == "ds"
     assert calls == [("org/some-dataset", "train")]

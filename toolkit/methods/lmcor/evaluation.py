@@ -20,7 +20,7 @@ from toolkit.methods.lmcor.reranker import map_to_candidates
 from toolkit.methods.lmcor.scoring import best_single_system, score_outputs
 from toolkit.methods.lmcor.selectors import baseline_outputs, oracle_label
 from toolkit.models.students import generate
-from toolkit.publishing.hub import Lineage
+from toolkit.publishing.lineage import Lineage
 from toolkit.publishing.reporting import markdown_table
 from toolkit.run import Card
 

@@ -28,7 +28,7 @@ from toolkit.methods.lmcor.data import (
 )
 from toolkit.methods.lmcor.evaluation import build_lineage
 from toolkit.methods.lmcor.formats import CorrectorFormat, build_eval_inputs
-from toolkit.publishing.hub import Lineage
+from toolkit.publishing.lineage import Lineage
 from toolkit.teachers import TeacherConfig
 
 SYSTEMS = ["S1", "S2", "S3", "U1", "U2"]

@@ -26,7 +26,7 @@ def test_rows_carry_compute_and_totals_compare_to_multitask():
 
 
 def test_tables_fill_summary_in_the_order_results_drivers_read():
-    """Tables.finish stores compute / table / validity in metrics (recipes/results_multitask.py merges them)."""
+    """Tables.finish stores compute / table / validity in metrics (the recipe moves them into the run record's tables)."""
     tables, summary = report.Tables(), {}
     multitask = {"train_steps": 10, "train_tokens": 100, "train_cpu_seconds": 4.0, "train_seconds": 2.0}
     single = {"train_steps": 10, "train_tokens": 60, "train_cpu_seconds": 6.0, "train_seconds": 3.0}

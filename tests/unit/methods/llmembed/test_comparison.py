@@ -1,4 +1,4 @@
-"""toolkit.evaluation.comparison: every row of a results table is scored on the same test rows; costs add up."""
+"""toolkit.methods.llmembed.comparison: every row of a results table is scored on the same test rows; costs add up."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from toolkit.evaluation.comparison import MethodResult, build_tables, render_tables, score_row
 from toolkit.meter import Cost, Meter
+from toolkit.methods.llmembed.comparison import MethodResult, build_tables, render_tables, score_row
 
 NAMES = ["neg", "pos"]
 # 10 test rows; the head is right on rows 0-3 and 8-9 only, the prompt right on all of its first 4 rows.
