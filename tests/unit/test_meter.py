@@ -1,5 +1,6 @@
 """toolkit.meter: one meter for wall time, CPU time, peak memory and tokens; costs add up."""
 
+import mmap
 import time
 
 import pytest
@@ -20,10 +21,12 @@ def test_meter_sees_memory_allocated_inside_the_block():
     with Meter(interval=0.01) as before:
         pass
     with Meter(interval=0.01) as during:
-        block = bytearray(64 * 2**20)
-        block[::4096] = b"x" * len(block[::4096])  # touch every page so it is resident
+        # Fresh anonymous pages: a bytearray may reuse heap pages an earlier test left resident, so RSS would not rise.
+        block = mmap.mmap(-1, 64 * 2**20)
+        for offset in range(0, len(block), 4096):
+            block[offset] = 1  # touch every page so it is resident
         time.sleep(0.3)  # several samples, even on a busy machine
-        del block
+        block.close()
     assert during.peak_rss_mb >= before.peak_rss_mb + 48
 
 

@@ -22,7 +22,7 @@ def test_gemma_is_a_named_offline_model_assembled_then_converted_as_plain_text(m
         local.LOCAL_MODELS, "gemma3-270m", type(spec)(**{**spec.__dict__, "assembler": "fake_gemma_wheel:assemble"})
     )
     monkeypatch.setenv("TOOLKIT_CACHE", str(tmp_path))
-    monkeypatch.setattr(loading, "_wheel_file", lambda spec: tmp_path / "wheel" / "__init__.py")
+    monkeypatch.setattr(local, "wheel_file", lambda spec: tmp_path / "wheel" / "__init__.py")
     calls = []
 
     def fake_convert(gguf, target, **kw):

@@ -33,27 +33,6 @@ from toolkit.teachers import TeacherConfig
 
 SYSTEMS = ["S1", "S2", "S3", "U1", "U2"]
 
-POOL = [
-    {
-        "id": "r0",
-        "source": "she go to school yesterday .",
-        "references": ["she went to school yesterday .", "She went to school yesterday ."],
-        "candidates": [
-            "she goes to school yesterday .\n",
-            "she went to school yesterday .",
-            "she went to the school .",
-        ],
-        "systems": ["A", "B", "C"],
-    },
-    {
-        "id": "r1",
-        "source": "the dog run home",
-        "references": ["the dog runs home ."],
-        "candidates": ["a cat sat", "the dog runs home .", "the dog ran home ."],
-        "systems": ["A", "B", "C"],
-    },
-]
-
 
 def _rows(n: int, prefix: str = "p", with_candidates: bool = True) -> list[dict]:
     rows = []

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import random
 from types import SimpleNamespace
 
 import pytest
 
+from tests.unit.methods.lmcor.samples import synthetic_pool
 from toolkit.methods.lmcor import evaluation
 from toolkit.methods.lmcor.config import LMCorConfig
 from toolkit.methods.lmcor.data import load_pool
@@ -35,31 +35,6 @@ def _mt_rows(n: int) -> list[dict]:
         }
         for i in range(n)
     ]
-
-
-def _synthetic_pool(n: int = 40, seed: int = 0) -> list[dict]:
-    """Candidates whose sentence-chrF ranking disagrees with corpus BLEU/GLEU: near-miss spellings (high chrF, no
-    word match) against short exact fragments (few words, all matching)."""
-    rng = random.Random(seed)
-    words = "the cat sat on a mat while my dog ran to his big red house near our old school".split()
-    rows = []
-    for i in range(n):
-        ref = " ".join(rng.sample(words, 8)) + " ."
-        toks = ref.split()
-        src = " ".join(t if j % 3 else t + "s" for j, t in enumerate(toks))
-        near_miss = " ".join(t + "e" if len(t) > 2 else t for t in toks)  # char n-grams survive, words do not
-        fragment = " ".join(toks[:4])  # 4 right words, heavy brevity penalty
-        shuffled = " ".join(rng.sample(toks, len(toks)))
-        rows.append(
-            {
-                "id": f"s{i}",
-                "source": src,
-                "references": [ref, " ".join(toks[::-1])],
-                "candidates": [near_miss, fragment, shuffled, src],
-                "systems": ["A", "B", "C", "D"],
-            }
-        )
-    return rows
 
 
 def _jfleg_run(data_root):
@@ -94,7 +69,7 @@ def test_recipe_evaluate_run_full_jfleg_dev_source_copy(data_root):
 
 
 def test_evaluate_run_best_single_system_from_dev_and_oracles_bound_it():
-    rows = _synthetic_pool(30, seed=5)
+    rows = synthetic_pool(30, seed=5)
     dev, test = rows[:10], rows[10:]
     config = LMCorConfig(
         task="jsonl", task_type="mt", pool_path="unused", k=4, train_systems=["X"], test_systems=["A", "B", "C", "D"]

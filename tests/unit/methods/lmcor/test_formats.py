@@ -8,6 +8,7 @@ import random
 import pytest
 from transformers import AutoTokenizer, ByT5Tokenizer
 
+from tests.unit.methods.lmcor.samples import POOL
 from toolkit.methods.lmcor.formats import (
     BudgetedFormat,
     CorrectorFormat,
@@ -17,27 +18,6 @@ from toolkit.methods.lmcor.formats import (
     pick_candidates,
 )
 from toolkit.training.student_training import tokenize_pairs
-
-POOL = [
-    {
-        "id": "r0",
-        "source": "she go to school yesterday .",
-        "references": ["she went to school yesterday .", "She went to school yesterday ."],
-        "candidates": [
-            "she goes to school yesterday .\n",
-            "she went to school yesterday .",
-            "she went to the school .",
-        ],
-        "systems": ["A", "B", "C"],
-    },
-    {
-        "id": "r1",
-        "source": "the dog run home",
-        "references": ["the dog runs home ."],
-        "candidates": ["a cat sat", "the dog runs home .", "the dog ran home ."],
-        "systems": ["A", "B", "C"],
-    },
-]
 
 
 def test_format_paper_style_and_no_stray_newlines():

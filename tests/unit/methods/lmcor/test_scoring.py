@@ -4,28 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.unit.methods.lmcor.samples import POOL
 from toolkit.methods.lmcor.scoring import best_single_system, prepare_hyps, ptb_tokenize, score_outputs
-
-POOL = [
-    {
-        "id": "r0",
-        "source": "she go to school yesterday .",
-        "references": ["she went to school yesterday .", "She went to school yesterday ."],
-        "candidates": [
-            "she goes to school yesterday .\n",
-            "she went to school yesterday .",
-            "she went to the school .",
-        ],
-        "systems": ["A", "B", "C"],
-    },
-    {
-        "id": "r1",
-        "source": "the dog run home",
-        "references": ["the dog runs home ."],
-        "candidates": ["a cat sat", "the dog runs home .", "the dog ran home ."],
-        "systems": ["A", "B", "C"],
-    },
-]
 
 
 def test_score_outputs_and_best_single_system():

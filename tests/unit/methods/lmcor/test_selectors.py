@@ -2,61 +2,14 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
+from tests.unit.methods.lmcor.samples import POOL, synthetic_pool
 from toolkit.methods.lmcor.config import TASK_METRICS
 from toolkit.methods.lmcor.scoring import score_outputs
 from toolkit.methods.lmcor.selectors import baseline_outputs, mbr_select, oracle_label, oracle_select
 
 SELECTORS = ("first candidate", "random candidate", "MBR (chrF consensus)")
-
-POOL = [
-    {
-        "id": "r0",
-        "source": "she go to school yesterday .",
-        "references": ["she went to school yesterday .", "She went to school yesterday ."],
-        "candidates": [
-            "she goes to school yesterday .\n",
-            "she went to school yesterday .",
-            "she went to the school .",
-        ],
-        "systems": ["A", "B", "C"],
-    },
-    {
-        "id": "r1",
-        "source": "the dog run home",
-        "references": ["the dog runs home ."],
-        "candidates": ["a cat sat", "the dog runs home .", "the dog ran home ."],
-        "systems": ["A", "B", "C"],
-    },
-]
-
-
-def _synthetic_pool(n: int = 40, seed: int = 0) -> list[dict]:
-    """Candidates whose sentence-chrF ranking disagrees with corpus BLEU/GLEU: near-miss spellings (high chrF, no
-    word match) against short exact fragments (few words, all matching)."""
-    rng = random.Random(seed)
-    words = "the cat sat on a mat while my dog ran to his big red house near our old school".split()
-    rows = []
-    for i in range(n):
-        ref = " ".join(rng.sample(words, 8)) + " ."
-        toks = ref.split()
-        src = " ".join(t if j % 3 else t + "s" for j, t in enumerate(toks))
-        near_miss = " ".join(t + "e" if len(t) > 2 else t for t in toks)  # char n-grams survive, words do not
-        fragment = " ".join(toks[:4])  # 4 right words, heavy brevity penalty
-        shuffled = " ".join(rng.sample(toks, len(toks)))
-        rows.append(
-            {
-                "id": f"s{i}",
-                "source": src,
-                "references": [ref, " ".join(toks[::-1])],
-                "candidates": [near_miss, fragment, shuffled, src],
-                "systems": ["A", "B", "C", "D"],
-            }
-        )
-    return rows
 
 
 def test_mbr_picks_the_consensus_candidate():
@@ -107,7 +60,7 @@ def test_baselines_gec_source_copy_and_seeded_random():
 
 @pytest.mark.parametrize("task", ["gec", "mt", "d2t"])
 def test_oracle_rows_bound_every_selector_on_their_metric(task):
-    rows = _synthetic_pool()
+    rows = synthetic_pool()
     refs = [r["references"] for r in rows]
     sources = [r["source"] for r in rows]
     out = baseline_outputs(rows, task=task, k=4, seed=0)
@@ -126,7 +79,7 @@ def test_oracle_rows_bound_every_selector_on_their_metric(task):
 
 
 def test_oracle_bounds_extra_selections_and_skips_foreign_outputs():
-    rows = _synthetic_pool(12, seed=3)
+    rows = synthetic_pool(12, seed=3)
     system_b = [r["candidates"][1] for r in rows]
     out = baseline_outputs(
         rows, task="mt", k=4, extra_starts={"system B": system_b, "not a selection": ["zzz"] * len(rows)}
