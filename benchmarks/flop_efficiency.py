@@ -6,7 +6,7 @@ Rows (each in its own subprocess, so every peak RSS is that row's alone):
 * ``lora_*`` — LMCor corrector LoRA steps (SmolLM2-135M, r=16, all-linear) on ``--batch`` rows of ``--seq_len``
   tokens whose last ``--target_len`` are the target (the JFLEG config: batch 8 x up to 320 tokens), through the
   ``Trainer`` (AdamW); variants: full-vocabulary logits on every position with eager or SDPA attention (before),
-  logits on target positions only (``toolkit.training.target_loss``, what ``students.make_trainer`` uses now), that with
+  logits on target positions only (``toolkit.training.target_loss``, what ``student_training.make_trainer`` uses now), that with
   glibc's heap tuned (``toolkit.training.allocator``: freed memory returned to the OS, paid in page faults), with activation
   checkpointing of every layer / every 2nd layer (``make_trainer`` then tunes the heap by default), in micro-batches
   of 2 with gradient accumulation (same update), and with ``lora_dropout=0`` (PEFT's dropout keeps a dropped copy
@@ -138,6 +138,7 @@ def row_train(name: str, args) -> dict:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from toolkit.models import students
+    from toolkit.training import student_training
 
     lora, dropout, target_only, attn, every_n, tuned_heap, desc = TRAIN_ROWS[name]
     model, tok, _ = students.load_student(args.model, lora=lora, lora_r=16, lora_dropout=dropout)
@@ -165,14 +166,14 @@ def row_train(name: str, args) -> dict:
     )
     feats = _features(model.config.vocab_size, args)
     if target_only:
-        trainer = students.make_trainer(model, tok, training_args, feats, return_freed_memory=tuned_heap)
+        trainer = student_training.make_trainer(model, tok, training_args, feats, return_freed_memory=tuned_heap)
     else:
         training_args.remove_unused_columns = False
         trainer = Trainer(
             model=model,
             args=training_args,
             train_dataset=feats,
-            data_collator=students.PairCollator(pad_token_id=tok.pad_token_id),
+            data_collator=student_training.PairCollator(pad_token_id=tok.pad_token_id),
         )
     times, cpu, prof_box = [], [], {}
 

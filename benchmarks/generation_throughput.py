@@ -128,7 +128,7 @@ class _ApiBench:
         return self._measure(lambda: asyncio.run(run()), len(prompts))
 
     def _items(self, prompts: list[str]) -> list:
-        from toolkit.generation.engine import WorkItem
+        from toolkit.generation.items import WorkItem
         from toolkit.teachers import GenerationRequest
 
         return [

@@ -28,11 +28,12 @@ from toolkit.methods.lmcor.data import load_pool
 from toolkit.methods.lmcor.formats import CorrectorFormat, build_training_examples
 from toolkit.models import students
 from toolkit.publishing import reporting
+from toolkit.training import student_training
 
 logger = logging.getLogger("train_throughput")
 
 
-class CountingCollator(students.PairCollator):
+class CountingCollator(student_training.PairCollator):
     """Dynamic/fixed collator that also records real and padded token positions per collated batch.
 
     The Trainer's dataloader may collate one batch ahead of the last optimizer step, so only the first ``steps``
@@ -41,7 +42,7 @@ class CountingCollator(students.PairCollator):
 
     def __call__(self, features):
         batch = super().__call__(features)
-        self.__dict__.setdefault("records", []).append(students.padding_stats(batch))
+        self.__dict__.setdefault("records", []).append(student_training.padding_stats(batch))
         return batch
 
     def totals(self, steps: int) -> tuple[int, int]:
@@ -81,7 +82,7 @@ def run_pipeline(name, model_name, lora, feats, args, *, pad_to, grouped) -> dic
         train_sampling_strategy="group_by_length" if grouped else "random",
         disable_tqdm=True,
     )
-    trainer = students.make_trainer(model, tokenizer, training_args, feats)
+    trainer = student_training.make_trainer(model, tokenizer, training_args, feats)
     collator = CountingCollator(pad_token_id=tokenizer.pad_token_id, pad_to=pad_to)
     trainer.data_collator = collator
     t0 = time.perf_counter()
@@ -116,7 +117,7 @@ def main(argv=None) -> list[dict]:
 
     _, tokenizer, seq2seq = students.load_student(args.model)
     examples = build_examples(args.pool, args.rows, args.seed, args.max_source_words)
-    feats = students.tokenize_pairs(
+    feats = student_training.tokenize_pairs(
         examples,
         tokenizer,
         is_seq2seq=seq2seq,

@@ -7,7 +7,8 @@ import openai._base_client as base_client
 import toolkit.teachers.openai as openai_teacher
 from benchmarks.generation_cpu_phases import PHASES, measure_phases, phase_rows
 from toolkit.generation.cache import GenerationCache
-from toolkit.generation.engine import WorkItem, run_generation
+from toolkit.generation.engine import run_generation
+from toolkit.generation.items import WorkItem
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from toolkit.models.students import PairCollator, load_student, make_trainer, tokenize_pairs
+from toolkit.models.students import load_student
+from toolkit.training.student_training import PairCollator, make_trainer, tokenize_pairs
 from toolkit.training.target_loss import TargetOnlyLossTrainer, causal_target_loss, target_only_trainer_class
 
 ROWS = [

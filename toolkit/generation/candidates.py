@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolkit.generation.engine import WorkItem
+from toolkit.generation.items import WorkItem
 from toolkit.generation.jobs import (
     JobConfig,
     PromptConfig,

@@ -47,7 +47,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from toolkit.generation.cache import GenerationCache, cache_keys
-from toolkit.generation.items import (  # noqa: F401 - the engine's API: importers take them from here
+from toolkit.generation.items import (
     BudgetExceededError,
     GenerationProgress,
     GenerationSummary,

@@ -1,6 +1,6 @@
 """The data-generation jobs' shared parts: configs, inputs, sharding, demonstrations, and the generic run.
 
-A job turns input rows into one :class:`~toolkit.generation.engine.WorkItem` each, runs them through the cache
+A job turns input rows into one :class:`~toolkit.generation.items.WorkItem` each, runs them through the cache
 (:func:`generate_rows`, also what the LMCor recipe calls for its candidates) and writes the output folder
 (:mod:`toolkit.generation.outputs`). The runnable scripts are ``data_gen/*.py``.
 """
@@ -18,7 +18,8 @@ from typing import Any
 from toolkit import tasks, teachers
 from toolkit.configs import setup_logging
 from toolkit.generation.cache import GenerationCache
-from toolkit.generation.engine import BudgetExceededError, ItemOutcome, WorkItem, plan_cost, run_generation
+from toolkit.generation.engine import plan_cost, run_generation
+from toolkit.generation.items import BudgetExceededError, ItemOutcome, WorkItem
 from toolkit.generation.outputs import ROW_INDEX, merge_shards, push_outputs, read_jsonl, write_outputs
 from toolkit.generation.prompts import DEMO_SELECTIONS, PROMPT_FORMATS, FewShotTemplate, select_demos, template_hash
 
@@ -304,7 +305,7 @@ def generate_rows(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """Generate ``items`` (one per row) through the cache: ``(output rows, failures, summary)``.
 
-    Raises :class:`~toolkit.generation.engine.BudgetExceededError` (nothing sent) when the estimate exceeds
+    Raises :class:`~toolkit.generation.items.BudgetExceededError` (nothing sent) when the estimate exceeds
     ``max_cost``. Rows whose item failed or was not sent are left out of the output rows.
     """
     teacher = teachers.load_teacher(teacher_cfg)

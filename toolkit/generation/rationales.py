@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.generation.engine import WorkItem
+from toolkit.generation.items import WorkItem
 from toolkit.generation.jobs import (
     ROW_INDEX,
     JobConfig,

@@ -24,30 +24,11 @@ from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_tr
 from tqdm.auto import tqdm
 
 from toolkit.models import loading as models
-from toolkit.training.student_training import (  # noqa: F401 - re-exported: recipes and benchmarks use them from here
-    IGNORE_INDEX,
-    RESPONSE_MARKER,
-    PairCollator,
-    encode_prompt,
-    make_trainer,
-    padding_stats,
-    tokenize_pairs,
-)
+from toolkit.training.student_training import PairCollator, encode_prompt
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "IGNORE_INDEX",
-    "RESPONSE_MARKER",
-    "PairCollator",
-    "encode_prompt",
-    "generate",
-    "load_student",
-    "lora_config",
-    "make_trainer",
-    "padding_stats",
-    "tokenize_pairs",
-]
+__all__ = ["generate", "load_student", "lora_config"]
 
 
 def lora_config(

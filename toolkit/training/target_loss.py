@@ -1,7 +1,7 @@
 """Causal-LM loss computed only where there are targets: no full-vocabulary logits on prompt or padding positions.
 
 A causal student trained on ``prompt + target`` (labels ``-100`` on the prompt, see
-:func:`toolkit.models.students.tokenize_pairs`) needs logits only at the positions that predict a target token. A plain
+:func:`toolkit.training.student_training.tokenize_pairs`) needs logits only at the positions that predict a target token. A plain
 ``model(**batch).loss`` materialises ``batch x seq x vocab`` fp32 logits (8 x 320 x 49,152 x 4 B = 503 MB for
 SmolLM2) plus as much again for the log-softmax and for each of their gradients; for LMCor the prompt (source and
 k candidates) is most of every row, so nearly all of that is thrown away.

@@ -15,7 +15,8 @@ import pytest
 
 from toolkit.generation import engine
 from toolkit.generation.cache import GenerationCache, cache_keys
-from toolkit.generation.engine import BudgetExceededError, WorkItem, plan_cost, run_generation
+from toolkit.generation.engine import plan_cost, run_generation
+from toolkit.generation.items import BudgetExceededError, WorkItem
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 from toolkit.teachers.base import Generation, Teacher
 from toolkit.testing.openai_process import start_server_process
@@ -150,7 +151,8 @@ def test_cache_is_flushed_when_the_run_returns(tmp_path, fake_openai):
 _KILL_JOB = """
 import sys
 from toolkit.generation.cache import GenerationCache
-from toolkit.generation.engine import WorkItem, run_generation
+from toolkit.generation.engine import run_generation
+from toolkit.generation.items import WorkItem
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 
 base_url, path, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -231,7 +233,8 @@ def test_on_progress_reports_only_committed_answers(fake_openai, tmp_path):
 _ACK_JOB = """
 import json, sys
 from toolkit.generation.cache import GenerationCache, cache_keys
-from toolkit.generation.engine import WorkItem, run_generation
+from toolkit.generation.engine import run_generation
+from toolkit.generation.items import WorkItem
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher
 
 base_url, path, log_path = sys.argv[1:4]

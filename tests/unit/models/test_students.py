@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from toolkit.models.students import (
+from toolkit.models.students import generate, load_student, lora_config
+from toolkit.training.student_training import (
     IGNORE_INDEX,
     PairCollator,
     encode_prompt,
-    generate,
-    load_student,
-    lora_config,
     make_trainer,
     padding_stats,
     tokenize_pairs,

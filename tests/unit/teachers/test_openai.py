@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from toolkit.generation.cache import GenerationCache
-from toolkit.generation.engine import WorkItem, run_generation
+from toolkit.generation.engine import run_generation
+from toolkit.generation.items import WorkItem
 from toolkit.teachers import GenerationRequest, TeacherConfig, TeacherError, load_teacher
 from toolkit.teachers.openai import make_http_client
 from toolkit.teachers.openai_request import is_reasoning_model

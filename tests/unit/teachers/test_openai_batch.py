@@ -14,7 +14,8 @@ from collections import Counter
 import pytest
 
 from toolkit.generation.cache import GenerationCache, cache_key
-from toolkit.generation.engine import WorkItem, plan_cost, run_generation
+from toolkit.generation.engine import plan_cost, run_generation
+from toolkit.generation.items import WorkItem
 from toolkit.teachers import GenerationRequest, TeacherConfig, load_teacher, openai_batch
 from toolkit.teachers.openai_batch import BatchStore, OpenAIBatchTeacher, custom_id
 

@@ -9,7 +9,8 @@ import pytest
 from pydantic import BaseModel
 
 from toolkit.generation.cache import GenerationCache, request_fingerprint
-from toolkit.generation.engine import WorkItem, run_generation
+from toolkit.generation.engine import run_generation
+from toolkit.generation.items import WorkItem
 from toolkit.teachers.base import GenerationRequest, TeacherConfig
 from toolkit.teachers.openai import OpenAITeacher
 from toolkit.teachers.openai_request import request_body

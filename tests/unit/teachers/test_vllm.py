@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from toolkit.generation.cache import GenerationCache
-from toolkit.generation.engine import WorkItem, run_generation
+from toolkit.generation.engine import run_generation
+from toolkit.generation.items import WorkItem
 from toolkit.teachers import load_teacher
 from toolkit.teachers.base import GenerationRequest, TeacherConfig
 

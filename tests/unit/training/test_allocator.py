@@ -55,7 +55,7 @@ def test_make_trainer_tunes_the_heap_in_memory_mode(
     from transformers import TrainingArguments
 
     from toolkit.models import students
-    from toolkit.training import allocator
+    from toolkit.training import allocator, student_training
 
     calls = []
     monkeypatch.setattr(allocator, "return_large_frees_to_os", lambda *a, **k: calls.append(1) or True)
@@ -63,5 +63,5 @@ def test_make_trainer_tunes_the_heap_in_memory_mode(
     args = TrainingArguments(
         output_dir=str(tmp_path), report_to=[], use_cpu=True, activation_checkpointing=checkpointing
     )
-    students.make_trainer(model, tok, args, [], return_freed_memory=explicit)
+    student_training.make_trainer(model, tok, args, [], return_freed_memory=explicit)
     assert bool(calls) == applied

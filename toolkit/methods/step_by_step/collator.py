@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from transformers import DataCollatorForSeq2Seq
 
 from toolkit.methods.step_by_step.config import MODES, RATIONALE_PREFIX, StepByStepConfig, label_prefix_for
-from toolkit.models.students import tokenize_pairs
+from toolkit.training.student_training import tokenize_pairs
 from toolkit.training.target_loss import IGNORE_INDEX
 
 __all__ = ["StepByStepCollator"]
@@ -23,7 +23,7 @@ class StepByStepCollator:
 
     Features are dicts with ``input`` and ``label`` (and ``rationale`` for ``task_prefix``). Output:
     ``{"label": {input_ids, attention_mask, labels}, "rationale": {...}}``, each built with
-    :func:`toolkit.models.students.tokenize_pairs` (seq2seq: prefixed input -> encoder, target -> ``labels``; causal:
+    :func:`toolkit.training.student_training.tokenize_pairs` (seq2seq: prefixed input -> encoder, target -> ``labels``; causal:
     prompt + completion + eos with ``labels`` = -100 on the prompt, so the loss covers the completion only) and
     padded on the right by transformers' ``DataCollatorForSeq2Seq`` (``labels`` padded with -100; T5 builds its
     decoder inputs from ``labels``).
