@@ -191,7 +191,9 @@ def compare(plan: Any, systems: dict, entry: dict, metrics: list[str]) -> dict:
     for name in entry.get("metrics", metrics):
         difference = difference_by_plan(plan, system, baseline, get_metric(name))
         verdict = stats.verdict(difference, result["threshold"])
-        if len(system) < MIN_SEEDS:  # a claim needs the variance over seeds (results/PROTOCOL.md)
+        # A claim needs the variance over seeds on both sides (results/PROTOCOL.md): a one-seed baseline's interval
+        # would leave out its own seed-to-seed spread.
+        if min(len(system), len(baseline)) < MIN_SEEDS:
             verdict = f"{stats.NOT_SHOWN} (fewer than {MIN_SEEDS} seeds)"
         result[name] = {**difference.as_dict(), "verdict": verdict}
     return result
