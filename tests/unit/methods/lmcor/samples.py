@@ -2,6 +2,8 @@
 
 import random
 
+from toolkit.methods.lmcor.config import LMCorConfig
+
 POOL = [
     {
         "id": "r0",
@@ -47,3 +49,31 @@ def synthetic_pool(n: int = 40, seed: int = 0) -> list[dict]:
             }
         )
     return rows
+
+
+def mt_rows(systems: list[str], n: int) -> list[dict]:
+    """``n`` translation rows, one candidate per system (``"<system> out <i>"``), two references each."""
+    return [
+        {
+            "id": f"r{i}",
+            "group": f"r{i}",
+            "source": f"Quelle {i} Satz",
+            "references": [f"ref {i} a", f"ref {i} b"],
+            "candidates": [f"{system} out {i}" for system in systems],
+            "systems": list(systems),
+        }
+        for i in range(n)
+    ]
+
+
+def held_out_config(**kwargs) -> LMCorConfig:
+    """An MT config that trains on systems S1-S3 and tests on the unseen U1, U2."""
+    return LMCorConfig(
+        task="jsonl",
+        task_type="mt",
+        pool_path="x",
+        train_systems=["S1", "S2", "S3"],
+        test_systems=["U1", "U2"],
+        separator=" || ",
+        **kwargs,
+    )

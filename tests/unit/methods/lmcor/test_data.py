@@ -12,6 +12,7 @@ import pytest
 
 import toolkit.teachers
 from tests.fakes.recording_teacher import RecordingTeacher
+from tests.unit.methods.lmcor.samples import held_out_config, mt_rows
 from toolkit.methods.lmcor.config import POOL_TASKS, WMT22_POOLS, LMCorConfig
 from toolkit.methods.lmcor.data import (
     candidates_for_splits,
@@ -44,32 +45,6 @@ def _rows(n: int, prefix: str = "p", with_candidates: bool = True) -> list[dict]
             row["systems"] = ["greedy", "sample", "sample"]
         rows.append(row)
     return rows
-
-
-def _mt_rows(n: int) -> list[dict]:
-    return [
-        {
-            "id": f"r{i}",
-            "group": f"r{i}",
-            "source": f"Quelle {i} Satz",
-            "references": [f"ref {i} a", f"ref {i} b"],
-            "candidates": [f"{system} out {i}" for system in SYSTEMS],
-            "systems": list(SYSTEMS),
-        }
-        for i in range(n)
-    ]
-
-
-def _held_out_config(**kwargs) -> LMCorConfig:
-    return LMCorConfig(
-        task="jsonl",
-        task_type="mt",
-        pool_path="x",
-        train_systems=["S1", "S2", "S3"],
-        test_systems=["U1", "U2"],
-        separator=" || ",
-        **kwargs,
-    )
 
 
 def _write(path, rows):
@@ -280,8 +255,8 @@ def test_single_candidate_trains_on_the_candidate_the_test_inputs_use():
 
 
 def test_no_candidates_examples_are_source_to_reference_on_the_same_rows():
-    rows = _mt_rows(4)
-    config = _held_out_config(no_candidates=True, k=4)
+    rows = mt_rows(SYSTEMS, 4)
+    config = held_out_config(no_candidates=True, k=4)
     ex = corrector_examples({"train": rows, "dev": rows[:1], "test": rows}, config, CorrectorFormat(" || "), seed=0)
     # one example per reference, the input is the prefixed source only: no candidate text, no separator
     assert [e["target"] for e in ex["train"]] == [r for row in rows for r in row["references"]]
@@ -298,12 +273,12 @@ def test_reranker_trains_on_the_corrector_inputs_to_output_the_candidate_closest
             "candidates": [f"S1 the answer {i} is here", f"S2 out {i}", "S3 nothing", f"U1 out {i}", f"U2 {i}"],
             "systems": ["S1", "S2", "S3", "U1", "U2"],
         }
-        for i, row in enumerate(_mt_rows(6))
+        for i, row in enumerate(mt_rows(SYSTEMS, 6))
     ]
     splits = {"train": rows, "dev": rows[:2], "test": rows}
     fmt = CorrectorFormat(" || ")
-    corrector = corrector_examples(splits, _held_out_config(k=3, shuffle_candidates=True), fmt, seed=3)
-    reranker = corrector_examples(splits, _held_out_config(k=3, shuffle_candidates=True, mode="reranker"), fmt, seed=3)
+    corrector = corrector_examples(splits, held_out_config(k=3, shuffle_candidates=True), fmt, seed=3)
+    reranker = corrector_examples(splits, held_out_config(k=3, shuffle_candidates=True, mode="reranker"), fmt, seed=3)
     assert [e["source"] for e in reranker["train"]] == [e["source"] for e in corrector["train"]]
     assert reranker["test"] == corrector["test"]
     for example in reranker["train"] + reranker["dev"]:
@@ -319,8 +294,8 @@ def test_reranker_trains_on_the_corrector_inputs_to_output_the_candidate_closest
 
 
 def test_test_candidates_are_the_candidates_the_test_inputs_show():
-    rows = _mt_rows(3)
-    config = _held_out_config(k=2)
+    rows = mt_rows(SYSTEMS, 3)
+    config = held_out_config(k=2)
     candidates = eval_candidates(rows, config)
     assert candidates == [[f"U1 out {i}", f"U2 out {i}"] for i in range(3)]
     inputs = build_eval_inputs(rows, CorrectorFormat(" || "), k=2, systems=["U1", "U2"])
@@ -328,8 +303,8 @@ def test_test_candidates_are_the_candidates_the_test_inputs_show():
 
 
 def test_k1_trains_on_one_training_system_and_tests_on_the_first_unseen_system():
-    rows = _mt_rows(10)
-    config = _held_out_config(k=1, shuffle_candidates=True)
+    rows = mt_rows(SYSTEMS, 10)
+    config = held_out_config(k=1, shuffle_candidates=True)
     ex = corrector_examples({"train": rows, "dev": rows[:2], "test": rows}, config, CorrectorFormat(" || "), seed=1)
     for e in ex["train"]:
         parts = e["source"].split(" || ")

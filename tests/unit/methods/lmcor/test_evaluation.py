@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.unit.methods.lmcor.samples import synthetic_pool
+from tests.unit.methods.lmcor.samples import mt_rows, synthetic_pool
 from toolkit.methods.lmcor import evaluation
 from toolkit.methods.lmcor.config import LMCorConfig
 from toolkit.methods.lmcor.data import load_pool
@@ -21,20 +21,6 @@ from toolkit.methods.lmcor.evaluation import (
 )
 
 SYSTEMS = ["S1", "U1", "U2"]
-
-
-def _mt_rows(n: int) -> list[dict]:
-    return [
-        {
-            "id": f"r{i}",
-            "group": f"r{i}",
-            "source": f"Quelle {i} Satz",
-            "references": [f"ref {i} a", f"ref {i} b"],
-            "candidates": [f"{system} out {i}" for system in SYSTEMS],
-            "systems": list(SYSTEMS),
-        }
-        for i in range(n)
-    ]
 
 
 def _jfleg_run(data_root):
@@ -88,7 +74,7 @@ def test_evaluate_run_best_single_system_from_dev_and_oracles_bound_it():
 
 
 def test_no_candidates_row_is_labelled_and_baselines_still_use_the_candidates():
-    rows = _mt_rows(6)
+    rows = mt_rows(SYSTEMS, 6)
     config = LMCorConfig(
         task="jsonl",
         task_type="mt",
@@ -106,7 +92,7 @@ def test_no_candidates_row_is_labelled_and_baselines_still_use_the_candidates():
 
 
 def test_reranker_row_is_a_selection_among_each_rows_candidates():
-    rows = _mt_rows(4)
+    rows = mt_rows(SYSTEMS, 4)
     config = LMCorConfig(
         task="jsonl",
         task_type="mt",
@@ -132,7 +118,7 @@ def test_reranker_row_is_a_selection_among_each_rows_candidates():
 def test_prediction_records_list_the_test_candidates_so_the_copy_rate_is_exact():
     from experiments.metrics import get_metric
 
-    rows = _mt_rows(4)
+    rows = mt_rows(SYSTEMS, 4)
     config = LMCorConfig(
         task="jsonl", task_type="mt", pool_path="x", train_systems=["S1"], test_systems=["U1", "U2"], k=2
     )
@@ -159,7 +145,7 @@ def test_dev_curve_is_every_evaluation_of_the_log_history():
 
 
 def test_learning_curve_scores_the_test_rows_at_its_steps_only(monkeypatch):
-    rows = _mt_rows(4)
+    rows = mt_rows(SYSTEMS, 4)
     calls = []
 
     def fake_generate(model, tokenizer, inputs, **kwargs):

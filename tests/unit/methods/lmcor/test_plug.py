@@ -2,41 +2,15 @@
 
 from __future__ import annotations
 
-from toolkit.methods.lmcor.config import LMCorConfig
+from tests.unit.methods.lmcor.samples import held_out_config, mt_rows
 from toolkit.methods.lmcor.evaluation import CORRECTOR
 from toolkit.methods.lmcor.plug import evaluate_saved_corrector, with_test_systems
 
 SYSTEMS = ["S1", "S2", "S3", "U1", "U2"]
 
 
-def _mt_rows(n: int) -> list[dict]:
-    return [
-        {
-            "id": f"r{i}",
-            "group": f"r{i}",
-            "source": f"Quelle {i} Satz",
-            "references": [f"ref {i} a", f"ref {i} b"],
-            "candidates": [f"{system} out {i}" for system in SYSTEMS],
-            "systems": list(SYSTEMS),
-        }
-        for i in range(n)
-    ]
-
-
-def _held_out_config(**kwargs) -> LMCorConfig:
-    return LMCorConfig(
-        task="jsonl",
-        task_type="mt",
-        pool_path="x",
-        train_systems=["S1", "S2", "S3"],
-        test_systems=["U1", "U2"],
-        separator=" || ",
-        **kwargs,
-    )
-
-
 def test_with_test_systems_swaps_sides_without_overlap():
-    config = _held_out_config(k=2)
+    config = held_out_config(k=2)
     seen = with_test_systems(config, ["S1", "S2"])
     assert seen.test_systems == ["S1", "S2"] and seen.train_systems == ["S3", "U1", "U2"]
     assert with_test_systems(config, []).test_systems == [] and with_test_systems(config, []).train_systems == []
@@ -44,10 +18,10 @@ def test_with_test_systems_swaps_sides_without_overlap():
 
 
 def test_saved_corrector_reads_other_systems(tiny_llama_dir):
-    rows = _mt_rows(6)
+    rows = mt_rows(SYSTEMS, 6)
     res = evaluate_saved_corrector(
         tiny_llama_dir,
-        _held_out_config(k=2),
+        held_out_config(k=2),
         rows,
         base_model=str(tiny_llama_dir),
         max_source_len=64,
