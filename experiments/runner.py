@@ -135,7 +135,7 @@ class Runner:
     # ---- arguments ----
     def chosen_values(self, spec: RunSpec) -> dict[str, Any] | None:
         """The dev choices this run needs, or ``None`` while a run they (or its ``{run_dir:..}``) need is unfinished."""
-        for name in runs_needed(spec):
+        for name in runs_needed(spec):  # their output directories are read: a committed copy will not do
             needed = self.plan.run(name)
             if not (self.run_dir(name, needed.seeds[0]) / needed.done_file).is_file():
                 return None
@@ -151,13 +151,13 @@ class Runner:
         """The x the choice's rule picks from its run's dev series (first seed), or ``None`` before that run ends."""
         choice = self.plan.choices[name]
         source = self.plan.run(choice.run)
-        metrics_path = self.run_dir(source.name, source.seeds[0]) / "metrics.json"
-        if not metrics_path.is_file():
+        series: Any = self.metrics(source.name, source.seeds[0])
+        if series is None:
             return None
-        series: Any = json.loads(metrics_path.read_text(encoding="utf-8"))
+        where = f"{choice.run}/seed{source.seeds[0]} metrics.json"
         for key in choice.series.split("."):
             if not isinstance(series, dict) or key not in series:
-                raise PlanError(f"{self.plan.path}: choice {name!r}: {metrics_path} has no {choice.series!r}")
+                raise PlanError(f"{self.plan.path}: choice {name!r}: {where} has no {choice.series!r}")
             series = series[key]
         points = [(p[choice.x], p[choice.y]) for p in series if choice.x in p and choice.y in p]
         if not points:
@@ -176,12 +176,36 @@ class Runner:
 
     # ---- state ----
     def is_finished(self, spec: RunSpec, seed: int, argv: list[str]) -> bool:
-        """``metrics.json`` exists and the recorded arguments are today's (a changed run is not finished)."""
-        out = self.run_dir(spec.name, seed)
-        record = out / RECORD
-        if not (out / spec.done_file).is_file() or not record.is_file():
-            return False
-        return json.loads(record.read_text(encoding="utf-8")).get("argv") == argv
+        """The run's record holds today's arguments (a changed run is not finished).
+
+        The record is the run directory's (``metrics.json`` written, ``experiment.json`` beside it) or, where that
+        directory is gone (a fresh clone, a wiped ``runs/``), the committed copy under ``results/``: a finished run
+        is never trained again just because its working directory was deleted.
+        """
+        record = self.record(spec.name, seed, done_file=spec.done_file)
+        return record is not None and record.get("argv") == argv
+
+    def record(self, run: str, seed: int, done_file: str = "metrics.json") -> dict | None:
+        """A finished run's ``experiment.json``: from its run directory, else from its committed copy."""
+        out = self.run_dir(run, seed)
+        if (out / done_file).is_file() and (out / RECORD).is_file():
+            return json.loads((out / RECORD).read_text(encoding="utf-8"))
+        if out.exists():  # an unfinished or killed run: its directory, not an older copy, says where it stands
+            return None
+        return self.committed_copy(run, seed).get("experiment")
+
+    def metrics(self, run: str, seed: int) -> dict | None:
+        """A finished run's recipe ``metrics.json``: from its run directory, else from its committed copy."""
+        path = self.run_dir(run, seed) / "metrics.json"
+        if path.is_file():
+            return json.loads(path.read_text(encoding="utf-8"))
+        if self.run_dir(run, seed).exists():
+            return None
+        return self.committed_copy(run, seed).get("metrics")
+
+    def committed_copy(self, run: str, seed: int) -> dict:
+        path = self.record_copy(run, seed)
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
     # ---- running ----
     def execute(self, spec: RunSpec, seed: int, argv: list[str], commit: PlanCommit) -> None:
@@ -280,10 +304,11 @@ class Runner:
             if self.is_finished(spec, seed, argv):
                 logger.info("%s: finished, skipped", label)
                 outcome.skipped.append(label)
-                if not self.predictions_copy(spec.name, seed).is_file():
-                    self.copy_predictions(spec.name, seed)
-                if not self.record_copy(spec.name, seed).is_file():
-                    self.copy_record(spec.name, seed)
+                if self.run_dir(spec.name, seed).exists():  # else the committed copies are all there is
+                    if not self.predictions_copy(spec.name, seed).is_file():
+                        self.copy_predictions(spec.name, seed)
+                    if not self.record_copy(spec.name, seed).is_file():
+                        self.copy_record(spec.name, seed)
                 continue
             if dry_run:
                 logger.info("%s: would run python -m %s %s", label, recipe_module(spec.recipe), " ".join(argv))
@@ -303,9 +328,9 @@ class Runner:
         found = {}
         for spec in self.plan.runs:
             for seed in spec.seeds:
-                path = self.run_dir(spec.name, seed) / RECORD
-                if path.is_file():
-                    found[(spec.name, seed)] = json.loads(path.read_text(encoding="utf-8"))
+                record = self.record(spec.name, seed, done_file=spec.done_file)
+                if record is not None:
+                    found[(spec.name, seed)] = record
         return found
 
 

@@ -70,11 +70,10 @@ def render_tables(runner: Any, commit: Any) -> dict[str, Path]:
         runs = sorted({row["run"] for row in table.get("rows", [])})
         body["cpu_minutes"] = cpu_minutes(records, runs)
         # a plan revision may add runs: the table names every plan commit its runs were made under
-        body["run_plan_commits"] = sorted(
-            {r.get("plan_commit") or "uncommitted" for (run, _), r in records.items() if run in runs}
-        )
+        body["run_plan_commits"] = run_plan_commits(records, runs)
         written[table["name"]] = write_table(runner.results_dir, table, header, body)
     budget = budget_table(plan, records)
+    budget["run_plan_commits"] = run_plan_commits(records, [spec.name for spec in plan.runs])
     written[f"{plan.name}_budget"] = write_table(
         runner.results_dir, {"name": f"{plan.name}_budget", "title": f"{plan.name}: compute"}, header, budget
     )
@@ -216,8 +215,7 @@ def lookup(record: Any, path: str) -> Any:
 
 
 def read_metrics(runner: Any, run: str, seed: int) -> dict | None:
-    path = runner.run_dir(run, seed) / "metrics.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return runner.metrics(run, seed)
 
 
 def series_table(runner: Any, table: dict) -> dict:
@@ -268,6 +266,10 @@ def plot_series(rows: list[dict], x_key: str, y_key: str, path: Path, title: str
 # ---- compute ----
 def cpu_minutes(records: dict[tuple[str, int], dict], runs: Sequence[str]) -> float:
     return round(sum(r.get("cpu_s") or 0 for (run, _), r in records.items() if run in runs) / 60, 2)
+
+
+def run_plan_commits(records: dict[tuple[str, int], dict], runs: list[str]) -> list[str]:
+    return sorted({r.get("plan_commit") or "uncommitted" for (run, _), r in records.items() if run in runs})
 
 
 def budget_table(plan: Any, records: dict[tuple[str, int], dict]) -> dict:

@@ -193,6 +193,29 @@ def test_table_has_intervals_verdicts_plan_commit_and_prediction_copies(repo, tm
     assert (results / "fake_curve.png").is_file()
     budget = json.loads((results / "fake_plan_budget.json").read_text())
     assert {row["status"] for row in budget["rows"]} == {"done", "pending"}
+    assert budget["run_plan_commits"] == [table["plan_commit"]]
+
+
+def test_committed_copies_stand_in_for_a_deleted_runs_directory(repo, tmp_path, counted):
+    import shutil
+
+    path = _write(repo, _plan())
+    _runner(path, tmp_path).run()
+    results = tmp_path / "results" / FAKE
+    before = json.loads((results / "fake_table.json").read_text())
+    curve_before = json.loads((results / "fake_curve.json").read_text())
+    shutil.rmtree(tmp_path / "runs")  # a fresh clone: only what was committed under results/
+    counted.clear()
+    outcome = _runner(path, tmp_path).run()
+    assert counted == [] and len(outcome.skipped) == 7  # nothing retrained; the dev choice read from the copy
+    after = json.loads((results / "fake_table.json").read_text())
+    assert after["rows"] == before["rows"] and after["comparisons"] == before["comparisons"]
+    assert json.loads((results / "fake_curve.json").read_text())["rows"] == curve_before["rows"]
+
+    # a run directory that exists but is unfinished wins over its older copy: that run is redone
+    (tmp_path / "runs/fake_plan/weak/seed1").mkdir(parents=True)
+    outcome = _runner(path, tmp_path).run()
+    assert [Path(p).relative_to(tmp_path / "runs").as_posix() for p in counted] == ["fake_plan/weak/seed1"]
 
 
 def test_uncommitted_or_changed_plan_is_refused(repo, tmp_path, counted):
