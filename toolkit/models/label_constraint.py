@@ -1,6 +1,6 @@
 """Constrained decoding over a label set: the answer's label field can only be one of the training labels.
 
-Listing every label in the prompt stops scaling at 20+ labels (SLURP's 71 intents cost more prompt tokens than the
+Listing every label in the prompt stops scaling at 20+ labels (SLURP's 59 intents cost more prompt tokens than the
 utterance), so the label set is given at decoding time instead: a token trie over the label strings *in the answer
 format* (``"intent: <label> | slots:"``, ``"topic: <label><eos>"``) drives transformers' ``prefix_allowed_tokens_fn``.
 While the generated tokens are inside the trie only its children are allowed; once the path (label plus the format's

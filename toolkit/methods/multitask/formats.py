@@ -171,7 +171,7 @@ def build_prompt(task: str, row: Mapping[str, Any], labels: Sequence[str] | None
         task: One of :data:`TASK_TYPES`.
         row: ``{"text"}`` for ``topic``; ``{"tokens"}`` (or ``{"text"}``) for the intent / slot tasks.
         labels: Label set (topic labels or intents); listed in the prompt when there are at most ``max_listed`` of
-            them (71 SLURP intents would cost more prompt tokens than the utterance itself: larger label sets are
+            them (59 SLURP intents would cost more prompt tokens than the utterance itself: larger label sets are
             given at decoding time instead, see :mod:`toolkit.models.label_constraint`).
     """
     _check_task(task)
