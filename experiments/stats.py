@@ -180,3 +180,27 @@ def percentile_interval(values: Sequence[float], confidence: float = 0.95) -> tu
 def verdict(difference: Difference, threshold: float = 0.0) -> str:
     """ "met" when the whole interval lies above ``threshold`` (e.g. 0: better; -2: within 2 points), else "not shown"."""
     return MET if difference.low > threshold else NOT_SHOWN
+
+
+def unpaired_proportion_difference(
+    system: float, baseline: float, rows: int, *, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """``system - baseline`` of two accuracies on the same ``rows`` rows, with a normal interval treating them as
+    independent samples.
+
+    Only for tables whose per-row predictions were not kept: without the pairing, the interval cannot use the
+    rows both systems got right or wrong together. Errors of two classifiers on the same rows are usually positively
+    correlated, which makes the paired interval narrower; this one is then conservative.
+
+    Returns:
+        ``(difference, low, high)`` in the accuracies' own unit.
+    """
+    if rows <= 0:
+        raise ValueError(f"rows must be positive, got {rows}")
+    for value in (system, baseline):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"accuracies are shares in [0, 1], got {value}")
+    difference = system - baseline
+    spread = math.sqrt((system * (1 - system) + baseline * (1 - baseline)) / rows)
+    half = scipy_stats.norm.ppf(0.5 + confidence / 2) * spread
+    return difference, difference - half, difference + half

@@ -92,3 +92,12 @@ def test_decomposed_metric_gives_the_same_bootstrap_as_rescoring():
     assert (fast.estimate, fast.low, fast.high, fast.p_value) == pytest.approx(
         (slow.estimate, slow.low, slow.high, slow.p_value)
     )
+
+
+def test_unpaired_proportion_difference_matches_the_normal_formula_and_refuses_non_shares():
+    difference, low, high = stats.unpaired_proportion_difference(0.8, 0.7, 1000)
+    half = 1.959964 * ((0.8 * 0.2 + 0.7 * 0.3) / 1000) ** 0.5
+    assert difference == pytest.approx(0.1) and low == pytest.approx(0.1 - half) and high == pytest.approx(0.1 + half)
+    assert stats.unpaired_proportion_difference(0.8, 0.7, 100)[1] < low  # fewer rows: a wider interval
+    with pytest.raises(ValueError, match="shares"):
+        stats.unpaired_proportion_difference(81.4, 86.0, 1000)
