@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from recipes import llmembed
 from toolkit.methods.llmembed import embeddings
 from toolkit.methods.llmembed.comparison import QUALITY_COLUMNS
-from toolkit.methods.llmembed.config import LLMEmbedConfig
+from toolkit.methods.llmembed.config import VARIANTS, LLMEmbedConfig
 from toolkit.methods.llmembed.head import load_head
 from toolkit.run import ARTIFACTS
 from toolkit.tasks import classification
@@ -66,8 +66,8 @@ def test_recipe_end_to_end_cache_and_push(toy_data, tiny_llama_dir, tiny_bert_di
     push = ["--push_to_hub", "true", "--hub_model_id", "fake-user/llmembed-head", "--hub_token", fake_hub.token]
     metrics = _run(_args(toy_data, out, cache, tiny_llama_dir, tiny_bert_dir, *push))
 
-    methods = {"llmembed", "llm_only", "last_layer_only", "encoder_only", "llmembed_last_token", "finetuned_encoder"}
-    methods |= {"few_shot_prompt"}
+    # No --variants: every variant runs (the fused model, its ablations, the official head), then the baselines.
+    methods = {*VARIANTS, "finetuned_encoder", "few_shot_prompt"}
     # Every row of a table is scored on the same test rows: the prompt covered the first 6 of 20 rows, so it is
     # not in the all-rows table, and a second table scores every method on those 6 rows.
     assert {len({r["n_test"] for r in table}) for table in metrics["tables"].values()} == {1}

@@ -12,6 +12,7 @@ from tests.recipes import test_llmembed as llmembed_t
 from tests.recipes import test_lmcor as lmcor_t
 from tests.recipes import test_step_by_step as sbs_t
 from tests.recipes.test_llmembed import toy_data  # noqa: F401 - the fixture
+from toolkit.methods.llmembed.config import VARIANTS
 
 pytest.importorskip("tensorboard")
 
@@ -90,7 +91,7 @@ def test_llmembed_head_curves_per_variant(toy_data, tiny_llama_dir, tiny_bert_di
     argv += ["--epochs", "5", "--patience", "5", "--run_few_shot", "false", "--report_to", "tensorboard"]
     metrics = recipe.main(*recipe.make_parser().parse_args_and_config(argv))
 
-    variants = ("llmembed", "llm_only", "last_layer_only", "encoder_only", "llmembed_last_token")
+    variants = VARIANTS  # no --variants: every one runs
     assert {d.name for d in (out / "runs").iterdir()} == set(variants)
     for variant in variants:
         scalars = {tag: steps for tag, steps in _scalars(out / "runs" / variant).items() if "final/" not in tag}

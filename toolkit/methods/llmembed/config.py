@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 POOLING_CHOICES = ("mean", "last")
-VARIANTS = ("llmembed", "llm_only", "last_layer_only", "encoder_only", "llmembed_last_token")
+VARIANTS = (
+    "llmembed",
+    "llm_only",
+    "last_layer_only",
+    "encoder_only",
+    "llmembed_last_token",
+    "llmembed_official_head",
+)
 #: The feature sources (keys of ``toolkit.methods.llmembed.head.select_views``'s ``features``) each variant reads.
 VARIANT_SOURCES = {
     "llmembed": ("llm", "encoder"),
@@ -18,6 +25,7 @@ VARIANT_SOURCES = {
     "last_layer_only": ("llm",),
     "encoder_only": ("encoder",),
     "llmembed_last_token": ("llm_last", "encoder"),
+    "llmembed_official_head": ("llm", "encoder"),  # the fused views through the official code's head
 }
 
 

@@ -13,6 +13,10 @@ Two things the reference implementation got wrong are done right here:
   :func:`last_token_pool` finds the last real token for either padding side.
 * **Logits into the loss.** The reference applied ``softmax`` before ``CrossEntropyLoss`` (which applies
   log-softmax itself), squashing gradients. :class:`LLMEmbedHead` returns logits.
+
+The reference's head itself, that bug included, is kept as an ablation: :class:`OfficialLLMEmbedHead` (variant
+``llmembed_official_head``), trained by the same loop on the same views, so that row differs from ``llmembed`` in
+the head alone.
 """
 
 from __future__ import annotations
@@ -35,6 +39,11 @@ from toolkit.meter import Meter
 from toolkit.methods.llmembed.config import POOLING_CHOICES, VARIANTS, LLMEmbedConfig
 
 logger = logging.getLogger(__name__)
+
+#: Variants whose head is :class:`OfficialLLMEmbedHead`; every other variant uses :class:`LLMEmbedHead`.
+OFFICIAL_HEAD_VARIANTS = ("llmembed_official_head",)
+#: The official head's dropout, hard-coded there in the projections and the MLP alike.
+OFFICIAL_DROPOUT = 0.5
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -114,8 +123,8 @@ def select_views(features: dict, variant: str) -> tuple[list, list[int]]:
         features: ``{"llm": [N, L, H], "encoder": [N, 1, H'], "llm_last": [N, L, H]}`` (any may be missing;
             ``llm_last`` = last-token pooled LLM states).
         variant: ``llmembed`` (every LLM layer + encoder, mean over LLM layers), ``llm_only``,
-            ``last_layer_only`` (last entry of the LLM layer list), ``encoder_only`` or ``llmembed_last_token``
-            (``llmembed`` on ``llm_last``).
+            ``last_layer_only`` (last entry of the LLM layer list), ``encoder_only``, ``llmembed_last_token``
+            (``llmembed`` on ``llm_last``) or ``llmembed_official_head`` (``llmembed``'s views; only the head differs).
 
     Returns:
         ``(views, mean_group)``: the view tensors and the indices of the views averaged into the "layer mean".
@@ -123,29 +132,35 @@ def select_views(features: dict, variant: str) -> tuple[list, list[int]]:
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     llm, enc = features.get("llm"), features.get("encoder")
+    kind = variant  # the view layout; errors name the variant asked for
     if variant == "llmembed_last_token":  # the fused model on last-token instead of mean-pooled LLM states
-        llm, variant = features.get("llm_last"), "llmembed"
-    need_llm = variant != "encoder_only"
-    need_enc = variant in ("llmembed", "encoder_only")
-    if need_llm and llm is None:
+        llm, kind = features.get("llm_last"), "llmembed"
+    elif variant in OFFICIAL_HEAD_VARIANTS:  # the fused views; only the head differs
+        kind = "llmembed"
+    if kind != "encoder_only" and llm is None:
         raise ValueError(f"variant {variant!r} needs LLM features")
-    if need_enc and enc is None:
+    if kind in ("llmembed", "encoder_only") and enc is None:
         raise ValueError(f"variant {variant!r} needs encoder features")
-    if variant == "last_layer_only":
+    if kind == "last_layer_only":
         return [llm[:, -1]], [0]
-    if variant == "encoder_only":
+    if kind == "encoder_only":
         views = [enc[:, j] for j in range(enc.shape[1])]
         return views, list(range(len(views)))
     views = [llm[:, j] for j in range(llm.shape[1])]
     mean_group = list(range(len(views)))
-    if variant == "llmembed":
+    if kind == "llmembed":
         views += [enc[:, j] for j in range(enc.shape[1])]
     return views, mean_group
 
 
 @dataclass
 class HeadConfig:
-    """Shape of an :class:`LLMEmbedHead`; saved next to its weights."""
+    """Shape of a fusion head; saved next to its weights.
+
+    ``style`` picks the head (:func:`build_head`): ``toolkit`` (:class:`LLMEmbedHead`) or ``official``
+    (:class:`OfficialLLMEmbedHead`). It defaults to ``toolkit`` so a ``head_config.json`` saved before the field
+    existed still loads as the head it was.
+    """
 
     view_dims: list[int]
     mean_group: list[int]
@@ -155,6 +170,26 @@ class HeadConfig:
     sigma: float = 1.0
     dropout: float = 0.2
     label_names: list[str] | None = None
+    style: str = "toolkit"
+
+
+def _check_views(config: HeadConfig) -> None:
+    """Refuse a head without views, or whose mean group is empty or mixes widths (the views cannot be averaged)."""
+    dims = config.view_dims
+    if not dims:
+        raise ValueError("at least one view is needed")
+    if not config.mean_group or len({dims[i] for i in config.mean_group}) != 1:
+        raise ValueError(f"mean_group {config.mean_group} must name views of one dim (view dims {dims})")
+
+
+def _mlp(in_dim: int, config: HeadConfig) -> nn.Sequential:
+    """``hidden_dims`` blocks of Linear + ReLU + Dropout, then a Linear to ``num_labels``."""
+    layers: list[nn.Module] = []
+    for hidden in config.hidden_dims:
+        layers += [nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(config.dropout)]
+        in_dim = hidden
+    layers.append(nn.Linear(in_dim, config.num_labels))
+    return nn.Sequential(*layers)
 
 
 class LLMEmbedHead(nn.Module):
@@ -173,12 +208,9 @@ class LLMEmbedHead(nn.Module):
 
     def __init__(self, config: HeadConfig):
         super().__init__()
+        _check_views(config)
         self.config = config
         dims = config.view_dims
-        if not dims:
-            raise ValueError("at least one view is needed")
-        if not config.mean_group or len({dims[i] for i in config.mean_group}) != 1:
-            raise ValueError(f"mean_group {config.mean_group} must name views of one dim (view dims {dims})")
         for index, dim in enumerate(dims):
             self.register_buffer(f"mu_{index}", torch.zeros(dim))
             self.register_buffer(f"sd_{index}", torch.ones(dim))
@@ -187,13 +219,7 @@ class LLMEmbedHead(nn.Module):
         )
         n_views = len(dims)
         self.register_buffer("triu", torch.triu_indices(n_views, n_views), persistent=False)
-        in_dim = n_views * (n_views + 1) // 2 + dims[config.mean_group[0]]
-        layers: list[nn.Module] = []
-        for hidden in config.hidden_dims:
-            layers += [nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(config.dropout)]
-            in_dim = hidden
-        layers.append(nn.Linear(in_dim, config.num_labels))
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = _mlp(n_views * (n_views + 1) // 2 + dims[config.mean_group[0]], config)
 
     @torch.no_grad()
     def fit_standardizer(self, views) -> None:
@@ -211,8 +237,73 @@ class LLMEmbedHead(nn.Module):
         return self.mlp(torch.cat([co, mean], dim=-1))
 
 
+class OfficialLLMEmbedHead(nn.Module):
+    """The official code's head (``DownstreamModel``), its softmax bug included, on any backbones: an ablation.
+
+    * The ``mean_group`` views (the LLM layers) are projected to ``proj_dim`` (Linear + ReLU + Dropout); the other
+      views (the encoders) enter raw, so they must be ``proj_dim`` wide. The official code projects Llama-2's
+      4096-d layers to the 1024 of BERT-large / RoBERTa-large; :func:`fit_variant` projects to the encoder's width.
+    * No standardization: every view enters as extracted.
+    * The full ``V×V`` gram matrix of the stacked views (both triangles, unscaled) → ``2·sigmoid(σx) − 1``.
+    * Concatenated with the raw mean of the ``mean_group`` views → MLP ``hidden_dims`` → **softmax**. The
+      probabilities go into :func:`train_head`'s cross-entropy, which applies log-softmax again: the official
+      softmax-then-``CrossEntropyLoss`` bug, kept so that the row is the official head.
+
+    Only the head is official: it trains in :func:`train_head` like every variant (AdamW, early stopping on
+    validation, ``epochs``), not with the official Adam 1e-4, batch 1024 and fixed epochs, so the row differs from
+    ``llmembed`` in the head alone.
+    """
+
+    def __init__(self, config: HeadConfig):
+        super().__init__()
+        _check_views(config)
+        raw = [dim for index, dim in enumerate(config.view_dims) if index not in config.mean_group]
+        if not raw:
+            raise ValueError("the official head needs an encoder view: a view outside mean_group, entered raw")
+        if set(raw) != {config.proj_dim}:
+            raise ValueError(f"the raw (encoder) views {raw} must be proj_dim={config.proj_dim} wide to join the gram")
+        self.config = config
+        width = config.view_dims[config.mean_group[0]]
+        self.proj = nn.ModuleList(
+            nn.Sequential(nn.Linear(width, config.proj_dim), nn.ReLU(), nn.Dropout(config.dropout))
+            for _ in config.mean_group
+        )
+        self.mlp = _mlp(len(config.view_dims) ** 2 + width, config)
+
+    def fit_standardizer(self, views) -> None:
+        """Nothing to fit: the official head reads the views raw (:func:`train_head` calls this on every head)."""
+
+    def forward(self, views):
+        stacked = list(views)
+        for projection, index in zip(self.proj, self.config.mean_group):
+            stacked[index] = projection(views[index])
+        stacked = torch.stack(stacked, dim=1)  # [B, V, P]
+        gram = (stacked @ stacked.transpose(1, 2)).flatten(1)  # [B, V*V]: both triangles, unscaled
+        co = 2 * torch.sigmoid(self.config.sigma * gram) - 1
+        mean = torch.stack([views[i] for i in self.config.mean_group], dim=0).mean(0)
+        return torch.softmax(self.mlp(torch.cat([co, mean], dim=-1)), dim=-1)
+
+
+#: The head class of each ``HeadConfig.style``.
+HEADS = {"toolkit": LLMEmbedHead, "official": OfficialLLMEmbedHead}
+
+
+def build_head(config: HeadConfig) -> nn.Module:
+    """The head ``config.style`` names (see :data:`HEADS`).
+
+    Raises:
+        ValueError: unknown style.
+    """
+    if config.style not in HEADS:
+        raise ValueError(f"head style must be one of {tuple(HEADS)}, got {config.style!r}")
+    return HEADS[config.style](config)
+
+
 def predict_logits(head, views, batch_size: int = 512):
-    """Logits [N, C] for views (eval mode, no grad)."""
+    """The head's outputs [N, C] for views (eval mode, no grad): logits, or the official head's probabilities.
+
+    Either way their argmax is the predicted label.
+    """
     head.eval()
     logits = []
     with torch.inference_mode():
@@ -235,7 +326,9 @@ def train_head(
     patience: int = 10,
     seed: int = 42,
 ) -> dict[str, Any]:
-    """Train the head with AdamW + cross-entropy on logits; early-stop on validation accuracy (ties: val loss).
+    """Train the head with AdamW + cross-entropy on its outputs; early-stop on validation accuracy (ties: val loss).
+
+    The outputs are logits, except :class:`OfficialLLMEmbedHead`'s probabilities (the official bug, kept there).
 
     The best epoch's weights are restored at the end. Shuffling uses a seeded generator, so a run is
     reproducible given the seed (CPU).
@@ -301,9 +394,40 @@ def load_head(folder: str | os.PathLike):
     """Inverse of :func:`save_head`."""
     folder = Path(folder)
     payload = json.loads((folder / "head_config.json").read_text(encoding="utf-8"))
-    head = LLMEmbedHead(HeadConfig(**payload["head"]))
+    head = build_head(HeadConfig(**payload["head"]))
     head.load_state_dict(load_file(str(folder / "model.safetensors")))
     return head.eval()
+
+
+def variant_head_config(
+    variant: str, view_dims: list[int], mean_group: list[int], label_names, config: LLMEmbedConfig
+) -> HeadConfig:
+    """The :class:`HeadConfig` of ``variant``'s head on views of ``view_dims`` (``mean_group``: the LLM layers).
+
+    Most variants take the config's ``proj_dim`` and ``dropout``. The official head (:data:`OFFICIAL_HEAD_VARIANTS`)
+    projects the LLM layers to the encoder's width, as the official code projects Llama-2's to BERT-large's, and
+    uses the official dropout :data:`OFFICIAL_DROPOUT`; ``hidden_dims`` and ``sigma`` are the config's for both.
+
+    Raises:
+        ValueError: the official head without an encoder view.
+    """
+    style, proj_dim, dropout = "toolkit", config.proj_dim, config.dropout
+    if variant in OFFICIAL_HEAD_VARIANTS:
+        encoder_dims = [dim for index, dim in enumerate(view_dims) if index not in mean_group]
+        if not encoder_dims:
+            raise ValueError(f"variant {variant!r} needs an encoder view: its LLM layers are projected to its width")
+        style, proj_dim, dropout = "official", encoder_dims[0], OFFICIAL_DROPOUT
+    return HeadConfig(
+        view_dims=list(view_dims),
+        mean_group=list(mean_group),
+        num_labels=len(label_names),
+        proj_dim=proj_dim,
+        hidden_dims=list(config.hidden_dims),
+        sigma=config.sigma,
+        dropout=dropout,
+        label_names=list(label_names),
+        style=style,
+    )
 
 
 def fit_variant(
@@ -317,8 +441,9 @@ def fit_variant(
         train_labels: Label ids of the training rows.
         val_labels: Label ids of the validation rows (early stopping).
         label_names: Label names (saved in the head's config).
-        config: The head's shape (``proj_dim``, ``hidden_dims``, ``sigma``, ``dropout``) and training (``epochs``,
-            ``learning_rate``, ``weight_decay``, ``batch_size``, ``patience``).
+        config: The head's shape (``proj_dim``, ``hidden_dims``, ``sigma``, ``dropout``; see
+            :func:`variant_head_config` for the official head) and training (``epochs``, ``learning_rate``,
+            ``weight_decay``, ``batch_size``, ``patience``), the same for every variant.
         seed: Seeds the head's init, dropout and shuffling.
 
     Returns:
@@ -326,18 +451,9 @@ def fit_variant(
         the costs are the head's own (feature extraction not included).
     """
     (train_views, mean_group), (val_views, _), (test_views, _) = [select_views(f, variant) for f in features]
-    head_config = HeadConfig(
-        view_dims=[view.shape[1] for view in train_views],
-        mean_group=mean_group,
-        num_labels=len(label_names),
-        proj_dim=config.proj_dim,
-        hidden_dims=list(config.hidden_dims),
-        sigma=config.sigma,
-        dropout=config.dropout,
-        label_names=list(label_names),
-    )
+    view_dims = [view.shape[1] for view in train_views]
     torch.manual_seed(seed)
-    head = LLMEmbedHead(head_config)
+    head = build_head(variant_head_config(variant, view_dims, mean_group, label_names, config))
     with Meter() as train_meter:
         fit = train_head(
             head,

@@ -48,3 +48,10 @@ def test_the_callers_lists_are_copied_not_shared():
     assert config.llm_layers == [-2, -1] and config.variants == ["llm_only"] and config.hidden_dims == [8]
     config.llm_layers.append(-3)
     assert layers == [-2, -1, 0]
+
+
+def test_the_official_head_variant_reads_the_fused_views():
+    config = LLMEmbedConfig(variants=["llmembed_official_head"])
+    assert "llmembed_official_head" in VARIANTS and config.uses_encoder()
+    with pytest.raises(ValueError, match="need encoder_model"):
+        LLMEmbedConfig(variants=["llmembed_official_head"], encoder_model=None)
