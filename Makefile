@@ -41,7 +41,10 @@ RESULTS_PLANS = for plan in $(1); do $(PY) -m experiments $$plan || exit 1; done
 results-lmcor:
 	$(call RESULTS_PLANS,experiments/plans/lmcor*.yaml)
 
-# Every distilling step-by-step table (SVAMP, CQA, SVAMP data-fraction curve, a SmolLM2 teacher's rationales).
+# Every distilling step-by-step table: the exploratory first tables (SVAMP, CQA, SVAMP data-fraction curve, a SmolLM2
+# teacher's rationales; experiments/plans/step_by_step.yaml), then SVAMP pre-registered (step_by_step_svamp.yaml:
+# steps chosen on dev, standard / compute-matched standard / step-by-step x 3 seeds, all 200 test rows; 5-14
+# CPU-hours).
 results-step-by-step:
 	$(call RESULTS_PLANS,experiments/plans/step_by_step*.yaml)
 

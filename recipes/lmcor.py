@@ -37,7 +37,6 @@ from toolkit.methods.lmcor.data import (
     load_splits,
 )
 from toolkit.methods.lmcor.evaluation import (
-    dev_curve,
     evaluate_run,
     generate_sharded,
     learning_curve_callbacks,
@@ -51,7 +50,7 @@ from toolkit.run import Push, finish_run
 from toolkit.runtime import configure_threads
 from toolkit.teachers import TeacherConfig
 from toolkit.training.student_training import make_trainer, tokenize_pairs
-from toolkit.training.tracking import log_final_metrics, require_tensorboard, resume_checkpoint
+from toolkit.training.tracking import dev_curve, log_final_metrics, require_tensorboard, resume_checkpoint
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "lmcor" / "default.yaml"
 # Which predictions.jsonl columns the report shows as input, output, references and source.

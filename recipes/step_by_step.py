@@ -42,10 +42,12 @@ from toolkit.publishing import reporting
 from toolkit.publishing.export import publish_student
 from toolkit.run import Card, Push, finish_run
 from toolkit.runtime import configure_threads
-from toolkit.training.tracking import log_final_metrics, require_tensorboard, resume_checkpoint
+from toolkit.training.tracking import dev_curve, log_final_metrics, require_tensorboard, resume_checkpoint
 
 logger = logging.getLogger(__name__)
 
+# Every dev evaluation: the label-task loss (teacher-forced) and the greedy label accuracy on the dev rows.
+DEV_CURVE_METRICS = ("eval_loss", "eval_accuracy")
 
 CITATION = """@inproceedings{hsieh-etal-2023-distilling,
   title = {Distilling Step-by-Step! Outperforming Larger Language Models with Less Training Data and Smaller
@@ -161,6 +163,7 @@ def main(script_args: StepByStepArguments, training_args: TrainingArguments) -> 
         "student": student,
         "test_accuracy": test_acc,
         "dev_accuracy": dev_acc,
+        "dev_curve": dev_curve(trainer.state.log_history, DEV_CURVE_METRICS),  # a plan chooses its steps on it
         "label_prefix": config.label_task_prefix,
         "seed": training_args.seed,
         **data["report"],

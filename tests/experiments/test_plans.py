@@ -10,8 +10,12 @@ import yaml
 
 from experiments.plan import choices_used, load_plan
 from experiments.runner import Runner, recipe_module
+from recipes import step_by_step
 from toolkit.methods.lmcor.config import LMCorConfig
 from toolkit.methods.lmcor.data import eval_candidates, load_splits
+from toolkit.methods.step_by_step.config import StepByStepConfig
+from toolkit.methods.step_by_step.data import prepare_data
+from toolkit.models.loading import load_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 PLANS = sorted((REPO / "experiments" / "plans").glob("*.yaml"))
@@ -90,3 +94,51 @@ def test_the_other_pairs_data_gives_300_test_rows_with_4_unseen_candidates(pair,
     splits = load_splits(config)
     assert len(splits["test"]) >= plan.test_rows and len(splits["dev"]) >= 100
     assert all(len(candidates) == 4 for candidates in eval_candidates(splits["test"], config))
+
+
+SVAMP_PLAN = REPO / "experiments" / "plans" / "step_by_step_svamp.yaml"
+
+
+def test_the_svamp_plan_chooses_its_steps_on_the_standard_arms_dev_accuracy(monkeypatch):
+    """The choice reads the dev curve the recipe writes; both arms run the chosen steps over 3 seeds."""
+    monkeypatch.chdir(REPO)
+    plan = load_plan(SVAMP_PLAN)
+    choice = plan.choices["steps"]
+    dev_run = plan.run(choice.run)
+    assert dev_run.overrides["mode"] == "standard" and dev_run.overrides["eval_strategy"] == "steps"
+    assert choice.series == "dev_curve" and choice.y in step_by_step.DEV_CURVE_METRICS and choice.higher_is_better
+    standard, step = plan.run("standard"), plan.run("step_by_step")
+    assert (standard.overrides["mode"], step.overrides["mode"]) == ("standard", "task_prefix")
+    assert {key: value for key, value in step.overrides.items() if key != "mode"} == {"max_steps": "{choice:steps}"}
+    assert standard.seeds == step.seeds and len(step.seeds) >= 3
+    assert plan.run("standard_compute_matched").pending  # its steps come from the step-matched runs' tokens
+    assert plan.overrides["max_test_samples"] == "None" and plan.overrides["label_source"] == "gt"
+
+
+def _svamp_plan_config(plan, data_root: Path, mode: str) -> StepByStepConfig:
+    """The plan's step-by-step config for ``mode``: the base YAML, the plan's overrides, ``"None"`` as no cap."""
+    values = {**yaml.safe_load((REPO / plan.config).read_text()), **plan.overrides, "mode": mode}
+    fields = {field.name for field in dataclasses.fields(StepByStepConfig)}
+    values = {key: None if value == "None" else value for key, value in values.items() if key in fields}
+    return StepByStepConfig(**values, data_dir=str(data_root))
+
+
+@pytest.mark.slow
+def test_the_svamp_plan_tests_every_row_and_cuts_at_most_1pct_of_rationales(data_root, monkeypatch):
+    """All of the PaLM test split; the length caps cut <= 1% of rationales, no gold label, no test gold's answer."""
+    monkeypatch.chdir(REPO)
+    plan = load_plan(SVAMP_PLAN)
+    student = yaml.safe_load((REPO / plan.config).read_text())["model_name_or_path"]  # local:smollm2-135m
+    tokenizer = load_tokenizer(student, padding_side="right")
+
+    def tokens(text: str) -> int:
+        return len(tokenizer(str(text), add_special_tokens=False)["input_ids"])
+
+    config = _svamp_plan_config(plan, data_root, "task_prefix")
+    data = prepare_data(config)
+    assert len(data["test_rows"]) == plan.test_rows == 200  # the whole PaLM SVAMP test split
+    rationales_cut = [tokens(e["rationale"]) + 1 > config.max_rationale_length for e in data["examples"]]
+    assert sum(rationales_cut) <= 0.01 * len(rationales_cut)
+    standard = prepare_data(_svamp_plan_config(plan, data_root, "standard"))["examples"]
+    assert max(tokens(e["label"]) + 1 for e in standard) <= config.max_label_length
+    assert max(tokens(row["gold"]) for row in data["test_rows"]) <= config.max_new_tokens

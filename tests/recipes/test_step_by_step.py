@@ -183,6 +183,21 @@ def test_recipe_end_to_end(arch, mode, labels, tiny_t5_dir, tiny_llama_dir, tmp_
     assert "openai:tiny-teacher@127.0.0.1" in card and "tmpl-1234" in card and "parse_rate" in card
 
 
+def test_dev_evaluations_are_written_as_the_dev_curve(tiny_llama_dir, tmp_path):
+    """Every dev evaluation (label loss, greedy accuracy on the dev rows) is a point of metrics.json's dev_curve."""
+    train, test = _write_data(tmp_path)
+    out = tmp_path / "run"
+    dev = ["--dev_path", str(tmp_path / "dev.jsonl"), "--load_best_model_at_end", "false", "--save_strategy", "no"]
+    args = _args(tiny_llama_dir, train, test, out, "--mode", "standard", "--label_source", "gt", *dev)
+    step_by_step.main(*step_by_step.make_parser().parse_args_and_config(args))
+
+    curve = json.loads((out / "metrics.json").read_text())["dev_curve"]
+    assert [point["step"] for point in curve] == [2, 4]  # eval_steps 2 of 4 steps
+    assert all(set(point) == {"step", "eval_loss", "eval_accuracy"} for point in curve)
+    assert all(point["eval_loss"] > 0 and 0.0 <= point["eval_accuracy"] <= 1.0 for point in curve)
+    assert curve[0]["eval_loss"] != curve[1]["eval_loss"]  # the dev loss moves as the student trains
+
+
 def test_test_split_rationales_are_refused(tiny_t5_dir, tmp_path):
     """Rationales generated from the test split (or rows sharing test inputs) never train the student."""
     train, test = _write_data(tmp_path)
@@ -201,6 +216,7 @@ def test_test_split_rationales_are_refused(tiny_t5_dir, tmp_path):
     metrics = step_by_step.main(*step_by_step.make_parser().parse_args_and_config(args))
     report = metrics["test_contamination"]
     assert report["allowed"] and report["train_generated_from"] == "test" and report["n_test_inputs_seen"] == 24
+    assert metrics["dev_curve"] == []  # no dev evaluation during training: an empty curve
 
 
 def test_official_file_flags_override_a_config():

@@ -8,7 +8,8 @@ Trainer does not run (the LLMEmbed head) write the same layout with :func:`write
 
 At the end of a run :func:`log_final_metrics` sends the final results tables (``final/<table>/<metric>``) to every
 ``report_to`` backend: through the Trainer's callback handler (TensorBoard, wandb, trackio... each integration's own
-``on_log``), or for a loop of our own into its TensorBoard folder.
+``on_log``), or for a loop of our own into its TensorBoard folder. :func:`dev_curve` reads the dev evaluations of a
+Trainer's log history into the ``dev_curve`` series a plan chooses its step count on.
 
 ``tensorboard`` is an optional dependency: ``pip install "distill-toolkit[tensorboard]"``.
 """
@@ -20,6 +21,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -170,6 +172,29 @@ def log_final_metrics(
             writer.close()
     logger.info("Logged %d final metrics to the trackers", len(flat))
     return flat
+
+
+def dev_curve(
+    log_history: Sequence[Mapping[str, Any]], metrics: Sequence[str] = ("eval_loss",)
+) -> list[dict[str, Any]]:
+    """The dev curve of a trainer's ``state.log_history``: ``[{"step", <metric>...}, ...]``, one point per evaluation.
+
+    A plan chooses a step count on this series (``choices:`` in ``experiments/plans/``), so every recipe that
+    evaluates on dev during training writes it to ``metrics.json`` as ``dev_curve``.
+
+    Args:
+        log_history: ``trainer.state.log_history``; its evaluation entries carry the ``eval_*`` metrics.
+        metrics: The metrics every point holds (e.g. ``("eval_loss", "eval_accuracy")``); an entry lacking any of
+            them is not an evaluation of this curve and is left out.
+
+    Returns:
+        The points in log order, ``step`` an int and every metric a float.
+    """
+    return [
+        {"step": int(entry["step"]), **{name: float(entry[name]) for name in metrics}}
+        for entry in log_history
+        if "step" in entry and all(name in entry for name in metrics)
+    ]
 
 
 def resume_checkpoint(training_args) -> str | None:

@@ -1,4 +1,5 @@
-"""toolkit.training.tracking: report_to validation, the tensorboard extra's error, head curves, --resume_from_checkpoint."""
+"""toolkit.training.tracking: report_to validation, the tensorboard extra's error, head curves, the dev curve,
+--resume_from_checkpoint."""
 
 from __future__ import annotations
 
@@ -46,6 +47,29 @@ def test_write_history_round_trip_and_rerun_replaces(tmp_path):
     points = acc.Scalars("train/loss")
     assert [p.step for p in points] == [1, 2, 3]
     assert [p.value for p in points] == pytest.approx([1.0, 0.5, 1 / 3])
+
+
+HISTORY = [
+    {"loss": 2.0, "step": 5},
+    {"eval_loss": 1.5, "eval_accuracy": 0.25, "eval_runtime": 0.1, "step": 10, "epoch": 0.5},
+    {"loss": 1.2, "step": 15},
+    {"eval_loss": 1.25, "eval_accuracy": 0.5, "step": 20, "epoch": 1.0},
+    {"train_runtime": 3.0, "step": 20},
+]
+
+
+def test_dev_curve_is_every_evaluation_of_the_log_history():
+    assert tracking.dev_curve(HISTORY) == [{"step": 10, "eval_loss": 1.5}, {"step": 20, "eval_loss": 1.25}]
+    assert tracking.dev_curve([{"loss": 1.0, "step": 1}]) == []
+
+
+def test_dev_curve_carries_every_metric_asked_for():
+    curve = tracking.dev_curve(HISTORY, ("eval_loss", "eval_accuracy"))
+    assert curve == [
+        {"step": 10, "eval_loss": 1.5, "eval_accuracy": 0.25},
+        {"step": 20, "eval_loss": 1.25, "eval_accuracy": 0.5},
+    ]
+    assert tracking.dev_curve([{"eval_loss": 1.0, "step": 3}], ("eval_loss", "eval_accuracy")) == []
 
 
 def _args(out, value):

@@ -37,7 +37,6 @@ __all__ = [
     "EvalAtSteps",
     "build_lineage",
     "corrector_scores",
-    "dev_curve",
     "evaluate_run",
     "generate_sharded",
     "learning_curve_callbacks",
@@ -92,15 +91,6 @@ def model_outputs(
     if config.mode != "reranker":
         return list(generated), None
     return map_to_candidates(generated, candidates)
-
-
-def dev_curve(log_history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The dev-loss curve ``[{"step", "eval_loss"}, ...]`` of a trainer's ``state.log_history`` (its eval entries)."""
-    return [
-        {"step": int(entry["step"]), "eval_loss": float(entry["eval_loss"])}
-        for entry in log_history
-        if "eval_loss" in entry and "step" in entry
-    ]
 
 
 def evaluate_run(

@@ -15,7 +15,6 @@ from toolkit.methods.lmcor.evaluation import (
     NO_CANDIDATES,
     RERANKER,
     corrector_scores,
-    dev_curve,
     evaluate_run,
     results_markdown,
 )
@@ -130,18 +129,6 @@ def test_prediction_records_list_the_test_candidates_so_the_copy_rate_is_exact()
     ]
     assert get_metric("copy_rate")(res["predictions"]) == pytest.approx(50.0)
     assert "generated" not in res["predictions"][0] and "reranker" not in res
-
-
-def test_dev_curve_is_every_evaluation_of_the_log_history():
-    history = [
-        {"loss": 2.0, "step": 5},
-        {"eval_loss": 1.5, "eval_runtime": 0.1, "step": 10, "epoch": 0.5},
-        {"loss": 1.2, "step": 15},
-        {"eval_loss": 1.25, "step": 20, "epoch": 1.0},
-        {"train_runtime": 3.0, "step": 20},
-    ]
-    assert dev_curve(history) == [{"step": 10, "eval_loss": 1.5}, {"step": 20, "eval_loss": 1.25}]
-    assert dev_curve([{"loss": 1.0, "step": 1}]) == []
 
 
 def test_learning_curve_scores_the_test_rows_at_its_steps_only(monkeypatch):
