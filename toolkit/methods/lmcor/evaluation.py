@@ -17,7 +17,7 @@ from toolkit.distributed import is_main_process, map_sharded
 from toolkit.methods.lmcor.config import WMT22_POOLS, LMCorConfig
 from toolkit.methods.lmcor.data import eval_candidates
 from toolkit.methods.lmcor.reranker import map_to_candidates
-from toolkit.methods.lmcor.scoring import best_single_system, score_outputs
+from toolkit.methods.lmcor.scoring import best_single_system, score_outputs, system_outputs
 from toolkit.methods.lmcor.selectors import baseline_outputs, oracle_label
 from toolkit.models.students import generate
 from toolkit.publishing.lineage import Lineage
@@ -129,8 +129,11 @@ def evaluate_run(
         extra_starts=single,
     )
     oracles = [oracle_label(metric) for metric in config.metrics]
-    # Table order: selectors, the best single system, the oracles, the model.
+    # Table order: selectors, each test system, the best single system, the oracles, the model.
     outputs = {name: out for name, out in baselines.items() if name not in oracles}
+    # every system's own output, so a comparison table can set the model against each of them, not only the one
+    # chosen on dev
+    outputs.update({f"system {name}": system_outputs(rows, name) for name in systems or []})
     outputs.update(single)
     outputs.update({name: baselines[name] for name in oracles})
     model_row = model_row_name(config)

@@ -64,6 +64,12 @@ def test_evaluate_run_best_single_system_from_dev_and_oracles_bound_it():
     single = [n for n in res["scores"] if n.startswith("best single system")]
     assert single == [f"best single system ({res['best_single_system']}, chosen on dev)"]
     assert set(res["per_system_dev"]) == {"A", "B", "C", "D"}
+    # each test system's own output is a row, and travels in every prediction record, for per-system comparisons
+    for name in "ABCD":
+        outputs = [record[f"baseline:system {name}"] for record in res["predictions"]]
+        assert outputs == [dict(zip(r["systems"], r["candidates"]))[name] for r in test]
+    best = res["best_single_system"]
+    assert res["scores"][f"system {best}"] == res["scores"][single[0]]
     for metric, label in (("bleu", "BLEU"), ("chrf", "chrF")):
         oracle = res["scores"][f"oracle selection (corpus {label} search)"][metric]
         assert oracle >= res["scores"][single[0]][metric] - 1e-9
