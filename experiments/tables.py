@@ -374,6 +374,8 @@ def comparison_rows(payload: dict) -> list[dict]:
                     "verdict": result["verdict"],
                 }
             )
+            if entry.get("threshold"):  # a claim other than "better", e.g. -2: "within 2 points"
+                rows[-1]["claim: difference above"] = entry["threshold"]
     return rows
 
 

@@ -373,8 +373,9 @@ def test_where_selects_two_systems_from_one_long_format_file(repo, tmp_path, cou
     plan["tables"][0]["comparisons"] = [
         {"system": "multi", "baseline": "single"},
         {"system": "twin_multi", "baseline": "twin_single"},
+        {"system": "single", "baseline": "multi", "threshold": -2.0},
     ]
-    _runner(_write(repo, plan), tmp_path).run()
+    outcome = _runner(_write(repo, plan), tmp_path).run()
     results = tmp_path / "results" / FAKE
     table = json.loads((results / "snips.json").read_text())
     rows = {row["label"]: row for row in table["rows"]}
@@ -385,12 +386,15 @@ def test_where_selects_two_systems_from_one_long_format_file(repo, tmp_path, cou
     }
     assert rows["multi"]["accuracy"] == pytest.approx(expected["multi"])
     assert rows["single"]["accuracy"] == pytest.approx(expected["single"])
-    better, twins = table["comparisons"]
+    better, twins, within = table["comparisons"]
     assert better["accuracy"]["difference"] == pytest.approx(expected["multi"] - expected["single"])
     assert better["accuracy"]["verdict"] == "met"
     # equal answers on every test id: paired by id (the single model's rows are written in reverse order), every
     # bootstrap resample differs by exactly 0; paired by position they would not
     assert twins["accuracy"]["ci_low"] == twins["accuracy"]["ci_high"] == twins["accuracy"]["difference"] == 0
+    assert within["threshold"] == -2.0 and within["accuracy"]["verdict"] == "not shown"
+    markdown = outcome.tables["snips"].read_text()
+    assert markdown.count("| -2.00 |") == 1 and "claim: difference above" in markdown  # which claim the verdict is on
 
 
 def test_where_naming_an_unknown_field_names_the_plan_file(repo, tmp_path, counted):
