@@ -4,7 +4,8 @@ Each metric is a :class:`CorpusMetric`: per-row sufficient statistics that add u
 from their sum. BLEU and chrF decompose this way (sacreBLEU computes them the same way: n-gram match counts summed
 over the corpus), so the bootstrap in :mod:`experiments.stats` recomputes the exact corpus score of a resample from
 one sum instead of re-scoring every sentence. The numbers equal ``sacrebleu.corpus_bleu`` / ``corpus_chrf`` with
-their defaults (tested).
+their defaults (tested). Slot F1 (span micro F1 of BIO tags) is summed span counts, as
+``toolkit.evaluation.metrics.slot_f1`` (seqeval) computes it (tested).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from sacrebleu.metrics.bleu import BLEU
 from sacrebleu.metrics.helpers import extract_all_char_ngrams, extract_all_word_ngrams
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+
+from toolkit.evaluation.metrics import slot_f1
 
 BLEU_ORDER = 4
 CHRF_ORDER = 6
@@ -145,11 +148,25 @@ def chrf_statistics(row: dict) -> list[float]:
     return best
 
 
+# ---- slot F1 (span-level micro F1, as toolkit.evaluation.metrics.slot_f1: conlleval semantics) ----
+def slot_statistics(row: dict) -> list[float]:
+    """[correct spans, predicted spans, gold spans] of the row's predicted BIO tags against ``gold_tags``."""
+    counts = slot_f1([row["prediction"]], [row["gold_tags"]])
+    return [counts["n_correct"], counts["n_pred"], counts["n_gold"]]
+
+
+def slot_f1_from_statistics(statistics: Sequence[float]) -> float:
+    """Micro F1 in percent, ``2 * correct / (predicted + gold)``: 0 when neither side has a span."""
+    correct, predicted, gold = statistics
+    return 100.0 * 2 * correct / (predicted + gold) if predicted + gold else 0.0
+
+
 METRICS: dict[str, CorpusMetric] = {
     "accuracy": CorpusMetric("accuracy", lambda row: [float(is_correct(row)), 1.0], share_in_percent),
     "copy_rate": CorpusMetric("copy_rate", lambda row: [float(is_copy(row)), 1.0], share_in_percent),
     "bleu": CorpusMetric("bleu", bleu_statistics, bleu_from_statistics),
     "chrf": CorpusMetric("chrf", chrf_statistics, chrf_from_statistics),
+    "slot_f1": CorpusMetric("slot_f1", slot_statistics, slot_f1_from_statistics),
 }
 
 

@@ -4,6 +4,10 @@ A plan names the recipe, its base config, the budget, the seeds, the test rows, 
 statistic, then the runs (name, CLI overrides, seeds) and the tables drawn from them. See ``results/PROTOCOL.md``
 and the plans in ``experiments/plans/``.
 
+A comparison table's row names a run and, optionally, the prediction field holding that system's output
+(``field:``) and the prediction rows that belong to it (``where: {field: value, ...}``): a long-format predictions
+file holds several systems (one row per model, task and test item), and ``where:`` keeps one system's rows.
+
 Overrides are ``{flag: value}``; a value may name a choice made on dev, ``"{choice:<name>}"``, which the runner
 fills in from the plan's ``choices`` once the run that makes the choice has finished.
 """
@@ -37,6 +41,7 @@ OPTIONAL = (
     "launch_args",
 )
 TABLE_KINDS = ("comparison", "series", "metrics")
+SCALAR = (str, int, float, bool)  # the values a table row's `where:` may require of a prediction field
 RUN_KEYS = ("name", "overrides", "seeds", "recipe", "config", "pending", "seed_args", "done_file", "optional")
 REQUIRED = ("name", "recipe", "config", "budget", "seeds", "test_rows", "primary_metric", "statistic", "runs")
 
@@ -223,10 +228,24 @@ def _validate_table(where: Path, table: dict, names: list[str]) -> None:
     for row in table["rows"]:
         if row.get("run") not in names:
             raise PlanError(f"{where}: table {table['name']!r} row {row.get('label')!r} names no plan run")
+        _validate_where(where, table, row)
     for entry in table.get("comparisons", []):
         for side in ("system", "baseline"):
             if entry.get(side) not in labels:
                 raise PlanError(f"{where}: table {table['name']!r} compares {entry.get(side)!r}, not a row label")
+
+
+def _validate_where(path: Path, table: dict, row: dict) -> None:
+    """A row's ``where:`` is a non-empty mapping of prediction field names to scalar values."""
+    selection = row.get("where")
+    if selection is None:
+        return
+    label = f"table {table['name']!r} row {row.get('label')!r}"
+    if not isinstance(selection, dict) or not selection:
+        raise PlanError(f"{path}: {label}: where must map prediction fields to values, got {selection!r}")
+    bad = {key: value for key, value in selection.items() if not isinstance(key, str) or not isinstance(value, SCALAR)}
+    if bad:
+        raise PlanError(f"{path}: {label}: where takes field names and single values (str, number, bool), got {bad}")
 
 
 def choices_used(spec: RunSpec) -> list[str]:

@@ -2,7 +2,8 @@
 
 Table kinds (``kind:`` of a plan table):
 
-* ``comparison`` (default): one row per (run, prediction field) with each metric's mean ± sd over seeds, then
+* ``comparison`` (default): one row per (run, prediction field, ``where:`` selection of a long-format file: the
+  prediction rows whose fields equal the given values) with each metric's mean ± sd over seeds, then
   every listed comparison ``system - baseline`` with its 95% interval, p-value and verdict ("met" / "not shown"),
   by the plan's statistic (seed-and-row bootstrap or paired test over seeds);
 * ``series``: a list of points stored in each run's metrics.json (``path``: e.g. a learning curve), mean over
@@ -28,6 +29,7 @@ import matplotlib
 
 from experiments import stats
 from experiments.metrics import get_metric
+from experiments.plan import PlanError
 
 matplotlib.use("Agg")
 from matplotlib import pyplot  # noqa: E402 - the backend is chosen before pyplot loads
@@ -105,16 +107,36 @@ def read_predictions(path: Path) -> list[dict] | None:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def system_rows(runner: Any, run: str, field: str) -> dict[int, list[dict]]:
-    """``{seed: rows}`` of a run's copied predictions, each row's ``prediction`` taken from ``field``."""
+def system_rows(runner: Any, run: str, field: str, where: dict | None = None) -> dict[int, list[dict]]:
+    """``{seed: rows}`` of a run's copied predictions that match ``where``, each row's ``prediction`` from ``field``."""
     spec = runner.plan.run(run)
     per_seed = {}
     for seed in spec.seeds:
         rows = read_predictions(runner.predictions_copy(run, seed))
         if rows is None:
             continue
+        rows = select_rows(rows, where or {}, f"{runner.plan.path}: run {run!r} seed {seed}")
         per_seed[seed] = [{**row, "prediction": row[resolve_field(row, field)]} for row in rows]
     return per_seed
+
+
+def select_rows(rows: list[dict], where: dict, context: str) -> list[dict]:
+    """The rows whose fields equal every value of ``where`` (one system's rows of a long-format file).
+
+    Raises:
+        PlanError: ``where`` names a field no row has, or keeps no row; the message starts with ``context``.
+    """
+    if not where:
+        return rows
+    unknown = sorted(key for key in where if not any(key in row for row in rows))
+    if unknown:
+        fields = sorted({key for row in rows for key in row})
+        raise PlanError(f"{context}: where names {unknown}, fields no prediction row has; fields: {fields}")
+    kept = [row for row in rows if all(key in row and row[key] == value for key, value in where.items())]
+    if not kept:
+        present = {key: sorted({str(row.get(key)) for row in rows}) for key in where}
+        raise PlanError(f"{context}: where {where} keeps no prediction row; values present: {present}")
+    return kept
 
 
 def resolve_field(row: dict, field: str) -> str:
@@ -134,6 +156,8 @@ def aligned(per_seed: dict[int, list[dict]], order: list[str]) -> dict[int, list
     result = {}
     for seed, rows in per_seed.items():
         by_id = {row_id(row, i): row for i, row in enumerate(rows)}
+        if len(by_id) < len(rows):  # e.g. a long-format file holding several systems: ids repeat
+            raise ValueError(f"seed {seed} repeats row ids: select one system's rows with `where:`")
         if set(by_id) != set(order):
             raise ValueError(f"seed {seed} was scored on other test rows than the table's first system")
         result[seed] = [by_id[key] for key in order]
@@ -155,13 +179,16 @@ def comparison_table(runner: Any, table: dict) -> dict:
         if runner.plan.run(spec["run"]).pending:
             rows.append({"label": spec["label"], "run": spec["run"], "status": "pending"})
             continue
-        per_seed = system_rows(runner, spec["run"], spec.get("field", "prediction"))
+        per_seed = system_rows(runner, spec["run"], spec.get("field", "prediction"), spec.get("where"))
         if not per_seed:
             rows.append({"label": spec["label"], "run": spec["run"], "status": "not run"})
             continue
         first = next(iter(per_seed.values()))
         order = order or [row_id(row, i) for i, row in enumerate(first)]
-        systems[spec["label"]] = aligned(per_seed, order)
+        try:
+            systems[spec["label"]] = aligned(per_seed, order)
+        except ValueError as error:
+            raise PlanError(f"{plan.path}: table {table['name']!r} row {spec['label']!r}: {error}") from error
         rows.append(summary_row(spec, systems[spec["label"]], metrics))
     ready = [e for e in table.get("comparisons", []) if e["system"] in systems and e["baseline"] in systems]
     compared = list(table.get("comparison_metrics") or [plan.primary_metric])
@@ -347,6 +374,8 @@ def comparison_rows(payload: dict) -> list[dict]:
                     "verdict": result["verdict"],
                 }
             )
+            if entry.get("threshold"):  # a claim other than "better", e.g. -2: "within 2 points"
+                rows[-1]["claim: difference above"] = entry["threshold"]
     return rows
 
 

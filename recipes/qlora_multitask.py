@@ -137,7 +137,7 @@ def main(script_args: MultitaskArguments, training_args: SFTConfig) -> dict:
         tokenizer,
         train_size=config.train_size,
         test_size=config.test_size,
-        seed=args.seed,
+        seed=config.split_seed,  # the training seed varies the mixture's draw and order, never the scored rows
         data_dir=config.data_dir,
         test_paths=config.test_path,
         dev_paths=config.dev_path,

@@ -1,4 +1,5 @@
-"""Corpus metrics: BLEU and chrF from summed per-row statistics equal sacreBLEU's corpus scores."""
+"""Corpus metrics: BLEU and chrF from summed per-row statistics equal sacreBLEU's corpus scores, slot F1 the
+toolkit's (seqeval) span F1."""
 
 from __future__ import annotations
 
@@ -60,3 +61,22 @@ def test_copy_rate_counts_outputs_equal_to_a_candidate():
 def test_unknown_metric_is_named():
     with pytest.raises(ValueError, match="unknown metric 'gleu'"):
         get_metric("gleu")
+
+
+def test_slot_f1_from_row_counts_equals_the_toolkits_corpus_slot_f1():
+    from toolkit.evaluation.metrics import slot_f1
+
+    rng = random.Random(0)
+    tags = ["O", "O", "B-city", "I-city", "B-artist", "I-artist", "I-city"]
+    rows = []
+    for _ in range(60):
+        gold = [rng.choice(tags) for _ in range(rng.randint(1, 8))]
+        predicted = [tag if rng.random() < 0.7 else rng.choice(tags) for tag in gold]
+        rows.append({"prediction": predicted, "gold_tags": gold})
+    rows += [
+        {"prediction": ["O", "garbage", "B-city"], "gold_tags": ["O", "O"]},
+        {"prediction": [], "gold_tags": ["O"]},
+    ]
+    expected = slot_f1([row["prediction"] for row in rows], [row["gold_tags"] for row in rows])["f1"]
+    assert get_metric("slot_f1")(rows) == pytest.approx(100 * expected)
+    assert get_metric("slot_f1")([{"prediction": ["O"], "gold_tags": ["O"]}]) == 0.0

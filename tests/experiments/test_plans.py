@@ -142,3 +142,33 @@ def test_the_svamp_plan_tests_every_row_and_cuts_at_most_1pct_of_rationales(data
     standard = prepare_data(_svamp_plan_config(plan, data_root, "standard"))["examples"]
     assert max(tokens(e["label"]) + 1 for e in standard) <= config.max_label_length
     assert max(tokens(row["gold"]) for row in data["test_rows"]) <= config.max_new_tokens
+
+
+def test_the_multitask_fp32_plan_compares_like_with_like(monkeypatch):
+    """fp32 everywhere, single-task models on the multi-task model's task rows, fixed test rows, steps chosen on dev,
+    and every `where:` names a (model, task) the recipe writes for the config's tasks."""
+    from types import SimpleNamespace
+
+    from toolkit.methods.multitask.data import parse_task_spec
+    from toolkit.training.budget import model_parts
+
+    monkeypatch.chdir(REPO)
+    plan = load_plan(REPO / "experiments" / "plans" / "qlora_multitask_fp32.yaml")
+    assert plan.overrides["quantization"] is False and plan.overrides["baseline_budget"] == "match_task_rows"
+    assert plan.overrides["split_seed"] == 42 and plan.overrides["test_size"] == plan.test_rows
+    assert plan.overrides["dev_curve_rows"] > 0  # every run carves the same dev rows: the training pools match
+    assert len(plan.run("fp32").seeds) >= 3 and choices_used(plan.run("fp32")) == ["steps"]
+    dev_run = plan.run(plan.choices["steps"].run)
+    assert dev_run.overrides["eval_strategy"] == "steps" and plan.choices["steps"].y == "eval_loss"
+
+    config = yaml.safe_load((REPO / plan.config).read_text())
+    splits = [
+        SimpleNamespace(name=f"{source}:{task}", task=task) for source, task in map(parse_task_spec, config["tasks"])
+    ]
+    written = {("multitask", entry.name) for entry in splits}
+    written |= {(f"single:{name}", name) for name, _, _ in model_parts(splits)}
+    comparisons = [table for table in plan.tables if table.get("kind", "comparison") == "comparison"]
+    assert len(comparisons) == 4
+    for table in comparisons:
+        for row in table["rows"]:
+            assert row["run"] == "fp32" and (row["where"]["model"], row["where"]["task"]) in written, row

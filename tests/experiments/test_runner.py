@@ -336,3 +336,85 @@ def test_a_dev_choice_that_cannot_be_made_fails_only_its_runs(repo, tmp_path, co
     assert len(counted) == 1  # the dev run itself ran
     table = json.loads((tmp_path / "results" / FAKE / "fake_table.json").read_text())
     assert table["dev_choices"]["steps"].startswith("not made:") and "no_such_series" in table["dev_choices"]["steps"]
+
+
+def _long_plan(**table_rows) -> dict:
+    """Two long-format runs; each table row selects one (model, task) of a run's file with `where:`."""
+    rows = [
+        {"label": label, "run": run, "where": {"model": model, "task": "snips"}, "field": "intent_prediction"}
+        for label, (run, model) in table_rows.items()
+    ]
+    plan = _plan(choices={}, tables=[{"name": "snips", "rows": rows, "comparisons": []}])
+    plan["runs"] = [
+        {"name": "mt", "overrides": {"long_format": True, "quality": 0.9, "single_quality": 0.2}},
+        {"name": "twin", "overrides": {"long_format": True, "quality": 0.6, "single_quality": 0.6}},
+    ]
+    return plan
+
+
+def _snips_accuracy(results: Path, run: str, model: str) -> float:
+    """Accuracy of one (model, snips) read straight from the copied predictions, mean over seeds."""
+    scores = []
+    for seed in (0, 1, 2):
+        with gzip.open(results / "predictions" / "fake_plan" / f"{run}-seed{seed}.jsonl.gz", "rt") as handle:
+            rows = [json.loads(line) for line in handle]
+        mine = [row for row in rows if row["model"] == model and row["task"] == "snips"]
+        scores.append(100 * sum(row["intent_prediction"] == row["gold"] for row in mine) / len(mine))
+    return sum(scores) / len(scores)
+
+
+def test_where_selects_two_systems_from_one_long_format_file(repo, tmp_path, counted):
+    plan = _long_plan(
+        multi=("mt", "multitask"),
+        single=("mt", "single"),
+        twin_multi=("twin", "multitask"),
+        twin_single=("twin", "single"),
+    )
+    plan["tables"][0]["comparisons"] = [
+        {"system": "multi", "baseline": "single"},
+        {"system": "twin_multi", "baseline": "twin_single"},
+        {"system": "single", "baseline": "multi", "threshold": -2.0},
+    ]
+    outcome = _runner(_write(repo, plan), tmp_path).run()
+    results = tmp_path / "results" / FAKE
+    table = json.loads((results / "snips.json").read_text())
+    rows = {row["label"]: row for row in table["rows"]}
+    assert {row["test_rows"] for row in rows.values()} == {40}  # one system's rows, not the file's 160
+    expected = {
+        "multi": _snips_accuracy(results, "mt", "multitask"),
+        "single": _snips_accuracy(results, "mt", "single"),
+    }
+    assert rows["multi"]["accuracy"] == pytest.approx(expected["multi"])
+    assert rows["single"]["accuracy"] == pytest.approx(expected["single"])
+    better, twins, within = table["comparisons"]
+    assert better["accuracy"]["difference"] == pytest.approx(expected["multi"] - expected["single"])
+    assert better["accuracy"]["verdict"] == "met"
+    # equal answers on every test id: paired by id (the single model's rows are written in reverse order), every
+    # bootstrap resample differs by exactly 0; paired by position they would not
+    assert twins["accuracy"]["ci_low"] == twins["accuracy"]["ci_high"] == twins["accuracy"]["difference"] == 0
+    assert within["threshold"] == -2.0 and within["accuracy"]["verdict"] == "not shown"
+    markdown = outcome.tables["snips"].read_text()
+    assert markdown.count("| -2.00 |") == 1 and "claim: difference above" in markdown  # which claim the verdict is on
+
+
+def test_where_naming_an_unknown_field_names_the_plan_file(repo, tmp_path, counted):
+    plan = _long_plan(multi=("mt", "multitask"))
+    plan["tables"][0]["rows"][0]["where"] = {"modle": "multitask"}
+    with pytest.raises(PlanError, match=r"plan\.yaml: run 'mt' seed 0: where names \['modle'\]"):
+        _runner(_write(repo, plan), tmp_path).run()
+    plan["tables"][0]["rows"][0]["where"] = {"model": "multitask", "task": "snipz"}
+    with pytest.raises(PlanError, match=r"plan\.yaml: .*keeps no prediction row; values present: .*'snips'"):
+        _runner(_write(repo, plan), tmp_path).run()
+    del plan["tables"][0]["rows"][0]["where"]  # the whole long file: ids repeat across models and tasks
+    with pytest.raises(PlanError, match=r"plan\.yaml: table 'snips' row 'multi': .*repeats row ids"):
+        _runner(_write(repo, plan), tmp_path).run()
+
+
+@pytest.mark.parametrize("where", ["multitask", {}, {"model": ["multitask", "single"]}])
+def test_where_that_is_not_a_mapping_of_values_is_refused(tmp_path, where):
+    plan = _long_plan(multi=("mt", "multitask"))
+    plan["tables"][0]["rows"][0]["where"] = where
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    with pytest.raises(PlanError, match=r"bad\.yaml: table 'snips' row 'multi': where"):
+        load_plan(path)

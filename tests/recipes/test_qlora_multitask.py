@@ -323,6 +323,31 @@ def test_qlora_multitask_dev_curve_task_rows_budget_free_decoding(tmp_path, tiny
         assert summary[f"single:{name}"]["train"]["train_steps"] == n
         assert not any("eval_loss" in e for e in summary[f"single:{name}"]["train"]["log_history"])
     assert "baseline_budget=match_task_rows" in (tmp_path / "run" / "results.md").read_text()
+    # every prediction row names its test item: unique per (model, task), the same items for every model
+    predictions = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    ids: dict[tuple[str, str], list[str]] = {}
+    for row in predictions:
+        ids.setdefault((row["model"], row["task"]), []).append(row["id"])
+    assert all(len(set(items)) == len(items) == 4 for items in ids.values())
+    assert ids[("single:snipsish:intent", "snipsish:intent")] == ids[("multitask", "snipsish:intent_slots")]
+    assert ids[("single:news:topic", "news:topic")] == ids[("multitask", "news:topic")]
+
+
+def test_split_seed_not_the_training_seed_picks_the_scored_rows(tmp_path, tiny_llama_dir, monkeypatch):
+    """--seed varies the training draw and order; the carved and subsampled rows follow --split_seed only."""
+    recipe = _recipe()
+    topic, slots = _write_tasks(tmp_path)
+    seen = {}
+
+    def record(*args, **kwargs):
+        seen.update(kwargs)
+        raise InterruptedError  # stop before any model is loaded
+
+    monkeypatch.setattr(recipe, "load_mixture_splits", record)
+    for argv, seed in (([], 42), (["--split_seed", "5"], 5)):
+        with pytest.raises(InterruptedError):
+            recipe.main(*_parse(recipe, _common(tmp_path, tiny_llama_dir, topic, slots) + ["--seed", "3", *argv]))
+        assert seen["seed"] == seed
 
 
 @pytest.mark.slow  # two fresh Python processes importing torch + transformers + bitsandbytes: ~45 s on 2 busy cores

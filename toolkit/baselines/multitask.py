@@ -32,7 +32,7 @@ from toolkit.evaluation.label_scoring import label_scores
 from toolkit.methods.multitask import report
 from toolkit.methods.multitask.config import MultitaskConfig
 from toolkit.methods.multitask.data import TaskSplits
-from toolkit.methods.multitask.formats import evaluate, two_model_exact_match
+from toolkit.methods.multitask.formats import evaluate, scored_ids, two_model_exact_match
 from toolkit.methods.multitask.mixture import build_mixture
 from toolkit.models.students import load_student, lora_config
 from toolkit.training.budget import baseline_steps, model_parts
@@ -321,8 +321,8 @@ def run_encoder_baselines(
                 for p, g, pt, gt in zip(cls["predictions"], cls["golds"], tag["predictions"], tag["golds"])
             )
             metrics["exact_match"] = hits / len(sp.test)
-        for i in range(len(sp.test)):
-            row = {"model": "encoder", "task": sp.name}
+        for i, row_id in enumerate(scored_ids(sp.test)):
+            row = {"model": "encoder", "task": sp.name, "id": row_id}
             if cls is not None:
                 row |= {"label": cls["predictions"][i], "gold": cls["golds"][i]}
             if tag is not None:

@@ -42,6 +42,7 @@ class MultitaskConfig:
     dev_curve_rows: int = field(default=0, metadata={"help": "Dev rows per task for the dev-loss curve (0 = none)."})
     max_text_tokens: int = field(default=128, metadata={"help": "Truncate topic texts to this many LM tokens."})
     data_dir: str | None = field(default=None, metadata={"help": "Data root (default $TOOLKIT_DATA_DIR)."})
+    split_seed: int = field(default=42, metadata={"help": "Seed of the carved splits and subsamples (not --seed)."})
 
     model_name_or_path: str = field(default="local:smollm2-135m", metadata={"help": "The causal LM student."})
     quantization: bool = field(default=True, metadata={"help": "4-bit NF4 + double quant (QLoRA); false = LoRA."})

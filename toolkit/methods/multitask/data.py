@@ -8,6 +8,10 @@ Which rows a model is scored on is part of its result, so the rule is fixed and 
 3. only when neither exists is a split **carved** from the training pool, deterministically (seeded): SLURP ships
    ``devel`` only, 20NG has no dev.
 
+Every row has an ``id`` naming its source item (the loader's, e.g. SNIPS ``snips-test-12`` or SLURP's
+``slurp_id``, else ``<source>-<split>-<line>`` in the file's order, e.g. ``20ng-test-12``), so prediction rows of
+any model can be matched by test item.
+
 The label set of a task (topic names, intents) comes from the **training split only**: a ``ClassLabel``'s declared
 names, else the labels train shows. Test labels never leak into the answer inventory; a test label that train never
 shows is scored as an error (see :mod:`toolkit.evaluation.label_scoring`).
@@ -79,14 +83,21 @@ def _available_splits(source: str) -> tuple[str, ...]:
 def _load_split(source: str, split: str, data_dir: str | None):
     folder = Path(source).expanduser()
     if folder.is_dir():  # a folder of {train,dev,test}.jsonl with the same columns as the loaders
-        return load_local(str(folder / f"{split}.jsonl"))
-    return load(source, split=split, data_dir=data_dir)
+        return _with_ids(load_local(str(folder / f"{split}.jsonl")), f"{_short_name(source)}-{split}")
+    return _with_ids(load(source, split=split, data_dir=data_dir), f"{_short_name(source)}-{split}")
 
 
 def _load_file(path: str):
     if not Path(path).expanduser().exists():
         raise FileNotFoundError(f"split file {path!r} does not exist")
-    return load_local(path)
+    return _with_ids(load_local(path), Path(path).name)
+
+
+def _with_ids(ds, prefix: str):
+    """``ds`` with an ``id`` column: its own, else ``<prefix>-<row index>`` (taken before any carving or subsample)."""
+    if "id" in ds.column_names:
+        return ds
+    return ds.add_column("id", [f"{prefix}-{i}" for i in range(len(ds))])
 
 
 def _with_label_names(ds, names: list[str] | None):

@@ -66,6 +66,7 @@ __all__ = [
     "parse_slots",
     "score_task",
     "sharded_answers",
+    "scored_ids",
     "slots_to_bio",
     "to_prompt_completion",
     "two_model_exact_match",
@@ -391,6 +392,13 @@ def sharded_answers(model, tokenizer, prompts: Sequence[str], **generation) -> t
     }
 
 
+def scored_ids(rows) -> list[str]:
+    """Each scored row's ``id`` (see :mod:`toolkit.methods.multitask.data`), else its position."""
+    if "id" in getattr(rows, "column_names", ()):
+        return [str(row_id) for row_id in rows["id"]]
+    return [f"row{i}" for i in range(len(rows))]
+
+
 def evaluate(
     name: str,
     model,
@@ -407,7 +415,8 @@ def evaluate(
     Every rank returns the same results and rows.
 
     Returns:
-        ``({task: metrics + infer_seconds + gen_tokens_per_second}, prediction rows tagged with model and task)``.
+        ``({task: metrics + infer_seconds + gen_tokens_per_second}, prediction rows tagged with model, task and the
+        test row's ``id``)``: ids are unique per (model, task), not per file.
     """
     results, rows = {}, []
     for sp in splits:
@@ -426,6 +435,6 @@ def evaluate(
             "infer_seconds": gen["seconds"],
             "gen_tokens_per_second": gen["tokens_per_second"],
         }
-        rows += [{"model": name, "task": sp.name} | p for p in preds]
+        rows += [{"model": name, "task": sp.name, "id": row_id} | p for row_id, p in zip(scored_ids(sp.test), preds)]
         logger.info("%s on %s: %s", name, sp.name, {k: v for k, v in metrics.items() if isinstance(v, float)})
     return results, rows

@@ -79,6 +79,22 @@ def test_official_splits_and_path_overrides(tmp_path):
         data.load_task_splits(f"{folder}:intent", test_path=str(tmp_path / "missing.jsonl"))
 
 
+def test_every_row_has_an_id_that_survives_carving_and_subsampling(tmp_path):
+    """Rows without ids get ``<source>-<split>-<line>`` before carving, so an id names one item of the source file."""
+    _write_jsonl(tmp_path / "train.jsonl", _intent_rows(["A", "B"] * 10))
+    sp = data.load_task_splits(f"{tmp_path}:intent", train_size=6, test_size=4, need_dev=True, seed=3)
+    ids = {part: list(getattr(sp, part)["id"]) for part in ("train", "dev", "test")}
+    assert all(len(set(rows)) == len(rows) for rows in ids.values())
+    assert not set(ids["train"]) & set(ids["test"]) and not set(ids["dev"]) & set(ids["test"])
+    for part, rows in ids.items():  # the id is the row's line in train.jsonl: its tokens say the same
+        assert [f"{tmp_path.name}-train-{tokens[1]}" for tokens in getattr(sp, part)["tokens"]] == rows
+    again = data.load_task_splits(f"{tmp_path}:intent", train_size=6, test_size=4, need_dev=True, seed=3)
+    assert list(again.test["id"]) == ids["test"]
+    _write_jsonl(tmp_path / "given.jsonl", [{**row, "id": f"own{i}"} for i, row in enumerate(_intent_rows("AB"))])
+    given = data.load_task_splits(f"{tmp_path}:intent", test_path=str(tmp_path / "given.jsonl"))
+    assert list(given.test["id"]) == ["own0", "own1"]  # a file's own ids are kept
+
+
 def test_load_task_splits_real(data_root):
     snips = data.load_task_splits("snips:intent_slots", train_size=20, test_size=10, data_dir=str(data_root))
     assert len(snips.labels) == 7 and len(snips.train) == 20 and len(snips.test) == 10
@@ -89,6 +105,7 @@ def test_load_task_splits_real(data_root):
     slurp = data.load_task_splits("slurp:intent", train_size=-1, test_size=100, data_dir=str(data_root))
     assert len(slurp.test) == 100 and len(slurp.train) == 2033 - 100 and slurp.origin["test"].startswith("carved")
     assert set(slurp.labels) == set(slurp.train["intent"])  # train only: the carved test never adds intents
+    assert all(row_id.startswith("20ng-test-") for row_id in news.test["id"]) and len(set(slurp.test["id"])) == 100
 
 
 def test_truncate_texts(tiny_llama_dir):

@@ -208,3 +208,25 @@ def test_sharded_answers_on_one_process_keeps_prompt_order_and_sums_stats(monkey
     assert calls == [(["a", "b", "c"], {"max_new_tokens": 4, "task": "topic"})]
     assert stats["prompt_tokens"] == 6 and stats["generated_tokens"] == 9
     assert stats["tokens_per_second"] == pytest.approx(9 / stats["seconds"])
+
+
+def test_evaluate_tags_each_prediction_with_its_test_row_id(monkeypatch):
+    """Prediction rows name their test item, so any two models' rows on one task pair up by id."""
+    from datasets import Dataset
+
+    from toolkit.methods.multitask.data import TaskSplits
+
+    def fake_answers(model, tokenizer, prompts, **generation):
+        return ["intent: PlayMusic"] * len(prompts), {"seconds": 1.0, "tokens_per_second": 1.0}
+
+    monkeypatch.setattr(formats, "sharded_answers", fake_answers)
+    rows = {"tokens": [["play", "jazz"]] * 2, "slot_tags": [["O", "B-genre"]] * 2, "intent": ["PlayMusic", "Other"]}
+    test = Dataset.from_dict(rows | {"id": ["snips-test-7", "snips-test-3"]})
+    splits = [TaskSplits("snips:intent", "snips", "intent", test, test, ["Other", "PlayMusic"])]
+    _, predictions = formats.evaluate("multitask", None, None, splits, max_new_tokens=4, batch_size=2)
+    assert [(row["model"], row["task"], row["id"]) for row in predictions] == [
+        ("multitask", "snips:intent", "snips-test-7"),
+        ("multitask", "snips:intent", "snips-test-3"),
+    ]
+    assert [row["label"] == row["gold"] for row in predictions] == [True, False]
+    assert formats.scored_ids([{"text": "no id"}] * 2) == ["row0", "row1"]
