@@ -48,10 +48,11 @@ results-lmcor:
 results-step-by-step:
 	$(call RESULTS_PLANS,experiments/plans/step_by_step*.yaml)
 
-# Every multi-task QLoRA table (4-bit multi-task vs single-task vs MiniLM; fp32 LoRA).
+# Every multi-task table: the exploratory first one (4-bit multi-task vs single-task vs MiniLM; fp32 LoRA), then
+# fp32 multi-task vs fp32 single-task pre-registered (qlora_multitask_fp32.yaml: steps chosen on dev, 3 seeds).
 results-multitask:
 	$(call RESULTS_PLANS,experiments/plans/qlora_multitask*.yaml)
 
-# Every LLMEmbed table (SST-2, AG News, R8 vs a fine-tuned MiniLM, intervals on every difference).
+# Every LLMEmbed table (SST-2, AG News, R8 vs a fine-tuned MiniLM; exploratory: intervals from python -m experiments.legacy_accuracy).
 results-llmembed:
 	$(call RESULTS_PLANS,experiments/plans/llmembed*.yaml)
