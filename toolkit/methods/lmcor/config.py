@@ -50,6 +50,10 @@ class LMCorConfig:
     test_path: str | None = field(default=None, metadata={"help": "Official test set: a file, jfleg:dev, e2e:test."})
     dev_path: str | None = field(default=None, metadata={"help": "Official dev set, as test_path."})
     max_source_words: int | None = field(default=None, metadata={"help": "Drop pool rows with longer sources."})
+    max_source_chars: int | None = field(
+        default=None,
+        metadata={"help": "Drop pool rows whose source has more characters (for scripts without spaces, e.g. zh)."},
+    )
     dev_size: float = field(default=0.1, metadata={"help": "Dev rows: int count (>= 1) or fraction."})
     test_size: float = field(default=0.2, metadata={"help": "Test rows: int count (>= 1) or fraction."})
     split_seed: int = field(default=42, metadata={"help": "Seed of the deterministic group-aware split."})
@@ -91,6 +95,10 @@ class LMCorConfig:
             raise ValueError(f"task_type must be one of {TASK_TYPES} (set it for task=jsonl)")
         if self.task == "jsonl" and not self.pool_path:
             raise ValueError("task=jsonl needs pool_path")
+        if (self.max_source_words is not None and self.max_source_words < 1) or (
+            self.max_source_chars is not None and self.max_source_chars < 1
+        ):
+            raise ValueError("max_source_words and max_source_chars must be >= 1 when set")
         if self.k < 1 or self.augment < 1 or self.split_block < 0 or self.num_demos < 0:
             raise ValueError("k and augment must be >= 1, split_block and num_demos >= 0")
         if self.no_candidates and self.single_candidate:

@@ -165,18 +165,23 @@ def split_size(value: float) -> int | float:
 
 
 def filter_rows(rows: list[dict], config: LMCorConfig) -> list[dict]:
-    """Group rows into ``split_block`` blocks (pool order), then apply ``max_source_words``; logs what was dropped.
+    """Group rows into ``split_block`` blocks (pool order), then apply the source length caps; logs what was dropped.
 
     Blocks are assigned before filtering, so a block is the same run of consecutive segments whatever the length
-    cap: neighbouring segments (often one document) never straddle train and test.
+    cap: neighbouring segments (often one document) never straddle train and test. ``max_source_words`` counts
+    whitespace-separated words; ``max_source_chars`` counts characters, for scripts written without spaces.
     """
     if config.split_block:
         rows = [{**row, "group": f"block-{index // config.split_block}"} for index, row in enumerate(rows)]
-    if not config.max_source_words:
-        return rows
-    kept = [row for row in rows if len(row["source"].split()) <= config.max_source_words]
-    logger.info("max_source_words=%d kept %d / %d rows", config.max_source_words, len(kept), len(rows))
-    return kept
+    if config.max_source_words:
+        kept = [row for row in rows if len(row["source"].split()) <= config.max_source_words]
+        logger.info("max_source_words=%d kept %d / %d rows", config.max_source_words, len(kept), len(rows))
+        rows = kept
+    if config.max_source_chars:
+        kept = [row for row in rows if len(row["source"].strip()) <= config.max_source_chars]
+        logger.info("max_source_chars=%d kept %d / %d rows", config.max_source_chars, len(kept), len(rows))
+        rows = kept
+    return rows
 
 
 def load_splits(config: LMCorConfig) -> dict[str, list[dict]]:

@@ -134,6 +134,16 @@ def test_split_block_keeps_runs_of_consecutive_rows_in_one_split(tmp_path):
     }
 
 
+def test_max_source_chars_drops_long_sources_written_without_spaces():
+    rows = [{"id": f"r{i}", "source": "中" * (10 + i), "references": ["x"]} for i in range(6)]
+    config = LMCorConfig(task="jsonl", task_type="mt", pool_path="x", split_block=2, max_source_chars=12)
+    kept = filter_rows(rows, config)
+    assert [row["id"] for row in kept] == ["r0", "r1", "r2"]
+    assert [row["group"] for row in kept] == ["block-0", "block-0", "block-1"]
+    with pytest.raises(ValueError, match="max_source_chars"):
+        LMCorConfig(task="jsonl", task_type="mt", pool_path="x", max_source_chars=0)
+
+
 def test_given_test_file_replaces_the_carved_test_split(tmp_path):
     pool = _rows(20, "p")
     test_rows = _rows(5, "t", with_candidates=False)
