@@ -316,12 +316,21 @@ def test_qlora_multitask_dev_curve_task_rows_budget_free_decoding(tmp_path, tiny
     summary = recipe.main(*_parse(recipe, argv))
     history = summary["multitask"]["train"]["log_history"]
     assert [e["step"] for e in history if "eval_loss" in e] == [1, 2, 3]
-    # Mixture 1:3 over 3 steps: topic round(0.75) = 1 step, intent and slots round(2.25) = 2 steps each.
-    steps = summary["baseline_budget"]["steps_per_model"]
-    assert steps == {"news:topic": 1, "snipsish:intent": 2, "snipsish:slots": 2}
-    for name, n in steps.items():
-        assert summary[f"single:{name}"]["train"]["train_steps"] == n
-        assert not any("eval_loss" in e for e in summary[f"single:{name}"]["train"]["log_history"])
+    # Each single-task model replays the multi-task model's draw of its entry: the same rows, as often, for the
+    # steps they fill (both models of the joint entry train the joint entry's rows).
+    multitask = summary["multitask"]["train"]
+    entries = {
+        "news:topic": "news:topic",
+        "snipsish:intent": "snipsish:intent_slots",
+        "snipsish:slots": "snipsish:intent_slots",
+    }
+    assert sum(len(rows) for rows in multitask["mixture_rows"].values()) == 3 * 4  # 3 steps x batch 4
+    assert summary["baseline_budget"]["replayed_multitask_rows"] is True
+    for name, entry in entries.items():
+        single = summary[f"single:{name}"]["train"]
+        assert single["mixture_counts"] == {name: len(multitask["mixture_rows"][entry])}
+        assert single["train_steps"] == math.ceil(len(multitask["mixture_rows"][entry]) / 4)  # batch 4, one process
+        assert not any("eval_loss" in e for e in single["log_history"])
     assert "baseline_budget=match_task_rows" in (tmp_path / "run" / "results.md").read_text()
     # every prediction row names its test item: unique per (model, task), the same items for every model
     predictions = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]

@@ -21,6 +21,7 @@ logs; the recipe's main process writes the artifacts.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +33,8 @@ from toolkit.evaluation.label_scoring import label_scores
 from toolkit.methods.multitask import report
 from toolkit.methods.multitask.config import MultitaskConfig
 from toolkit.methods.multitask.data import TaskSplits
-from toolkit.methods.multitask.formats import evaluate, scored_ids, two_model_exact_match
-from toolkit.methods.multitask.mixture import build_mixture
+from toolkit.methods.multitask.formats import evaluate, scored_ids, to_prompt_completion, two_model_exact_match
+from toolkit.methods.multitask.mixture import build_mixture, rows_per_step
 from toolkit.models.students import load_student, lora_config
 from toolkit.training.budget import baseline_steps, model_parts
 from toolkit.training.sft import generation_model, sft_trainer, train
@@ -84,18 +85,39 @@ def _baseline_args(training_args: TrainingArguments, name: str, max_steps: int |
     return args
 
 
-def _train_single(name, part, *, config, training_args, tokenizer, max_steps):
-    """One single-task model: trained (metrics only, no checkpoints) and scored like the multi-task model."""
+def replayed_rows(part: TaskSplits, drawn: list[int], args, *, use_chat: bool, max_listed_labels: int):
+    """The training rows of a single-task model that replays the multi-task model's draw of its task.
+
+    ``drawn`` indexes ``part.train`` (the multi-task model's ``mixture_rows`` entry), so the baseline trains the very
+    rows the multi-task model saw of this task, each as often; ``args.max_steps`` becomes the steps they fill.
+    """
+    if not drawn:
+        raise ValueError(f"the multi-task model drew no rows of {part.name}: nothing to replay")
+    rows = to_prompt_completion(part, part.train.select(drawn), use_chat, max_listed_labels)
+    args.max_steps = math.ceil(len(drawn) / rows_per_step(args))
+    info = {"mixture": {part.name: 1.0}, "mixture_counts": {part.name: len(drawn)}, "replayed_multitask_rows": True}
+    return rows, info
+
+
+def _train_single(name, part, *, config, training_args, tokenizer, max_steps, replay=None):
+    """One single-task model: trained (metrics only, no checkpoints) and scored like the multi-task model.
+
+    ``replay``: the multi-task model's drawn row indices of this task; given, the model trains exactly those rows.
+    """
     args = _baseline_args(training_args, name, max_steps)
-    rows, mix_info = build_mixture(
-        [part],
-        config.weights,
-        args,
-        strategy=config.mixture_strategy,
-        temperature=config.mixture_temperature,
-        use_chat=bool(tokenizer.chat_template),
-        max_listed_labels=config.max_listed_labels,
-    )
+    chat = bool(tokenizer.chat_template)
+    if replay is not None:
+        rows, mix_info = replayed_rows(part, replay, args, use_chat=chat, max_listed_labels=config.max_listed_labels)
+    else:
+        rows, mix_info = build_mixture(
+            [part],
+            config.weights,
+            args,
+            strategy=config.mixture_strategy,
+            temperature=config.mixture_temperature,
+            use_chat=chat,
+            max_listed_labels=config.max_listed_labels,
+        )
     model, _, _ = load_student(
         config.model_name_or_path,
         quantization=config.quantization_mode,
@@ -132,6 +154,7 @@ def run_single_task_baselines(
     tokenizer,
     training_args: TrainingArguments,
     steps: dict[str, int] | None = None,
+    replay: dict[str, list[int]] | None = None,
 ) -> BaselineResults:
     """Train and score one (Q)LoRA model per mixture entry (two for a joint entry: an intent and a slot model).
 
@@ -142,6 +165,9 @@ def run_single_task_baselines(
         training_args: The multi-task model's ``SFTConfig``; each model gets a deep copy.
         steps: ``{model name: max_steps}`` (:func:`toolkit.training.budget.baseline_steps`), ``None`` = the
             multi-task model's budget for each.
+        replay: ``{entry name: drawn row indices}`` (the multi-task model's ``mixture_rows``): each model trains
+            exactly the rows the multi-task model drew of its entry (both models of a joint entry the same rows),
+            for the steps they fill; ``steps`` is then ignored.
     """
     kind = "single-task QLoRA" if config.quantization else "single-task LoRA"
     out = BaselineResults()
@@ -159,6 +185,7 @@ def run_single_task_baselines(
                 training_args=training_args,
                 tokenizer=tokenizer,
                 max_steps=(steps or {}).get(part.name),
+                replay=None if replay is None else replay.get(sp.name, []),
             )
             out.summary[name] = {"train": info, "eval": results}
             out.predictions += rows
@@ -213,11 +240,21 @@ def run_baselines(
         table rows, in that order: single-task models first, then the encoders.
     """
     steps = baseline_steps(config.baseline_budget, multitask_info["train_steps"], splits, multitask_info["mixture"])
+    # match_task_rows replays the multi-task model's own draw: the same rows of each task, as often, not a fresh
+    # draw of the same size (the single-task models' steps are then what those rows fill).
+    replay = multitask_info.get("mixture_rows") if config.baseline_budget == "match_task_rows" else None
     out = BaselineResults(summary={"baseline_budget": {"mode": config.baseline_budget, "steps_per_model": steps}})
+    if replay is not None:
+        out.summary["baseline_budget"]["replayed_multitask_rows"] = True
     if "single_task" in config.baselines:
         out.extend(
             run_single_task_baselines(
-                config=config, splits=splits, tokenizer=tokenizer, training_args=training_args, steps=steps
+                config=config,
+                splits=splits,
+                tokenizer=tokenizer,
+                training_args=training_args,
+                steps=steps,
+                replay=replay,
             )
         )
     if "encoder" in config.baselines:

@@ -11,7 +11,9 @@ baselines together cost 2-3× as much, so every results row reports what it cost
 - ``split_evenly``: the models share the total steps evenly;
 - ``match_task_rows``: equal *per-task* budget: every baseline model trains as many rows of its task as the
   multi-task model saw of that task (mixture share × steps; both models of a joint task get the full share, so the
-  family costs more than the multi-task model when there is a joint task).
+  family costs more than the multi-task model when there is a joint task). The single-task LoRA baselines go
+  further and replay the multi-task model's own draw (:mod:`toolkit.baselines.multitask`): the very rows, as often,
+  for the steps they fill; the steps here are the expected counts the encoder baselines train.
 
 In both split modes the steps of all baseline models of one family sum exactly to the multi-task model's steps
 (largest-remainder rounding, at least one step each).

@@ -23,7 +23,15 @@ logger = logging.getLogger(__name__)
 
 MIXTURE_STRATEGIES = ("weighted", "proportional", "temperature")
 
-__all__ = ["MIXTURE_STRATEGIES", "build_mixture", "dev_rows", "mixture_probabilities", "sample_mixture"]
+__all__ = [
+    "MIXTURE_STRATEGIES",
+    "build_mixture",
+    "dev_rows",
+    "drawn_rows",
+    "mixture_probabilities",
+    "rows_per_step",
+    "sample_mixture",
+]
 
 
 def mixture_probabilities(
@@ -73,7 +81,8 @@ def sample_mixture(datasets: Mapping[str, Any], probabilities: Mapping[str, floa
 
     Task counts are multinomial draws; within a task, rows are taken from a seeded permutation, cycling through
     fresh permutations when a task is drawn more often than it has rows (epochs over small tasks). The result is
-    shuffled and gets a ``task`` column with the mixture key.
+    shuffled and gets a ``task`` column with the mixture key and a ``row`` column with the row's index in its task's
+    dataset (:func:`drawn_rows` reads them back, so a single-task baseline can train on exactly these rows).
 
     Args:
         datasets: ``{task_name: datasets.Dataset}`` sharing the same columns (e.g. ``prompt``, ``completion``).
@@ -99,10 +108,25 @@ def sample_mixture(datasets: Mapping[str, Any], probabilities: Mapping[str, floa
         while len(idx) < count:
             idx.extend(rng.permutation(len(ds)).tolist())
         part = ds.select(idx[:count])
-        parts.append(part.add_column("task", [name] * count) if "task" not in part.column_names else part)
+        if "task" not in part.column_names:
+            part = part.add_column("task", [name] * count)
+        parts.append(part.add_column("row", idx[:count]) if "row" not in part.column_names else part)
     mixed = concatenate_datasets(parts)
     logger.info("Task mixture: %s", dict(zip(names, counts.tolist())))
     return mixed.shuffle(seed=seed)
+
+
+def drawn_rows(mixture) -> dict[str, list[int]]:
+    """``{task: [row index, ...]}``: the rows of each task a :func:`sample_mixture` draw holds, in training order."""
+    rows: dict[str, list[int]] = {}
+    for task, row in zip(mixture["task"], mixture["row"]):
+        rows.setdefault(task, []).append(row)
+    return rows
+
+
+def rows_per_step(args) -> int:
+    """Training rows one optimizer step consumes: batch size x accumulation x processes."""
+    return args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
 
 
 def build_mixture(
@@ -126,7 +150,8 @@ def build_mixture(
         max_listed_labels: Label sets up to this size are listed in the prompt (:func:`~.formats.build_prompt`).
 
     Returns:
-        ``(rows, {"mixture": {task: p}, "mixture_counts": {task: rows drawn}})``.
+        ``(rows, {"mixture": {task: p}, "mixture_counts": {task: rows drawn}, "mixture_rows": {task: [row index]}})``;
+        ``mixture_rows`` lists the drawn rows of each task (indices into its ``train`` split), in training order.
     """
     datasets = {sp.name: to_prompt_completion(sp, sp.train, use_chat, max_listed_labels) for sp in splits}
     probs = mixture_probabilities(
@@ -136,9 +161,11 @@ def build_mixture(
         temperature,
     )
     steps = args.max_steps if args.max_steps > 0 else 0
-    n = steps * args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+    n = steps * rows_per_step(args)
     mixture = sample_mixture(datasets, probs, n or sum(len(d) for d in datasets.values()), seed=args.seed)
-    return mixture, {"mixture": probs, "mixture_counts": {k: mixture["task"].count(k) for k in datasets}}
+    drawn = drawn_rows(mixture)
+    counts = {task: len(drawn.get(task, [])) for task in datasets}
+    return mixture, {"mixture": probs, "mixture_counts": counts, "mixture_rows": drawn}
 
 
 def dev_rows(splits: Sequence[TaskSplits], n: int, use_chat: bool = True, max_listed_labels: int = 10):

@@ -38,8 +38,8 @@ BUDGET_NOTES = {
     "model's total steps by its task mixture",
     "split_evenly": "baseline_budget=split_evenly: each family of baseline models shares the multi-task model's "
     "total steps evenly",
-    "match_task_rows": "baseline_budget=match_task_rows: each baseline model trains as many rows of its task as "
-    "the multi-task model saw (equal per-task budget)",
+    "match_task_rows": "baseline_budget=match_task_rows: each baseline model trains exactly the rows of its task "
+    "the multi-task model drew, as often (equal per-task rows)",
 }
 
 COMPUTE_KEYS = ("train_steps", "train_tokens", "train_cpu_seconds", "train_seconds")

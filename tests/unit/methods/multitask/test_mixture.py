@@ -58,6 +58,12 @@ def test_build_mixture_draws_the_step_budget_and_lists_labels_as_asked():
     )
     rows, info = mixture.build_mixture([split], {}, args, use_chat=False)
     assert len(rows) == 12 and info["mixture_counts"] == {"news:topic": 12}
+    # the draw is recorded row by row, in training order: 12 rows of an 8-row task, every row at least once
+    drawn = info["mixture_rows"]["news:topic"]
+    assert len(drawn) == 12 and sorted(set(drawn)) == list(range(8))
+    assert all(
+        prompt.rstrip().endswith(f"Text: {split.train[index]['text']}") for index, prompt in zip(drawn, rows["prompt"])
+    )
     assert "Topics:" in rows[0]["prompt"]
     unlisted, _ = mixture.build_mixture([split], {}, args, use_chat=False, max_listed_labels=2)
     assert "Topics:" not in unlisted[0]["prompt"]
