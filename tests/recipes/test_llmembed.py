@@ -181,6 +181,17 @@ def test_splits_given_files_else_carved_disjoint(tmp_path):
     assert where["test"] == where["dev"] == "carved from train.jsonl"
 
 
+def test_split_seed_fixes_the_rows_whatever_the_training_seed(tmp_path):
+    train = _write(tmp_path / "train.jsonl", [(f"train {i}", "ab"[i % 2]) for i in range(50)])
+    sizes = {"max_train_samples": 30, "val_size": 5, "max_test_samples": 10}
+    fixed = [
+        llmembed.load_splits(llmembed.DataArguments(train_path=train, split_seed=7, **sizes), seed=s) for s in (0, 1)
+    ]
+    assert fixed[0][:3] == fixed[1][:3]
+    free = [llmembed.load_splits(llmembed.DataArguments(train_path=train, **sizes), seed=s) for s in (0, 1)]
+    assert free[0][2] != free[1][2]  # without split_seed the run's seed carves the test rows
+
+
 def test_official_splits_from_the_loaders(data_root):
     """SST-2 validates on its official dev split and tests on its official test split; AG News (no dev split)
     carves validation from train exactly as before."""

@@ -29,6 +29,12 @@ class DataArguments:
     max_train_samples: int = field(default=1500, metadata={"help": "val_size validation rows + the rest train."})
     val_size: int = field(default=300, metadata={"help": "Validation rows (from dev, else carved from train)."})
     max_test_samples: int = field(default=500, metadata={"help": "Seeded test subsample."})
+    split_seed: int | None = field(
+        default=None,
+        metadata={
+            "help": "Seed of the splits and subsamples (default: the run's seed). Fix it to vary only training."
+        },
+    )
 
     def __post_init__(self):
         if self.train_path is None and self.dataset not in DATASETS:
@@ -64,12 +70,15 @@ def _read_sources(args: DataArguments):
 def load_splits(args: DataArguments, seed: int):
     """Seeded ``(train, val, test, label_names, where)``: ``(texts, label ids)`` splits and where each came from.
 
+    ``args.split_seed`` seeds the shuffles when set, else ``seed`` (the run's seed): with it fixed, runs at several
+    training seeds share their train, validation and test rows.
 
     Test and validation come from ``test_path`` / ``dev_path``, else the dataset's official splits; only when
     neither exists are they carved from the shuffled train pool (test first, then validation), disjoint from
     the training rows. Label names: the train split's ``ClassLabel`` names, else the sorted string labels of
     every split.
     """
+    seed = seed if args.split_seed is None else args.split_seed
     train, dev, test, where = _read_sources(args)
     given = [ds for ds in (train, dev, test) if ds is not None]
     feat = train.features["label"]
