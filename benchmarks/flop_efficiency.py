@@ -10,7 +10,7 @@ Rows (each in its own subprocess, so every peak RSS is that row's alone):
   glibc's heap tuned (``toolkit.training.allocator``: freed memory returned to the OS, paid in page faults), with activation
   checkpointing of every layer / every 2nd layer (``make_trainer`` then tunes the heap by default), in micro-batches
   of 2 with gradient accumulation (same update), and with ``lora_dropout=0`` (PEFT's dropout keeps a dropped copy
-  of every adapted layer's input for backward).
+  of every adapted layer's input for backward); opt-in, the same through ``torch.compile`` (``*_compile``).
 * ``full_ft`` — the same step training every weight.
 * ``teacher_decode`` — the hf teacher's model decoding ``--decode_tokens`` tokens for ``--decode_batch`` prompts
   (prefill timed separately and subtracted).
@@ -49,14 +49,19 @@ TRAIN_ROWS = {
     "lora_target_only_ckpt2": (True, 0.05, True, "sdpa", 2, True, "now + checkpoint every 2nd layer (+ heap tuning)"),
     "lora_target_only_mb2": (True, 0.05, True, "sdpa", 0, False, "now, micro-batches of 2 x 4 accumulation steps"),
     "lora_target_only_nodrop": (True, 0.0, True, "sdpa", 0, False, "now with lora_dropout=0"),
+    "lora_target_only_compile": (True, 0.05, True, "sdpa", 0, False, "now + torch.compile (inductor, Trainer)"),
+    "lora_target_only_nodrop_compile": (True, 0.0, True, "sdpa", 0, False, "lora_dropout=0 + torch.compile"),
     "full_ft": (False, 0.0, True, "sdpa", 0, False, "full fine-tune, target-only logits, SDPA"),
 }
 # Rows that split each optimizer step of --batch rows into micro-batches (gradient accumulation; the Trainer
 # normalises the loss over the whole accumulated batch, so the update is the same).
 MICRO_BATCH = {"lora_target_only_mb2": 2}
+# Rows trained through the Trainer's ``torch_compile`` (inductor; the first, compiling step is the untimed warm-up).
+COMPILED = {"lora_target_only_compile", "lora_target_only_nodrop_compile"}
 ALL_ROWS = ["matmul", *TRAIN_ROWS, "teacher_decode"]
-# "full logits, SDPA" sits between before and now; it needs as much memory as before, so it is opt-in.
-DEFAULT_ROWS = [r for r in ALL_ROWS if r != "lora_full_logits_sdpa"]
+# "full logits, SDPA" sits between before and now; it needs as much memory as before, so it is opt-in. The compiled
+# rows spend minutes compiling before their first step, so they are opt-in too.
+DEFAULT_ROWS = [r for r in ALL_ROWS if r != "lora_full_logits_sdpa" and r not in COMPILED]
 PROFILE_GROUPS = {
     "matmul": ("mm", "addmm", "bmm", "matmul", "linear", "baddbmm"),
     "attention": ("scaled_dot_product", "flash_attention", "efficient_attention"),
@@ -163,6 +168,7 @@ def row_train(name: str, args) -> dict:
         dataloader_num_workers=0,
         activation_checkpointing=bool(every_n),
         activation_checkpointing_kwargs={"every_n_layers": every_n} if every_n else None,
+        torch_compile=name in COMPILED,
     )
     feats = _features(model.config.vocab_size, args)
     if target_only:
