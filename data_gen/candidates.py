@@ -15,7 +15,7 @@ from toolkit import configs
 from toolkit.generation.candidates import CandidatesConfig, candidates_job
 from toolkit.generation.jobs import JobConfig, PromptConfig, init_logging
 from toolkit.runtime import configure_threads
-from toolkit.teachers.base import TeacherConfig
+from toolkit.teachers.config import TeacherConfig
 
 
 def make_parser():

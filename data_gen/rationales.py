@@ -16,7 +16,7 @@ from toolkit import configs
 from toolkit.generation.jobs import JobConfig, PromptConfig, init_logging
 from toolkit.generation.rationales import RationalesConfig, rationales_job
 from toolkit.runtime import configure_threads
-from toolkit.teachers.base import TeacherConfig
+from toolkit.teachers.config import TeacherConfig
 
 
 def make_parser():

@@ -32,7 +32,8 @@ from toolkit.generation.jobs import (
     shard,
 )
 from toolkit.generation.prompts import template_hash
-from toolkit.teachers.base import GenerationRequest, TeacherConfig, Usage
+from toolkit.teachers.base import GenerationRequest, Usage
+from toolkit.teachers.config import TeacherConfig
 
 __all__ = ["CandidatesConfig", "build_requests", "candidate_items", "candidates_job", "generate_candidates"]
 

@@ -39,7 +39,8 @@ from toolkit.generation.jobs import (
 )
 from toolkit.tasks.math import numbers_match
 from toolkit.tasks.palm import PALM_TASKS, format_input, load_palm, parse_completion
-from toolkit.teachers.base import GenerationRequest, TeacherConfig, usage_json
+from toolkit.teachers.base import GenerationRequest, usage_json
+from toolkit.teachers.config import TeacherConfig
 
 logger = logging.getLogger("data_gen.rationales")
 

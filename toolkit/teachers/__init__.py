@@ -7,16 +7,8 @@ OpenAI-compatible server; ``mode="batch"`` uses the OpenAI Batch API), ``hf`` (a
 
 from __future__ import annotations
 
-from toolkit.teachers.base import (
-    BACKENDS,
-    Generation,
-    GenerationRequest,
-    Teacher,
-    TeacherConfig,
-    TeacherError,
-    Usage,
-    teacher_id,
-)
+from toolkit.teachers.base import Generation, GenerationRequest, Teacher, TeacherError, Usage, teacher_id
+from toolkit.teachers.config import BACKENDS, TeacherConfig
 from toolkit.teachers.hf import HFTeacher
 from toolkit.teachers.openai import OpenAITeacher
 from toolkit.teachers.openai_batch import OpenAIBatchTeacher

@@ -25,12 +25,12 @@ from toolkit.teachers.base import (
     GenerationRequest,
     ResultCallback,
     Teacher,
-    TeacherConfig,
     TeacherError,
     Usage,
     reject_server_options,
     teacher_id,
 )
+from toolkit.teachers.config import TeacherConfig
 from toolkit.teachers.hf_pool import available_memory_bytes, generate_batches_in_pool, plan_workers
 from toolkit.teachers.prefix_cache import PrefixKVStore, common_prefix_len, prepare_batch
 

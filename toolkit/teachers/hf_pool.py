@@ -21,7 +21,8 @@ from dataclasses import asdict
 
 import torch
 
-from toolkit.teachers.base import TeacherConfig, TeacherError
+from toolkit.teachers.base import TeacherError
+from toolkit.teachers.config import TeacherConfig
 
 logger = logging.getLogger(__name__)
 

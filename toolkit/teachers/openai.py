@@ -33,15 +33,8 @@ import openai
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from toolkit.teachers.base import (
-    Generation,
-    GenerationRequest,
-    ResultCallback,
-    Teacher,
-    TeacherConfig,
-    TeacherError,
-    teacher_id,
-)
+from toolkit.teachers.base import Generation, GenerationRequest, ResultCallback, Teacher, TeacherError, teacher_id
+from toolkit.teachers.config import TeacherConfig
 from toolkit.teachers.openai_request import (
     MalformedResponseError,
     endpoint,

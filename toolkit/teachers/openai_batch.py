@@ -36,7 +36,8 @@ from typing import Any
 import openai
 
 from toolkit.runtime import cache_dir
-from toolkit.teachers.base import Generation, GenerationRequest, ResultCallback, TeacherConfig, TeacherError
+from toolkit.teachers.base import Generation, GenerationRequest, ResultCallback, TeacherError
+from toolkit.teachers.config import TeacherConfig
 from toolkit.teachers.openai import OpenAITeacher
 from toolkit.teachers.openai_batch_state import BatchState, BatchStore, missing_error
 from toolkit.teachers.openai_request import MalformedResponseError, endpoint, parse_response, request_body

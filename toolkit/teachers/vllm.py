@@ -24,12 +24,12 @@ from toolkit.teachers.base import (
     GenerationRequest,
     ResultCallback,
     Teacher,
-    TeacherConfig,
     TeacherError,
     Usage,
     reject_server_options,
     teacher_id,
 )
+from toolkit.teachers.config import TeacherConfig
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from pydantic import BaseModel
 from toolkit.generation.cache import GenerationCache, request_fingerprint
 from toolkit.generation.engine import run_generation
 from toolkit.generation.items import WorkItem
-from toolkit.teachers.base import GenerationRequest, TeacherConfig
+from toolkit.teachers.base import GenerationRequest
+from toolkit.teachers.config import TeacherConfig
 from toolkit.teachers.openai import OpenAITeacher
 from toolkit.teachers.openai_request import request_body
 from toolkit.testing.openai_server import reasoning_trace

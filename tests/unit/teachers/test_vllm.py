@@ -18,7 +18,8 @@ from toolkit.generation.cache import GenerationCache
 from toolkit.generation.engine import run_generation
 from toolkit.generation.items import WorkItem
 from toolkit.teachers import load_teacher
-from toolkit.teachers.base import GenerationRequest, TeacherConfig
+from toolkit.teachers.base import GenerationRequest
+from toolkit.teachers.config import TeacherConfig
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
