@@ -37,7 +37,9 @@ RESULTS_PLANS = for plan in $(1); do $(PY) -m experiments $$plan || exit 1; done
 
 # Every LMCor table: the first tables (experiments/plans/lmcor.yaml), WMT22 de-en properly powered
 # (experiments/plans/lmcor_wmt22_deen.yaml: dev curve, k = 4 and learned reranker x 3 seeds, baselines; about
-# 7 CPU-hours), then zh-en and cs-en at one seed (lmcor_wmt22_zhen.yaml / _csen.yaml: about 2.5 CPU-hours each).
+# 7 CPU-hours), then cs-en and zh-en at one seed (lmcor_wmt22_csen.yaml, about 3 CPU-hours; lmcor_wmt22_zhen.yaml,
+# uninformative as configured, kept because its runs are committed; lmcor_wmt22_zhen_short.yaml, its replacement,
+# about 3 CPU-hours).
 results-lmcor:
 	$(call RESULTS_PLANS,experiments/plans/lmcor*.yaml)
 
@@ -53,6 +55,8 @@ results-step-by-step:
 results-multitask:
 	$(call RESULTS_PLANS,experiments/plans/qlora_multitask*.yaml)
 
-# Every LLMEmbed table (SST-2, AG News, R8 vs a fine-tuned MiniLM; exploratory: intervals from python -m experiments.legacy_accuracy).
+# Every LLMEmbed table: the exploratory first ones (SST-2, AG News, R8 vs a fine-tuned MiniLM, one seed; intervals
+# from python -m experiments.legacy_accuracy), then the pre-registered llmembed_protocol.yaml (3 seeds on fixed rows,
+# the official head as an ablation row; about 2 CPU-hours).
 results-llmembed:
 	$(call RESULTS_PLANS,experiments/plans/llmembed*.yaml)
