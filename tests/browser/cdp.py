@@ -14,7 +14,9 @@ import base64
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -129,15 +131,48 @@ def _describe(event: dict) -> str:
     return f"{entry.get('source')}: {entry.get('text')} {entry.get('url', '')}".strip()
 
 
+def _stop_process_group(proc: subprocess.Popen) -> None:
+    """Terminate Chromium and every helper it started (same process group), killing what ignores SIGTERM."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with contextlib.suppress(Exception):
+        proc.stderr.close()
+
+
+def _remove_profile(profile: Path, attempts: int = 10) -> None:
+    """Remove the throw-away profile; a helper that is still exiting may write one last file, so retry briefly."""
+    for attempt in range(attempts):
+        try:
+            shutil.rmtree(profile)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+
+
 async def _inspect(page: Path, expressions: dict[str, str], screenshot: Path) -> PageReport:
     import aiohttp
 
-    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    try:
+        # Its own process group: Chromium's helpers (crashpad, utility processes) can outlive the browser process
+        # and keep writing into the profile, so the whole group is stopped before the profile is removed.
         proc = subprocess.Popen(
             [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,
         )
         try:
             port, path = _devtools_port(Path(profile), proc)
@@ -166,14 +201,9 @@ async def _inspect(page: Path, expressions: dict[str, str], screenshot: Path) ->
                 cdp.reader.cancel()
                 events = list(cdp.events)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            with contextlib.suppress(Exception):
-                proc.stderr.close()
+            _stop_process_group(proc)
+    finally:
+        _remove_profile(Path(profile))
     by = lambda method, keep=lambda e: True: [_describe(e) for e in events if e["method"] == method and keep(e)]  # noqa: E731
     requests = [e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"]
     return PageReport(
