@@ -43,7 +43,10 @@ def _texts(results) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def teacher(tiny_llama_dir):
-    return load_teacher(TeacherConfig(backend="hf", model=str(tiny_llama_dir), batch_size=3)).load()
+    # One decoding process: the prefix-computation count is read from this process's store, and with more threads
+    # the teacher would fan the batches out to worker processes, each with its own store.
+    config = TeacherConfig(backend="hf", model=str(tiny_llama_dir), batch_size=3, workers=1)
+    return load_teacher(config).load()
 
 
 def _run(teacher, reqs, reuse: bool):
