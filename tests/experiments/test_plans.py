@@ -10,6 +10,7 @@ import yaml
 
 from experiments.plan import choices_used, load_plan
 from experiments.runner import Runner, recipe_module
+from experiments.tables import lookup
 from recipes import step_by_step
 from toolkit.methods.lmcor.config import LMCorConfig
 from toolkit.methods.lmcor.data import eval_candidates, load_splits
@@ -40,6 +41,27 @@ def test_plan_runs_parse_with_their_recipe(path, tmp_path, monkeypatch):
             assert values["output_dir"] == str(runner.run_dir(spec.name, seed))
             if "--seed" in (plan.seed_args if spec.seed_args is None else spec.seed_args):
                 assert values["seed"] == seed
+
+
+@pytest.mark.parametrize("path", PLANS, ids=lambda p: p.stem)
+def test_series_and_metrics_tables_find_their_rows_in_the_committed_runs(path, tmp_path, monkeypatch):
+    """A table reading a path of the recipe's metrics.json renders empty when the path is wrong: check it on every
+    committed run, so a wrong path fails here instead of in a finished plan's table."""
+    monkeypatch.chdir(REPO)
+    plan = load_plan(path)
+    runner = Runner(plan, tmp_path / "runs", REPO / "results")  # no run directories: the committed copies answer
+    for table in plan.tables:
+        if table.get("kind") not in ("series", "metrics"):
+            continue
+        for row in table["rows"]:
+            metrics_path = row.get("path", table.get("path", ""))
+            for seed in plan.run(row["run"]).seeds:
+                metrics = runner.metrics(row["run"], seed)
+                if metrics is None:  # not run yet
+                    continue
+                assert lookup(metrics, metrics_path), (
+                    f"{path.name}: table {table['name']} finds nothing at {metrics_path!r} in {row['run']} seed {seed}"
+                )
 
 
 def test_the_deen_plan_follows_the_protocol(monkeypatch):
