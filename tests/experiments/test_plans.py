@@ -64,6 +64,19 @@ def test_series_and_metrics_tables_find_their_rows_in_the_committed_runs(path, t
                 )
 
 
+def test_no_two_plans_of_a_recipe_write_the_same_table_file():
+    """Plans of one recipe share results/<recipe>/: a table name used twice makes one plan overwrite the other's table
+    (an exploratory and a pre-registered table must stay side by side)."""
+    writers: dict[tuple[str, str], str] = {}
+    for path in PLANS:
+        plan = load_plan(path)
+        names = [table["name"] for table in plan.tables] + [f"{plan.name}_budget"]
+        for name in names:
+            key = (plan.recipe, name)
+            assert key not in writers, f"{path.name} and {writers.get(key)} both write results/{plan.recipe}/{name}.md"
+            writers[key] = path.name
+
+
 def test_the_deen_plan_follows_the_protocol(monkeypatch):
     """Step count chosen on dev, three seeds of the corrector, >= 300 test rows, every baseline in the table."""
     monkeypatch.chdir(REPO)
