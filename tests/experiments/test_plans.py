@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from statistics import mean
 
 import pytest
 import yaml
@@ -132,6 +133,7 @@ def test_the_other_pairs_data_gives_300_test_rows_with_4_unseen_candidates(pair,
 
 
 SVAMP_PLAN = REPO / "experiments" / "plans" / "step_by_step_svamp.yaml"
+STEP_MATCHED_RUNS = ("standard", "step_by_step")
 
 
 def test_the_svamp_plan_chooses_its_steps_on_the_standard_arms_dev_accuracy(monkeypatch):
@@ -146,8 +148,25 @@ def test_the_svamp_plan_chooses_its_steps_on_the_standard_arms_dev_accuracy(monk
     assert (standard.overrides["mode"], step.overrides["mode"]) == ("standard", "task_prefix")
     assert {key: value for key, value in step.overrides.items() if key != "mode"} == {"max_steps": "{choice:steps}"}
     assert standard.seeds == step.seeds and len(step.seeds) >= 3
-    assert plan.run("standard_compute_matched").pending  # its steps come from the step-matched runs' tokens
     assert plan.overrides["max_test_samples"] == "None" and plan.overrides["label_source"] == "gt"
+
+
+def test_the_svamp_compute_matched_arm_trains_step_by_steps_tokens(tmp_path, monkeypatch):
+    """Its step count is step-by-step's training tokens over standard's tokens per step, both the mean over the
+    committed step-matched runs (training compute, never a test score)."""
+    monkeypatch.chdir(REPO)
+    plan = load_plan(SVAMP_PLAN)
+    runner = Runner(plan, tmp_path / "runs", REPO / "results")  # the committed copies answer
+    step_matched = {name: [runner.metrics(name, seed) for seed in plan.run(name).seeds] for name in STEP_MATCHED_RUNS}
+    assert all(metrics is not None for runs in step_matched.values() for metrics in runs)
+    step_by_step_tokens = mean(metrics["train_tokens"] for metrics in step_matched["step_by_step"])
+    standard_tokens_per_step = mean(
+        metrics["train_tokens"] / metrics["global_steps"] for metrics in step_matched["standard"]
+    )
+    compute_matched = plan.run("standard_compute_matched")
+    assert not compute_matched.pending and compute_matched.seeds == plan.run("standard").seeds
+    expected_steps = round(step_by_step_tokens / standard_tokens_per_step)
+    assert compute_matched.overrides == {"mode": "standard", "max_steps": expected_steps}
 
 
 def _svamp_plan_config(plan, data_root: Path, mode: str) -> StepByStepConfig:
