@@ -76,10 +76,16 @@ def render_tables(runner: Any, commit: Any) -> dict[str, Path]:
         written[table["name"]] = write_table(runner.results_dir, table, header, body)
     budget = budget_table(plan, records)
     budget["run_plan_commits"] = run_plan_commits(records, [spec.name for spec in plan.runs])
-    written[f"{plan.name}_budget"] = write_table(
-        runner.results_dir, {"name": f"{plan.name}_budget", "title": f"{plan.name}: compute"}, header, budget
+    budget_name = budget_table_name(plan.name)
+    written[budget_name] = write_table(
+        runner.results_dir, {"name": budget_name, "title": f"{plan.name}: compute"}, header, budget
     )
     return written
+
+
+def budget_table_name(plan_name: str) -> str:
+    """The name of a plan's compute table (every run's wall and CPU time) in results/<recipe>/."""
+    return f"{plan_name}_budget"
 
 
 def commit_label(commit: Any) -> str:

@@ -11,7 +11,7 @@ import yaml
 
 from experiments.plan import choices_used, load_plan
 from experiments.runner import Runner, recipe_module
-from experiments.tables import lookup
+from experiments.tables import budget_table_name, lookup
 from recipes import step_by_step
 from toolkit.methods.lmcor.config import LMCorConfig
 from toolkit.methods.lmcor.data import eval_candidates, load_splits
@@ -71,7 +71,7 @@ def test_no_two_plans_of_a_recipe_write_the_same_table_file():
     writers: dict[tuple[str, str], str] = {}
     for path in PLANS:
         plan = load_plan(path)
-        names = [table["name"] for table in plan.tables] + [f"{plan.name}_budget"]
+        names = [table["name"] for table in plan.tables] + [budget_table_name(plan.name)]
         for name in names:
             key = (plan.recipe, name)
             assert key not in writers, f"{path.name} and {writers.get(key)} both write results/{plan.recipe}/{name}.md"
