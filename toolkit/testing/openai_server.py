@@ -42,16 +42,21 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from toolkit.testing.fake_answers import (
+    default_text,
+    fill_schema,
+    logprobs,
+    prompt_text,
+    reasoning_trace,
+    schema_of,
+    unit_draw,
+)
 from toolkit.testing.openai_batch_api import FakeBatchAPI
 from toolkit.testing.openai_params import reasoning_error
 
-__all__ = ["FAULT_KINDS", "FakeOpenAIServer", "RequestRecord", "default_text"]
+__all__ = ["FAULT_KINDS", "FakeOpenAIServer", "RequestRecord", "default_text", "reasoning_trace"]
 
 FAULT_KINDS = ("429", "500", "timeout", "malformed", "empty")
-_WORDS = (
-    "the a cat dog runs sat quickly home went school apple river blue green small large happy sad today "
-    "tomorrow answer because therefore number seven three plus minus equals"
-).split()
 # Body fields of the OpenAI API; anything else came through ``extra_body`` and is echoed back.
 _API_FIELDS = {
     "model",
@@ -70,27 +75,6 @@ _API_FIELDS = {
     "stream",
 }
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error"}
-
-
-def _prompt_text(body: dict) -> str:
-    """One string per request: the completion prompt, or the chat messages as ``role: content`` lines."""
-    if "messages" in body:
-        return "\n".join(f"{m.get('role')}: {m.get('content')}" for m in body["messages"])
-    prompt = body.get("prompt", "")
-    return prompt if isinstance(prompt, str) else json.dumps(prompt)
-
-
-def default_text(prompt: str, index: int, seed, max_tokens: int = 16) -> str:
-    """Deterministic pseudo-text: the same (prompt, index, seed) always gives the same words."""
-    digest = hashlib.sha256(f"{prompt}\x00{index}\x00{seed}".encode()).digest()
-    length = min(max_tokens, 4 + digest[0] % 8)
-    return " ".join(_WORDS[b % len(_WORDS)] for b in digest[1 : 1 + length])
-
-
-def _unit(*parts) -> float:
-    """A deterministic number in [0, 1) from ``parts``."""
-    digest = hashlib.sha256("\x00".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 @dataclass
@@ -288,7 +272,7 @@ class FakeOpenAIServer:
             body = json.loads(raw)
         except json.JSONDecodeError:
             return 400, {}, b'{"error": {"message": "invalid JSON body"}}', None
-        prompt = _prompt_text(body)
+        prompt = prompt_text(body)
         status, extra, payload = await self._complete(path, body, raw, prompt)
         return status, extra, payload, prompt
 
@@ -304,8 +288,8 @@ class FakeOpenAIServer:
             attempt = self._seen[body_key]
             self._seen[body_key] += 1
         fault = None
-        if self.fault_rate > 0 and _unit(self.seed, body_key, attempt, "rate") < self.fault_rate:
-            fault = self.fault_kinds[int(_unit(self.seed, body_key, attempt, "kind") * len(self.fault_kinds))]
+        if self.fault_rate > 0 and unit_draw(self.seed, body_key, attempt, "rate") < self.fault_rate:
+            fault = self.fault_kinds[int(unit_draw(self.seed, body_key, attempt, "kind") * len(self.fault_kinds))]
         record = RequestRecord(
             path=path,
             prompt=prompt,
@@ -344,7 +328,7 @@ class FakeOpenAIServer:
             return 404, {"error": {"message": f"no route {url}"}}
         if (message := reasoning_error(body)) is not None:
             return 400, {"error": {"message": message, "type": "invalid_request_error"}}
-        return 200, self._completion(url, body, _prompt_text(body), empty=False)
+        return 200, self._completion(url, body, prompt_text(body), empty=False)
 
     def _completion(self, path: str, body: dict, prompt: str, *, empty: bool) -> dict:
         n = 1 if self.ignore_n else int(body.get("n") or 1)
@@ -370,7 +354,7 @@ class FakeOpenAIServer:
         reasoner = "reasoner" in str(body.get("model", ""))
         choices = []
         for i, text in enumerate(texts):
-            choice = {"index": i, "finish_reason": "stop", "logprobs": _logprobs(body, text, chat=chat)}
+            choice = {"index": i, "finish_reason": "stop", "logprobs": logprobs(body, text, chat=chat)}
             if chat:
                 choice["message"] = {"role": "assistant", "content": text}
                 if reasoner:
@@ -391,62 +375,6 @@ class FakeOpenAIServer:
         if extra or "response_format" in body:
             response["echo"] = {"extra_body": extra, "response_format": body.get("response_format")}
         return response
-
-
-def reasoning_trace(prompt: str, index: int, seed) -> str:
-    """The deterministic ``reasoning_content`` of a ``*reasoner*`` model."""
-    return "Let me think step by step. " + default_text("reasoning\x00" + prompt, index, seed, 12) + "."
-
-
-def schema_of(body: dict) -> dict | None:
-    """The JSON schema of a ``response_format: {"type": "json_schema", ...}`` request, else None."""
-    response_format = body.get("response_format") or {}
-    if response_format.get("type") != "json_schema":
-        return None
-    return (response_format.get("json_schema") or {}).get("schema") or {}
-
-
-def fill_schema(schema: dict, prompt: str, index: int, seed) -> dict:
-    """A JSON object that fits ``schema``'s top-level properties (strings, numbers, booleans, lists)."""
-    value: dict = {}
-    for name, spec in (schema.get("properties") or {}).items():
-        kind = spec.get("type")
-        if kind == "integer":
-            value[name] = 7
-        elif kind == "number":
-            value[name] = 7.5
-        elif kind == "boolean":
-            value[name] = True
-        elif kind == "array":
-            value[name] = []
-        else:
-            value[name] = default_text(f"{prompt}\x00{name}", index, seed, 6)
-    return value
-
-
-def _logprobs(body: dict, text: str, *, chat: bool) -> dict | None:
-    """Per-token log-probabilities (whitespace tokens) with ``top_logprobs`` alternatives, when asked."""
-    if not body.get("logprobs"):
-        return None
-    tokens = text.split()
-    top = int(body.get("top_logprobs") or 0) if chat else int(body.get("logprobs") or 0)
-    values = [-round(_unit(text, position, token), 4) for position, token in enumerate(tokens)]
-    alternatives = [
-        [(token, value)] + [(f"alt{rank}", value - rank) for rank in range(1, top)]
-        for token, value in zip(tokens, values)
-    ]
-    if chat:
-        content = [
-            {
-                "token": token,
-                "logprob": value,
-                "top_logprobs": [{"token": alt, "logprob": alt_value} for alt, alt_value in options[:top]],
-            }
-            for token, value, options in zip(tokens, values, alternatives)
-        ]
-        return {"content": content}
-    top_maps = [dict(options[:top]) for options in alternatives]
-    return {"tokens": tokens, "token_logprobs": values, "top_logprobs": top_maps}
 
 
 def _main() -> None:
