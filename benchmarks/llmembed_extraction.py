@@ -8,8 +8,8 @@ Rows (printed as a markdown table):
 * ``extraction``: the same batches with ``output_hidden_states=True``, masked pooling of ``layers``, scatter back.
   Target: ≥ 0.9× the bare forward's tokens/s.
 * ``extraction, unsorted``: the same but batches in input order (what length sorting saves).
-* ``cache miss`` / ``cache hit``: :func:`toolkit.methods.llmembed.embeddings.get_or_extract` into a fresh cache dir, twice; the
-  miss includes model loading, the hit must not load or run the model at all.
+* ``cache miss`` / ``cache hit``: :func:`toolkit.methods.llmembed.feature_cache.get_or_extract` into a fresh cache
+  dir, twice; the miss includes model loading, the hit must not load or run the model at all.
 
 Timings interleave bare and extraction runs and keep the best of ``--repeats`` so a noisy shared machine biases
 neither side.
@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from toolkit import configs
-from toolkit.methods.llmembed import embeddings
+from toolkit.methods.llmembed import embeddings, feature_cache
 
 logger = logging.getLogger("benchmarks.llmembed_extraction")
 
@@ -99,10 +99,10 @@ def main(args: BenchmarkArguments):
     with tempfile.TemporaryDirectory() as cache:
         # The miss loads its own backbone (not the one above), like a fresh run would.
         t0 = time.perf_counter()
-        _, miss = embeddings.get_or_extract(spec, texts, cache, show_progress=False)
+        _, miss = feature_cache.get_or_extract(spec, texts, cache, show_progress=False)
         miss_t = time.perf_counter() - t0
         t0 = time.perf_counter()
-        _, hit = embeddings.get_or_extract(spec, texts, cache, show_progress=False)
+        _, hit = feature_cache.get_or_extract(spec, texts, cache, show_progress=False)
         hit_t = time.perf_counter() - t0
     assert hit["cache_hit"] and not miss["cache_hit"]
 

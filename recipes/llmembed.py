@@ -28,12 +28,8 @@ from toolkit.distributed import is_main_process, wait_for_everyone
 from toolkit.meter import DEFAULT_WATTS_PER_CORE, Cost
 from toolkit.methods.llmembed import comparison
 from toolkit.methods.llmembed.config import VARIANT_SOURCES, LLMEmbedConfig
-from toolkit.methods.llmembed.embeddings import (
-    checkpoint_num_params,
-    extract_sources,
-    extraction_cost,
-    extraction_specs,
-)
+from toolkit.methods.llmembed.embeddings import checkpoint_num_params, extraction_specs
+from toolkit.methods.llmembed.feature_cache import extract_sources, extraction_cost
 from toolkit.methods.llmembed.head import fit_variant, head_log_history, save_head
 from toolkit.publishing import reporting
 from toolkit.publishing.cards import citation_block

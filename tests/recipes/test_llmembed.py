@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from recipes import llmembed
-from toolkit.methods.llmembed import embeddings
+from toolkit.methods.llmembed import feature_cache
 from toolkit.methods.llmembed.comparison import QUALITY_COLUMNS
 from toolkit.methods.llmembed.config import VARIANTS, LLMEmbedConfig
 from toolkit.methods.llmembed.head import load_head
@@ -125,8 +125,8 @@ def test_recipe_end_to_end_cache_and_push(toy_data, tiny_llama_dir, tiny_bert_di
     def boom(*args, **kwargs):
         raise AssertionError("extraction ran on a cached re-run")
 
-    monkeypatch.setattr(embeddings, "extract_embeddings", boom)
-    monkeypatch.setattr(embeddings, "load_backbone", boom)
+    monkeypatch.setattr(feature_cache, "extract_embeddings", boom)
+    monkeypatch.setattr(feature_cache, "load_backbone", boom)
     no_baselines = ["--run_encoder_baseline", "false", "--run_few_shot", "false"]
     again = _run(_args(toy_data, tmp_path / "run2", cache, tiny_llama_dir, tiny_bert_dir, *no_baselines))
     rows2 = {r["method"]: r for r in again["tables"]["results"]}

@@ -231,8 +231,8 @@ def head_result(method: str, fit: dict, sources: Sequence[str], costs: dict, par
     """The :class:`MethodResult` of a head trained on cached features (``toolkit.methods.llmembed.head.fit_variant``).
 
     It is charged the extraction of every feature source it reads (``costs[source]``: ``{"train", "test",
-    "cached"}``, see ``toolkit.methods.llmembed.embeddings.extraction_cost``) on top of its own training / inference, and its
-    inference parameters include those backbones (``params[source]``).
+    "cached"}``, see ``toolkit.methods.llmembed.feature_cache.extraction_cost``) on top of its own training /
+    inference, and its inference parameters include those backbones (``params[source]``).
     """
     extract = sum((costs[s]["train"] for s in sources), Cost())
     infer = fit["infer_cost"] + sum((costs[s]["test"] for s in sources), Cost())

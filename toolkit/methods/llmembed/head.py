@@ -2,9 +2,10 @@
 
 After "LLMEmbed: Rethinking Lightweight LLM's Genuine Function in Text Classification" (Liu et al., ACL 2024).
 Hidden states of several layers of a frozen small causal LM (and optionally a sentence encoder) are pooled into
-one vector per (text, layer) (:mod:`toolkit.methods.llmembed.embeddings` extracts and caches them); a small fusion + MLP head
-(:class:`LLMEmbedHead`) is trained on those views. This module holds the paper's method: layer selection,
-pooling, the views of each variant / ablation, the head, its training loop and its save / load.
+one vector per (text, layer) (:mod:`toolkit.methods.llmembed.embeddings` extracts them,
+:mod:`toolkit.methods.llmembed.feature_cache` caches them); a small fusion + MLP head (:class:`LLMEmbedHead`) is
+trained on those views. This module holds the paper's method: layer selection, pooling, the views of each
+variant / ablation, the head, its training loop and its save / load.
 
 Two things the reference implementation got wrong are done right here:
 
