@@ -199,7 +199,10 @@ def comparison_table(runner: Any, table: dict) -> dict:
     ready = [e for e in table.get("comparisons", []) if e["system"] in systems and e["baseline"] in systems]
     compared = list(table.get("comparison_metrics") or [plan.primary_metric])
     comparisons = [compare(plan, systems, entry, compared) for entry in ready]
-    missing = [f"{e['system']} vs {e['baseline']}" for e in table.get("comparisons", []) if e not in ready]
+    # A pair compared at two thresholds is still one pair waiting for its runs.
+    missing = list(
+        dict.fromkeys(f"{e['system']} vs {e['baseline']}" for e in table.get("comparisons", []) if e not in ready)
+    )
     notes = list(table.get("notes", []))
     if order is not None and len(order) != plan.test_rows:
         notes.append(f"The plan registered {plan.test_rows} test rows; these runs scored {len(order)}.")

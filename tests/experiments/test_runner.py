@@ -77,6 +77,7 @@ def _plan(launcher: str = "inprocess", **extra) -> dict:
                     {"system": "strong", "baseline": "weak"},
                     {"system": "weak", "baseline": "strong"},
                     {"system": "strong", "baseline": "reranker"},
+                    {"system": "strong", "baseline": "reranker", "threshold": -2.0},  # the same pair, listed once
                 ],
             },
             {
