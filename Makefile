@@ -51,7 +51,8 @@ results-step-by-step:
 	$(call RESULTS_PLANS,experiments/plans/step_by_step*.yaml)
 
 # Every multi-task table: the exploratory first one (4-bit multi-task vs single-task vs MiniLM; fp32 LoRA), then
-# fp32 multi-task vs fp32 single-task pre-registered (qlora_multitask_fp32.yaml: steps chosen on dev, 3 seeds).
+# fp32 multi-task vs fp32 single-task pre-registered (qlora_multitask_fp32.yaml: steps chosen on dev, 3 seeds; it took
+# 247 CPU-minutes; a clone re-renders its tables from the committed run copies without training).
 results-multitask:
 	$(call RESULTS_PLANS,experiments/plans/qlora_multitask*.yaml)
 
