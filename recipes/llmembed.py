@@ -27,6 +27,7 @@ from toolkit import configs
 from toolkit.distributed import is_main_process, wait_for_everyone
 from toolkit.meter import DEFAULT_WATTS_PER_CORE, Cost
 from toolkit.methods.llmembed import comparison
+from toolkit.methods.llmembed.card import CITATION, DESCRIPTION
 from toolkit.methods.llmembed.config import VARIANT_SOURCES, LLMEmbedConfig
 from toolkit.methods.llmembed.embeddings import checkpoint_num_params, extraction_specs
 from toolkit.methods.llmembed.feature_cache import extract_sources, extraction_cost
@@ -40,18 +41,6 @@ from toolkit.tasks.classification_splits import DataArguments, load_splits
 from toolkit.training.tracking import check_report_to, log_final_metrics, write_history
 
 logger = logging.getLogger("recipes.llmembed")
-DESCRIPTION = (
-    "LLMEmbed (Liu et al., 2024): hidden states of several layers of a frozen lightweight LLM, mean-pooled over the "
-    "real tokens, are fused with a sentence encoder's embedding (co-occurrence pooling of the projected views plus "
-    "the layer mean) and fed to a small MLP classifier; only that head is trained."
-)
-CITATION = """@inproceedings{liu-etal-2024-llmembed,
-  title = {{LLMEmbed}: Rethinking Lightweight {LLM}'s Genuine Function in Text Classification},
-  author = {Liu, Chun and Zhang, Hongguang and Zhao, Kainan and Ju, Xinghai and Yang, Lin},
-  booktitle = {Proceedings of the 62nd Annual Meeting of the Association for Computational Linguistics
-               (Volume 1: Long Papers)},
-  year = {2024}
-}"""
 
 
 @dataclass

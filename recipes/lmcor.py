@@ -29,6 +29,7 @@ from transformers import TrainingArguments
 from toolkit.configs import apply_cpu_safe_defaults, setup_logging
 from toolkit.configs import make_parser as make_config_parser
 from toolkit.distributed import is_main_process, wait_for_everyone
+from toolkit.methods.lmcor.card import CITATION, DESCRIPTION
 from toolkit.methods.lmcor.config import LMCorConfig
 from toolkit.methods.lmcor.data import (
     budgeted_format,
@@ -60,18 +61,6 @@ PREDICTION_COLUMNS = {
     "references": "references",
     "source": "baseline:source copy",
 }
-DESCRIPTION = (
-    "An LMCor corrector (Vernikos et al. 2023): a small model trained to read an input and k candidate outputs of a "
-    "large model and rewrite them into one better output, at the cost of one small forward pass per input."
-)
-CITATION = """@inproceedings{vernikos-etal-2024-small,
-  title = {Small Language Models Improve Giants by Rewriting Their Outputs},
-  author = {Vernikos, Giorgos and Bra{\\v{z}}inskas, Arthur and Adamek, Jakub and Mallinson, Jonathan and
-            Severyn, Aliaksei and Malmi, Eric},
-  booktitle = {Proceedings of the 18th Conference of the European Chapter of the Association for Computational
-               Linguistics (Volume 1: Long Papers)},
-  year = {2024}
-}"""
 
 
 @dataclass

@@ -35,6 +35,7 @@ from toolkit.baselines.multitask import run_baselines
 from toolkit.configs import apply_cpu_safe_defaults, setup_logging
 from toolkit.distributed import is_main_process, wait_for_everyone
 from toolkit.methods.multitask import report
+from toolkit.methods.multitask.card import CITATION, DESCRIPTION
 from toolkit.methods.multitask.config import MultitaskConfig
 from toolkit.methods.multitask.data import load_mixture_splits
 from toolkit.methods.multitask.formats import evaluate
@@ -54,24 +55,6 @@ from toolkit.training.sft import (
 )
 from toolkit.training.tracking import log_final_metrics, require_tensorboard, resume_checkpoint
 
-CITATION = """@misc{zhao2024advancing,
-  title = {Advancing Single- and Multi-task Text Classification through Large Language Model Fine-tuning},
-  author = {Zhao, Hang and Chen, Qile P. and Zhang, Yijing Barry and Yang, Gang},
-  year = {2024},
-  eprint = {2412.08587},
-  archivePrefix = {arXiv}
-}
-@inproceedings{dettmers2023qlora,
-  title = {{QLoRA}: Efficient Finetuning of Quantized {LLMs}},
-  author = {Dettmers, Tim and Pagnoni, Artidoro and Holtzman, Ari and Zettlemoyer, Luke},
-  booktitle = {Advances in Neural Information Processing Systems},
-  volume = {36},
-  year = {2023}
-}"""
-DESCRIPTION = (
-    "One causal LM fine-tuned with a 4-bit NF4 + LoRA (QLoRA) adapter on a weighted mixture of classification, "
-    "intent and slot-filling tasks, each an instruction with a parseable answer (Zhao et al. 2024)."
-)
 # Left out of a Hub push of the adapter: the baselines' logs, the merged copy, checkpoints, TensorBoard runs.
 PUSH_IGNORE = ["baselines/*", "merged/*", "checkpoint-*", "*.pt", "*.pth", "runs/*"]
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from toolkit import configs
-from toolkit.methods.step_by_step.card import CARD_TASKS, DESCRIPTION, card_lineage
+from toolkit.methods.step_by_step.card import CARD_TASKS, CITATION, DESCRIPTION, card_lineage
 from toolkit.methods.step_by_step.collator import StepByStepCollator
 from toolkit.methods.step_by_step.config import StepByStepConfig
 from toolkit.methods.step_by_step.data import prepare_data
@@ -48,15 +48,6 @@ logger = logging.getLogger(__name__)
 
 # Every dev evaluation: the label-task loss (teacher-forced) and the greedy label accuracy on the dev rows.
 DEV_CURVE_METRICS = ("eval_loss", "eval_accuracy")
-
-CITATION = """@inproceedings{hsieh-etal-2023-distilling,
-  title = {Distilling Step-by-Step! Outperforming Larger Language Models with Less Training Data and Smaller
-           Model Sizes},
-  author = {Hsieh, Cheng-Yu and Li, Chun-Liang and Yeh, Chih-Kuan and Nakhost, Hootan and Fujii, Yasuhisa and
-            Ratner, Alexander and Krishna, Ranjay and Lee, Chen-Yu and Pfister, Tomas},
-  booktitle = {Findings of the Association for Computational Linguistics: ACL 2023},
-  year = {2023}
-}"""
 
 
 @dataclass

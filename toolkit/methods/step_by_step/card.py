@@ -1,4 +1,4 @@
-"""Distilling step-by-step model card: what the method is, and the lineage of the rationales the student learned."""
+"""Distilling step-by-step model card: what the method is, the paper to cite, the lineage of the rationales learned."""
 
 from __future__ import annotations
 
@@ -9,10 +9,19 @@ DESCRIPTION = (
     "with its own input prefix, the teacher's rationales; loss = a·label + (1-a)·rationale. Only the label task "
     "runs at inference."
 )
+CITATION = """@inproceedings{hsieh-etal-2023-distilling,
+  title = {Distilling Step-by-Step! Outperforming Larger Language Models with Less Training Data and Smaller
+           Model Sizes},
+  author = {Hsieh, Cheng-Yu and Li, Chun-Liang and Yeh, Chih-Kuan and Nakhost, Hootan and Fujii, Yasuhisa and
+            Ratner, Alexander and Krishna, Ranjay and Lee, Chen-Yu and Pfister, Tomas},
+  booktitle = {Findings of the Association for Computational Linguistics: ACL 2023},
+  year = {2023}
+}"""
+
 # The model card's task tag per dataset.
 CARD_TASKS = {"cqa": "qa", "svamp": "math", "anli1": "nli", "esnli": "nli"}
 
-__all__ = ["CARD_TASKS", "DESCRIPTION", "card_lineage"]
+__all__ = ["CARD_TASKS", "CITATION", "DESCRIPTION", "card_lineage"]
 
 
 def card_lineage(lineage: dict, report: dict, train_source: str, base_model: str) -> Lineage:
